@@ -1,0 +1,260 @@
+"""Opening the bot's SQLite file: owner-only permissions, WAL mode, versioned migrations.
+
+Everything that must survive a crash lives in this one file (`SIGFOX_BOT_DB`). The schema is
+versioned with `PRAGMA user_version`; each migration runs once, in order, in one transaction.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from sqlite_utils import Database
+
+DEFAULT_DB_PATH = "sigfox-bot.db"
+
+# Append only: a released migration is never edited, a change is a new entry.
+MIGRATIONS: tuple[str, ...] = (
+    # 1: workflows, their devices and events, approvals, snapshots, audit, idempotency.
+    """
+    CREATE TABLE workflows (
+        id INTEGER PRIMARY KEY,
+        kind TEXT NOT NULL,
+        state TEXT NOT NULL,
+        requester TEXT NOT NULL,
+        channel TEXT NOT NULL DEFAULT '',
+        thread TEXT NOT NULL DEFAULT '',
+        params TEXT NOT NULL DEFAULT '{}',
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_run REAL NOT NULL DEFAULT 0,
+        last_error TEXT NOT NULL DEFAULT '',
+        outcome TEXT NOT NULL DEFAULT '',
+        lease_owner TEXT NOT NULL DEFAULT '',
+        lease_until REAL NOT NULL DEFAULT 0,
+        version INTEGER NOT NULL DEFAULT 0,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    CREATE INDEX workflows_state_next ON workflows(state, next_run);
+    CREATE TABLE workflow_devices (
+        workflow_id INTEGER NOT NULL REFERENCES workflows(id),
+        device_id TEXT NOT NULL,
+        state TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_run REAL NOT NULL DEFAULT 0,
+        last_error TEXT NOT NULL DEFAULT '',
+        data TEXT NOT NULL DEFAULT '{}',
+        version INTEGER NOT NULL DEFAULT 0,
+        updated_at REAL NOT NULL,
+        PRIMARY KEY (workflow_id, device_id)
+    );
+    CREATE INDEX workflow_devices_device ON workflow_devices(device_id);
+    -- One destructive workflow per device at a time: the primary key is the guard.
+    CREATE TABLE device_locks (
+        device_id TEXT PRIMARY KEY,
+        workflow_id INTEGER NOT NULL REFERENCES workflows(id)
+    );
+    CREATE TABLE workflow_events (
+        id INTEGER PRIMARY KEY,
+        workflow_id INTEGER NOT NULL REFERENCES workflows(id),
+        device_id TEXT NOT NULL DEFAULT '',
+        time REAL NOT NULL,
+        kind TEXT NOT NULL,
+        text TEXT NOT NULL,
+        details TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE INDEX workflow_events_wf ON workflow_events(workflow_id);
+    CREATE INDEX workflow_events_device ON workflow_events(device_id);
+    CREATE TABLE approvals (
+        id INTEGER PRIMARY KEY,
+        workflow_id INTEGER NOT NULL UNIQUE REFERENCES workflows(id),
+        state TEXT NOT NULL,
+        requested_by TEXT NOT NULL,
+        summary TEXT NOT NULL DEFAULT '',
+        decided_by TEXT NOT NULL DEFAULT '',
+        decided_at REAL NOT NULL DEFAULT 0,
+        reason TEXT NOT NULL DEFAULT '',
+        created_at REAL NOT NULL,
+        expires_at REAL NOT NULL,
+        message_ref TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE INDEX approvals_state ON approvals(state);
+    CREATE TABLE snapshots (
+        workflow_id INTEGER NOT NULL REFERENCES workflows(id),
+        device_id TEXT NOT NULL,
+        pac TEXT NOT NULL,
+        new_pac TEXT NOT NULL DEFAULT '',
+        name TEXT NOT NULL DEFAULT '',
+        device_type_id TEXT NOT NULL DEFAULT '',
+        group_id TEXT NOT NULL DEFAULT '',
+        lat REAL,
+        lng REAL,
+        flags TEXT NOT NULL DEFAULT '{}',
+        captured_at REAL NOT NULL,
+        PRIMARY KEY (workflow_id, device_id)
+    );
+    CREATE INDEX snapshots_device ON snapshots(device_id);
+    CREATE TABLE audit (
+        id INTEGER PRIMARY KEY,
+        time REAL NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        workflow_id INTEGER,
+        device_id TEXT NOT NULL DEFAULT '',
+        outcome TEXT NOT NULL DEFAULT '',
+        details TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE INDEX audit_device ON audit(device_id);
+    CREATE TABLE idempotency_keys (
+        key TEXT PRIMARY KEY,
+        created_at REAL NOT NULL,
+        result TEXT NOT NULL DEFAULT '{}'
+    );
+    """,
+    # 2: fleet scan state, alerts and snoozes.
+    """
+    CREATE TABLE fleet_devices (
+        device_id TEXT PRIMARY KEY,
+        name TEXT NOT NULL DEFAULT '',
+        device_type_id TEXT NOT NULL DEFAULT '',
+        group_id TEXT NOT NULL DEFAULT '',
+        device_state INTEGER,
+        token_state INTEGER,
+        token_end REAL,
+        last_com REAL,
+        scan_id INTEGER NOT NULL DEFAULT 0,
+        seen_at REAL NOT NULL
+    );
+    CREATE INDEX fleet_devices_token_end ON fleet_devices(token_end);
+    CREATE TABLE scans (
+        id INTEGER PRIMARY KEY,
+        started_at REAL NOT NULL,
+        finished_at REAL NOT NULL DEFAULT 0,
+        ok INTEGER NOT NULL DEFAULT 0,
+        devices INTEGER NOT NULL DEFAULT 0,
+        error TEXT NOT NULL DEFAULT ''
+    );
+    CREATE TABLE alerts (
+        device_id TEXT NOT NULL,
+        condition TEXT NOT NULL,
+        level INTEGER NOT NULL,
+        state TEXT NOT NULL,
+        first_seen REAL NOT NULL,
+        last_announced REAL NOT NULL DEFAULT 0,
+        resolved_at REAL NOT NULL DEFAULT 0,
+        details TEXT NOT NULL DEFAULT '{}',
+        PRIMARY KEY (device_id, condition)
+    );
+    CREATE INDEX alerts_state ON alerts(state);
+    CREATE TABLE snoozes (
+        id INTEGER PRIMARY KEY,
+        device_id TEXT NOT NULL,
+        condition TEXT NOT NULL DEFAULT '',
+        until REAL,
+        snoozed_by TEXT NOT NULL,
+        reason TEXT NOT NULL DEFAULT '',
+        created_at REAL NOT NULL
+    );
+    CREATE INDEX snoozes_device ON snoozes(device_id);
+    CREATE TABLE kv (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    """,
+)
+
+
+class SafeDatabase:
+    """A sqlite-utils `Database` shared by the bot's threads, one writer at a time.
+
+    SQLite serialises writers anyway; the lock keeps Python's single connection consistent
+    across the Slack handler threads and the scheduler's. Cross-process safety comes from
+    SQLite's own locking and from compare-and-set updates.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        self.lock = threading.RLock()
+        conn = _connect(self.path)
+        self.db = Database(conn)
+
+    @contextmanager
+    def transaction(self) -> Iterator[Database]:
+        with self.lock:
+            conn = self.db.conn
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.db
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    def query(self, sql: str, params: tuple | dict = ()) -> list[dict]:
+        with self.lock:
+            return list(self.db.query(sql, params))
+
+    def close(self) -> None:
+        with self.lock:
+            self.db.conn.close()
+
+
+def _connect(path: str) -> sqlite3.Connection:
+    if path != ":memory:":
+        _create_private(Path(path))
+    # isolation_level=None: we issue BEGIN/COMMIT ourselves so a compare-and-set and the
+    # records that go with it land together or not at all.
+    conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
+    conn.row_factory = sqlite3.Row
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("PRAGMA foreign_keys=ON")
+    conn.execute("PRAGMA busy_timeout=30000")
+    _migrate(conn)
+    if path != ":memory:":
+        for suffix in ("-wal", "-shm"):
+            side = Path(path + suffix)
+            if side.exists():
+                side.chmod(0o600)
+    return conn
+
+
+def _create_private(path: Path) -> None:
+    """Create the file readable by its owner only: it holds PACs, which are credentials."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
+        os.close(fd)
+    path.chmod(0o600)
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    current = conn.execute("PRAGMA user_version").fetchone()[0]
+    for version, script in enumerate(MIGRATIONS[current:], start=current + 1):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in _statements(script):
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {version}")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+
+def _statements(script: str) -> list[str]:
+    lines = [line for line in script.splitlines() if not line.strip().startswith("--")]
+    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
+
+
+def schema_version(database: SafeDatabase) -> int:
+    return int(database.query("PRAGMA user_version")[0]["user_version"])
+
+
+def open_database(path: str | Path | None = None) -> SafeDatabase:
+    """Open (creating and migrating as needed) the bot's database."""
+    return SafeDatabase(path or os.environ.get("SIGFOX_BOT_DB") or DEFAULT_DB_PATH)

@@ -1,0 +1,176 @@
+"""Typed rows of the bot's database. Plain data: the rules live in `commands/`."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+
+def job_label(workflow_id: int) -> str:
+    """How people see a workflow id: `J-0042`."""
+    return f"J-{workflow_id:04d}"
+
+
+def parse_job_label(text: str) -> int | None:
+    text = text.strip().upper()
+    if text.startswith("J-"):
+        text = text[2:]
+    return int(text) if text.isdigit() else None
+
+
+@dataclass(frozen=True)
+class WorkflowRecord:
+    id: int
+    kind: str
+    state: str
+    requester: str
+    channel: str
+    thread: str
+    params: dict[str, Any]
+    attempts: int
+    next_run: float
+    last_error: str
+    outcome: str
+    version: int
+    created_at: float
+    updated_at: float
+
+    @property
+    def label(self) -> str:
+        return job_label(self.id)
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> WorkflowRecord:
+        return cls(
+            id=row["id"],
+            kind=row["kind"],
+            state=row["state"],
+            requester=row["requester"],
+            channel=row["channel"],
+            thread=row["thread"],
+            params=json.loads(row["params"]),
+            attempts=row["attempts"],
+            next_run=row["next_run"],
+            last_error=row["last_error"],
+            outcome=row["outcome"],
+            version=row["version"],
+            created_at=row["created_at"],
+            updated_at=row["updated_at"],
+        )
+
+
+@dataclass(frozen=True)
+class DeviceStep:
+    """Where one device of a workflow stands."""
+
+    workflow_id: int
+    device_id: str
+    state: str
+    attempts: int
+    next_run: float
+    last_error: str
+    data: dict[str, Any]
+    version: int
+    updated_at: float
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> DeviceStep:
+        return cls(
+            workflow_id=row["workflow_id"],
+            device_id=row["device_id"],
+            state=row["state"],
+            attempts=row["attempts"],
+            next_run=row["next_run"],
+            last_error=row["last_error"],
+            data=json.loads(row["data"]),
+            version=row["version"],
+            updated_at=row["updated_at"],
+        )
+
+
+@dataclass(frozen=True)
+class ApprovalRecord:
+    id: int
+    workflow_id: int
+    state: str
+    requested_by: str
+    summary: str
+    decided_by: str
+    decided_at: float
+    reason: str
+    created_at: float
+    expires_at: float
+    message_ref: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> ApprovalRecord:
+        values = dict(row)
+        values["message_ref"] = json.loads(values["message_ref"])
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What the operator's text file held: enough to register the device again.
+
+    `repr` hides the PAC so a snapshot printed in a log or a traceback leaks nothing.
+    """
+
+    workflow_id: int
+    device_id: str
+    pac: str = field(repr=False)
+    new_pac: str = field(repr=False)
+    name: str
+    device_type_id: str
+    group_id: str
+    lat: float | None
+    lng: float | None
+    flags: dict[str, Any]
+    captured_at: float
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Snapshot:
+        values = dict(row)
+        values["flags"] = json.loads(values["flags"])
+        return cls(**values)
+
+    @property
+    def current_pac(self) -> str:
+        """The PAC that registers the device now: the new one once it was re-registered."""
+        return self.new_pac or self.pac
+
+
+@dataclass(frozen=True)
+class EventRecord:
+    id: int
+    workflow_id: int
+    device_id: str
+    time: float
+    kind: str
+    text: str
+    details: dict[str, Any]
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> EventRecord:
+        values = dict(row)
+        values["details"] = json.loads(values["details"])
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    id: int
+    time: float
+    actor: str
+    action: str
+    workflow_id: int | None
+    device_id: str
+    outcome: str
+    details: dict[str, Any]
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> AuditEntry:
+        values = dict(row)
+        values["details"] = json.loads(values["details"])
+        return cls(**values)
