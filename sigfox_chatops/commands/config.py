@@ -1,0 +1,503 @@
+"""The bot's policy and routing file (TOML), named by the `SIGFOX_BOT_CONFIG` environment variable.
+
+Loading is strict on purpose: an operator who mistypes `aprovers` must learn it at start-up, with
+the file, the line and the key, rather than discover weeks later that nobody can approve a renewal.
+No file at all is legal and gives the safe defaults: anyone may ask, nobody may approve.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import tomllib
+import types
+import typing
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import time, timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+CONFIG_ENV_VAR = "SIGFOX_BOT_CONFIG"
+
+# ---------------------------------------------------------------------------------------------
+# Durations
+# ---------------------------------------------------------------------------------------------
+
+_DURATION_UNITS: dict[str, int] = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_DURATION_PART = re.compile(r"(\d+)([smhdw])")
+_DURATION_WHOLE = re.compile(r"(?:\d+[smhdw])+")
+_DURATION_EXAMPLE = (
+    'write a number and a unit (s, m, h, d or w), like "30s", "5m", "24h", "7d" or "1h30m"'
+)
+
+
+def parse_duration(text: str) -> timedelta:
+    """Parse `30s`, `5m`, `24h`, `7d`, `2w` or a combination such as `1h30m` into a timedelta.
+
+    Raises ValueError whose message says what was wrong and shows the expected form.
+    """
+    if not isinstance(text, str):
+        raise ValueError(f"expected a duration written as text, got {text!r}; {_DURATION_EXAMPLE}")
+    compact = text.strip().lower().replace(" ", "")
+    if not compact:
+        raise ValueError(f"empty duration; {_DURATION_EXAMPLE}")
+    if not _DURATION_WHOLE.fullmatch(compact):
+        raise ValueError(f"{text!r} is not a duration; {_DURATION_EXAMPLE}")
+    seconds = sum(int(n) * _DURATION_UNITS[u] for n, u in _DURATION_PART.findall(compact))
+    return timedelta(seconds=seconds)
+
+
+def format_duration(value: timedelta) -> str:
+    """The inverse of parse_duration, for messages: 5400 s -> "1h30m"."""
+    remaining = int(value.total_seconds())
+    if remaining == 0:
+        return "0s"
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        count, remaining = divmod(remaining, size)
+        if count:
+            parts.append(f"{count}{unit}")
+    return "".join(parts)
+
+
+def _to_duration(value: Any) -> timedelta:
+    # A timedelta passes so that code and tests can build models directly.
+    if isinstance(value, timedelta):
+        return value
+    return parse_duration(value)
+
+
+def _positive(value: timedelta) -> timedelta:
+    if value <= timedelta(0):
+        raise ValueError(f"must be longer than zero; {_DURATION_EXAMPLE}")
+    return value
+
+
+Duration = Annotated[timedelta, BeforeValidator(_to_duration), AfterValidator(_positive)]
+
+# ---------------------------------------------------------------------------------------------
+# Slack ids
+# ---------------------------------------------------------------------------------------------
+
+_USER_ID = re.compile(r"[UW][A-Z0-9]{2,}")
+_GROUP_ID = re.compile(r"S[A-Z0-9]{2,}")
+_CHANNEL_ID = re.compile(r"[CG][A-Z0-9]{2,}")
+ANYONE = "*"
+
+
+def _slack_text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"expected a Slack id in quotes, got {value!r}")
+    # No case folding: Slack ids are upper case, and folding would let a channel *name* such
+    # as "general" pass for an id ("GENERAL").
+    return value.strip()
+
+
+def _principal(value: str) -> str:
+    if _USER_ID.fullmatch(value) or _GROUP_ID.fullmatch(value):
+        return value
+    raise ValueError(
+        f"{value!r} is not a Slack user or user-group id: user ids start with U or W, "
+        'user-group ids with S, like "U0123ABCD" or "S0456EFGH"'
+    )
+
+
+def _requester(value: str) -> str:
+    return value if value == ANYONE else _principal(value)
+
+
+def _channel(value: str) -> str:
+    if _CHANNEL_ID.fullmatch(value):
+        return value
+    raise ValueError(
+        f"{value!r} is not a Slack channel id: channel ids start with C or G, like "
+        '"C0123ABCD" (in Slack: channel details, at the bottom); channel names are not accepted'
+    )
+
+
+def _approver(value: str) -> str:
+    if value == ANYONE:
+        # Approval exists to put a named human in the loop; "anyone" would defeat it.
+        raise ValueError('"*" is not allowed among approvers: list users or user groups by id')
+    return _principal(value)
+
+
+PrincipalId = Annotated[str, BeforeValidator(_slack_text), AfterValidator(_approver)]
+RequesterId = Annotated[str, BeforeValidator(_slack_text), AfterValidator(_requester)]
+ChannelId = Annotated[str, BeforeValidator(_slack_text), AfterValidator(_channel)]
+
+# ---------------------------------------------------------------------------------------------
+# Other scalar types
+# ---------------------------------------------------------------------------------------------
+
+_HHMM = re.compile(r"([01]\d|2[0-3]):([0-5]\d)")
+
+
+def _to_clock_time(value: Any) -> time:
+    # TOML has a native local time (09:00:00); accept it as well as the documented "09:00".
+    if isinstance(value, time):
+        return value
+    if isinstance(value, str) and (match := _HHMM.fullmatch(value.strip())):
+        return time(int(match[1]), int(match[2]))
+    raise ValueError(f'{value!r} is not a time of day: write 24-hour "HH:MM", like "09:00"')
+
+
+ClockTime = Annotated[time, BeforeValidator(_to_clock_time)]
+
+
+def _timezone_name(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"{value!r} is not a known time zone: use an IANA name like \"UTC\" or "
+            '"Europe/Paris"'
+        ) from None
+    return value
+
+
+TimezoneName = Annotated[StrictStr, AfterValidator(_timezone_name)]
+
+GuardedOperationName = Literal["renew", "delete", "transfer", "restart", "unsubscribe"]
+"""Operations that need an approval; must equal policy.Operation's guarded members."""
+
+# ---------------------------------------------------------------------------------------------
+# Sections
+# ---------------------------------------------------------------------------------------------
+
+
+class _Section(BaseModel):
+    # Scalars are Strict* types: TOML already types its values, so "30" for a number is a
+    # mistake worth reporting. Frozen: the policy reads the config at every decision and must
+    # not see it change under it.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class OperationPolicy(_Section):
+    """Overrides for one operation; an absent key falls back to [policy]."""
+
+    requesters: tuple[RequesterId, ...] | None = None
+    approvers: tuple[PrincipalId, ...] | None = None
+    allow_self_approval: StrictBool | None = None
+
+
+class PolicyConfig(_Section):
+    requesters: tuple[RequesterId, ...] = (ANYONE,)
+    approvers: tuple[PrincipalId, ...] = ()
+    allow_self_approval: StrictBool = False
+    approval_ttl: Duration = timedelta(hours=24)
+    operations: dict[GuardedOperationName, OperationPolicy] = Field(default_factory=dict)
+
+
+class AlertRoute(_Section):
+    """Send alerts for devices of these device types or groups (ids or names) to `channel`."""
+
+    channel: ChannelId
+    device_types: tuple[StrictStr, ...] = ()
+    groups: tuple[StrictStr, ...] = ()
+
+    @model_validator(mode="after")
+    def _needs_a_selector(self) -> AlertRoute:
+        if not self.groups and not self.device_types:
+            raise ValueError(
+                "a route needs device_types or groups (or both); for everything else, "
+                "set channel in [alerts]"
+            )
+        return self
+
+    def matches(self, device_type: Iterable[str], group: Iterable[str]) -> bool:
+        wanted_types = {v.casefold() for v in self.device_types}
+        wanted_groups = {v.casefold() for v in self.groups}
+        return any(v.casefold() in wanted_types for v in device_type) or any(
+            v.casefold() in wanted_groups for v in group
+        )
+
+
+class AlertsConfig(_Section):
+    channel: ChannelId | None = None
+    warn_days: StrictInt = Field(default=30, ge=1, le=3650)
+    critical_days: StrictInt = Field(default=7, ge=0, le=3650)
+    scan_interval: Duration = timedelta(hours=6)
+    digest_time: ClockTime = time(9, 0)
+    timezone: TimezoneName = "UTC"
+    repeat_after: Duration = timedelta(days=7)
+    routes: tuple[AlertRoute, ...] = ()
+
+    @field_validator("critical_days")
+    @classmethod
+    def _critical_within_warn(cls, critical: int, info: ValidationInfo) -> int:
+        warn = info.data.get("warn_days")
+        if isinstance(warn, int) and critical > warn:
+            raise ValueError(
+                f"critical_days ({critical}) must not exceed warn_days ({warn}): a token is "
+                "warned about first and becomes critical closer to its end"
+            )
+        return critical
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    def channel_for(
+        self, device_type: str | Iterable[str] = (), group: str | Iterable[str] = ()
+    ) -> str | None:
+        """The channel for a device's alerts: first matching route in file order, else default.
+
+        Pass ids, names or both (e.g. `("5f1a...", "Fleet B")`); matching ignores case.
+        """
+        types_ = (device_type,) if isinstance(device_type, str) else tuple(device_type)
+        groups = (group,) if isinstance(group, str) else tuple(group)
+        for route in self.routes:
+            if route.matches(types_, groups):
+                return route.channel
+        return self.channel
+
+
+class TimingConfig(_Section):
+    tick: Duration = timedelta(seconds=30)
+    release_retry: Duration = timedelta(minutes=5)
+    release_timeout: Duration = timedelta(hours=2)
+    first_message_poll: Duration = timedelta(minutes=5)
+    first_message_timeout: Duration = timedelta(days=7)
+    approval_reminder: Duration = timedelta(hours=4)
+
+
+class BotConfig(_Section):
+    policy: PolicyConfig = Field(default_factory=PolicyConfig)
+    alerts: AlertsConfig = Field(default_factory=AlertsConfig)
+    timing: TimingConfig = Field(default_factory=TimingConfig)
+    _source: Path | None = PrivateAttr(default=None)
+
+    @property
+    def source(self) -> Path | None:
+        """The file this configuration came from; None for the built-in defaults."""
+        return self._source
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading and error reporting
+# ---------------------------------------------------------------------------------------------
+
+
+class ConfigError(ValueError):
+    """The configuration file cannot be used. `str(err)` is ready to show to an operator."""
+
+    def __init__(
+        self, message: str, *, path: Path | None = None, line: int | None = None, key: str = ""
+    ) -> None:
+        super().__init__(message)
+        self.path = path
+        self.line = line
+        self.key = key
+
+
+def load_config(path: str | Path | None = None) -> BotConfig:
+    """Load the configuration: `path`, else $SIGFOX_BOT_CONFIG, else the built-in defaults."""
+    if path is None or str(path) == "":
+        path = os.environ.get(CONFIG_ENV_VAR) or None
+    if path is None:
+        return BotConfig()
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(
+            f"{file}: cannot read the configuration file ({exc.strerror or exc}); "
+            f"check {CONFIG_ENV_VAR} or the path given",
+            path=file,
+        ) from exc
+    return parse_config(text, file)
+
+
+def parse_config(text: str, source: Path | None = None) -> BotConfig:
+    """Validate TOML text; `source` only names the file in messages."""
+    name = str(source) if source else "<config>"
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise _syntax_error(exc, text, name, source) from None
+    try:
+        config = BotConfig.model_validate(data)
+    except ValidationError as exc:
+        raise _validation_error(exc, text, name, source) from None
+    config._source = source
+    return config
+
+
+_TOML_POSITION = re.compile(r"\(at line (\d+), column \d+\)")
+
+
+def _syntax_error(
+    exc: tomllib.TOMLDecodeError, text: str, name: str, source: Path | None
+) -> ConfigError:
+    match = _TOML_POSITION.search(str(exc))
+    line = int(match[1]) if match else None
+    reason = _TOML_POSITION.sub("", str(exc)).strip()
+    if line is None:
+        return ConfigError(f"{name}: invalid TOML: {reason}", path=source)
+    lines = text.splitlines()
+    content = lines[line - 1].strip() if 0 < line <= len(lines) else ""
+    entries = _KeyIndex("\n".join(lines[:line])).entries
+    key = _dotted(entries[-1][0]) if entries and entries[-1][1] == line else _line_key(content)
+    where = f"{name}, line {line}" + (f", key {key}" if key else "")
+    return ConfigError(
+        f"{where}: invalid TOML ({reason}): {content!r} "
+        '(hint: text values such as durations and ids need quotes, e.g. tick = "30s")',
+        path=source, line=line, key=key,
+    )
+
+
+def _validation_error(
+    exc: ValidationError, text: str, name: str, source: Path | None
+) -> ConfigError:
+    index = _KeyIndex(text)
+    problems = []
+    for error in exc.errors():
+        loc = tuple(error["loc"])
+        # pydantic marks a bad dict key with a trailing "[key]"; the key itself is the culprit.
+        where = loc[:-1] if loc and loc[-1] == "[key]" else loc
+        line = index.line_of(where)
+        key = _dotted(where)
+        problems.append((line, key, _explain(error, loc)))
+    problems.sort(key=lambda p: (p[0] is None, p[0] or 0))
+    first_line, first_key, _ = problems[0]
+    lines = [
+        f"{name}" + (f", line {line}" if line else "") + f", key {key}: {why}"
+        for line, key, why in problems
+    ]
+    return ConfigError("\n".join(lines), path=source, line=first_line, key=first_key)
+
+
+def _dotted(loc: Sequence[str | int]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _explain(error: Any, loc: Sequence[str | int]) -> str:
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        known = _known_keys(loc[:-1])
+        close = difflib.get_close_matches(str(loc[-1]), known, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        return f"unknown key; {hint}known keys here: {', '.join(known)}"
+    if kind == "missing":
+        return "this key is required"
+    if loc and loc[-1] == "[key]":
+        allowed = ", ".join(typing.get_args(GuardedOperationName))
+        return f"{loc[-2]!r} is not an operation that takes its own policy; use one of {allowed}"
+    message = str(error["msg"])
+    # Our own validators raise ValueError; pydantic prefixes those with "Value error, ".
+    return message.removeprefix("Value error, ")
+
+
+def _known_keys(loc: Sequence[str | int]) -> list[str]:
+    """Keys allowed in the table at `loc`, by walking the models (for "did you mean")."""
+    model: Any = BotConfig
+    skip = 0
+    for part in loc:
+        if skip:
+            skip -= 1
+            continue
+        if isinstance(part, int) or not (isinstance(model, type) and issubclass(model, BaseModel)):
+            continue
+        field = model.model_fields.get(part)
+        if field is None:
+            return []
+        model, skip = _inner_model(field.annotation)
+    if isinstance(model, type) and issubclass(model, BaseModel):
+        return list(model.model_fields)
+    return []
+
+
+def _inner_model(annotation: Any) -> tuple[Any, int]:
+    """The model inside `annotation`, and how many loc parts its container adds (index/key)."""
+    origin = typing.get_origin(annotation)
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if origin in (typing.Union, types.UnionType) and args:
+        return _inner_model(args[0])
+    if origin is dict:
+        return args[1], 1
+    if origin is tuple:
+        return args[0], 1
+    return annotation, 0
+
+
+_HEADER = re.compile(r"\s*(\[\[?)\s*([^\[\]]+?)\s*\]\]?\s*(?:#.*)?$")
+_KEY_PART = r"(?:[A-Za-z0-9_-]+|\"[^\"]*\"|'[^']*')"
+_KEY_LINE = re.compile(rf"\s*({_KEY_PART}(?:\s*\.\s*{_KEY_PART})*)\s*=")
+
+
+def _split_key(dotted: str) -> list[str]:
+    parts = re.findall(r"\"([^\"]*)\"|'([^']*)'|([A-Za-z0-9_-]+)", dotted)
+    return [a or b or c for a, b, c in parts]
+
+
+def _line_key(content: str) -> str:
+    match = _KEY_LINE.match(content)
+    return ".".join(_split_key(match[1])) if match else ""
+
+
+@dataclass
+class _KeyIndex:
+    """Where each table and key sits in the TOML text, to point a validation error at a line.
+
+    A heuristic (no TOML position data exists), good for the hand-written files this is for:
+    headers `[a.b]` and `[[a.b]]` (numbered by occurrence) and `key = ...` lines.
+    """
+
+    text: str
+
+    def __post_init__(self) -> None:
+        self.entries: list[tuple[tuple[str | int, ...], int]] = []
+        table: tuple[str | int, ...] = ()
+        array_counts: dict[tuple[str, ...], int] = {}
+        for number, raw in enumerate(self.text.splitlines(), start=1):
+            if header := _HEADER.match(raw):
+                names = tuple(_split_key(header[2]))
+                if header[1] == "[[":
+                    index = array_counts.get(names, 0)
+                    array_counts[names] = index + 1
+                    table = (*names, index)
+                else:
+                    table = names
+                self.entries.append((table, number))
+            elif key := _KEY_LINE.match(raw):
+                self.entries.append(((*table, *_split_key(key[1])), number))
+
+    def line_of(self, loc: Sequence[str | int]) -> int | None:
+        best_line, best_len = None, 0
+        for path, number in self.entries:
+            common = _common_prefix(path, loc)
+            if common == len(path) and common > best_len:
+                best_line, best_len = number, common
+        return best_line
+
+
+def _common_prefix(a: Sequence[str | int], b: Sequence[str | int]) -> int:
+    count = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        count += 1
+    return count
