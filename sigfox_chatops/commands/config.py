@@ -45,6 +45,8 @@ CONFIG_ENV_VAR = "SIGFOX_BOT_CONFIG"
 _DURATION_UNITS: dict[str, int] = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _DURATION_PART = re.compile(r"(\d+)([smhdw])")
 _DURATION_WHOLE = re.compile(r"(?:\d+[smhdw])+")
+# Far below timedelta's limit, far above any sensible setting: a typo, not an overflow.
+_MAX_DURATION_SECONDS = 3650 * 86400
 _DURATION_EXAMPLE = (
     'write a number and a unit (s, m, h, d or w), like "30s", "5m", "24h", "7d" or "1h30m"'
 )
@@ -63,6 +65,8 @@ def parse_duration(text: str) -> timedelta:
     if not _DURATION_WHOLE.fullmatch(compact):
         raise ValueError(f"{text!r} is not a duration; {_DURATION_EXAMPLE}")
     seconds = sum(int(n) * _DURATION_UNITS[u] for n, u in _DURATION_PART.findall(compact))
+    if seconds > _MAX_DURATION_SECONDS:
+        raise ValueError(f"{text!r} is too long: durations go up to 10 years (3650d)")
     return timedelta(seconds=seconds)
 
 
