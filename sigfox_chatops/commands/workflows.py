@@ -1,0 +1,994 @@
+"""The durable workflows: renew, delete, transfer, restart and unsubscribe.
+
+A workflow is a row with a state; every device in it has a step. Nothing waits in a thread:
+`tick()` advances whatever is due and returns. Each step first reads the backend, then acts,
+and each transition is a compare-and-set in SQLite, so a crash, a restart, two workers, a double
+click or a replayed request never sends a destructive call twice, and the snapshot taken before
+the delete (PAC included) is always there to re-register the device.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from sigfox_chatops.commands.config import BotConfig
+from sigfox_chatops.commands.policy import Actor, Operation, Policy
+from sigfox_chatops.commands.ports import Clock, Notifier, Progress, ProgressKind, Target
+from sigfox_chatops.commands.preflight import (
+    Refusal,
+    TransferImpact,
+    contract_of,
+    day,
+    is_deletable,
+    require_contract_usable,
+    require_deletable,
+    require_device,
+    resolve_device_type,
+    transfer_impact,
+)
+from sigfox_chatops.commands.states import (
+    ACTIVE,
+    CANCELLABLE,
+    Kind,
+    Step,
+    WorkflowState,
+)
+from sigfox_chatops.sigfox.errors import (
+    SigfoxBadRequest,
+    SigfoxConflict,
+    SigfoxError,
+    SigfoxNotFound,
+)
+from sigfox_chatops.sigfox.models import Device, DeviceCreate, TokenState
+from sigfox_chatops.storage.records import WorkflowRecord, job_label
+from sigfox_chatops.storage.store import Store
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+APPROVAL_KINDS = frozenset({Kind.RENEW, Kind.DELETE, Kind.UNSUBSCRIBE})
+LEASE_SECONDS = 300.0
+JOB_POLL_SECONDS = 5.0
+JOB_TIMEOUT_SECONDS = 3600.0
+MAX_BACKOFF_SECONDS = 900.0
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The answer to a person's request or click. `message` is safe to show anywhere."""
+
+    ok: bool
+    message: str
+    workflow_id: int | None = None
+    approval_id: int | None = None
+    joined: bool = False
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        return job_label(self.workflow_id) if self.workflow_id else ""
+
+
+@dataclass(frozen=True)
+class Request:
+    kind: Kind
+    actor: Actor
+    device_ids: tuple[str, ...]
+    target: Target = field(default_factory=Target)
+    device_type: str | None = None
+    unsubscribe_at_ms: int | None = None
+
+
+class Core:
+    """The operations of the bot, free of Slack: the Slack app, the CLI and the demo drive it."""
+
+    def __init__(
+        self,
+        *,
+        api: Any,
+        store: Store,
+        notifier: Notifier,
+        clock: Clock,
+        config: BotConfig,
+        owner: str | None = None,
+    ) -> None:
+        self.api = api
+        self.store = store
+        self.notifier = notifier
+        self.clock = clock
+        self.config = config
+        self.policy = Policy(config)
+        self.owner = owner or f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+    # -- requests ----------------------------------------------------------------------------
+
+    def request(self, request: Request) -> Outcome:
+        operation = Operation(request.kind.value)
+        decision = self.policy.can_request(request.actor, operation)
+        if not decision.allowed:
+            return Outcome(False, decision.reason)
+        try:
+            plan = self._preflight(request)
+        except Refusal as refusal:
+            return Outcome(False, f"{refusal} Nothing was changed.")
+        except SigfoxError as error:
+            return Outcome(False, f"Could not check the device with Sigfox: {error}. "
+                                  "Nothing was changed; try again in a moment.")
+        return self._open_workflow(request, plan)
+
+    def _preflight(self, request: Request) -> dict[str, Any]:
+        devices = [require_device(self.api, device_id) for device_id in request.device_ids]
+        checks: dict[Kind, Callable[[Request, list[Device]], dict[str, Any]]] = {
+            Kind.RENEW: self._plan_renew,
+            Kind.DELETE: self._plan_delete,
+            Kind.TRANSFER: self._plan_transfer,
+            Kind.RESTART: self._plan_restart,
+            Kind.UNSUBSCRIBE: self._plan_unsubscribe,
+        }
+        plan = checks[request.kind](request, devices)
+        plan["devices"] = devices
+        return plan
+
+    def _plan_renew(self, request: Request, devices: list[Device]) -> dict[str, Any]:
+        for device in devices:
+            require_deletable(device, "renew")
+        target_type = (
+            resolve_device_type(self.api, request.device_type) if request.device_type else None
+        )
+        advice: list[str] = []
+        targets: dict[str, str] = {}
+        for device in devices:
+            type_id = target_type.id if target_type else _type_id(device)
+            device_type = target_type or self.api.get_device_type(type_id)
+            contract = contract_of(self.api, device_type)
+            require_contract_usable(contract, self.clock.now())
+            targets[device.id] = device_type.id
+            if _restart_would_do(device, device_type.id, contract):
+                advice.append(device.id)
+        summary = (
+            f"Renew {_count(devices)}: delete, wait for Sigfox to release the id, register "
+            "again with the recorded PAC, then wait for the first message. Message history is "
+            "lost and the current token with it; the PAC is recorded before the delete."
+        )
+        return {
+            "summary": summary,
+            "targets": targets,
+            "restart_advice": advice,
+            "params": {"targets": targets, "device_type": request.device_type},
+        }
+
+    def _plan_delete(self, request: Request, devices: list[Device]) -> dict[str, Any]:
+        for device in devices:
+            require_deletable(device, "delete")
+        summary = (
+            f"Delete {_count(devices)} from Sigfox. Message history is lost; the PAC is "
+            "recorded so the device can be registered again."
+        )
+        return {"summary": summary, "params": {}}
+
+    def _plan_transfer(self, request: Request, devices: list[Device]) -> dict[str, Any]:
+        if not request.device_type:
+            raise Refusal("Say where to: `/sigfox transfer <id> to <device-type>`.")
+        target_type = resolve_device_type(self.api, request.device_type)
+        target_contract = contract_of(self.api, target_type)
+        impacts: dict[str, str] = {}
+        contracts: dict[str, Any] = {}
+        for device in devices:
+            if _type_id(device) == target_type.id:
+                raise Refusal(f"Device {device.id} is already on {target_type.name}.")
+            source_type_id = _type_id(device)
+            if source_type_id not in contracts:
+                source_type = self.api.get_device_type(source_type_id)
+                contracts[source_type_id] = (
+                    contract_of(self.api, source_type) if source_type.contract else None
+                )
+            impact = transfer_impact(device, contracts[source_type_id], target_contract)
+            impacts[device.id] = impact.value
+        lost = [d for d, i in impacts.items() if TransferImpact(i).needs_approval]
+        lines = [
+            f"• {device_id}: {TransferImpact(impact).explanation}"
+            for device_id, impact in impacts.items()
+        ]
+        summary = (
+            f"Transfer {_count(devices)} to device type {target_type.name}.\n" + "\n".join(lines)
+        )
+        return {
+            "summary": summary,
+            "needs_approval": bool(lost),
+            "params": {
+                "device_type_id": target_type.id,
+                "device_type_name": target_type.name,
+                "impacts": impacts,
+            },
+        }
+
+    def _plan_restart(self, request: Request, devices: list[Device]) -> dict[str, Any]:
+        for device in devices:
+            if device.token is None or device.token.state != TokenState.OFF_CONTRACT:
+                raise Refusal(
+                    f"Device {device.id} is not Off Contract: a restart only brings back an "
+                    "Off Contract device."
+                )
+            contract = contract_of(self.api, self.api.get_device_type(_type_id(device)))
+            require_contract_usable(contract, self.clock.now())
+        return {"summary": f"Restart {_count(devices)} on their contracts.", "params": {}}
+
+    def _plan_unsubscribe(self, request: Request, devices: list[Device]) -> dict[str, Any]:
+        if request.unsubscribe_at_ms is None:
+            raise Refusal("Say when: `/sigfox unsubscribe <id> 2027-01-31`.")
+        when = day(request.unsubscribe_at_ms)
+        summary = (
+            f"Unsubscribe {_count(devices)} on {when}: the device stops communicating and "
+            "its subscription is not renewed after that date."
+        )
+        return {"summary": summary, "params": {"unsubscribe_at_ms": request.unsubscribe_at_ms}}
+
+    def _open_workflow(self, request: Request, plan: dict[str, Any]) -> Outcome:
+        now = self.clock.now()
+        needs_approval = plan.get("needs_approval", request.kind in APPROVAL_KINDS)
+        state = WorkflowState.AWAITING_APPROVAL if needs_approval else WorkflowState.APPROVED
+        workflow_id, busy = self.store.create_workflow(
+            kind=request.kind.value,
+            state=state.value,
+            requester=request.actor.user_id,
+            device_ids=request.device_ids,
+            device_state=Step.PENDING.value,
+            now=now,
+            channel=request.target.channel,
+            thread=request.target.thread,
+            params=plan["params"],
+        )
+        if workflow_id is None:
+            return self._join(busy)
+        self._record_snapshots(workflow_id, plan["devices"], now)
+        self.store.audit(
+            request.actor.user_id,
+            f"request {request.kind.value}",
+            now,
+            workflow_id=workflow_id,
+            details={"devices": list(request.device_ids)},
+        )
+        workflow = self._workflow(workflow_id)
+        advice = plan.get("restart_advice") or []
+        details = {"summary": plan["summary"], "restart_advice": advice}
+        self._tell(workflow, ProgressKind.REQUESTED, plan["summary"], **details)
+        approval_id = None
+        if needs_approval:
+            approval_id = self._ask_approval(workflow, request.actor.user_id, plan["summary"])
+        message = f"{job_label(workflow_id)}: {plan['summary']}"
+        if advice:
+            message += (
+                f"\nA restart would bring {', '.join(advice)} back without deleting its "
+                f"history: `/sigfox restart {' '.join(advice)}` is the better first choice."
+            )
+        if needs_approval:
+            message += "\nWaiting for an approver."
+        return Outcome(True, message, workflow_id, approval_id, details=details)
+
+    def _join(self, busy: dict[str, int]) -> Outcome:
+        holders = sorted(set(busy.values()))
+        first = holders[0]
+        devices = ", ".join(sorted(busy))
+        return Outcome(
+            True,
+            f"{devices} already has a job in progress: {job_label(first)}. Follow it there; "
+            "a second job on the same device is not started.",
+            first,
+            joined=True,
+        )
+
+    def _record_snapshots(self, workflow_id: int, devices: Iterable[Device], now: float) -> None:
+        for device in devices:
+            location = device.location
+            self.store.save_snapshot(
+                workflow_id,
+                device.id,
+                pac=device.pac or "",
+                now=now,
+                name=device.name or "",
+                device_type_id=_type_id(device),
+                group_id=device.group.id if device.group and device.group.id else "",
+                lat=location.lat if location else None,
+                lng=location.lng if location else None,
+                flags={
+                    "activable": device.activable,
+                    "automaticRenewal": device.automatic_renewal,
+                    "prototype": device.prototype,
+                    "productCertificate": (
+                        device.product_certificate.key if device.product_certificate else None
+                    ),
+                },
+            )
+
+    def _ask_approval(self, workflow: WorkflowRecord, requester: str, summary: str) -> int:
+        now = self.clock.now()
+        ttl = self.config.policy.approval_ttl.total_seconds()
+        approval_id = self.store.create_approval(workflow.id, requester, summary, now, now + ttl)
+        self._tell(
+            workflow,
+            ProgressKind.APPROVAL_NEEDED,
+            f"Approval needed: {summary}",
+            approval_id=approval_id,
+            expires_at=now + ttl,
+            summary=summary,
+            requester=requester,
+        )
+        return approval_id
+
+    # -- decisions ---------------------------------------------------------------------------
+
+    def decide(self, approval_id: int, actor: Actor, approve: bool, reason: str = "") -> Outcome:
+        """Approve or reject. Checked against the policy now; the first valid decision wins."""
+        approval = self.store.get_approval(approval_id)
+        if approval is None:
+            return Outcome(False, f"There is no approval request {approval_id}.")
+        workflow = self._workflow(approval.workflow_id)
+        now = self.clock.now()
+        if approval.state != "pending":
+            return Outcome(False, self._already_decided(approval.state, approval.decided_by))
+        if now >= approval.expires_at:
+            self._expire(approval.id, workflow)
+            return Outcome(
+                False, "This request expired; nothing was deleted. Ask again if still needed."
+            )
+        verdict = self.policy.can_approve(actor, Operation(workflow.kind), approval.requested_by)
+        if not verdict.allowed:
+            self.store.audit(actor.user_id, "approval refused", now, workflow_id=workflow.id,
+                             outcome="denied", details={"reason": verdict.reason})
+            return Outcome(False, verdict.reason, workflow.id, approval_id)
+        new_state = "approved" if approve else "rejected"
+        if not self.store.decide_approval(approval_id, new_state, actor.user_id, now, reason):
+            fresh = self.store.get_approval(approval_id)
+            state, by = (fresh.state, fresh.decided_by) if fresh else ("decided", "")
+            return Outcome(False, self._already_decided(state, by))
+        return self._apply_decision(workflow, actor, approve, approval_id, reason)
+
+    def _apply_decision(
+        self, workflow: WorkflowRecord, actor: Actor, approve: bool, approval_id: int, reason: str
+    ) -> Outcome:
+        now = self.clock.now()
+        target = WorkflowState.APPROVED if approve else WorkflowState.REJECTED
+        moved = self.store.cas_workflow(
+            workflow.id, [WorkflowState.AWAITING_APPROVAL.value], target.value, now, next_run=now
+        )
+        verb = "approved" if approve else "rejected"
+        self.store.audit(actor.user_id, verb, now, workflow_id=workflow.id, outcome=verb)
+        if not moved:
+            return Outcome(False, "This job was cancelled meanwhile; nothing will run.")
+        if not approve:
+            self.store.release_device_locks(workflow.id)
+        text = f"{verb.capitalize()} by <@{actor.user_id}>" + (f": {reason}" if reason else "")
+        self._tell(self._workflow(workflow.id), ProgressKind.DECIDED, text,
+                   approval_id=approval_id, decision=verb, decided_by=actor.user_id)
+        if not approve:
+            self._tell(self._workflow(workflow.id), ProgressKind.FINISHED,
+                       "Rejected: nothing was changed.", outcome="rejected")
+        return Outcome(True, f"{job_label(workflow.id)} {verb}.", workflow.id, approval_id)
+
+    @staticmethod
+    def _already_decided(state: str, by: str) -> str:
+        who = f" by <@{by}>" if by else ""
+        return f"This request was already {state}{who}; nothing more to do."
+
+    def cancel(self, workflow_id: int, actor: Actor) -> Outcome:
+        workflow = self.store.get_workflow(workflow_id)
+        if workflow is None:
+            return Outcome(False, f"There is no job {job_label(workflow_id)}: see `/sigfox jobs`.")
+        is_approver = self.policy.can_approve(actor, Operation(workflow.kind), "").allowed
+        if actor.user_id != workflow.requester and not is_approver:
+            return Outcome(False, "Only the requester or an approver may cancel this job.")
+        now = self.clock.now()
+        if not self.store.cas_workflow(
+            workflow.id, [s.value for s in CANCELLABLE], WorkflowState.CANCELLED.value, now,
+            outcome="cancelled",
+        ):
+            return Outcome(False, self._cannot_cancel(self._workflow(workflow.id)))
+        approval = self.store.approval_for(workflow.id)
+        if approval:
+            self.store.decide_approval(approval.id, "cancelled", actor.user_id, now)
+        self.store.release_device_locks(workflow.id)
+        self.store.audit(actor.user_id, "cancel", now, workflow_id=workflow.id)
+        self._tell(self._workflow(workflow.id), ProgressKind.FINISHED,
+                   f"Cancelled by <@{actor.user_id}>: nothing was changed.", outcome="cancelled")
+        return Outcome(True, f"{job_label(workflow.id)} cancelled; nothing was changed.",
+                       workflow.id)
+
+    @staticmethod
+    def _cannot_cancel(workflow: WorkflowRecord) -> str:
+        if workflow.state == WorkflowState.RUNNING:
+            return (
+                f"{workflow.label} cannot be cancelled: its first change was already sent to "
+                "Sigfox. The bot will finish it (the PAC is recorded), follow its thread."
+            )
+        return f"{workflow.label} has already ended ({workflow.state}); there is nothing to cancel."
+
+    def reveal_pac(self, workflow_id: int, device_id: str, actor: Actor) -> Outcome:
+        """The recorded PAC, for an approver who asks: private, and audited."""
+        workflow = self.store.get_workflow(workflow_id)
+        snapshot = self.store.snapshot(workflow_id, device_id) if workflow else None
+        if workflow is None or snapshot is None:
+            label = job_label(workflow_id)
+            return Outcome(False, f"No PAC was recorded for {device_id} in {label}.")
+        verdict = self.policy.can_approve(actor, Operation(workflow.kind), "")
+        now = self.clock.now()
+        self.store.audit(actor.user_id, "reveal pac", now, workflow_id=workflow_id,
+                         device_id=device_id, outcome="shown" if verdict.allowed else "denied")
+        if not verdict.allowed:
+            return Outcome(False, "Only approvers may see a recorded PAC.")
+        return Outcome(True, snapshot.current_pac, workflow_id, details={"device_id": device_id})
+
+    # -- advancing ---------------------------------------------------------------------------
+
+    def resume(self) -> int:
+        """At start: free leases left by a dead process and advance everything unfinished."""
+        self.store.break_leases()
+        for workflow in self.store.list_workflows(states=[s.value for s in ACTIVE], limit=100000):
+            if workflow.state in (WorkflowState.APPROVED, WorkflowState.RUNNING):
+                self.store.update_workflow(workflow.id, self.clock.now(), next_run=0)
+        return self.tick()
+
+    def tick(self) -> int:
+        """Advance every workflow that can move now; returns how many were looked at."""
+        self._expire_approvals()
+        now = self.clock.now()
+        due = self.store.workflows_due(
+            [WorkflowState.APPROVED.value, WorkflowState.RUNNING.value], now
+        )
+        for workflow_id in due:
+            self.advance(workflow_id)
+        return len(due)
+
+    def advance(self, workflow_id: int) -> None:
+        if not self.store.claim_workflow(workflow_id, self.owner, self.clock.now(), LEASE_SECONDS):
+            return
+        try:
+            self._advance_claimed(self._workflow(workflow_id))
+        finally:
+            self.store.release_workflow(workflow_id, self.owner)
+
+    def _advance_claimed(self, workflow: WorkflowRecord) -> None:
+        now = self.clock.now()
+        if workflow.state == WorkflowState.APPROVED:
+            if not self.store.cas_workflow(
+                workflow.id, [WorkflowState.APPROVED.value], WorkflowState.RUNNING.value, now
+            ):
+                return
+            workflow = self._workflow(workflow.id)
+        if workflow.state != WorkflowState.RUNNING:
+            return
+        runner = self._runner(Kind(workflow.kind))
+        for step in self.store.workflow_devices(workflow.id):
+            if not Step(step.state).finished and step.next_run <= self.clock.now():
+                self._run_step(workflow, step.device_id, runner)
+        self._finish_if_done(self._workflow(workflow.id))
+
+    def _run_step(self, workflow: WorkflowRecord, device_id: str, runner: Callable) -> None:
+        step = self.store.device_step(workflow.id, device_id)
+        if step is None:
+            return
+        try:
+            runner(workflow, step)
+        except SigfoxError as error:
+            self._retry_later(workflow, device_id, error)
+
+    def _retry_later(self, workflow: WorkflowRecord, device_id: str, error: SigfoxError) -> None:
+        """A fault (429, 5xx, timeout): nothing is lost; the step checks the backend next time."""
+        step = self.store.device_step(workflow.id, device_id)
+        attempts = (step.attempts if step else 0) + 1
+        delay = min(MAX_BACKOFF_SECONDS, self._tick_seconds() * 2 ** min(attempts, 10))
+        now = self.clock.now()
+        self.store.update_device_step(
+            workflow.id, device_id, now, attempts=attempts, next_run=now + delay,
+            last_error=str(error),
+        )
+        self._schedule(workflow.id, now + delay)
+        log.warning("%s %s: %s; retrying in %.0fs", workflow.label, device_id,
+                    type(error).__name__, delay)
+
+    def _runner(self, kind: Kind) -> Callable[[WorkflowRecord, Any], None]:
+        return {
+            Kind.RENEW: self._step_renew,
+            Kind.DELETE: self._step_delete,
+            Kind.TRANSFER: self._step_transfer,
+            Kind.RESTART: self._step_restart,
+            Kind.UNSUBSCRIBE: self._step_unsubscribe,
+        }[kind]
+
+    # -- renew and delete --------------------------------------------------------------------
+
+    def _step_delete(self, workflow: WorkflowRecord, step: Any) -> None:
+        if self._delete_once(workflow, step):
+            self._move(workflow, step.device_id, Step.DELETING, Step.DONE,
+                       "Deleted; Sigfox no longer lists it. The PAC is recorded.")
+
+    def _step_renew(self, workflow: WorkflowRecord, step: Any) -> None:
+        handlers = {
+            Step.PENDING: self._renew_delete,
+            Step.DELETING: self._renew_delete,
+            Step.AWAITING_RELEASE: self._renew_register,
+            Step.REGISTERED: self._renew_report_contract,
+            Step.AWAITING_UPLINK: self._renew_await_uplink,
+            Step.CHECKING_CALLBACKS: self._renew_check_callbacks,
+        }
+        handlers[Step(step.state)](workflow, step)
+
+    def _delete_once(self, workflow: WorkflowRecord, step: Any) -> bool:
+        """Send the delete at most once; True when the device is gone from Sigfox."""
+        device_id = step.device_id
+        if step.state == Step.PENDING and not self.store.cas_device(
+            workflow.id, device_id, Step.PENDING, Step.DELETING, self.clock.now()
+        ):
+            return False
+        device = self._call(workflow, device_id, "read device", self.api.find_device, device_id)
+        if device is None:
+            return True  # gone: our delete went through before a crash, or someone else's
+        if not is_deletable(device):
+            self._fail(workflow, device_id, "delete",
+                       f"{device_id} changed since the request: its token is now "
+                       f"{device.token.state.name if device.token and device.token.state is not None else 'unknown'}; "  # noqa: E501
+                       "it was not deleted. Check it with `/sigfox status`.")
+            return False
+        try:
+            self._call(workflow, device_id, "delete", self.api.delete_device, device_id)
+        except SigfoxNotFound:
+            return True
+        except (SigfoxBadRequest, SigfoxConflict) as error:
+            self._fail(workflow, device_id, "delete", f"Sigfox refused the delete: {error}")
+            return False
+        return True
+
+    def _renew_delete(self, workflow: WorkflowRecord, step: Any) -> None:
+        if not self._delete_once(workflow, step):
+            return
+        now = self.clock.now()
+        data = {**step.data, "deleted_at": now}
+        if self._move(workflow, step.device_id, Step.DELETING, Step.AWAITING_RELEASE,
+                      "Deleted. Waiting for Sigfox to release the id before registering it "
+                      "again.", data=data):
+            self._renew_register(workflow, self.store.device_step(workflow.id, step.device_id))
+
+    def _renew_register(self, workflow: WorkflowRecord, step: Any) -> None:
+        device_id = step.device_id
+        snapshot = self.store.snapshot(workflow.id, device_id)
+        assert snapshot is not None  # taken before the approval; the schema keeps it
+        existing = self._call(workflow, device_id, "read device", self.api.find_device, device_id)
+        if existing is None:
+            try:
+                self._call(workflow, device_id, "create", self.api.create_device,
+                           self._creation(workflow, snapshot))
+            except SigfoxConflict:
+                self._wait_for_release(workflow, step)
+                return
+            except SigfoxBadRequest as error:
+                self._fail(workflow, device_id, "re-register",
+                           f"Sigfox refused to register it again: {error}")
+                return
+            existing = self._call(workflow, device_id, "read device", self.api.find_device,
+                                  device_id)
+        if existing is not None and existing.pac and existing.pac != snapshot.pac:
+            self.store.record_new_pac(workflow.id, device_id, existing.pac)
+        data = {**step.data, "registered_at": self.clock.now()}
+        if self._move(workflow, device_id, Step.AWAITING_RELEASE, Step.REGISTERED,
+                      "Registered again with the recorded PAC; its token is not consumed yet.",
+                      data=data):
+            self._renew_report_contract(workflow, self.store.device_step(workflow.id, device_id))
+
+    def _creation(self, workflow: WorkflowRecord, snapshot: Any) -> DeviceCreate:
+        targets = workflow.params.get("targets", {})
+        flags = snapshot.flags
+        return DeviceCreate(
+            id=snapshot.device_id,
+            name=snapshot.name or snapshot.device_id,
+            device_type_id=targets.get(snapshot.device_id, snapshot.device_type_id),
+            pac=snapshot.current_pac,
+            lat=snapshot.lat,
+            lng=snapshot.lng,
+            prototype=flags.get("prototype"),
+            automatic_renewal=flags.get("automaticRenewal"),
+            activable=flags.get("activable"),
+            product_certificate=flags.get("productCertificate"),
+        )
+
+    def _wait_for_release(self, workflow: WorkflowRecord, step: Any) -> None:
+        now = self.clock.now()
+        deleted_at = step.data.get("deleted_at", now)
+        waited = now - deleted_at
+        if waited > self.config.timing.release_timeout.total_seconds():
+            self._fail(workflow, step.device_id, "re-register",
+                       f"Sigfox still holds the id {_minutes(waited)} after the delete. The PAC "
+                       "is recorded: an approver can see it with the Show PAC button and register "
+                       "the device in the portal, or run `/sigfox renew` again later.")
+            return
+        retry = self.config.timing.release_retry.total_seconds()
+        self.store.update_device_step(workflow.id, step.device_id, now, next_run=now + retry,
+                                      attempts=step.attempts + 1)
+        self._schedule(workflow.id, now + retry)
+        self._tell(workflow, ProgressKind.WAITING,
+                   f"Waiting for Sigfox to release the id, {_minutes(waited)}",
+                   device_id=step.device_id, elapsed=waited, wait="release")
+
+    def _renew_report_contract(self, workflow: WorkflowRecord, step: Any) -> None:
+        device_id = step.device_id
+        type_id = workflow.params.get("targets", {}).get(device_id, "")
+        device_type = self._call(workflow, device_id, "read device type",
+                                 self.api.get_device_type, type_id)
+        contract = contract_of(self.api, device_type)
+        end = contract.end_time
+        left = contract.tokens_left
+        text = (
+            f"Contract {contract.name or contract.id} ends {day(end)}"
+            + (f", {left} tokens left" if left is not None else "")
+            + ". Waiting for the device's first message."
+        )
+        data = {**step.data, "contract": contract.name or contract.id, "contract_end": end}
+        self._move(workflow, device_id, Step.REGISTERED, Step.AWAITING_UPLINK, text, data=data)
+
+    def _renew_await_uplink(self, workflow: WorkflowRecord, step: Any) -> None:
+        device_id = step.device_id
+        device = self._call(workflow, device_id, "read device", self.api.find_device, device_id)
+        registered_ms = step.data.get("registered_at", 0) * 1000
+        heard = device is not None and (
+            (device.token is not None and device.token.state == TokenState.OK)
+            or (device.last_com or 0) >= registered_ms
+        )
+        if heard and device is not None:
+            token_end = device.token.end if device.token else None
+            data = {**step.data, "token_end": token_end}
+            text = "First message received" + (
+                f"; token OK until {day(token_end)}." if token_end else "."
+            )
+            if self._move(workflow, device_id, Step.AWAITING_UPLINK, Step.CHECKING_CALLBACKS,
+                          text, data=data):
+                self._renew_check_callbacks(
+                    workflow, self.store.device_step(workflow.id, device_id)
+                )
+            return
+        self._keep_waiting_for_uplink(workflow, step)
+
+    def _keep_waiting_for_uplink(self, workflow: WorkflowRecord, step: Any) -> None:
+        now = self.clock.now()
+        waited = now - step.data.get("registered_at", now)
+        if waited > self.config.timing.first_message_timeout.total_seconds():
+            self._fail(workflow, step.device_id, "first message",
+                       f"Registered, but no message arrived in {_minutes(waited)}. Check the "
+                       "device's power and coverage; it will take its token at its first message.")
+            return
+        poll = self.config.timing.first_message_poll.total_seconds()
+        self.store.update_device_step(workflow.id, step.device_id, now, next_run=now + poll)
+        self._schedule(workflow.id, now + poll)
+        self._tell(workflow, ProgressKind.WAITING,
+                   f"Waiting for the first message, {_minutes(waited)}",
+                   device_id=step.device_id, elapsed=waited, wait="uplink")
+
+    def _renew_check_callbacks(self, workflow: WorkflowRecord, step: Any) -> None:
+        device_id = step.device_id
+        snapshot = self.store.snapshot(workflow.id, device_id)
+        type_id = workflow.params.get("targets", {}).get(device_id, "")
+        callbacks = self._callbacks(workflow, device_id, type_id)
+        enabled = [c for c in callbacks if c.enabled]
+        text = f"{len(enabled)} of {len(callbacks)} callbacks of the device type are enabled."
+        details: dict[str, Any] = {"callbacks": len(callbacks), "enabled": len(enabled)}
+        if snapshot and snapshot.device_type_id and snapshot.device_type_id != type_id:
+            previous = self._callbacks(workflow, device_id, snapshot.device_type_id)
+            missing = _missing_callbacks(previous, callbacks)
+            if missing:
+                text += (
+                    f" The previous device type had {len(missing)} callbacks the new one lacks: "
+                    "an approver can copy them."
+                )
+                details["copy_callbacks_from"] = snapshot.device_type_id
+        data = {**step.data, **details}
+        self._move(workflow, device_id, Step.CHECKING_CALLBACKS, Step.DONE, text, data=data)
+
+    def _callbacks(self, workflow: WorkflowRecord, device_id: str, type_id: str) -> list[Any]:
+        return list(self._call(workflow, device_id, "read callbacks",
+                               lambda: list(self.api.iter_device_type_callbacks(type_id))))
+
+    def handle_uplink(self, device_id: str) -> list[int]:
+        """The backend's DATA callback: advance at once any renewal waiting for this device."""
+        device_id = device_id.upper()
+        steps = self.store.active_steps_for_device(device_id, [Step.AWAITING_UPLINK.value])
+        now = self.clock.now()
+        for step in steps:
+            self.store.update_device_step(step.workflow_id, device_id, now, next_run=now)
+            self.store.update_workflow(step.workflow_id, now, next_run=now)
+            self.advance(step.workflow_id)
+        return [s.workflow_id for s in steps]
+
+    # -- transfer and restart (bulk jobs) -----------------------------------------------------
+
+    def _step_transfer(self, workflow: WorkflowRecord, step: Any) -> None:
+        target = workflow.params["device_type_id"]
+
+        def arrived(device: Device | None) -> bool:
+            return device is not None and _type_id(device) == target
+
+        def submit(device_ids: list[str]) -> str:
+            return self.api.bulk_transfer(target, device_ids)
+
+        self._bulk_step(workflow, step, "transfer", submit, arrived,
+                        f"Transferred to {workflow.params.get('device_type_name')}.")
+
+    def _step_restart(self, workflow: WorkflowRecord, step: Any) -> None:
+        def back(device: Device | None) -> bool:
+            return (
+                device is not None
+                and device.token is not None
+                and device.token.state == TokenState.OK
+            )
+
+        self._bulk_step(workflow, step, "restart", self.api.bulk_restart, back,
+                        "Restarted: the token is OK again.")
+
+    def _bulk_step(
+        self,
+        workflow: WorkflowRecord,
+        step: Any,
+        verb: str,
+        submit: Callable[[list[str]], str],
+        reached: Callable[[Device | None], bool],
+        done_text: str,
+    ) -> None:
+        """One bulk job for every pending device; each device is then checked on its own."""
+        if step.state == Step.PENDING:
+            self._submit_bulk(workflow, verb, submit)
+            return
+        device_id = step.device_id
+        device = self._call(workflow, device_id, "read device", self.api.find_device, device_id)
+        if reached(device):
+            self._move(workflow, device_id, step.state, Step.DONE, done_text)
+            return
+        now = self.clock.now()
+        if now - step.updated_at > JOB_TIMEOUT_SECONDS and step.state == Step.AWAITING_JOB:
+            self._fail(workflow, device_id, verb,
+                       f"The {verb} job did not take effect within an hour; check the job in "
+                       "the Sigfox portal.")
+            return
+        self.store.update_device_step(workflow.id, device_id, now, next_run=now + JOB_POLL_SECONDS)
+        self._schedule(workflow.id, now + JOB_POLL_SECONDS)
+
+    def _submit_bulk(
+        self, workflow: WorkflowRecord, verb: str, submit: Callable[[list[str]], str]
+    ) -> None:
+        now = self.clock.now()
+        pending = [
+            s.device_id for s in self.store.workflow_devices(workflow.id) if s.state == Step.PENDING
+        ]
+        claimed = [
+            d for d in pending
+            if self.store.cas_device(workflow.id, d, Step.PENDING, Step.SUBMITTING, now)
+        ]
+        if not claimed:
+            return
+        try:
+            job_id = self._call(workflow, ",".join(claimed), verb, submit, claimed)
+        except SigfoxError as error:
+            if error.outcome_unknown:
+                # The job may exist: the devices are checked one by one from here on.
+                for device_id in claimed:
+                    self.store.cas_device(workflow.id, device_id, Step.SUBMITTING,
+                                          Step.AWAITING_JOB, now, last_error=str(error))
+                return
+            for device_id in claimed:
+                self.store.cas_device(workflow.id, device_id, Step.SUBMITTING, Step.PENDING, now,
+                                      last_error=str(error))
+            raise
+        for device_id in claimed:
+            self.store.cas_device(workflow.id, device_id, Step.SUBMITTING, Step.AWAITING_JOB, now,
+                                  data={"job_id": job_id}, next_run=now + JOB_POLL_SECONDS)
+        self._schedule(workflow.id, now + JOB_POLL_SECONDS)
+        self._tell(workflow, ProgressKind.STEP_DONE,
+                   f"Sigfox {verb} job {job_id} started for {len(claimed)} device(s).",
+                   job_id=job_id)
+
+    # -- unsubscribe -------------------------------------------------------------------------
+
+    def _step_unsubscribe(self, workflow: WorkflowRecord, step: Any) -> None:
+        device_id = step.device_id
+        when = int(workflow.params["unsubscribe_at_ms"])
+        if step.state == Step.PENDING and not self.store.cas_device(
+            workflow.id, device_id, Step.PENDING, Step.SUBMITTING, self.clock.now()
+        ):
+            return
+        device = self._call(workflow, device_id, "read device", self.api.find_device, device_id)
+        if device is None:
+            self._fail(workflow, device_id, "unsubscribe", f"{device_id} is no longer in Sigfox.")
+            return
+        if _unsubscription_time(device) != when:
+            self._call(workflow, device_id, "unsubscribe", self.api.unsubscribe_device,
+                       device_id, when)
+        self._move(workflow, device_id, Step.SUBMITTING, Step.DONE,
+                   f"Unsubscription set for {day(when)}.")
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    def _call(self, workflow: WorkflowRecord, device_id: str, action: str,
+              function: Callable[..., T], *args: Any) -> T:
+        """Every Sigfox call of a workflow goes through here, into the audit log."""
+        now = self.clock.now()
+        try:
+            result = function(*args)
+        except SigfoxError as error:
+            self.store.audit("bot", f"sigfox {action}", now, workflow_id=workflow.id,
+                             device_id=device_id, outcome=type(error).__name__,
+                             details={"status": error.status})
+            raise
+        self.store.audit("bot", f"sigfox {action}", now, workflow_id=workflow.id,
+                         device_id=device_id, outcome="ok")
+        return result
+
+    def _move(self, workflow: WorkflowRecord, device_id: str, expected: str, new: Step,
+              text: str, data: dict[str, Any] | None = None) -> bool:
+        fields: dict[str, Any] = {"attempts": 0, "last_error": "", "next_run": 0}
+        if data is not None:
+            fields["data"] = data
+        moved = self.store.cas_device(workflow.id, device_id, str(expected), new.value,
+                                      self.clock.now(), **fields)
+        if moved:
+            self._tell(workflow, ProgressKind.STEP_DONE, text, device_id=device_id,
+                       step=new.value, **(data or {}))
+        return moved
+
+    def _fail(self, workflow: WorkflowRecord, device_id: str, at: str, text: str) -> None:
+        step = self.store.device_step(workflow.id, device_id)
+        if step is None or Step(step.state).finished:
+            return
+        if self.store.cas_device(workflow.id, device_id, step.state, Step.FAILED.value,
+                                 self.clock.now(), last_error=text,
+                                 data={**step.data, "failed_at": at}):
+            deleted = step.state not in (Step.PENDING.value,)
+            self._tell(workflow, ProgressKind.FAILED, f"Failed at {at}: {text}",
+                       device_id=device_id, step=at, pac_recorded=deleted and workflow.kind in (
+                           Kind.RENEW, Kind.DELETE))
+
+    def _finish_if_done(self, workflow: WorkflowRecord) -> None:
+        steps = self.store.workflow_devices(workflow.id)
+        if not all(Step(s.state).finished for s in steps):
+            pending = [s.next_run for s in steps if not Step(s.state).finished]
+            self._schedule(workflow.id, min(pending))
+            return
+        failed = [s for s in steps if s.state == Step.FAILED]
+        state = WorkflowState.FAILED if failed else WorkflowState.DONE
+        if not self.store.cas_workflow(workflow.id, [WorkflowState.RUNNING.value], state.value,
+                                       self.clock.now(), outcome=state.value):
+            return
+        self.store.release_device_locks(workflow.id)
+        summary = _summary(Kind(workflow.kind), steps)
+        kind = ProgressKind.FAILED if failed else ProgressKind.FINISHED
+        self._tell(self._workflow(workflow.id), kind, summary, outcome=state.value,
+                   results={s.device_id: {"state": s.state, **_public(s.data),
+                                          "error": s.last_error} for s in steps})
+
+    def _schedule(self, workflow_id: int, when: float) -> None:
+        self.store.update_workflow(workflow_id, self.clock.now(), next_run=when)
+
+    def _expire_approvals(self) -> None:
+        now = self.clock.now()
+        for approval in self.store.pending_approvals():
+            if approval.expires_at <= now:
+                self._expire(approval.id, self._workflow(approval.workflow_id))
+            else:
+                self._remind(approval)
+
+    def _remind(self, approval: Any) -> None:
+        reminder = self.config.timing.approval_reminder.total_seconds()
+        now = self.clock.now()
+        key = f"approval-reminder:{approval.id}"
+        last = self.store.get_value(key) or approval.created_at
+        if now - last < reminder:
+            return
+        self.store.set_value(key, now)
+        workflow = self._workflow(approval.workflow_id)
+        self._tell(workflow, ProgressKind.WAITING,
+                   f"Still waiting for an approver ({_minutes(now - approval.created_at)}); "
+                   f"the request expires in {_minutes(approval.expires_at - now)}.",
+                   wait="approval", approval_id=approval.id, elapsed=now - approval.created_at)
+
+    def _expire(self, approval_id: int, workflow: WorkflowRecord) -> None:
+        now = self.clock.now()
+        if not self.store.decide_approval(approval_id, "expired", "", now):
+            return
+        if self.store.cas_workflow(workflow.id, [WorkflowState.AWAITING_APPROVAL.value],
+                                   WorkflowState.EXPIRED.value, now, outcome="expired"):
+            self.store.release_device_locks(workflow.id)
+            self._tell(self._workflow(workflow.id), ProgressKind.FINISHED,
+                       "The approval request expired: nothing was deleted. Ask again if it is "
+                       "still needed.", outcome="expired", approval_id=approval_id)
+
+    def _tell(self, workflow: WorkflowRecord, kind: ProgressKind, text: str,
+              device_id: str = "", **details: Any) -> None:
+        now = self.clock.now()
+        self.store.add_event(workflow.id, kind.value, text, now, device_id=device_id,
+                             details=_public(details))
+        devices = tuple(s.device_id for s in self.store.workflow_devices(workflow.id))
+        progress = Progress(
+            kind=kind,
+            workflow_id=job_label(workflow.id),
+            operation=workflow.kind,
+            devices=(device_id,) if device_id else devices,
+            text=(f"{device_id}: {text}" if device_id and len(devices) > 1 else text),
+            target=Target(workflow.channel, workflow.thread),
+            state=workflow.state,
+            details={"requester": workflow.requester, **details},
+        )
+        try:
+            self.notifier.notify(progress)
+        except Exception:  # a chat outage must never stop a renewal half-way
+            log.exception("could not deliver progress of %s", workflow.label)
+
+    def _tick_seconds(self) -> float:
+        return self.config.timing.tick.total_seconds()
+
+    def _workflow(self, workflow_id: int) -> WorkflowRecord:
+        workflow = self.store.get_workflow(workflow_id)
+        if workflow is None:
+            raise LookupError(f"workflow {workflow_id} vanished")
+        return workflow
+
+    # -- reads for people ---------------------------------------------------------------------
+
+    def jobs(self, active_only: bool = True) -> list[WorkflowRecord]:
+        states = [s.value for s in ACTIVE] if active_only else None
+        return self.store.list_workflows(states=states)
+
+
+def _type_id(device: Device) -> str:
+    return device.device_type.id if device.device_type and device.device_type.id else ""
+
+
+def _restart_would_do(device: Device, type_id: str, contract: Any) -> bool:
+    off = device.token is not None and device.token.state == TokenState.OFF_CONTRACT
+    left = contract.tokens_left
+    return off and type_id == _type_id(device) and (left is None or left > 0)
+
+
+def _unsubscription_time(device: Device) -> int | None:
+    if device.token is not None and device.token.unsubscription_time:
+        return device.token.unsubscription_time
+    return device.unsubscription_time
+
+
+def _missing_callbacks(previous: Sequence[Any], current: Sequence[Any]) -> list[Any]:
+    have = {(c.callback_type, c.url, c.channel) for c in current}
+    return [c for c in previous if (c.callback_type, c.url, c.channel) not in have]
+
+
+def _count(devices: Sequence[Any]) -> str:
+    if len(devices) == 1:
+        return f"device {devices[0].id}"
+    return f"{len(devices)} devices ({', '.join(d.id for d in devices[:5])}" + (
+        ", …)" if len(devices) > 5 else ")"
+    )
+
+
+def _minutes(seconds: float) -> str:
+    minutes = int(seconds // 60)
+    if minutes < 1:
+        return f"{int(seconds)} s"
+    if minutes < 120:
+        return f"{minutes} min"
+    hours = minutes // 60
+    return f"{hours} h" if hours < 48 else f"{hours // 24} days"
+
+
+def _public(details: dict[str, Any]) -> dict[str, Any]:
+    """Drop anything that looks like a PAC before it leaves the core."""
+    return {k: v for k, v in details.items() if "pac" not in k.lower() or k == "pac_recorded"}
+
+
+def _summary(kind: Kind, steps: Sequence[Any]) -> str:
+    done = [s for s in steps if s.state == Step.DONE]
+    failed = [s for s in steps if s.state == Step.FAILED]
+    head = f"{kind.value.capitalize()} finished: {len(done)} of {len(steps)} device(s) done"
+    lines = [head + (f", {len(failed)} failed." if failed else ".")]
+    for step in done:
+        if step.data.get("token_end"):
+            lines.append(f"• {step.device_id}: token OK until {day(step.data['token_end'])}")
+    for step in failed:
+        lines.append(f"• {step.device_id}: {step.last_error}")
+    return "\n".join(lines)
