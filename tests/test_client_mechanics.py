@@ -1,0 +1,571 @@
+"""Pure mechanics of the Sigfox client, without a backend: pacing decisions, back-off, retry
+policy, error mapping, secrets hygiene. Behaviour against the API itself is exercised against
+the simulated backend in test_client_simulator.py."""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+from collections.abc import Callable
+
+import httpx
+import pytest
+
+from sigfox_chatops.sigfox.client import SigfoxClient, full_jitter_delay
+from sigfox_chatops.sigfox.errors import (
+    SigfoxBadRequest,
+    SigfoxConfigError,
+    SigfoxConflict,
+    SigfoxConnectionError,
+    SigfoxError,
+    SigfoxForbidden,
+    SigfoxNotFound,
+    SigfoxPacingRefused,
+    SigfoxRateLimited,
+    SigfoxServerError,
+    SigfoxUnauthorized,
+)
+from sigfox_chatops.sigfox.models import (
+    Callback,
+    ComState,
+    ContractInfo,
+    Device,
+    DeviceCreate,
+    DeviceState,
+    JobKind,
+    TokenState,
+)
+from sigfox_chatops.sigfox.pacing import Pacer, SlidingWindow
+
+BASE = "https://api.example.test/v2"
+PASSWORD = "s3cr3t-password"
+PAC = "0123456789ABCDEF"
+
+Handler = Callable[[httpx.Request], httpx.Response]
+
+
+class FakeTime:
+    """A clock whose sleep moves it forward instantly."""
+
+    def __init__(self, start: float = 1_700_000_000.0) -> None:
+        self.now = start
+        self.sleeps: list[float] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+def make_client(handler: Handler, fake: FakeTime | None = None, **kwargs: object) -> SigfoxClient:
+    fake = fake or FakeTime()
+    calls: list[tuple[str, str, int | None]] = kwargs.pop("calls", [])  # type: ignore[assignment]
+    options: dict[str, object] = {
+        "sleep": fake.sleep,
+        "clock": fake.clock,
+        "transport": httpx.MockTransport(handler),
+        "on_call": lambda m, e, s: calls.append((m, e, s)),
+    }
+    options.update(kwargs)
+    return SigfoxClient(BASE, "api-login", PASSWORD, **options)  # type: ignore[arg-type]
+
+
+def answer(status: int, body: object = None) -> Handler:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(status, json=body) if body is not None else httpx.Response(status)
+
+    return handler
+
+
+def sequence(*responses: httpx.Response | Exception) -> tuple[Handler, list[httpx.Request]]:
+    seen: list[httpx.Request] = []
+    queue = list(responses)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        item = queue.pop(0) if len(queue) > 1 else queue[0]
+        if isinstance(item, Exception):
+            raise item
+        return item
+
+    return handler, seen
+
+
+DEVICE = {"id": "1A2B", "name": "d", "pac": PAC, "state": 0, "comState": 1, "creationTime": 1}
+
+
+# --- pacing ------------------------------------------------------------------------------
+
+
+def test_sliding_window_admits_up_to_limit_then_waits_for_oldest_to_leave() -> None:
+    window = SlidingWindow(3, 10.0)
+    for t in (0.0, 1.0, 2.0):
+        assert window.next_slot(t) == t
+        window.grant(t)
+    assert window.next_slot(2.5) == 10.0
+    assert window.next_slot(10.5) == 10.5
+
+
+def test_device_list_paced_to_50_per_10_seconds() -> None:
+    fake = FakeTime()
+    pacer = Pacer(clock=fake.clock, sleep=fake.sleep)
+    start = fake.now
+    for _ in range(120):
+        pacer.acquire("GET", "/devices/")
+    # 120 calls need at least two full windows beyond the first.
+    assert fake.now - start >= 20.0
+    assert all(s <= 10.0 for s in fake.sleeps)
+
+
+def test_list_window_never_exceeds_limit_in_any_10_seconds() -> None:
+    fake = FakeTime()
+    pacer = Pacer(clock=fake.clock, sleep=fake.sleep)
+    stamps = []
+    for _ in range(200):
+        pacer.acquire("GET", "/devices/")
+        stamps.append(fake.now)
+    for i, t in enumerate(stamps):
+        assert sum(1 for s in stamps[i:] if s < t + 10.0) <= 50
+
+
+def test_messages_paced_per_device_not_globally() -> None:
+    fake = FakeTime()
+    pacer = Pacer(clock=fake.clock, sleep=fake.sleep)
+    pacer.acquire("GET", "/devices/{id}/messages", "AAAA")
+    pacer.acquire("GET", "/devices/{id}/messages", "BBBB")
+    assert fake.sleeps == []
+    pacer.acquire("GET", "/devices/{id}/messages", "AAAA")
+    assert fake.sleeps == [pytest.approx(1.0)]
+
+
+def test_hourly_device_write_refused_with_retry_at_instead_of_sleeping() -> None:
+    fake = FakeTime()
+    pacer = Pacer(clock=fake.clock, sleep=fake.sleep)
+    pacer.acquire("DELETE", "/devices/{id}", "1A2B")
+    fake.now += 600
+    with pytest.raises(SigfoxPacingRefused) as info:
+        pacer.acquire("DELETE", "/devices/{id}", "1A2B")
+    assert info.value.retry_at == pytest.approx(fake.now + 3000)
+    assert "1A2B" in str(info.value) and "possible again at" in str(info.value)
+    assert fake.sleeps == []
+    # Another device, and another method on the same device, are not affected.
+    pacer.acquire("DELETE", "/devices/{id}", "1A2C")
+    pacer.acquire("PUT", "/devices/{id}", "1A2B")
+    fake.now += 3000
+    pacer.acquire("DELETE", "/devices/{id}", "1A2B")
+
+
+def test_bulk_jobs_five_per_ten_minutes_then_refused() -> None:
+    fake = FakeTime()
+    pacer = Pacer(clock=fake.clock, sleep=fake.sleep)
+    for endpoint in ["/devices/bulk"] * 3 + ["/devices/bulk/transfer"] * 2:
+        pacer.acquire("POST", endpoint)
+    with pytest.raises(SigfoxPacingRefused) as info:
+        pacer.acquire("POST", "/devices/bulk/restart")
+    assert info.value.retry_at == pytest.approx(fake.now + 600)
+
+
+def test_retry_is_not_charged_against_an_hourly_allowance() -> None:
+    fake = FakeTime()
+    pacer = Pacer(clock=fake.clock, sleep=fake.sleep)
+    pacer.acquire("PUT", "/devices/{id}", "1A2B")
+    assert pacer.acquire("PUT", "/devices/{id}", "1A2B", retry=True) == 0.0
+
+
+def test_disabled_pacer_and_unpaced_endpoints_never_wait() -> None:
+    fake = FakeTime()
+    pacer = Pacer(enabled=False, clock=fake.clock, sleep=fake.sleep)
+    for _ in range(100):
+        pacer.acquire("GET", "/devices/")
+        pacer.acquire("DELETE", "/devices/{id}", "1A2B")
+    enabled = Pacer(clock=fake.clock, sleep=fake.sleep)
+    for _ in range(100):
+        enabled.acquire("GET", "/device-types/")
+    assert fake.sleeps == []
+
+
+def test_pacer_is_thread_safe() -> None:
+    # Time stands still, so every wait must come from slots reserved by other threads.
+    pacer = Pacer(clock=lambda: 1000.0, sleep=lambda s: None)
+    waits: list[float] = []
+    lock = threading.Lock()
+
+    def worker() -> None:
+        for _ in range(25):
+            wait = pacer.acquire("GET", "/devices/")
+            with lock:
+                waits.append(wait)
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    # 200 grants at 50 per 10 s: 50 now, then 50 in each of the next three windows.
+    assert sorted(waits) == [0.0] * 50 + [10.0] * 50 + [20.0] * 50 + [30.0] * 50
+
+
+def test_client_refuses_second_delete_within_the_hour_without_sending() -> None:
+    handler, seen = sequence(httpx.Response(204))
+    with make_client(handler) as client:
+        client.delete_device("1a2b")
+        with pytest.raises(SigfoxPacingRefused):
+            client.delete_device("1A2B")
+    assert len(seen) == 1
+
+
+def test_rate_limits_false_disables_pacing() -> None:
+    handler, seen = sequence(httpx.Response(204))
+    with make_client(handler, rate_limits=False) as client:
+        client.delete_device("1A2B")
+        client.delete_device("1A2B")
+    assert len(seen) == 2
+
+
+# --- back-off and retries ----------------------------------------------------------------
+
+
+def test_full_jitter_delay_is_bounded() -> None:
+    rng = random.Random(7)
+    for attempt in range(12):
+        for _ in range(50):
+            delay = full_jitter_delay(attempt, base=0.5, cap=30.0, rng=rng)
+            assert 0.0 <= delay <= min(30.0, 0.5 * 2**attempt)
+    assert full_jitter_delay(0, base=0.5, cap=30.0, rng=rng, retry_after=5) == 5
+    assert full_jitter_delay(0, base=0.5, cap=30.0, rng=rng, retry_after=99) == 30.0
+
+
+@pytest.mark.parametrize("method", ["GET", "POST", "PUT", "DELETE"])
+def test_429_is_retried_for_every_method(method: str) -> None:
+    ok = httpx.Response(200, json={"id": "1A2B", "jobId": "j"})
+    handler, seen = sequence(httpx.Response(429), httpx.Response(429), ok)
+    fake = FakeTime()
+    with make_client(handler, fake, rate_limits=False) as client:
+        if method == "GET":
+            client.get_device_type("dt")
+        elif method == "POST":
+            client.bulk_restart(["1A2B"])
+        elif method == "PUT":
+            client.update_device("1A2B", name="x")
+        else:
+            client.delete_device("1A2B")
+    assert len(seen) == 3
+    assert len(fake.sleeps) == 2
+
+
+def test_429_exhausted_raises_rate_limited_after_bounded_attempts() -> None:
+    calls: list[tuple[str, str, int | None]] = []
+    handler, seen = sequence(httpx.Response(429))
+    fake = FakeTime()
+    client = make_client(handler, fake, max_retries=4, backoff_cap=2.0, calls=calls)
+    with pytest.raises(SigfoxRateLimited) as info:
+        client.get_device_type("dt")
+    assert len(seen) == 5 and info.value.attempts == 5 and info.value.status == 429
+    assert len(fake.sleeps) == 4 and all(0 <= s <= 2.0 for s in fake.sleeps)
+    assert calls == [("GET", "/device-types/{id}", 429)] * 5
+
+
+def test_get_retried_on_5xx_and_dropped_connection() -> None:
+    handler, seen = sequence(
+        httpx.Response(503),
+        httpx.RemoteProtocolError("dropped"),
+        httpx.ReadTimeout("slow"),
+        httpx.Response(200, json={"id": "dt", "name": "type"}),
+    )
+    with make_client(handler) as client:
+        assert client.get_device_type("dt").name == "type"
+    assert len(seen) == 4
+
+
+def test_get_gives_up_after_max_retries_on_5xx() -> None:
+    handler, seen = sequence(httpx.Response(500))
+    with make_client(handler, max_retries=2) as client, pytest.raises(SigfoxServerError) as info:
+        client.get_contract_info("c1")
+    assert len(seen) == 3
+    assert info.value.outcome_unknown is False
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [httpx.Response(500), httpx.Response(502), httpx.ReadTimeout("t"), httpx.ReadError("x")],
+)
+@pytest.mark.parametrize("method", ["POST", "PUT", "DELETE"])
+def test_write_never_retried_on_5xx_or_connection_failure(
+    method: str, failure: httpx.Response | Exception
+) -> None:
+    handler, seen = sequence(failure)
+    with make_client(handler) as client, pytest.raises(SigfoxError) as info:
+        if method == "POST":
+            client.create_device(DeviceCreate(id="1A2B", name="n", device_type_id="t", pac=PAC))
+        elif method == "PUT":
+            client.update_device("1A2B", name="x")
+        else:
+            client.delete_device("1A2B")
+    assert len(seen) == 1
+    assert info.value.outcome_unknown is True
+    assert "may or may not have been applied" in str(info.value)
+    expected = SigfoxServerError if isinstance(failure, httpx.Response) else SigfoxConnectionError
+    assert type(info.value) is expected
+
+
+def test_write_connect_failure_is_known_not_applied() -> None:
+    handler, seen = sequence(httpx.ConnectError("refused"))
+    with make_client(handler) as client, pytest.raises(SigfoxConnectionError) as info:
+        client.delete_device("1A2B")
+    assert len(seen) == 1 and info.value.outcome_unknown is False
+
+
+def test_get_connection_failure_exhausted() -> None:
+    handler, seen = sequence(httpx.ConnectTimeout("t"))
+    with make_client(handler, max_retries=3) as client, pytest.raises(SigfoxConnectionError):
+        client.get_device_type("dt")
+    assert len(seen) == 4
+
+
+# --- error mapping -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("status", "error", "hint"),
+    [
+        (401, SigfoxUnauthorized, "SIGFOX_API_LOGIN"),
+        (403, SigfoxForbidden, "profile"),
+        (404, SigfoxNotFound, "Check the identifier"),
+        (409, SigfoxConflict, "Conflict"),
+        (412, SigfoxError, "Unexpected"),
+    ],
+)
+def test_status_maps_to_typed_error(status: int, error: type[SigfoxError], hint: str) -> None:
+    client = make_client(answer(status, {"message": "backend says no"}))
+    with pytest.raises(error) as info:
+        client.get_device_type("dt")
+    assert type(info.value) is error
+    assert info.value.status == status
+    assert info.value.method == "GET" and info.value.path == "/v2/device-types/dt"
+    assert hint in str(info.value)
+
+
+def test_bad_request_carries_field_errors() -> None:
+    body = {
+        "message": "bad request",
+        "errors": [{"type": "body", "field": "name", "message": "too long"}],
+    }
+    client = make_client(answer(400, body))
+    with pytest.raises(SigfoxBadRequest) as info:
+        client.update_device("1A2B", name="x")
+    err = info.value
+    assert [(e.type, e.field, e.message) for e in err.field_errors] == [
+        ("body", "name", "too long")
+    ]
+    assert "body.name: too long" in str(err)
+
+
+def test_pac_and_password_never_in_error_messages() -> None:
+    body = {
+        "message": f"PAC {PAC} does not match (auth {PASSWORD})",
+        "errors": [{"type": "body", "field": "pac", "message": f"invalid {PAC.lower()}"}],
+    }
+    client = make_client(answer(400, body))
+    with pytest.raises(SigfoxBadRequest) as info:
+        client.create_device(DeviceCreate(id="1A2B", name="n", device_type_id="t", pac=PAC))
+    text = str(info.value) + repr(info.value.field_errors)
+    assert PAC not in text.upper() and PASSWORD not in text
+
+
+def test_request_models_and_client_repr_hide_secrets() -> None:
+    create = DeviceCreate(id="1a2b", name="n", device_type_id="t", pac=PAC)
+    device = Device.model_validate(DEVICE)
+    client = make_client(answer(200, {}))
+    for text in (repr(create), str(create), repr(device), repr(client)):
+        assert PAC not in text and PASSWORD not in text
+
+
+def test_on_call_reports_template_and_survives_a_failing_hook() -> None:
+    seen: list[tuple[str, str, int | None]] = []
+
+    def hook(method: str, endpoint: str, status: int | None) -> None:
+        seen.append((method, endpoint, status))
+        raise RuntimeError("metrics down")
+
+    client = make_client(answer(204), on_call=hook)
+    client.delete_device("1a2b")
+    assert seen == [("DELETE", "/devices/{id}", 204)]
+
+
+def test_from_env_names_the_missing_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SIGFOX_API_PASSWORD", raising=False)
+    monkeypatch.setenv("SIGFOX_API_LOGIN", "me")
+    with pytest.raises(SigfoxConfigError, match="SIGFOX_API_PASSWORD"):
+        SigfoxClient.from_env()
+    monkeypatch.setenv("SIGFOX_API_PASSWORD", "pw")
+    monkeypatch.delenv("SIGFOX_API_URL", raising=False)
+    with SigfoxClient.from_env() as client:
+        assert client.base_url == "https://api.sigfox.com/v2"
+
+
+# --- URLs and paging mechanics -----------------------------------------------------------
+
+
+def test_device_ids_upper_case_in_urls_and_validated() -> None:
+    handler, seen = sequence(httpx.Response(200, json=DEVICE))
+    with make_client(handler) as client:
+        client.get_device("1a2b")
+        with pytest.raises(ValueError, match="hexadecimal"):
+            client.delete_device("../groups/1")
+    assert seen[0].url.path == "/v2/devices/1A2B"
+    assert seen[0].headers["Authorization"].startswith("Basic ")
+
+
+def test_paging_next_followed_verbatim_and_lazily() -> None:
+    next_url = f"{BASE}/devices/?limit=2&pageId=opaque%2Btoken&extra=1"
+    pages = {
+        "first": {"data": [DEVICE, {**DEVICE, "id": "1A2C"}], "paging": {"next": next_url}},
+        "second": {"data": [{**DEVICE, "id": "1A2D"}], "paging": {}},
+    }
+    seen: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(str(request.url))
+        key = "second" if "pageId" in request.url.params else "first"
+        return httpx.Response(200, json=pages[key])
+
+    client = make_client(handler)
+    devices = client.iter_devices(page_size=2)
+    assert seen == []  # nothing sent until iterated
+    assert [d.id for d in devices] == ["1A2B", "1A2C", "1A2D"]
+    assert seen[1] == next_url
+    assert "offset" not in "".join(seen)
+
+
+def test_paging_next_to_another_host_is_refused() -> None:
+    page = {"data": [DEVICE], "paging": {"next": "https://evil.example/v2/devices/?pageId=x"}}
+    client = make_client(answer(200, page))
+    with pytest.raises(SigfoxError, match="another host"):
+        list(client.iter_devices())
+
+
+@pytest.mark.parametrize(
+    ("kind", "path"),
+    [
+        (JobKind.CREATE, "/v2/devices/bulk/j1"),
+        (JobKind.TRANSFER, "/v2/devices/bulk/j1"),
+        (JobKind.RESTART, "/v2/devices/bulk/restart/j1"),
+        (JobKind.UNSUBSCRIBE, "/v2/devices/bulk/unsubscribe/j1"),
+    ],
+)
+def test_job_status_endpoint_per_kind(kind: JobKind, path: str) -> None:
+    registration = {
+        "jobDone": True,
+        "total": 3,
+        "status": {
+            "success": 2,
+            "errors": [{"entity": "1A2B", "message": "Unknown device", "type": 0}],
+        },
+    }
+    action = {
+        "jobDone": False,
+        "status": {
+            "total": 3,
+            "nbSuccess": 1,
+            "nbErrors": 1,
+            "errors": [{"entity": "1A2B", "type": 1}],
+        },
+    }
+    seen: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.url.path)
+        body = (
+            action
+            if "restart" in request.url.path or "unsub" in request.url.path
+            else (registration)
+        )
+        return httpx.Response(200, json=body)
+
+    job = make_client(handler).get_job(kind, "j1")
+    assert seen == [path]
+    assert job.total == 3 and job.errors[0].entity == "1A2B"
+    if kind in (JobKind.CREATE, JobKind.TRANSFER):
+        assert job.done and job.succeeded == 2 and job.failed == 1
+    else:
+        assert not job.done and job.succeeded == 1 and job.failed == 1
+
+
+# --- models ------------------------------------------------------------------------------
+
+
+def test_device_model_tolerates_unknown_fields_and_codes() -> None:
+    raw = {
+        **DEVICE,
+        "state": 42,
+        "comState": 5,
+        "brandNewField": {"x": 1},
+        "token": {"state": 1, "end": 1_700_000_000_000, "detailMessage": "Off Contract"},
+        "deviceType": {"id": "dt", "name": "Type", "actions": ["read"]},
+    }
+    device = Device.model_validate(raw)
+    assert device.state == 42 and device.state.name == "UNKNOWN_42"
+    assert device.com_state is ComState.NOT_SEEN
+    assert device.token_state is TokenState.OFF_CONTRACT
+    assert device.token_end_datetime is not None and device.token_end_datetime.year == 2023
+    assert device.can_be_deleted
+    assert device.device_type is not None and device.device_type.name == "Type"
+
+
+def test_device_without_token_is_token_not_consumed() -> None:
+    device = Device.model_validate({"id": "1A2B"})
+    assert device.token is None and device.token_state is None
+    assert device.can_be_deleted and device.token_end_datetime is None
+    ok = Device.model_validate({"id": "1", "state": 0, "token": {"state": 0}})
+    assert ok.state is DeviceState.OK and not ok.can_be_deleted
+
+
+def test_device_create_serialises_with_aliases_and_without_none() -> None:
+    body = DeviceCreate(
+        id="ab12", name="n", device_type_id="t", pac=PAC, lat=1.5, product_certificate="P_1"
+    ).to_body()
+    assert body == {
+        "id": "AB12",
+        "name": "n",
+        "deviceTypeId": "t",
+        "pac": PAC,
+        "lat": 1.5,
+        "productCertificate": {"key": "P_1"},
+    }
+    with pytest.raises(ValueError):
+        DeviceCreate(id="1A2B", name="n", device_type_id="t", pac=PAC, colour="red")
+
+
+def test_contract_tokens_left() -> None:
+    assert ContractInfo(id="c", max_tokens=10, tokens_in_use=4).tokens_left == 6
+    assert ContractInfo(id="c", max_tokens=0, tokens_in_use=4).tokens_left is None
+    assert ContractInfo(id="c", communication_end_time=0).end_time is None
+
+
+def test_callback_copy_drops_read_only_fields() -> None:
+    callback = Callback.model_validate(
+        {
+            "id": "cb",
+            "channel": "URL",
+            "callbackType": 0,
+            "callbackSubtype": 2,
+            "enabled": True,
+            "dead": True,
+            "downlinkHook": False,
+            "url": "https://x/{device}",
+            "httpMethod": "GET",
+        }
+    )
+    body = callback.to_create().to_body()
+    assert body == {
+        "channel": "URL",
+        "callbackType": 0,
+        "callbackSubtype": 2,
+        "enabled": True,
+        "url": "https://x/{device}",
+        "httpMethod": "GET",
+    }
+    assert json.dumps(body)
