@@ -1,0 +1,198 @@
+"""Prometheus metrics of the bot, served by `GET /metrics`.
+
+Everything lives in a dedicated `CollectorRegistry` held by a `Metrics` object, never in
+prometheus_client's global registry: tests can build a fresh `Metrics()` and read exact values,
+and importing this module twice (or two apps in one process) never raises "Duplicated timeseries".
+The module-level functions record into one default instance, which is what the bot serves.
+
+Values that other parts own (workflows by state, approvals waiting) are not pushed here: a source
+function is registered and called at scrape time, so the numbers are never stale.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Iterable, Mapping
+from typing import TypeVar
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    disable_created_metrics,
+    generate_latest,
+)
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.registry import Collector
+
+log = logging.getLogger(__name__)
+
+# `*_created` series (one timestamp per label set) double the exposition for no operational use.
+disable_created_metrics()
+
+PREFIX = "sigfox_bot"
+
+StateCounts = Callable[[], Mapping[str, int]]
+Count = Callable[[], int]
+T = TypeVar("T")
+
+# A path segment that is an identifier (device id such as "1A2B3C", a 24-hex object id, a number)
+# rather than a resource name. Requiring a digit keeps words made of hex letters ("add") intact.
+_ID_SEGMENT = re.compile(r"^(?=[^/]*\d)[0-9A-Za-z_-]+$")
+
+
+def endpoint_template(path: str) -> str:
+    """`/devices/1A2B3C/messages?limit=1` -> `/devices/{id}/messages`.
+
+    Label values must come from a small set, or every device would create new time series.
+    """
+    path = path.split("?", 1)[0].rstrip("/") or "/"
+    parts = ["{id}" if _ID_SEGMENT.match(p) else p for p in path.split("/")]
+    return "/".join(parts) or "/"
+
+
+class _CallbackGauges(Collector):
+    """Gauges read from source functions at scrape time; a failing source is skipped, not fatal."""
+
+    def __init__(self) -> None:
+        self.workflow_states: StateCounts | None = None
+        self.approvals_waiting: Count | None = None
+
+    def collect(self) -> Iterable[Metric]:
+        yield from self._workflows()
+        yield from self._approvals()
+
+    def describe(self) -> Iterable[Metric]:
+        # Declared without samples so registration does not call the sources.
+        return []
+
+    def _workflows(self) -> Iterable[Metric]:
+        family = GaugeMetricFamily(f"{PREFIX}_workflows", "Workflows by state.", labels=["state"])
+        counts = _safely(self.workflow_states, {})
+        for state, n in sorted(counts.items()):
+            family.add_metric([str(state)], float(n))
+        yield family
+
+    def _approvals(self) -> Iterable[Metric]:
+        family = GaugeMetricFamily(
+            f"{PREFIX}_approvals_waiting", "Approvals requested and not yet decided."
+        )
+        if self.approvals_waiting is not None:
+            family.add_metric([], float(_safely(self.approvals_waiting, 0)))
+        yield family
+
+
+def _safely(source: Callable[[], T] | None, default: T) -> T:
+    if source is None:
+        return default
+    try:
+        return source()
+    except Exception:  # a broken source must not take the whole scrape down
+        log.exception("metrics source %r failed", source)
+        return default
+
+
+class Metrics:
+    """All of the bot's metrics, in a registry of their own."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.sigfox_calls = Counter(
+            f"{PREFIX}_sigfox_api_calls",
+            "Sigfox API calls by method, endpoint and HTTP status.",
+            ["method", "endpoint", "status"],
+            registry=r,
+        )
+        self.sigfox_rate_limited = Counter(
+            f"{PREFIX}_sigfox_api_rate_limited",
+            "Sigfox API answers 429, by endpoint.",
+            ["endpoint"],
+            registry=r,
+        )
+        self.slack_calls = Counter(
+            f"{PREFIX}_slack_api_calls",
+            "Slack Web API calls by method and outcome.",
+            ["method", "ok"],
+            registry=r,
+        )
+        self.slack_errors = Counter(
+            f"{PREFIX}_slack_api_errors",
+            "Slack Web API errors by method and error code.",
+            ["method", "error"],
+            registry=r,
+        )
+        self.last_scan_duration = Gauge(
+            f"{PREFIX}_last_scan_duration_seconds",
+            "Duration of the last fleet scan.",
+            registry=r,
+        )
+        self.devices_by_token_state = Gauge(
+            f"{PREFIX}_devices_by_token_state",
+            "Devices seen by the last scan, by token state.",
+            ["state"],
+            registry=r,
+        )
+        self._callbacks = _CallbackGauges()
+        r.register(self._callbacks)
+
+    def record_sigfox_call(self, method: str, endpoint: str, status: int) -> None:
+        template = endpoint_template(endpoint)
+        self.sigfox_calls.labels(method.upper(), template, str(status)).inc()
+        if status == 429:
+            self.sigfox_rate_limited.labels(template).inc()
+
+    def record_slack_call(self, method: str, ok: bool, error: str | None = None) -> None:
+        self.slack_calls.labels(method, "true" if ok else "false").inc()
+        if not ok:
+            self.slack_errors.labels(method, error or "unknown").inc()
+
+    def record_scan(self, duration_seconds: float, devices_by_state: Mapping[str, int]) -> None:
+        """One scan's results replace the previous ones: a state no longer seen disappears."""
+        self.last_scan_duration.set(duration_seconds)
+        self.devices_by_token_state.clear()
+        for state, n in devices_by_state.items():
+            self.devices_by_token_state.labels(str(state)).set(n)
+
+    def set_workflow_state_source(self, source: StateCounts | None) -> None:
+        self._callbacks.workflow_states = source
+
+    def set_approvals_waiting_source(self, source: Count | None) -> None:
+        self._callbacks.approvals_waiting = source
+
+    def render(self) -> tuple[bytes, str]:
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+    def value(self, name: str, labels: Mapping[str, str] | None = None) -> float | None:
+        """One sample's value (full sample name, e.g. `..._total`), for tests and diagnostics."""
+        return self.registry.get_sample_value(name, dict(labels or {}))
+
+
+METRICS = Metrics()
+
+
+def record_sigfox_call(method: str, endpoint: str, status: int) -> None:
+    METRICS.record_sigfox_call(method, endpoint, status)
+
+
+def record_slack_call(method: str, ok: bool, error: str | None = None) -> None:
+    METRICS.record_slack_call(method, ok, error)
+
+
+def record_scan(duration_seconds: float, devices_by_state: Mapping[str, int]) -> None:
+    METRICS.record_scan(duration_seconds, devices_by_state)
+
+
+def set_workflow_state_source(source: StateCounts | None) -> None:
+    METRICS.set_workflow_state_source(source)
+
+
+def set_approvals_waiting_source(source: Count | None) -> None:
+    METRICS.set_approvals_waiting_source(source)
+
+
+def render_metrics(metrics: Metrics | None = None) -> tuple[bytes, str]:
+    """The Prometheus text exposition and its content type."""
+    return (metrics or METRICS).render()

@@ -1,0 +1,1 @@
+"""Test helpers: stand-ins for the services the bot talks to."""
