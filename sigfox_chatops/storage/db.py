@@ -165,6 +165,21 @@ MIGRATIONS: tuple[str, ...] = (
         value TEXT NOT NULL
     );
     """,
+    # 3: what alert digests need: names for routing, who was told what, how a scan went.
+    """
+    ALTER TABLE fleet_devices ADD COLUMN device_type_name TEXT NOT NULL DEFAULT '';
+    ALTER TABLE fleet_devices ADD COLUMN group_name TEXT NOT NULL DEFAULT '';
+    CREATE INDEX fleet_devices_scan ON fleet_devices(scan_id);
+    ALTER TABLE alerts ADD COLUMN announced_level INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE alerts ADD COLUMN channel TEXT NOT NULL DEFAULT '';
+    ALTER TABLE alerts ADD COLUMN resolution TEXT NOT NULL DEFAULT '';
+    ALTER TABLE alerts ADD COLUMN change TEXT NOT NULL DEFAULT '';
+    ALTER TABLE alerts ADD COLUMN change_scan INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX alerts_change ON alerts(change_scan, change);
+    ALTER TABLE snoozes ADD COLUMN ended_at REAL NOT NULL DEFAULT 0;
+    ALTER TABLE scans ADD COLUMN duration REAL NOT NULL DEFAULT 0;
+    ALTER TABLE scans ADD COLUMN started_by TEXT NOT NULL DEFAULT '';
+    """,
 )
 
 
