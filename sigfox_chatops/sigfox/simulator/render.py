@@ -26,11 +26,8 @@ DAY_MS = 86_400_000
 
 
 def compact(body: dict[str, Any]) -> dict[str, Any]:
-    """Drop absent values (None, empty strings, 0 timestamps) so no field is ever null."""
-    return {
-        k: v for k, v in body.items()
-        if v is not None and v != "" and not (k.endswith("Time") and v == 0)
-    }
+    """Drop absent values (None, empty strings) so no field is ever null."""
+    return {k: v for k, v in body.items() if v is not None and v != ""}
 
 
 def _ref(ident: str, name: str, with_name: bool) -> dict[str, Any]:
@@ -63,7 +60,7 @@ def device(world: World, dev: Device, fields: str = "") -> dict[str, Any]:
         "sequenceNumber": dev.sequence_number,
         "lastCom": dev.last_com_ms,
         "creationTime": dev.creation_ms,
-        "activationTime": dev.token.activation_ms if dev.token else None,
+        "activationTime": (dev.token.activation_ms or None) if dev.token else None,
         "location": {"lat": dev.lat, "lng": dev.lng},
         "prototype": dev.prototype,
         "automaticRenewal": dev.automatic_renewal,

@@ -1,0 +1,32 @@
+"""Shared pytest fixtures."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from sigfox_chatops.sigfox.simulator import SimulatorServer
+
+
+@pytest.fixture
+def make_simulator() -> Iterator[Callable[..., SimulatorServer]]:
+    """A factory of running simulators: `make_simulator(devices=0, rate_limits=False, ...)`
+    takes SimulatorServer's keyword options; every one made is stopped after the test."""
+    servers: list[SimulatorServer] = []
+
+    def factory(**options: Any) -> SimulatorServer:
+        server = SimulatorServer(**options).start()
+        servers.append(server)
+        return server
+
+    yield factory
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
+def simulator(make_simulator: Callable[..., SimulatorServer]) -> SimulatorServer:
+    """A running simulated Sigfox backend (20 devices, seed 1, rate limits on)."""
+    return make_simulator()

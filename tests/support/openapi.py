@@ -1,0 +1,162 @@
+"""Validate bodies against Sigfox's own API description (Swagger 2.0, `openapi.json`).
+
+The spec is read from `$SIGFOX_OPENAPI`, else `../shared/specs/sigfox-api-v2/openapi.json`
+relative to the repository root; it is never copied into the repository. When it is absent,
+every helper here skips the calling test with the reason.
+
+Swagger schemas become Draft 4 JSON Schema with little work: `$ref: #/definitions/X` resolves
+against a root document that carries every definition, `allOf` is native, and Swagger-only
+keywords (`discriminator`, `example`, `xml`, `externalDocs`, `x-*`) are dropped. As in the spec,
+an object without `additionalProperties` tolerates unknown fields. Integer formats are checked
+(`int32` and `int64` ranges), so an oversized value is caught like a wrong type.
+
+    validate_response("GET", "/devices/{id}", 200, body)
+    validate_request("POST", "/devices/", body)
+    definition_schema("device")
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_SPEC = REPO_ROOT.parent / "shared" / "specs" / "sigfox-api-v2" / "openapi.json"
+SWAGGER_ONLY = {"discriminator", "example", "xml", "externalDocs"}
+FORMATS = jsonschema.FormatChecker(formats=())
+
+
+@FORMATS.checks("int32")
+def _int32(value: object) -> bool:
+    return not isinstance(value, int) or -(2**31) <= value < 2**31
+
+
+@FORMATS.checks("int64")
+def _int64(value: object) -> bool:
+    return not isinstance(value, int) or -(2**63) <= value < 2**63
+
+
+def spec_path() -> Path:
+    return Path(os.environ.get("SIGFOX_OPENAPI") or DEFAULT_SPEC)
+
+
+def spec_available() -> bool:
+    return spec_path().is_file()
+
+
+def missing_reason() -> str:
+    return (
+        f"Sigfox OpenAPI spec not found at {spec_path()} "
+        "(set SIGFOX_OPENAPI or provide ../shared/specs/sigfox-api-v2/openapi.json)"
+    )
+
+
+def require_spec() -> dict[str, Any]:
+    """The spec as loaded JSON; skips the current test when it is missing."""
+    if not spec_available():
+        pytest.skip(missing_reason())
+    return _load(str(spec_path()))
+
+
+@functools.cache
+def _load(path: str) -> dict[str, Any]:
+    with open(path, encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+def to_json_schema(node: Any) -> Any:
+    """A Swagger schema fragment as Draft 4 JSON Schema (Swagger-only keywords removed)."""
+    if isinstance(node, list):
+        return [to_json_schema(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    out: dict[str, Any] = {}
+    for key, value in node.items():
+        if key in SWAGGER_ONLY or key.startswith("x-"):
+            continue
+        if key == "properties" and isinstance(value, dict):
+            # Property names are data, not keywords: keep them all (a property may be "example").
+            out[key] = {name: to_json_schema(sub) for name, sub in value.items()}
+        else:
+            out[key] = to_json_schema(value)
+    return out
+
+
+@functools.cache
+def _definitions(path: str) -> dict[str, Any]:
+    return to_json_schema(_load(path)["definitions"])
+
+
+def _rooted(schema: dict[str, Any]) -> dict[str, Any]:
+    """`schema` inside a document that carries every definition, for `$ref` resolution."""
+    return {**to_json_schema(schema), "definitions": _definitions(str(spec_path()))}
+
+
+def definition_schema(name: str) -> dict[str, Any]:
+    """A JSON Schema (Draft 4) for the spec's definition `name`."""
+    spec = require_spec()
+    if name not in spec["definitions"]:
+        raise KeyError(f"no definition {name!r} in the spec")
+    return _rooted({"$ref": f"#/definitions/{name}"})
+
+
+def operation(method: str, path_template: str) -> dict[str, Any]:
+    """The spec's operation object; `path_template` may carry the /v2 base path or not."""
+    spec = require_spec()
+    base = spec.get("basePath", "")
+    path = path_template
+    if base and path.startswith(base + "/"):
+        path = path[len(base) :]
+    item = spec["paths"].get(path)
+    if item is None or method.lower() not in item:
+        raise AssertionError(f"{method.upper()} {path} is not in the spec")
+    return item[method.lower()]
+
+
+def check(schema: dict[str, Any], body: Any, what: str) -> None:
+    """Validate `body`; fail with the most relevant error and where it is."""
+    validator = jsonschema.Draft4Validator(schema, format_checker=FORMATS)
+    error = jsonschema.exceptions.best_match(validator.iter_errors(body))
+    if error is not None:
+        where = "/".join(str(p) for p in error.absolute_path) or "(root)"
+        raise AssertionError(f"{what}: {error.message} at {where}")
+
+
+def validate_response(method: str, path_template: str, status: int, body: Any) -> None:
+    """Fail unless `status` is documented for the operation and `body` fits its schema.
+
+    A documented status without a schema (204, 401, 500) accepts no body for 204 and
+    anything otherwise.
+    """
+    responses = operation(method, path_template).get("responses", {})
+    response = responses.get(str(status), responses.get("default"))
+    what = f"{method.upper()} {path_template} -> {status}"
+    if response is None:
+        raise AssertionError(f"{what}: status not documented (has {sorted(responses)})")
+    if "schema" not in response:
+        if status == 204 and body not in (None, b"", ""):
+            raise AssertionError(f"{what}: 204 must have no body, got {body!r}")
+        return
+    check(_rooted(response["schema"]), body, what)
+
+
+def validate_request(method: str, path_template: str, body: Any) -> None:
+    """Fail unless `body` fits the operation's body parameter (or is None when it has none)."""
+    op = operation(method, path_template)
+    params = [p for p in op.get("parameters", []) if p.get("in") == "body"]
+    what = f"{method.upper()} {path_template} request"
+    if not params:
+        if body is not None:
+            raise AssertionError(f"{what}: the operation takes no body")
+        return
+    if body is None:
+        if params[0].get("required"):
+            raise AssertionError(f"{what}: a body is required")
+        return
+    check(_rooted(params[0]["schema"]), body, what)
