@@ -183,9 +183,9 @@ class Api:
         offset = query_int(request, "offset", 0, 0, MAX_OFFSET)
         since = query_int(request, "since", -1, 0, 2**63 - 1)
         before = query_int(request, "before", -1, 0, 2**63 - 1)
-        device_id = request.path_params["id"].upper()
+        device = self.world.device(request.path_params["id"])
         page, more = self.world.messages(
-            device_id, since=None if since < 0 else since, before=None if before < 0 else before,
+            device.id, since=None if since < 0 else since, before=None if before < 0 else before,
             offset=offset, limit=limit,
         )
         next_url = None
@@ -193,7 +193,7 @@ class Api:
             params = dict(request.query_params)
             params["offset"] = str(offset + limit)
             next_url = str(request.url.replace(query=urlencode(params)))
-        return listing([render.message(device_id, m) for m in page], next_url)
+        return listing([render.message(device, m) for m in page], next_url)
 
     # ------------------------------------------------------------------ bulk jobs
 

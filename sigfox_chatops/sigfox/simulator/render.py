@@ -164,9 +164,9 @@ def callback(cb: Callback) -> dict[str, Any]:
     })
 
 
-def message(dev_id: str, msg: Message) -> dict[str, Any]:
+def message(dev: Device, msg: Message) -> dict[str, Any]:
     return compact({
-        "device": {"id": dev_id},
+        "device": {"id": dev.id, "name": dev.name},
         "time": msg.time_ms,
         "data": msg.data,
         "seqNumber": msg.seq_number,

@@ -20,6 +20,7 @@ import time
 from types import TracebackType
 from typing import Any
 
+import httpx
 import uvicorn
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -170,7 +171,7 @@ class SimulatorApp:
         with self.world.lock:
             return JSONResponse({
                 "device": render.device(self.world, device),
-                "message": render.message(device.id, message),
+                "message": render.message(device, message),
                 "delivered": delivered, "callbacks": len(callbacks),
             })
 
@@ -272,6 +273,43 @@ class SimulatorServer:
     @property
     def limiter(self) -> RateLimiter:
         return self.app.limiter
+
+    # ------------------------------------------------------------------ conveniences
+
+    def client(self, **options: Any) -> httpx.Client:
+        """An httpx client on `base_url` with the simulator's credentials."""
+        return httpx.Client(base_url=self.base_url, auth=self.auth, **options)
+
+    def control(self, method: str, path: str, body: Any = None) -> Any:
+        """Call a /_sim control endpoint over HTTP; the JSON answer, or None for 204."""
+        response = httpx.request(method, f"{self.root_url}/_sim{path}", json=body, timeout=10)
+        response.raise_for_status()
+        return None if response.status_code == 204 else response.json()
+
+    def uplink(self, device_id: str, data: str | None = None) -> dict[str, Any]:
+        """The device sends a message (token rules, then DATA callbacks)."""
+        return self.control("POST", f"/devices/{device_id}/uplink", {"data": data or ""})
+
+    def advance(self, seconds: float) -> float:
+        """Move the virtual clock; returns the new time in epoch seconds."""
+        return float(self.control("POST", "/clock/advance", {"seconds": seconds})["time"])
+
+    def fault(
+        self, path: str, *, method: str = "*", status: int | None = None,
+        delay: float | None = None, drop: bool = False, count: int = 1,
+    ) -> None:
+        """Make the next `count` matching /v2 calls fail (see control.py for matching)."""
+        body: dict[str, Any] = {"method": method, "path": path, "count": count}
+        if status is not None:
+            body["status"] = status
+        if delay is not None:
+            body["delay"] = delay
+        if drop:
+            body["drop"] = True
+        self.control("POST", "/faults", body)
+
+    def call_log(self) -> list[dict[str, Any]]:
+        return list(self.control("GET", "/calls"))
 
     def start(self) -> SimulatorServer:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
