@@ -766,7 +766,7 @@ def _urgency(item: AlertItem) -> tuple[int, int, float, str]:
 def _error_sentence(error: Exception, seen: int) -> str:
     where = f"after {seen:,} devices" if seen else "before any device was read"
     if isinstance(error, SigfoxError):
-        return f"Sigfox refused or failed the device list {where}: {error}."
+        return f"Sigfox refused or failed the fleet listing {where}: {error}."
     return f"The scan stopped {where} on an unexpected error ({type(error).__name__})."
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import sys
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import TextIO
@@ -106,3 +107,41 @@ def render_expiring(summary: ExpiringSummary) -> str:
 
 def _date(ts: float, tz: ZoneInfo) -> str:
     return datetime.fromtimestamp(ts, tz=tz).strftime("%Y-%m-%d %H:%M %Z")
+
+
+def run_terminal_scan(csv_dir: Path | None = None, stream: TextIO | None = None) -> int:
+    """`sigfox-bot scan`: one fleet scan from the environment; returns the exit status."""
+    from sigfox_chatops.commands.alerts import AlertService
+    from sigfox_chatops.commands.config import ConfigError, load_config
+    from sigfox_chatops.commands.ports import SystemClock
+    from sigfox_chatops.sigfox.client import SigfoxClient
+    from sigfox_chatops.sigfox.errors import SigfoxConfigError
+    from sigfox_chatops.storage.db import open_database
+
+    out = stream or sys.stdout
+    try:
+        config = load_config()
+        client = SigfoxClient.from_env()
+    except (ConfigError, SigfoxConfigError) as error:
+        print(f"Cannot scan: {error}", file=sys.stderr)
+        return 2
+    sink = TerminalAlertSink(out, csv_dir)
+    with client:
+        service = AlertService(api=client, database=open_database(), sink=sink, config=config,
+                               clock=SystemClock())
+        print(f"Scanning the fleet at {client.base_url} ...", file=out, flush=True)
+        report = service.scan(started_by="cli", progress=_progress(out))
+    if not report.ok:
+        print(f"Scan failed: {report.error}", file=sys.stderr)
+        return 1
+    if not report.digests:
+        print("No new, worse or resolved alert since the last scan.", file=out)
+    print(f"Scanned {report.devices:,} devices in {report.duration:.2f}s.", file=out)
+    return 0
+
+
+def _progress(out: TextIO) -> Callable[[int], None]:
+    def show(count: int) -> None:
+        print(f"  {count:,} devices read", file=out, flush=True)
+
+    return show
