@@ -6,6 +6,8 @@ optional piece never breaks the others.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from sigfox_chatops import __version__
@@ -44,6 +46,20 @@ def simulator(
         delete_hold=delete_hold,
         rate_limits=not no_rate_limits,
     )
+
+
+@main.command()
+@click.option(
+    "--csv-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Keep the digest's complete CSV list in this directory.",
+)
+def scan(csv_dir: Path | None) -> None:
+    """Scan the fleet once (SIGFOX_API_URL, ...) and print the alert digest."""
+    from sigfox_chatops.commands.terminal_alerts import run_terminal_scan
+
+    raise SystemExit(run_terminal_scan(csv_dir))
 
 
 if __name__ == "__main__":
