@@ -1,0 +1,73 @@
+"""Crash injection: the bot dies around every Sigfox call and after every step.
+
+Each run is a real process killed with `os._exit`; the next process on the same database
+finishes the job. The backend's call log must show exactly one processed DELETE and one
+successful create, and the recorded PAC must be intact.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from support.core import APPROVER, POLICY_TOML, REQUESTER, build_fleet, make_core
+
+from sigfox_chatops.commands.ports import Target
+from sigfox_chatops.commands.states import Kind, WorkflowState
+from sigfox_chatops.commands.workflows import Request
+
+RUNNER = Path(__file__).parent / "support" / "crash_runner.py"
+CRASHED = 17
+
+
+def run_bot(spec: str, settings: dict) -> int:
+    completed = subprocess.run(
+        [sys.executable, str(RUNNER), spec, json.dumps(settings)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert completed.returncode in (0, CRASHED), completed.stderr[-2000:]
+    return completed.returncode
+
+
+# `call:{n}`: the n-th process dies at its n-th call, so the deaths walk along every call;
+# `step:1`: every process dies right after recording one step, so each step is survived.
+@pytest.mark.parametrize("mode", ["call:{n}:before", "call:{n}:after", "step:1"])
+def test_a_crash_anywhere_loses_nothing_and_repeats_nothing(make_simulator, tmp_path, mode):
+    simulator = make_simulator(devices=0, rate_limits=False, delete_hold=0, job_delay=0.0)
+    fleet = build_fleet(simulator)
+    harness = make_core(simulator, tmp_path / "bot.db")
+    device = fleet.off_contract
+    original_pac = simulator.world.pac_of(device)
+    outcome = harness.core.request(
+        Request(Kind.RENEW, REQUESTER, (device,), Target("C0CHAN"))
+    )
+    harness.core.decide(outcome.approval_id, APPROVER, approve=True)
+    harness.core.store.database.close()
+    simulator.control("DELETE", "/calls")
+
+    settings = {
+        "url": simulator.base_url, "root": simulator.root_url, "login": simulator.login,
+        "password": simulator.password, "db": str(tmp_path / "bot.db"),
+        "config": POLICY_TOML, "device": device, "now": harness.clock.now(),
+    }
+    crashes = 0
+    for n in range(1, 40):
+        if run_bot(mode.format(n=n), settings) == 0:
+            break
+        crashes += 1
+    assert crashes >= 3  # it really died along the way
+
+    final = make_core(simulator, tmp_path / "bot.db")
+    assert final.core.store.get_workflow(outcome.workflow_id).state == WorkflowState.DONE
+    log = simulator.call_log()
+    deletes = [c for c in log if c["method"] == "DELETE" and c["status"] == 204]
+    creates = [c for c in log if c["method"] == "POST" and c["path"] == "/v2/devices/"
+               and c["status"] in (200, 201)]
+    assert len(deletes) == 1 and len(creates) == 1
+    snapshot = final.core.store.snapshot(outcome.workflow_id, device)
+    assert snapshot.pac == original_pac
+    assert snapshot.new_pac == simulator.world.pac_of(device)
+
