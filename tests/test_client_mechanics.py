@@ -109,6 +109,16 @@ def test_sliding_window_admits_up_to_limit_then_waits_for_oldest_to_leave() -> N
     assert window.next_slot(10.5) == 10.5
 
 
+def test_window_counts_from_completion_so_latency_cannot_squeeze_calls() -> None:
+    fake = FakeTime()
+    pacer = Pacer(clock=fake.clock, sleep=fake.sleep)
+    permit = pacer.acquire("GET", "/devices/{id}/messages", "AAAA")
+    fake.now += 0.4  # the request took 0.4 s: the service dated it somewhere in between
+    pacer.settle(permit)
+    pacer.acquire("GET", "/devices/{id}/messages", "AAAA")
+    assert fake.sleeps == [pytest.approx(1.0)]  # one full second after completion
+
+
 def test_device_list_paced_to_50_per_10_seconds() -> None:
     fake = FakeTime()
     pacer = Pacer(clock=fake.clock, sleep=fake.sleep)
@@ -172,7 +182,7 @@ def test_retry_is_not_charged_against_an_hourly_allowance() -> None:
     fake = FakeTime()
     pacer = Pacer(clock=fake.clock, sleep=fake.sleep)
     pacer.acquire("PUT", "/devices/{id}", "1A2B")
-    assert pacer.acquire("PUT", "/devices/{id}", "1A2B", retry=True) == 0.0
+    assert pacer.acquire("PUT", "/devices/{id}", "1A2B", retry=True).wait == 0.0
 
 
 def test_disabled_pacer_and_unpaced_endpoints_never_wait() -> None:
@@ -195,7 +205,7 @@ def test_pacer_is_thread_safe() -> None:
 
     def worker() -> None:
         for _ in range(25):
-            wait = pacer.acquire("GET", "/devices/")
+            wait = pacer.acquire("GET", "/devices/").wait
             with lock:
                 waits.append(wait)
 

@@ -448,15 +448,17 @@ class SigfoxClient:
         secrets = self._secrets + secrets
         attempt = 0
         while True:
-            self.pacer.acquire(method, endpoint, device_id, retry=attempt > 0)
+            permit = self.pacer.acquire(method, endpoint, device_id, retry=attempt > 0)
             retry_after: float | None = None
             try:
                 response = self._http.request(method, url, params=params, json=json)
             except httpx.TransportError as exc:
+                self.pacer.settle(permit)
                 self._notify(method, endpoint, None)
                 if method in WRITE_METHODS or attempt >= self.max_retries:
                     raise self._transport_error(exc, method, url, attempt) from exc
             else:
+                self.pacer.settle(permit)
                 self._notify(method, endpoint, response.status_code)
                 if not self._retryable(method, response.status_code, attempt):
                     return self._checked(response, method, attempt, secrets)
@@ -564,7 +566,10 @@ def error_from_response(
     if status == 404:
         return SigfoxNotFound(f"Not found ({text}).", status=404, **where)
     if status == 409:
-        return SigfoxConflict(f"Conflict ({text}).", status=409, **where)
+        hint = ""
+        if method == "POST" and path.endswith("/devices/"):
+            hint = " After a delete, this means Sigfox has not released the id yet: retry later."
+        return SigfoxConflict(f"Conflict ({text}).{hint}", status=409, **where)
     if status == 429:
         return SigfoxRateLimited(
             f"Rate limited after {attempts} attempt(s).", attempts=attempts, **where

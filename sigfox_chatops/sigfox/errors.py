@@ -66,7 +66,10 @@ class SigfoxUnauthorized(SigfoxError):
 
 
 class SigfoxForbidden(SigfoxError):
-    default_hint = "The API user lacks the profile (role) this action needs, or cannot see it."
+    default_hint = (
+        "Either the API user lacks the profile (role) this needs, "
+        "or the resource's current state does not allow it."
+    )
 
 
 class SigfoxNotFound(SigfoxError):

@@ -17,9 +17,9 @@ saying when the call becomes possible: a chat bot must not hold a thread for an 
 
 from __future__ import annotations
 
+import bisect
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -62,32 +62,55 @@ def limit_for(method: str, endpoint: str) -> Limit | None:
 
 
 class SlidingWindow:
-    """At most `calls` grants in any `window` seconds. Not thread-safe on its own."""
+    """At most `calls` grants in any `window` seconds. Not thread-safe on its own.
+
+    Grants are kept sorted; future reservations (a caller sleeping towards its slot) count.
+    """
 
     def __init__(self, calls: int, window: float) -> None:
         self.calls = calls
         self.window = window
-        self._grants: deque[float] = deque()
+        self._grants: list[float] = []
 
     def _prune(self, now: float) -> None:
-        while self._grants and self._grants[0] <= now - self.window:
-            self._grants.popleft()
+        cut = bisect.bisect_right(self._grants, now - self.window)
+        del self._grants[:cut]
 
     def next_slot(self, now: float) -> float:
         """The earliest time a new grant fits in the window (== now when it fits already)."""
         self._prune(now)
         if len(self._grants) < self.calls:
             return now
-        # Grants are kept in time order (future reservations included), so the grant
-        # `calls` places back is the one that must leave the window first.
+        # The grant `calls` places back is the one that must leave the window first.
         return max(now, self._grants[-self.calls] + self.window)
 
     def grant(self, at: float) -> None:
-        self._grants.append(at)
+        bisect.insort(self._grants, at)
+
+    def settle(self, granted: float, done: float) -> None:
+        """Move a grant to when its request completed.
+
+        The service dates a call when it receives it, which is after the client's grant by
+        the network latency; counting from completion (which is later still) means latency
+        can never squeeze two calls into one server-side window.
+        """
+        index = bisect.bisect_left(self._grants, granted)
+        if index < len(self._grants) and self._grants[index] == granted:
+            del self._grants[index]
+        bisect.insort(self._grants, max(granted, done))
 
     def idle(self, now: float) -> bool:
         self._prune(now)
         return not self._grants
+
+
+@dataclass
+class Permit:
+    """A granted slot; hand it back to `Pacer.settle` once the request has completed."""
+
+    wait: float = 0.0
+    window: SlidingWindow | None = None
+    at: float = 0.0
 
 
 class Pacer:
@@ -115,17 +138,17 @@ class Pacer:
 
     def acquire(
         self, method: str, endpoint: str, device_id: str | None = None, *, retry: bool = False
-    ) -> float:
-        """Wait for (or refuse) a slot for one request; returns the seconds slept.
+    ) -> Permit:
+        """Wait for (or refuse) a slot for one request; the permit says how long it slept.
 
         `retry` marks a re-send after a 429: the call's slot was already taken by its first
         attempt, so long (refusing) limits are not charged again; short ones still pace.
         """
         limit = limit_for(method, endpoint)
         if not self.enabled or limit is None:
-            return 0.0
+            return Permit()
         if retry and limit.window > self._max_wait:
-            return 0.0
+            return Permit()
         with self._lock:
             now = self._clock()
             window = self._window(limit, method, endpoint, device_id)
@@ -138,7 +161,14 @@ class Pacer:
             self._sweep(now)
         if wait > 0:
             self._sleep(wait)
-        return wait
+        return Permit(wait=wait, window=window, at=slot)
+
+    def settle(self, permit: Permit) -> None:
+        """Record that the permit's request has completed (see `SlidingWindow.settle`)."""
+        if permit.window is None:
+            return
+        with self._lock:
+            permit.window.settle(permit.at, self._clock())
 
     def _window(
         self, limit: Limit, method: str, endpoint: str, device_id: str | None
