@@ -279,6 +279,7 @@ def test_bulk_unsubscribe_and_job_delay_in_real_time(
         assert time.monotonic() < deadline
         time.sleep(0.02)
     assert device(api, "U1")["unsubscriptionTime"] == when
+    api.close()
 
 
 def test_bulk_create_applies_pac_rules(sim: SimulatorServer, api: httpx.Client) -> None:

@@ -47,6 +47,16 @@ class DroppedConnection(Exception):
     what a client sees when the network drops mid-response."""
 
 
+class _HideDroppedConnections(logging.Filter):
+    """Injected drops are expected: keep uvicorn from logging them as application crashes."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and isinstance(record.exc_info[1], DroppedConnection))
+
+
+_DROP_FILTER = _HideDroppedConnections()
+
+
 async def api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
     return JSONResponse(exc.body(), status_code=exc.status)
@@ -71,6 +81,7 @@ class SimulatorApp:
         self.faults = Faults()
         self.calls = CallLog()
         self.dispatcher = Dispatcher()
+        logging.getLogger("uvicorn.error").addFilter(_DROP_FILTER)  # idempotent for one filter
         self.routes = Starlette(
             routes=[*Api(world).routes(), *self._control_routes()],
             exception_handlers={ApiError: api_error, HTTPException: http_error},
