@@ -1,0 +1,80 @@
+"""429s, 5xx, timeouts and dropped connections at every step of a renewal.
+
+Each fault is injected in the simulated backend (not in our code); the renewal must finish
+with exactly one processed DELETE and one successful create, retrying or reporting, never
+repeating a destructive call and never losing the PAC.
+"""
+
+from __future__ import annotations
+
+import pytest
+from support.core import APPROVER, REQUESTER, build_fleet, make_core, sigfox_client
+
+from sigfox_chatops.commands.ports import Target
+from sigfox_chatops.commands.states import Kind, WorkflowState
+from sigfox_chatops.commands.workflows import Request
+
+DEVICE = "C0FFEE"
+ENDPOINTS = [
+    ("GET", "/v2/devices/"),
+    ("DELETE", f"/v2/devices/{DEVICE}"),
+    ("POST", "/v2/devices/"),
+    ("GET", "/v2/device-types/*"),
+    ("GET", "/v2/contract-infos/*"),
+]
+FAULTS = [
+    {"status": 429, "count": 2},
+    {"status": 500, "count": 2},
+    {"delay": 0.8, "count": 1},
+    {"drop": True, "count": 2},
+]
+
+
+@pytest.mark.parametrize("fault", FAULTS, ids=lambda f: next(iter(f)) + str(f.get("status", "")))
+@pytest.mark.parametrize(("method", "path"), ENDPOINTS, ids=lambda v: v)
+def test_renewal_survives_faults(make_simulator, tmp_path, method, path, fault) -> None:
+    simulator = make_simulator(devices=0, rate_limits=False, delete_hold=0, job_delay=0.0)
+    fleet = build_fleet(simulator)
+    assert fleet.off_contract == DEVICE
+    harness = make_core(
+        simulator, tmp_path / "bot.db", api=sigfox_client(simulator, timeout=0.4, max_retries=3)
+    )
+    original_pac = simulator.world.pac_of(DEVICE)
+    outcome = harness.core.request(Request(Kind.RENEW, REQUESTER, (DEVICE,), Target("C0CHAN")))
+    assert outcome.ok, outcome.message
+    harness.core.decide(outcome.approval_id, APPROVER, approve=True)
+    simulator.fault(path, method=method, **fault)
+
+    for _ in range(30):
+        harness.core.tick()
+        steps = harness.core.store.workflow_devices(outcome.workflow_id)
+        if steps[0].state == "awaiting_uplink" and not steps[0].data.get("uplinked"):
+            simulator.uplink(DEVICE)
+            harness.core.store.update_device_step(
+                outcome.workflow_id,
+                DEVICE,
+                harness.clock.now(),
+                data={**steps[0].data, "uplinked": True},
+            )
+        if harness.core.store.get_workflow(outcome.workflow_id).state == WorkflowState.DONE:
+            break
+        harness.clock.advance(900)
+
+    assert simulator.control("GET", "/faults")["faults"] == []  # every injected fault fired
+    workflow = harness.core.store.get_workflow(outcome.workflow_id)
+    assert workflow.state == WorkflowState.DONE, harness.notifier.texts()
+    log = simulator.call_log()
+    assert len([c for c in log if c["method"] == "DELETE" and c["status"] == 204]) == 1
+    assert (
+        len(
+            [
+                c
+                for c in log
+                if c["method"] == "POST"
+                and c["path"] == "/v2/devices/"
+                and c["status"] in (200, 201)
+            ]
+        )
+        == 1
+    )
+    assert harness.core.store.snapshot(outcome.workflow_id, DEVICE).pac == original_pac
