@@ -25,10 +25,18 @@ needs_spec = pytest.mark.skipif(
 )
 
 
-@pytest.fixture
-def standin() -> Iterator[SlackApiStandIn]:
-    with SlackApiStandIn(usergroups={"S0APPROVER": ["U0ALICE01", "U0BOB0001"]}) as s:
+@pytest.fixture(scope="module")
+def served_standin() -> Iterator[SlackApiStandIn]:
+    with SlackApiStandIn() as s:
         yield s
+
+
+@pytest.fixture
+def standin(served_standin: SlackApiStandIn) -> SlackApiStandIn:
+    # One server for the module (starting and stopping uvicorn costs ~0.2 s), fresh state per test.
+    served_standin.reset()
+    served_standin.set_usergroup("S0APPROVER", ["U0ALICE01", "U0BOB0001"])
+    return served_standin
 
 
 @pytest.fixture

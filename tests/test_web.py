@@ -77,8 +77,8 @@ def build_bolt_app(standin: SlackApiStandIn, served: Served) -> App:
     return app
 
 
-@pytest.fixture
-def served() -> Iterator[Served]:
+@pytest.fixture(scope="module")
+def served_module() -> Iterator[Served]:
     with SlackApiStandIn() as standin:
         served = Served(url="", standin=standin)
         web = create_web_app(
@@ -90,6 +90,15 @@ def served() -> Iterator[Served]:
         with BackgroundServer(web) as server:
             served.url = server.root
             yield served
+
+
+@pytest.fixture
+def served(served_module: Served) -> Served:
+    # Servers live for the module (uvicorn takes ~0.2 s to stop); what they saw is per test.
+    served_module.standin.reset()
+    served_module.seen.clear()
+    served_module.uplinks.clear()
+    return served_module
 
 
 def idle_bolt_app() -> App:

@@ -369,6 +369,19 @@ class SlackApiStandIn:
             self._response_urls[rid] = ResponseUrl(channel, user, message_ts, time.time())
         return f"{self.root}/_response/{rid}"
 
+    def reset(self) -> None:
+        """Forget what happened (calls, messages, files, views, injected faults) but keep the
+        directory (users, channels, user groups): lets one served stand-in serve many tests."""
+        with self._lock:
+            self.calls.clear()
+            self.ephemerals.clear()
+            self.home_views.clear()
+            self.files.clear()
+            self._messages.clear()
+            self._response_urls.clear()
+            self._injected.clear()
+            self._scripted.clear()
+
     # ------------------------------------------------------------------ inspection
 
     def calls_to(self, method: str) -> list[Call]:
