@@ -7,16 +7,66 @@ optional piece never breaks the others.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
 from sigfox_chatops import __version__
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def _known_errors() -> tuple[type[Exception], ...]:
+    """Failures an operator can fix from the message alone: shown as one sentence."""
+    from slack_sdk.errors import SlackApiError, SlackClientError
+
+    from sigfox_chatops.commands.config import ConfigError
+    from sigfox_chatops.sigfox.errors import SigfoxError
+
+    return (ConfigError, SigfoxError, SlackApiError, SlackClientError, OSError)
+
+
+class BotGroup(click.Group):
+    """Turns known failures of any subcommand into a one-line click error, not a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.ClickException, click.Abort, SystemExit):
+            raise
+        except _known_errors() as error:
+            from sigfox_chatops.logs import redact
+
+            text = " ".join(str(error).split()) or type(error).__name__
+            raise click.ClickException(redact(text)) from None
+
+
+@click.group(cls=BotGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="sigfox-bot")
-def main() -> None:
-    """Run the lifecycle of a Sigfox device fleet from Slack."""
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    envvar="SIGFOX_BOT_LOG_FORMAT",
+    default="text",
+    show_default=True,
+    show_envvar=True,
+    help="Logs on stderr: readable lines, or one JSON object per line.",
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+    envvar="SIGFOX_BOT_LOG_LEVEL",
+    default="INFO",
+    show_default=True,
+    show_envvar=True,
+    help="Least severe events logged.",
+)
+def main(log_format: str, log_level: str) -> None:
+    """Run the lifecycle of a Sigfox device fleet from Slack.
+
+    Try it without any account: `sigfox-bot demo`.
+    """
+    from sigfox_chatops.logs import configure_logging
+
+    configure_logging(log_format, log_level)
 
 
 @main.command()
@@ -60,6 +110,26 @@ def scan(csv_dir: Path | None) -> None:
     from sigfox_chatops.commands.terminal_alerts import run_terminal_scan
 
     raise SystemExit(run_terminal_scan(csv_dir))
+
+
+@main.command()
+def check() -> None:
+    """Check the configuration, the Sigfox credentials and the Slack token (one line each).
+
+    Reads SIGFOX_BOT_CONFIG, SIGFOX_API_URL/LOGIN/PASSWORD, SLACK_BOT_TOKEN, SLACK_API_URL,
+    SLACK_APP_TOKEN or SLACK_SIGNING_SECRET, SIGFOX_CALLBACK_SECRET and SIGFOX_BOT_DB. Exits
+    with status 1 when any check failed.
+    """
+    from sigfox_chatops.checks import Status, run_checks
+
+    results = run_checks()
+    for result in results:
+        click.echo(result.line())
+    failed = [r for r in results if r.status is Status.FAIL]
+    if failed:
+        click.echo(f"{len(failed)} of {len(results)} checks failed.", err=True)
+        raise SystemExit(1)
+    click.echo("Ready to run: sigfox-bot serve")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,117 @@
+"""`sigfox-bot check` against the simulated Sigfox backend and the Slack Web API stand-in."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from support.slack_api import DEFAULT_TOKEN, SlackApiStandIn
+
+from sigfox_chatops.cli import main
+from sigfox_chatops.sigfox.simulator import SimulatorServer
+
+ENV_NAMES = (
+    "SIGFOX_BOT_CONFIG", "SIGFOX_API_URL", "SIGFOX_API_LOGIN", "SIGFOX_API_PASSWORD",
+    "SLACK_BOT_TOKEN", "SLACK_API_URL", "SLACK_APP_TOKEN", "SLACK_SIGNING_SECRET",
+    "SIGFOX_CALLBACK_SECRET", "SIGFOX_BOT_DB",
+)
+CONFIG = """
+[policy]
+approvers = ["U0APPROVE"]
+[alerts]
+channel = "C0ALERTS"
+"""
+
+
+@pytest.fixture
+def slack() -> Iterator[SlackApiStandIn]:
+    with SlackApiStandIn() as standin:
+        yield standin
+
+
+@pytest.fixture
+def env(simulator: SimulatorServer, slack: SlackApiStandIn, tmp_path: Path) -> dict[str, str]:
+    config = tmp_path / "sigfox-bot.toml"
+    config.write_text(CONFIG)
+    return {
+        "SIGFOX_BOT_CONFIG": str(config),
+        "SIGFOX_API_URL": simulator.base_url,
+        "SIGFOX_API_LOGIN": simulator.login,
+        "SIGFOX_API_PASSWORD": simulator.password,
+        "SLACK_BOT_TOKEN": DEFAULT_TOKEN,
+        "SLACK_API_URL": slack.url,
+        "SLACK_SIGNING_SECRET": "0123456789abcdef0123456789abcdef",
+        "SIGFOX_CALLBACK_SECRET": "callback-secret",
+        "SIGFOX_BOT_DB": str(tmp_path / "bot.db"),
+    }
+
+
+def run_check(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> tuple[int, list[str]]:
+    for name in ENV_NAMES:
+        monkeypatch.delenv(name, raising=False)
+    result = CliRunner().invoke(main, ["check"], env=env)
+    return result.exit_code, result.output.splitlines()
+
+
+def line_for(lines: list[str], name: str) -> str:
+    return next(line for line in lines if f"] {name}:" in line)
+
+
+def test_everything_good(env: dict[str, str], slack: SlackApiStandIn,
+                         monkeypatch: pytest.MonkeyPatch) -> None:
+    code, lines = run_check(env, monkeypatch)
+    assert code == 0, lines
+    assert line_for(lines, "Sigfox API").startswith("[ ok ]")
+    assert "accepted the credentials" in line_for(lines, "Sigfox API")
+    assert "auth.test: bot @sigfox-bot" in line_for(lines, "Slack bot token")
+    assert line_for(lines, "configuration").startswith("[ ok ]")
+    assert "HTTP mode" in line_for(lines, "Slack mode")
+    assert slack.methods_called() == ["auth.test"]
+
+
+def test_wrong_sigfox_password_fails_plainly(env: dict[str, str],
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    env["SIGFOX_API_PASSWORD"] = "not-the-password"
+    code, lines = run_check(env, monkeypatch)
+    assert code == 1
+    line = line_for(lines, "Sigfox API")
+    assert line.startswith("[FAIL]") and "refused" in line and "401" in line
+    assert "not-the-password" not in "\n".join(lines)
+
+
+def test_wrong_slack_token_fails_plainly(env: dict[str, str],
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    env["SLACK_BOT_TOKEN"] = "xoxb-wrong-token"
+    code, lines = run_check(env, monkeypatch)
+    assert code == 1
+    line = line_for(lines, "Slack bot token")
+    assert line.startswith("[FAIL]") and "invalid_auth" in line
+    assert "xoxb-wrong-token" not in "\n".join(lines)
+
+
+def test_missing_everything_says_what_to_set(monkeypatch: pytest.MonkeyPatch,
+                                             tmp_path: Path) -> None:
+    code, lines = run_check({"SIGFOX_BOT_DB": str(tmp_path / "bot.db")}, monkeypatch)
+    assert code == 1
+    assert "SIGFOX_API_LOGIN and SIGFOX_API_PASSWORD is not set" in line_for(lines, "Sigfox API")
+    assert "SLACK_BOT_TOKEN is not set" in line_for(lines, "Slack bot token")
+    assert "SIGFOX_BOT_CONFIG is not set" in line_for(lines, "configuration")
+    assert line_for(lines, "database").startswith("[ ok ]")
+
+
+def test_broken_configuration_names_the_line(env: dict[str, str], tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    Path(env["SIGFOX_BOT_CONFIG"]).write_text('[policy]\naprovers = ["U0APPROVE"]\n')
+    code, lines = run_check(env, monkeypatch)
+    assert code == 1
+    line = line_for(lines, "configuration")
+    assert line.startswith("[FAIL]") and "line 2" in line and "approvers" in line
+
+
+def test_unreachable_sigfox(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    env["SIGFOX_API_URL"] = "http://127.0.0.1:9/v2"
+    code, lines = run_check(env, monkeypatch)
+    assert code == 1
+    assert line_for(lines, "Sigfox API").startswith("[FAIL]")

@@ -1,0 +1,94 @@
+"""The `sigfox-bot` command line: help everywhere, errors as one sentence, log options."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from sigfox_chatops.cli import BotGroup, main
+from sigfox_chatops.commands.config import ConfigError
+from sigfox_chatops.sigfox.errors import SigfoxUnauthorized
+
+EXPECTED_COMMANDS = {"check", "demo", "scan", "serve", "simulator"}
+
+
+@pytest.fixture(autouse=True)
+def restore_root_logger() -> Iterator[None]:
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+def test_top_level_help_lists_the_commands() -> None:
+    result = CliRunner().invoke(main, ["--help"])
+    assert result.exit_code == 0
+    for name in main.commands:
+        assert name in result.output
+    assert "--log-format" in result.output
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED_COMMANDS))
+def test_each_command_has_help(name: str) -> None:
+    if name not in main.commands:
+        pytest.skip(f"`{name}` is not in this build yet")
+    result = CliRunner().invoke(main, [name, "--help"])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith(f"Usage: main {name}") or f" {name} " in result.output
+    assert len(result.output.splitlines()) > 3
+
+
+def _group_with(error: Exception) -> click.Group:
+    @click.group(cls=BotGroup)
+    def group() -> None:
+        pass
+
+    @group.command()
+    def boom() -> None:
+        raise error
+
+    return group
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        ConfigError("bot.toml, line 3, key policy.aprovers: unknown key"),
+        SigfoxUnauthorized("Sigfox refused the credentials", status=401),
+        FileNotFoundError(2, "No such file or directory"),
+    ],
+)
+def test_known_errors_are_one_sentence_not_a_traceback(error: Exception) -> None:
+    result = CliRunner().invoke(_group_with(error), ["boom"])
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: ")
+    assert "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_unknown_errors_are_not_hidden() -> None:
+    result = CliRunner().invoke(_group_with(ZeroDivisionError("bug")), ["boom"])
+    assert isinstance(result.exception, ZeroDivisionError)
+
+
+def test_error_messages_are_redacted(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SIGFOX_API_PASSWORD", "very-secret-pw")
+    error = SigfoxUnauthorized("login refused for password very-secret-pw", status=401)
+    result = CliRunner().invoke(_group_with(error), ["boom"])
+    assert "very-secret-pw" not in result.output
+
+
+def test_log_format_option_and_environment() -> None:
+    runner = CliRunner()
+    assert runner.invoke(main, ["--log-format", "json", "simulator", "--help"]).exit_code == 0
+    bad = runner.invoke(main, ["--log-format", "xml", "check"])
+    assert bad.exit_code == 2 and "xml" in bad.output
+    runner.invoke(main, ["simulator", "--help"], env={"SIGFOX_BOT_LOG_FORMAT": "json"})
+    from sigfox_chatops.logs import JsonFormatter
+
+    assert isinstance(logging.getLogger().handlers[0].formatter, JsonFormatter)
