@@ -550,6 +550,7 @@ class World:
             self.jobs[job.id] = job
         timer = threading.Timer(self.job_delay, self.run_due_jobs)
         timer.daemon = True
+        self._timers = [t for t in self._timers if t.is_alive()]
         self._timers.append(timer)
         timer.start()
         return job
