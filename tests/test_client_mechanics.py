@@ -321,6 +321,20 @@ def test_write_never_retried_on_5xx_or_connection_failure(
     assert type(info.value) is expected
 
 
+def test_connection_error_names_the_path_as_sent() -> None:
+    handler, _ = sequence(httpx.ReadTimeout("t"))
+    with make_client(handler) as client, pytest.raises(SigfoxConnectionError) as info:
+        client.delete_device("1a2b")
+    assert info.value.path == "/v2/devices/1A2B" and info.value.method == "DELETE"
+
+
+def test_empty_update_is_refused_before_using_the_hourly_allowance() -> None:
+    handler, seen = sequence(httpx.Response(204))
+    with make_client(handler) as client, pytest.raises(ValueError, match="at least one"):
+        client.update_device("1A2B")
+    assert seen == []
+
+
 def test_write_connect_failure_is_known_not_applied() -> None:
     handler, seen = sequence(httpx.ConnectError("refused"))
     with make_client(handler) as client, pytest.raises(SigfoxConnectionError) as info:

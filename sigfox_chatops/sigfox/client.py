@@ -225,6 +225,9 @@ class SigfoxClient:
         """PUT /devices/{id} with fields of `DeviceUpdate` (snake_case names)."""
         did = normalize_device_id(device_id)
         payload = DeviceUpdate(**fields).to_body()
+        if not payload:
+            # An empty PUT would still use up the device's one write per hour.
+            raise ValueError("update_device needs at least one field to change")
         self._send("PUT", "/devices/{id}", f"/devices/{did}", json=payload, device_id=did)
 
     def delete_device(self, device_id: str) -> None:
@@ -499,7 +502,7 @@ class SigfoxClient:
     def _transport_error(
         self, exc: httpx.TransportError, method: str, url: str, attempt: int
     ) -> SigfoxConnectionError:
-        path = urlsplit(url).path
+        path = self._full_path(url)
         # A connect failure never delivered the request; anything later may have.
         unknown = method in WRITE_METHODS and not isinstance(
             exc, httpx.ConnectError | httpx.ConnectTimeout
@@ -511,6 +514,12 @@ class SigfoxClient:
         elif method not in WRITE_METHODS:
             message += f" after {attempt + 1} attempt(s)"
         return SigfoxConnectionError(message, method=method, path=path, outcome_unknown=unknown)
+
+    def _full_path(self, url: str) -> str:
+        """The request's path as sent (with the base path), as in HTTP error exceptions."""
+        if urlsplit(url).scheme:
+            return urlsplit(url).path
+        return urlsplit(self.base_url).path + "/" + url.lstrip("/")
 
     def _checked(
         self, response: httpx.Response, method: str, attempt: int, secrets: tuple[str, ...]
