@@ -321,3 +321,32 @@ def test_restart_of_the_process_resumes_from_the_database(harness, fleet, tmp_pa
     steps = later.core.store.workflow_devices(outcome.workflow_id)
     assert steps[0].state == "awaiting_uplink"
     assert len(later.calls("DELETE", "/v2/devices/")) == 1
+
+
+def test_a_week_of_waiting_is_a_handful_of_lines(harness, fleet) -> None:
+    outcome = renew(harness, fleet.no_token)
+    harness.core.decide(outcome.approval_id, APPROVER, approve=True)
+    harness.core.tick()
+    harness.advance(1800)
+    harness.core.tick()  # registered; now waiting for a first message that never comes
+    for _ in range(7 * 24 * 12 + 12):  # every 5 minutes for a week and an hour
+        harness.clock.advance(300)
+        harness.core.tick()
+    waits = [e for e in harness.notifier.events if e.kind == ProgressKind.WAITING]
+    assert 5 <= len(waits) <= 30
+    assert state_of(harness, outcome.workflow_id) == WorkflowState.FAILED
+    assert "no message arrived" in harness.notifier.events[-1].text
+
+
+def test_finished_renewals_are_announced_for_alerts(backend, fleet, tmp_path) -> None:
+    renewed: list[str] = []
+    harness = make_core(backend, tmp_path / "bot.db")
+    harness.core.on_renewed = renewed.append
+    outcome = renew(harness, fleet.no_token)
+    harness.core.decide(outcome.approval_id, APPROVER, approve=True)
+    harness.core.tick()
+    harness.advance(1800)
+    harness.core.tick()
+    backend.uplink(fleet.no_token)
+    harness.core.handle_uplink(fleet.no_token)
+    assert renewed == [fleet.no_token]

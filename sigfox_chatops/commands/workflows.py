@@ -56,6 +56,8 @@ LEASE_SECONDS = 300.0
 JOB_POLL_SECONDS = 5.0
 JOB_TIMEOUT_SECONDS = 3600.0
 MAX_BACKOFF_SECONDS = 900.0
+WAIT_REPORT_FIRST = 300.0
+WAIT_REPORT_MAX = 12 * 3600.0
 
 
 @dataclass(frozen=True)
@@ -96,6 +98,7 @@ class Core:
         clock: Clock,
         config: BotConfig,
         owner: str | None = None,
+        on_renewed: Callable[[str], object] | None = None,
     ) -> None:
         self.api = api
         self.store = store
@@ -104,6 +107,8 @@ class Core:
         self.config = config
         self.policy = Policy(config)
         self.owner = owner or f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        # Told the id of every device renewed or restarted through the bot (alerts resolve).
+        self.on_renewed = on_renewed
 
     # -- requests ----------------------------------------------------------------------------
 
@@ -379,9 +384,9 @@ class Core:
         workflow = self.store.get_workflow(workflow_id)
         if workflow is None:
             return Outcome(False, f"There is no job {job_label(workflow_id)}: see `/sigfox jobs`.")
-        is_approver = self.policy.can_approve(actor, Operation(workflow.kind), "").allowed
-        if actor.user_id != workflow.requester and not is_approver:
-            return Outcome(False, "Only the requester or an approver may cancel this job.")
+        verdict = self.policy.can_cancel(actor, Operation(workflow.kind), workflow.requester)
+        if not verdict.allowed:
+            return Outcome(False, verdict.reason)
         now = self.clock.now()
         if not self.store.cas_workflow(
             workflow.id, [s.value for s in CANCELLABLE], WorkflowState.CANCELLED.value, now,
@@ -608,9 +613,23 @@ class Core:
         self.store.update_device_step(workflow.id, step.device_id, now, next_run=now + retry,
                                       attempts=step.attempts + 1)
         self._schedule(workflow.id, now + retry)
-        self._tell(workflow, ProgressKind.WAITING,
-                   f"Waiting for Sigfox to release the id, {_minutes(waited)}",
-                   device_id=step.device_id, elapsed=waited, wait="release")
+        self._report_wait(workflow, step, waited, "release",
+                          f"Waiting for Sigfox to release the id, {_minutes(waited)}")
+
+    def _report_wait(
+        self, workflow: WorkflowRecord, step: Any, waited: float, wait: str, text: str
+    ) -> None:
+        """Say a wait goes on at growing intervals (5 min, 10, 20, …, then twice a day), so a
+        week-long wait for a first message is a handful of lines, not two thousand."""
+        key = f"reported_{wait}"
+        last = float(step.data.get(key, -1.0))
+        due = 0.0 if last < 0 else min(max(last, WAIT_REPORT_FIRST) * 2, WAIT_REPORT_MAX + last)
+        if waited < due:
+            return
+        self.store.update_device_step(workflow.id, step.device_id, self.clock.now(),
+                                      data={**step.data, key: waited})
+        self._tell(workflow, ProgressKind.WAITING, text, device_id=step.device_id,
+                   elapsed=waited, wait=wait)
 
     def _renew_report_contract(self, workflow: WorkflowRecord, step: Any) -> None:
         device_id = step.device_id
@@ -661,9 +680,8 @@ class Core:
         poll = self.config.timing.first_message_poll.total_seconds()
         self.store.update_device_step(workflow.id, step.device_id, now, next_run=now + poll)
         self._schedule(workflow.id, now + poll)
-        self._tell(workflow, ProgressKind.WAITING,
-                   f"Waiting for the first message, {_minutes(waited)}",
-                   device_id=step.device_id, elapsed=waited, wait="uplink")
+        self._report_wait(workflow, step, waited, "uplink",
+                          f"Waiting for the first message, {_minutes(waited)}")
 
     def _renew_check_callbacks(self, workflow: WorkflowRecord, step: Any) -> None:
         device_id = step.device_id
@@ -858,11 +876,22 @@ class Core:
                                        self.clock.now(), outcome=state.value):
             return
         self.store.release_device_locks(workflow.id)
+        self._announce_renewed(workflow, steps)
         summary = _summary(Kind(workflow.kind), steps)
         kind = ProgressKind.FAILED if failed else ProgressKind.FINISHED
         self._tell(self._workflow(workflow.id), kind, summary, outcome=state.value,
                    results={s.device_id: {"state": s.state, **_public(s.data),
                                           "error": s.last_error} for s in steps})
+
+    def _announce_renewed(self, workflow: WorkflowRecord, steps: Sequence[Any]) -> None:
+        if self.on_renewed is None or workflow.kind not in (Kind.RENEW, Kind.RESTART):
+            return
+        for step in steps:
+            if step.state == Step.DONE:
+                try:
+                    self.on_renewed(step.device_id)
+                except Exception:  # alert bookkeeping must not undo a finished renewal
+                    log.exception("could not mark %s renewed", step.device_id)
 
     def _schedule(self, workflow_id: int, when: float) -> None:
         self.store.update_workflow(workflow_id, self.clock.now(), next_run=when)

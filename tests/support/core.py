@@ -31,7 +31,7 @@ tick = "1s"
 release_retry = "5m"
 release_timeout = "2h"
 first_message_poll = "5m"
-first_message_timeout = "1d"
+first_message_timeout = "7d"
 approval_reminder = "20m"
 """
 
