@@ -1,0 +1,183 @@
+"""The whole bot in HTTP mode for tests: real Bolt app under uvicorn, real WebClient against the
+Slack stand-in, a real core on the simulated Sigfox backend, a manual clock for the workflows."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from sigfox_chatops.bot.app import create_bolt_app
+from sigfox_chatops.bot.groups import GroupResolver
+from sigfox_chatops.bot.notifier import SlackNotifier
+from sigfox_chatops.bot.slack_client import make_web_client
+from sigfox_chatops.bot.web import CALLBACK_SECRET_HEADER, create_web_app
+from sigfox_chatops.commands.config import BotConfig
+from sigfox_chatops.commands.ports import ManualClock
+from sigfox_chatops.commands.workflows import Core
+from sigfox_chatops.sigfox.simulator import SimulatorServer
+from sigfox_chatops.storage.db import open_database
+from sigfox_chatops.storage.store import Store
+
+from .core import Fleet, build_fleet, core_config, sigfox_client
+from .slack_api import BackgroundServer, SlackApiStandIn
+from .slack_signing import (
+    CHANNEL_ID,
+    block_actions_body,
+    signed_headers,
+    slash_command_body,
+)
+
+SIGNING_SECRET = "bot-tests-signing-secret-0123456789"
+CALLBACK_SECRET = "bot-tests-callback-secret"
+REQUESTER_ID = "U0REQUEST"
+APPROVER_ID = "U0APPROVE"
+GROUP_APPROVER_ID = "U0GROUPIE"
+OUTSIDER_ID = "U0OUTSIDE"
+APPROVERS_GROUP = "S0APPROVERS"
+
+
+class TrackingExecutor(ThreadPoolExecutor):
+    """Bolt's lazy listeners run here; `drain()` waits until every one submitted has ended."""
+
+    def __init__(self) -> None:
+        super().__init__(max_workers=8, thread_name_prefix="bolt-test")
+        self._futures: list[Future[Any]] = []
+        self._guard = threading.Lock()
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        future = super().submit(fn, *args, **kwargs)
+        with self._guard:
+            self._futures.append(future)
+        return future
+
+    def drain(self, timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._guard:
+                pending = [f for f in self._futures if not f.done()]
+            if not pending:
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{len(pending)} listener(s) still running")
+            time.sleep(0.01)
+
+
+@dataclass
+class BotHarness:
+    url: str
+    standin: SlackApiStandIn
+    core: Core
+    clock: ManualClock
+    simulator: SimulatorServer
+    fleet: Fleet
+    executor: TrackingExecutor
+    notifier: SlackNotifier
+
+    # -- requests as Slack sends them ------------------------------------------------------
+
+    def post(self, body: str, *, content_type: str = "application/x-www-form-urlencoded",
+             extra_headers: dict[str, str] | None = None,
+             timestamp: int | None = None) -> httpx.Response:
+        headers = signed_headers(SIGNING_SECRET, body, timestamp=timestamp,
+                                 content_type=content_type)
+        headers.update(extra_headers or {})
+        return httpx.post(f"{self.url}/slack/events", content=body, headers=headers, timeout=10)
+
+    def command(self, text: str, user: str = REQUESTER_ID, *, settle: bool = True,
+                **fields: Any) -> httpx.Response:
+        url = self.standin.response_url(CHANNEL_ID, user)
+        response = self.post(slash_command_body(text, user_id=user, response_url=url, **fields))
+        if settle:
+            self.executor.drain()
+        return response
+
+    def click(self, action_id: str, value: str, user: str, *, message_ts: str = "",
+              thread_ts: str | None = None, settle: bool = True, **fields: Any
+              ) -> httpx.Response:
+        url = self.standin.response_url(CHANNEL_ID, user, message_ts=message_ts or None)
+        body = block_actions_body(action_id, value, user_id=user, user_name=user.lower(),
+                                  message_ts=message_ts or "1.000001", thread_ts=thread_ts,
+                                  response_url=url, **fields)
+        response = self.post(body)
+        if settle:
+            self.executor.drain()
+        return response
+
+    def event(self, envelope: dict[str, Any], **headers: str) -> httpx.Response:
+        response = self.post(json.dumps(envelope), content_type="application/json",
+                             extra_headers=headers)
+        self.executor.drain()
+        return response
+
+    def uplink(self, device_id: str) -> httpx.Response:
+        self.simulator.uplink(device_id)
+        body = {"device": device_id, "time": int(time.time()), "data": "0a0b", "seqNumber": 1}
+        return httpx.post(f"{self.url}/sigfox/uplink", json=body,
+                          headers={CALLBACK_SECRET_HEADER: CALLBACK_SECRET}, timeout=10)
+
+    # -- time -----------------------------------------------------------------------------
+
+    def advance(self, seconds: float) -> None:
+        self.clock.advance(seconds)
+        self.simulator.advance(seconds)
+
+    # -- what Slack saw -------------------------------------------------------------------
+
+    def ephemerals_for(self, user: str) -> list[dict[str, Any]]:
+        return [m for m in self.standin.ephemerals if m.get("ephemeral_user") == user]
+
+    def ephemeral_texts(self, user: str) -> list[str]:
+        return [_all_text(m) for m in self.ephemerals_for(user)]
+
+    def parents(self) -> list[dict[str, Any]]:
+        return self.standin.messages(CHANNEL_ID)
+
+    def thread_texts(self, parent_ts: str) -> list[str]:
+        return [_all_text(m) for m in self.standin.thread(CHANNEL_ID, parent_ts)[1:]]
+
+    def approval_message(self, approval_id: int) -> dict[str, Any]:
+        approval = self.core.store.get_approval(approval_id)
+        assert approval is not None and approval.message_ref, "approval message not posted"
+        return self.standin.message(CHANNEL_ID, approval.message_ref["ts"])
+
+
+def _all_text(message: dict[str, Any]) -> str:
+    """The fallback text and every text inside the blocks, for assertions."""
+    return message.get("text", "") + "\n" + json.dumps(message.get("blocks", []))
+
+
+def buttons(message: dict[str, Any]) -> list[dict[str, Any]]:
+    return [e for b in message.get("blocks", []) if b["type"] == "actions"
+            for e in b["elements"]]
+
+
+@contextmanager
+def running_bot(simulator: SimulatorServer, db_path: Path, *, config: BotConfig | None = None,
+                alerts: Any = None) -> Iterator[BotHarness]:
+    fleet = build_fleet(simulator)
+    with SlackApiStandIn(usergroups={APPROVERS_GROUP: [GROUP_APPROVER_ID]}) as standin:
+        client = make_web_client(standin.token, standin.url)
+        store = Store(open_database(db_path))
+        notifier = SlackNotifier(client, store, min_interval=0.0)
+        clock = ManualClock(simulator.clock.now())
+        core = Core(api=sigfox_client(simulator), store=store, notifier=notifier, clock=clock,
+                    config=config or core_config())
+        executor = TrackingExecutor()
+        bolt = create_bolt_app(core=core, client=client, signing_secret=SIGNING_SECRET,
+                               alerts=alerts, notifier=notifier, listener_executor=executor,
+                               groups=GroupResolver(client, core.config, ttl=0.0))
+        web = create_web_app(bolt, callback_secret=CALLBACK_SECRET,
+                             uplink_handler=lambda m: core.handle_uplink(m["device"]))
+        with BackgroundServer(web) as server:
+            yield BotHarness(server.root, standin, core, clock, simulator, fleet, executor,
+                             notifier)
+        executor.shutdown(wait=True)
