@@ -1,0 +1,176 @@
+"""Wiring the bot from the environment, and running it (`sigfox-bot serve`).
+
+`build_services(env)` builds everything and starts nothing: the store, the Slack client, the
+notifier, the Sigfox client, the alerts (when available), the core and the Bolt app. `serve()`
+resumes the unfinished workflows, starts the scheduler and listens: Socket Mode when
+SLACK_APP_TOKEN is set (plus the small HTTP server for /healthz, /metrics and the uplink
+callback), else HTTP mode with Slack posting to /slack/events.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from slack_bolt import App
+from slack_sdk import WebClient
+
+from sigfox_chatops.bot.app import create_bolt_app, register_metrics
+from sigfox_chatops.bot.groups import GroupResolver
+from sigfox_chatops.bot.notifier import SlackNotifier
+from sigfox_chatops.bot.slack_client import make_web_client
+from sigfox_chatops.commands.config import BotConfig, load_config
+from sigfox_chatops.commands.policy import Actor
+from sigfox_chatops.commands.ports import Clock, SystemClock
+from sigfox_chatops.commands.workflows import Core
+from sigfox_chatops.storage.db import open_database
+from sigfox_chatops.storage.store import Store
+
+log = logging.getLogger(__name__)
+
+DEFAULT_DB = "sigfox-bot.db"
+
+
+class ServiceError(ValueError):
+    """The bot cannot start; the message says in one sentence what to set or fix."""
+
+
+@dataclass
+class Services:
+    """Everything the running bot is made of; the demo and tests reuse the pieces."""
+
+    core: Core
+    client: WebClient
+    bolt_app: App
+    notifier: SlackNotifier
+    groups: GroupResolver
+    config: BotConfig
+    alerts: Any = None
+    env: Mapping[str, str] = field(default_factory=dict)
+
+    def actor_for(self, user_id: str) -> Actor:
+        """For `bot.alerts.register_alert_actions`: the user with their groups resolved."""
+        return self.groups.actor(user_id)
+
+    def health(self) -> dict[str, Any]:
+        self.core.store.count_workflows_by_state()  # raises when the database is unusable
+        return {"ok": True, "database": "ok"}
+
+    def handle_uplink(self, message: dict[str, Any]) -> None:
+        self.core.handle_uplink(str(message["device"]))
+
+    def extra_jobs(self) -> dict[str, Any]:
+        if self.alerts is None:
+            return {}
+        from sigfox_chatops.commands.alerts import alert_jobs
+
+        return alert_jobs(self.alerts)
+
+
+def _require(env: Mapping[str, str], name: str, what: str) -> str:
+    value = env.get(name, "").strip()
+    if not value:
+        raise ServiceError(f"Environment variable {name} is not set: set it to {what}.")
+    return value
+
+
+def build_services(env: Mapping[str, str], *, clock: Clock | None = None,
+                   api: Any = None, client: WebClient | None = None,
+                   http: bool = False) -> Services:
+    """Build the bot from `env` (os.environ in production). Starts no thread, no server."""
+    token = _require(env, "SLACK_BOT_TOKEN", "the app's Bot User OAuth Token (xoxb-...)")
+    secret = env.get("SLACK_SIGNING_SECRET", "").strip()
+    if http and not secret:
+        _require(env, "SLACK_SIGNING_SECRET", "the app's Signing Secret (Basic Information)")
+    config = load_config(env.get("SIGFOX_BOT_CONFIG") or None)
+    database = open_database(env.get("SIGFOX_BOT_DB") or DEFAULT_DB)
+    store = Store(database)
+    client = client or make_web_client(token, env.get("SLACK_API_URL") or None)
+    notifier = SlackNotifier(client, store)
+    clock = clock or SystemClock()
+    api = api or _sigfox_client(env)
+    alerts = _alert_service(api, database, client, config, clock, store)
+    core = Core(api=api, store=store, notifier=notifier, clock=clock, config=config,
+                on_renewed=alerts.resolve_for_device if alerts is not None else None)
+    groups = GroupResolver(client, config)
+    # Socket Mode verifies nothing with the signing secret; HTTP mode required it above.
+    bolt_app = create_bolt_app(core=core, client=client, signing_secret=secret, config=config,
+                               alerts=alerts, notifier=notifier, groups=groups)
+    services = Services(core, client, bolt_app, notifier, groups, config, alerts, env)
+    _register_alert_actions(bolt_app, services)
+    return services
+
+
+def _sigfox_client(env: Mapping[str, str]) -> Any:
+    from sigfox_chatops.sigfox.client import SigfoxClient
+
+    return SigfoxClient.from_env(env)
+
+
+def _alert_service(api: Any, database: Any, client: WebClient, config: BotConfig, clock: Clock,
+                   store: Store) -> Any:
+    """The alerts module, when this build has it (it is developed alongside)."""
+    try:
+        from sigfox_chatops.bot.alerts import SlackAlertSink
+        from sigfox_chatops.commands.alerts import AlertService
+    except ImportError:
+        log.info("alerts module not available: /sigfox expiring, alerts, snooze and scan "
+                 "answer that alerts are not set up")
+        return None
+    return AlertService(api=api, database=database, sink=SlackAlertSink(client), config=config,
+                        clock=clock, audit=store.audit)
+
+
+def _register_alert_actions(bolt_app: App, services: Services) -> None:
+    try:
+        from sigfox_chatops.bot.alerts import register_alert_actions
+    except ImportError:
+        return
+    if services.alerts is not None:
+        register_alert_actions(bolt_app, services)
+
+
+def start(services: Services) -> Any:
+    """Resume unfinished workflows, publish metrics, start the scheduler; returns it."""
+    from sigfox_chatops.commands.runtime import start_scheduler
+
+    register_metrics(services.core)
+    resumed = services.core.resume()
+    log.info("resumed %d workflow(s)", resumed)
+    scheduler = start_scheduler(services.core, tick=services.config.timing.tick,
+                                extra_jobs=services.extra_jobs())
+    if services.alerts is not None:
+        from sigfox_chatops.commands.alerts import schedule_daily_digest
+
+        schedule_daily_digest(scheduler, services.alerts)
+    return scheduler
+
+
+def serve(services: Services, *, http: bool, host: str = "127.0.0.1", port: int = 3000) -> None:
+    """Run until interrupted."""
+    from sigfox_chatops.bot.web import create_web_app, run_http
+
+    app_token = services.env.get("SLACK_APP_TOKEN", "").strip()
+    if not http and not app_token:
+        raise ServiceError("Environment variable SLACK_APP_TOKEN is not set: set it to the "
+                           "app-level token (xapp-...) for Socket Mode, or run "
+                           "`sigfox-bot serve --http`.")
+    scheduler = start(services)
+    handler = None
+    try:
+        if not http:
+            from slack_bolt.adapter.socket_mode import SocketModeHandler
+
+            handler = SocketModeHandler(services.bolt_app, app_token)
+            handler.connect()  # events come over the socket; HTTP serves health and uplinks
+            log.info("connected to Slack in Socket Mode")
+        web = create_web_app(services.bolt_app, uplink_handler=services.handle_uplink,
+                             callback_secret=services.env.get("SIGFOX_CALLBACK_SECRET") or None,
+                             health=services.health)
+        run_http(web, host=host, port=port)
+    finally:
+        if handler is not None:
+            handler.close()
+        scheduler.shutdown(wait=False)
