@@ -132,5 +132,56 @@ def check() -> None:
     click.echo("Ready to run: sigfox-bot serve")
 
 
+@main.command()
+@click.option("--interactive", "-i", is_flag=True,
+              help="Type the /sigfox commands and click the buttons yourself.")
+@click.option("--devices", type=click.IntRange(20, 20000), default=300, show_default=True,
+              help="Size of the simulated fleet.")
+@click.option("--seed", type=int, default=7, show_default=True, help="Seed of the fleet.")
+@click.option("--speed", type=click.FloatRange(60, 1_000_000), default=1800.0,
+              show_default=True,
+              help="Virtual seconds per real second while waiting (1800: 30 min in 1 s).")
+def demo(interactive: bool, devices: int, seed: int, speed: float) -> None:
+    """Try the bot with no account: simulated Sigfox, real bot, a terminal for Slack.
+
+    Plays a short scripted tour (alert digest, status, a renewal approved by a colleague, the
+    re-registration and first message, what expires soon) and exits. Everything listens on
+    127.0.0.1; no credentials are needed and nothing leaves the machine.
+    """
+    from sigfox_chatops.demo import DemoSettings, run_demo
+
+    settings = DemoSettings(devices=devices, seed=seed, speed=speed)
+    try:
+        status = run_demo(settings, interactive=interactive)
+    except KeyboardInterrupt:
+        click.echo("\nDemo interrupted.", err=True)
+        status = 130
+    raise SystemExit(status)
+
+
+@main.command()
+@click.option("--http", "http_mode", is_flag=True,
+              help="HTTP mode: Slack posts to /slack/events (needs SLACK_SIGNING_SECRET).")
+@click.option("--port", type=int, default=3000, show_default=True,
+              help="Port of /slack/events (HTTP mode), /healthz, /metrics, /sigfox/uplink.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+def serve(http_mode: bool, port: int, host: str) -> None:
+    """Run the bot: Socket Mode when SLACK_APP_TOKEN is set, else use --http.
+
+    Reads SLACK_BOT_TOKEN, SLACK_SIGNING_SECRET, SLACK_APP_TOKEN, SLACK_API_URL,
+    SIGFOX_API_URL/LOGIN/PASSWORD, SIGFOX_BOT_DB, SIGFOX_BOT_CONFIG, SIGFOX_CALLBACK_SECRET.
+    """
+    import os
+
+    from sigfox_chatops.bot.service import ServiceError, build_services
+    from sigfox_chatops.bot.service import serve as run
+
+    try:
+        services = build_services(os.environ, http=http_mode)
+        run(services, http=http_mode, host=host, port=port)
+    except ServiceError as error:
+        raise click.ClickException(str(error)) from None
+
+
 if __name__ == "__main__":
     main()
