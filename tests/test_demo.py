@@ -1,0 +1,132 @@
+"""`sigfox-bot demo`: the scripted tour end to end, the interactive mode, the rendering."""
+
+from __future__ import annotations
+
+import io
+import logging
+import re
+from collections.abc import Iterator
+
+import pytest
+from click.testing import CliRunner
+
+from sigfox_chatops.cli import main
+from sigfox_chatops.demo import DemoSettings, DemoWorld
+from sigfox_chatops.demo.render import mrkdwn_to_text, render_message
+from sigfox_chatops.demo.tour import pick_expired_device, run_tour
+from sigfox_chatops.logs import PAC_REDACTED
+
+FAST = DemoSettings(devices=120, seed=7, speed=100_000.0)
+# The tour's steps, in order, as a person reads them in the transcript.
+TOUR_STEPS = [
+    r"#fleet-alerts\n.*\n\s+Sigfox fleet alerts: \d+ open",     # the scan's digest
+    r"alice › /sigfox status {device}",
+    r"Device {device}",                                          # the status card
+    r"alice › /sigfox renew {device}",
+    r"\[ Approve \]  \[ Reject \]",                              # the approval request
+    r"alice clicks \[ Approve \]",
+    r"only visible to alice\):\n\s+You requested this renewal",  # refused to the requester
+    r"bob clicks \[ Approve \]",
+    r"Approved by @bob",
+    r"↳ .*\n\s+.*Deleted\.",                                     # the thread follows the delete
+    r"Waiting for Sigfox to release the id",
+    r"Registered again with the recorded PAC",
+    r"wakes up and sends its first message",
+    r"First message received; token OK until",
+    r"Renew finished: 1 of 1 device\(s\) done",                  # the final summary
+    r"alice › /sigfox expiring",
+    r"token\(s\) end within 30 days",
+]
+
+
+@pytest.fixture(autouse=True)
+def quiet_logs() -> Iterator[None]:
+    logging.getLogger("sigfox_chatops").setLevel(logging.WARNING)
+    yield
+    logging.getLogger("sigfox_chatops").setLevel(logging.NOTSET)
+
+
+def all_pacs(world: DemoWorld) -> set[str]:
+    sim = world.simulator.world
+    with sim.lock:
+        return {*sim.pacs.values(), *(d.pac for d in sim.devices.values())}
+
+
+def test_scripted_tour_shows_every_step_and_never_a_pac() -> None:
+    out = io.StringIO()
+    stops: list[str] = []
+    with DemoWorld(FAST, out) as world:
+        device = pick_expired_device(world)
+        status = run_tour(world, stops.append)
+        pacs = all_pacs(world)
+        raw = [m.text + str(m.blocks) for m in world.slack.messages.values()]
+        raw += [str(e) for e in world.slack.ephemerals]
+    transcript = out.getvalue()
+    assert status == 0, (stops, transcript)
+    position = 0
+    for step in TOUR_STEPS:
+        found = re.compile(step.format(device=device)).search(transcript, position)
+        assert found, f"step {step!r} missing after position {position}:\n{transcript}"
+        position = found.start()
+    assert PAC_REDACTED not in transcript  # nothing even needed redacting
+    assert not [pac for pac in pacs if pac in transcript or any(pac in r for r in raw)]
+
+
+def test_cli_demo_interactive_with_two_people() -> None:
+    with DemoWorld(FAST, io.StringIO()) as world:
+        device = pick_expired_device(world)
+    keys = "\n".join([
+        f"/sigfox renew {device}", "Approve", "/as bob", "[ Approve ]", "/advance 45m",
+        f"/uplink {device}", "/sigfox jobs", "/as nobody", "/nonsense", "Frobnicate", "/quit",
+    ]) + "\n"
+    result = CliRunner().invoke(
+        main, ["demo", "--interactive", "--devices", "120", "--speed", "100000"], input=keys
+    )
+    assert result.exit_code == 0, result.output
+    output = result.output
+    assert "You are now bob" in output
+    assert "bob clicks [ Approve ]" in output
+    assert "the virtual clock moves 45m forward" in output
+    assert "Renew finished: 1 of 1 device(s) done" in output
+    assert "Nobody called nobody" in output
+    assert "Unknown command /nonsense" in output
+    assert "No button labelled [ Frobnicate ]" in output
+
+
+def test_interactive_ends_at_end_of_input() -> None:
+    result = CliRunner().invoke(main, ["demo", "-i", "--devices", "50"], input="")
+    assert result.exit_code == 0
+
+
+def test_rendering_of_block_kit() -> None:
+    blocks = [
+        {"type": "header", "text": {"type": "plain_text", "text": "Renewal"}},
+        {"type": "section", "text": {"type": "mrkdwn",
+                                     "text": "*Asked* by <@U0ALICE> _today_ :white_check_mark:"},
+         "accessory": {"type": "button", "text": {"type": "plain_text", "text": "Details"},
+                       "action_id": "x"}},
+        {"type": "section", "fields": [{"type": "mrkdwn", "text": "*Token* OK"},
+                                       {"type": "mrkdwn", "text": "*Ends* 2027-01-01"}]},
+        {"type": "context", "elements": [{"type": "mrkdwn",
+                                          "text": "<!date^1700000000^{date}|2023-11-14>"}]},
+        {"type": "actions", "elements": [
+            {"type": "button", "text": {"type": "plain_text", "text": "Approve"},
+             "action_id": "a", "style": "primary"},
+            {"type": "button", "text": {"type": "plain_text", "text": "Reject"},
+             "action_id": "r"}]},
+    ]
+    names = {"U0ALICE": "alice"}
+    lines = render_message("fallback", blocks, lambda u: names.get(u, u))
+    assert lines[0] == "Renewal" and set(lines[1]) == {"‾"}
+    assert lines[2] == "Asked by @alice today ✅  [ Details ]"
+    assert lines[3].startswith("Token OK") and lines[3].endswith("Ends 2027-01-01")
+    assert lines[4].strip() == "2023-11-14"
+    assert lines[5] == "[ Approve ]  [ Reject ]"
+    assert render_message("plain *text*", None) == ["plain text"]
+
+
+def test_mrkdwn_links_channels_and_escapes() -> None:
+    text = "See <https://x.example/a|the doc> in <#C0FLEETOPS|fleet-ops> &amp; `first_message`"
+    assert mrkdwn_to_text(text) == (
+        "See the doc (https://x.example/a) in #fleet-ops & `first_message`"
+    )
