@@ -92,3 +92,18 @@ def test_log_format_option_and_environment() -> None:
     from sigfox_chatops.logs import JsonFormatter
 
     assert isinstance(logging.getLogger().handlers[0].formatter, JsonFormatter)
+
+
+def test_the_example_configuration_is_valid() -> None:
+    from pathlib import Path
+
+    from sigfox_chatops.commands.config import load_config
+
+    example = Path(__file__).resolve().parents[1] / "sigfox-bot.example.toml"
+    config = load_config(example)
+    assert config.policy.approvers == ("U0123ABCD", "S0456EFGH")
+    assert not config.policy.allow_self_approval
+    assert config.alerts.channel_for("Gas meter") == "C0METERING"
+    assert config.alerts.channel_for("Door sensor", "Acme Logistics") == "C0LOGISTICS"
+    assert config.alerts.channel_for("Door sensor") == "C0123ABCD"
+    assert config.timing.release_retry.total_seconds() == 300
