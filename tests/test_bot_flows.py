@@ -3,19 +3,31 @@ mode, its real WebClient against the Slack stand-in, the core on the simulated S
 
 from __future__ import annotations
 
+import json
+import logging
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from support.bot import (
     APPROVER_ID,
+    GROUP_APPROVER_ID,
     OUTSIDER_ID,
     REQUESTER_ID,
     BotHarness,
     buttons,
     running_bot,
 )
-from support.slack_signing import CHANNEL_ID
+from support.core import core_config
+from support.slack_signing import (
+    CHANNEL_ID,
+    app_home_opened_event,
+    signed_headers,
+    slash_command_body,
+)
 
 from sigfox_chatops.bot import blocks
 from sigfox_chatops.commands.states import WorkflowState
@@ -73,3 +85,211 @@ def test_renewal_end_to_end(bot: BotHarness) -> None:
                and buttons(m)[0]["action_id"] == blocks.SHOW_PAC]
     assert summary, thread
     assert "Done" in bot.standin.message(CHANNEL_ID, parent["ts"])["text"]
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def pac_leaks(bot: BotHarness, pac: str) -> list[str]:
+    """Every recorded Slack call carrying `pac`, apart from ephemeral answers."""
+    leaks = [c.method for c in bot.standin.calls
+             if pac in json.dumps(c.params) and c.method != "chat.postEphemeral"]
+    leaks += ["response_url" for r in bot.standin.responses()
+              if pac in json.dumps(r) and r.get("response_type") != "ephemeral"]
+    return leaks
+
+
+def request_and_approve(bot: BotHarness, text: str, approver: str = APPROVER_ID
+                        ) -> tuple[int, dict, dict]:
+    bot.command(text)
+    workflow_id = only_job(bot)
+    [parent] = bot.parents()
+    approval = bot.core.store.approval_for(workflow_id)
+    assert approval is not None, bot.ephemeral_texts(REQUESTER_ID)
+    request = bot.approval_message(approval.id)
+    bot.click(blocks.APPROVE, str(approval.id), approver, message_ts=request["ts"],
+              thread_ts=parent["ts"])
+    return workflow_id, parent, request
+
+
+# --------------------------------------------------------------------------- delete, transfer
+
+
+def test_delete_end_to_end_with_show_pac_for_approvers_only(
+    bot: BotHarness, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    device = bot.fleet.no_token
+    pac = bot.simulator.world.pac_of(device)
+    workflow_id, parent, _ = request_and_approve(bot, f"delete {device}")
+    bot.core.tick()
+    assert bot.core.store.get_workflow(workflow_id).state == WorkflowState.DONE
+    [summary] = [m for m in bot.standin.thread(CHANNEL_ID, parent["ts"])
+                 if any(b["action_id"] == blocks.SHOW_PAC for b in buttons(m))]
+    [show] = buttons(summary)
+
+    bot.click(blocks.SHOW_PAC, show["value"], OUTSIDER_ID, message_ts=summary["ts"])
+    assert not any(pac in t for t in bot.ephemeral_texts(OUTSIDER_ID))
+    assert any("Only approvers" in t for t in bot.ephemeral_texts(OUTSIDER_ID))
+
+    bot.click(blocks.SHOW_PAC, show["value"], APPROVER_ID, message_ts=summary["ts"])
+    assert any(pac in t for t in bot.ephemeral_texts(APPROVER_ID))
+    assert pac_leaks(bot, pac) == []
+    assert [r.name for r in caplog.records if pac in r.getMessage()] == []
+
+
+def test_transfer_losing_the_token_needs_approval_then_runs(bot: BotHarness) -> None:
+    device = bot.fleet.valid
+    workflow_id, parent, request = request_and_approve(bot, f'transfer {device} to "Fleet B"')
+    assert "token is lost" in json.dumps(request["blocks"])
+    bot.core.tick()  # the bulk job is submitted
+    bot.advance(10)
+    bot.core.tick()
+    assert bot.core.store.get_workflow(workflow_id).state == WorkflowState.DONE
+    thread = " ".join(bot.thread_texts(parent["ts"]))
+    assert "Transferred to Fleet B" in thread
+    assert "Done" in bot.standin.message(CHANNEL_ID, parent["ts"])["text"]
+
+
+# --------------------------------------------------------------------------- refusals, replays
+
+
+def test_bad_signature_and_stale_timestamp_are_refused(bot: BotHarness) -> None:
+    body = slash_command_body(f"renew {bot.fleet.off_contract}")
+    headers = signed_headers("not-the-secret", body)
+    assert httpx.post(f"{bot.url}/slack/events", content=body, headers=headers).status_code == 401
+    stale = bot.post(body, timestamp=int(time.time()) - 6 * 60)
+    assert stale.status_code == 401
+    bot.executor.drain()
+    assert bot.core.store.list_workflows() == []
+    assert bot.standin.calls_to("chat.postMessage") == []
+
+
+def test_a_replayed_command_runs_once(bot: BotHarness) -> None:
+    url = bot.standin.response_url(CHANNEL_ID, REQUESTER_ID)
+    body = slash_command_body(f"renew {bot.fleet.off_contract}", user_id=REQUESTER_ID,
+                              response_url=url)
+    assert bot.post(body).status_code == 200
+    assert bot.post(body).status_code == 200
+    bot.executor.drain()
+    assert len(bot.core.store.list_workflows()) == 1
+    assert len(bot.parents()) == 1
+
+
+def test_a_retried_event_delivery_runs_once(bot: BotHarness) -> None:
+    envelope = app_home_opened_event(APPROVER_ID)
+    bot.event(envelope)
+    bot.event(envelope, **{"X-Slack-Retry-Num": "1", "X-Slack-Retry-Reason": "http_timeout"})
+    assert len(bot.standin.calls_to("views.publish")) == 1
+
+
+def test_double_clicks_decide_once(bot: BotHarness) -> None:
+    bot.command(f"delete {bot.fleet.no_token}")
+    approval = bot.core.store.pending_approvals()[0]
+    request = bot.approval_message(approval.id)
+    clicks = [threading.Thread(target=bot.click, args=(blocks.APPROVE, str(approval.id), who),
+                               kwargs={"message_ts": request["ts"], "settle": False})
+              for who in (APPROVER_ID, APPROVER_ID, GROUP_APPROVER_ID)]
+    for click in clicks:
+        click.start()
+    for click in clicks:
+        click.join()
+    bot.executor.drain()
+    decided = [e for e in bot.core.store.events(approval.workflow_id) if e.kind == "decided"]
+    assert len(decided) == 1
+    bot.core.tick()
+    bot.core.tick()
+    deletes = [c for c in bot.simulator.call_log() if c["method"] == "DELETE"]
+    assert len(deletes) == 1
+    later = [t for u in (APPROVER_ID, GROUP_APPROVER_ID) for t in bot.ephemeral_texts(u)]
+    assert sum("already approved" in t for t in later) == 2
+
+
+def test_an_unauthorised_click_changes_nothing_and_is_told_why(bot: BotHarness) -> None:
+    bot.command(f"renew {bot.fleet.off_contract}")
+    approval = bot.core.store.pending_approvals()[0]
+    request = bot.approval_message(approval.id)
+    versions = len(bot.standin.versions(CHANNEL_ID, request["ts"]))
+    for user in (OUTSIDER_ID, REQUESTER_ID):  # not an approver; approving one's own request
+        bot.click(blocks.APPROVE, str(approval.id), user, message_ts=request["ts"])
+    assert bot.core.store.get_approval(approval.id).state == "pending"
+    assert len(bot.standin.versions(CHANNEL_ID, request["ts"])) == versions
+    assert any("Only approvers" in t for t in bot.ephemeral_texts(OUTSIDER_ID))
+    assert any("colleague" in t for t in bot.ephemeral_texts(REQUESTER_ID))
+
+
+def test_a_group_member_may_approve(bot: BotHarness) -> None:
+    workflow_id, _, _ = request_and_approve(bot, f"renew {bot.fleet.off_contract}",
+                                            approver=GROUP_APPROVER_ID)
+    assert bot.core.store.get_workflow(workflow_id).state == WorkflowState.APPROVED
+    assert f"<@{GROUP_APPROVER_ID}>" in json.dumps(bot.approval_message(1)["blocks"])
+
+
+def test_an_expired_request_says_so(bot: BotHarness) -> None:
+    bot.command(f"renew {bot.fleet.off_contract}")
+    approval = bot.core.store.pending_approvals()[0]
+    bot.advance(3601)
+    bot.core.tick()
+    message = bot.approval_message(approval.id)
+    assert buttons(message) == [] and "Expired" in json.dumps(message["blocks"])
+    bot.click(blocks.APPROVE, str(approval.id), APPROVER_ID, message_ts=message["ts"])
+    assert any("expired" in t for t in bot.ephemeral_texts(APPROVER_ID))
+
+
+def test_cancel_button_and_command(bot: BotHarness) -> None:
+    bot.command(f"renew {bot.fleet.off_contract}")
+    [parent] = bot.parents()
+    [cancel] = [b for b in buttons(parent) if b["action_id"] == blocks.CANCEL]
+    bot.click(blocks.CANCEL, cancel["value"], OUTSIDER_ID, message_ts=parent["ts"])
+    assert bot.core.store.get_workflow(1).state == WorkflowState.AWAITING_APPROVAL
+    bot.command("cancel J-0001")
+    assert bot.core.store.get_workflow(1).state == WorkflowState.CANCELLED
+    assert buttons(bot.standin.message(CHANNEL_ID, parent["ts"])) == []
+
+
+# --------------------------------------------------------------------------- reads, App Home
+
+
+def test_status_card_masks_the_pac(bot: BotHarness) -> None:
+    device = bot.fleet.valid
+    pac = bot.simulator.world.pac_of(device)
+    bot.command(f"status {device}")
+    [card] = bot.ephemerals_for(REQUESTER_ID)
+    text = json.dumps(card["blocks"], ensure_ascii=False)
+    assert "••••" + pac[-4:] in text and pac not in text
+    assert "Fleet A" in text and "Order 1" in text
+
+
+def test_help_shows_only_what_the_caller_may_run(make_simulator, tmp_path: Path) -> None:
+    simulator = make_simulator(devices=0, rate_limits=False)
+    config = core_config('\n[policy.operations.delete]\nrequesters = ["U0APPROVE"]\n')
+    with running_bot(simulator, tmp_path / "b.db", config=config) as bot:
+        bot.command("help", user=OUTSIDER_ID)
+        bot.command("help", user=APPROVER_ID)
+        [outsider] = bot.ephemeral_texts(OUTSIDER_ID)
+        [approver] = bot.ephemeral_texts(APPROVER_ID)
+    assert "/sigfox delete" not in outsider and "/sigfox delete" in approver
+
+
+def test_app_home_lists_approvals_waiting_for_me_and_jobs(bot: BotHarness) -> None:
+    bot.command(f"renew {bot.fleet.off_contract}")
+    bot.event(app_home_opened_event(APPROVER_ID))
+    home = json.dumps(bot.standin.home_views[APPROVER_ID]["blocks"])
+    assert "J-0001" in home and blocks.APPROVE in home
+    bot.event({**app_home_opened_event(OUTSIDER_ID), "event_id": "Ev0OUTSIDER"})
+    assert blocks.APPROVE not in json.dumps(bot.standin.home_views[OUTSIDER_ID]["blocks"])
+
+
+def test_slack_outage_does_not_stop_the_job(bot: BotHarness) -> None:
+    workflow_id, _, _ = request_and_approve(bot, f"delete {bot.fleet.no_token}")
+    bot.standin.fail("chat.postMessage", "internal_error", times=50)
+    bot.standin.fail("chat.update", "internal_error", times=50)
+    bot.core.tick()
+    assert bot.core.store.get_workflow(workflow_id).state == WorkflowState.DONE
+
+
+def test_rate_limited_posts_are_retried_after_retry_after(bot: BotHarness) -> None:
+    bot.standin.rate_limit("chat.postMessage", times=1, retry_after=1)
+    bot.command(f"renew {bot.fleet.off_contract}")
+    assert len(bot.parents()) == 1
+    assert bot.core.store.pending_approvals()

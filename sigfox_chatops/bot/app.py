@@ -26,6 +26,7 @@ from typing import Any
 from slack_bolt import Ack, App, BoltRequest, Respond
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
+from slack_sdk.webhook import WebhookClient
 
 from sigfox_chatops import metrics
 from sigfox_chatops.bot import blocks
@@ -40,6 +41,10 @@ from sigfox_chatops.commands.workflows import Core
 from sigfox_chatops.storage.records import job_label
 
 log = logging.getLogger(__name__)
+# For calls carrying a PAC (slack_sdk logs request bodies at DEBUG): a logger outside the
+# logging tree, so no handler sees it and no dictConfig (uvicorn calls one) re-enables it.
+_SILENT = logging.Logger("sigfox_chatops.bot.silent", level=logging.CRITICAL + 1)
+_SILENT.propagate = False
 
 SLASH_COMMAND = g.SLASH_COMMAND
 # Commands that read or change things at Sigfox: worth a "working on it" while they run.
@@ -158,7 +163,7 @@ class Listeners:
         # Ephemeral, to the approver who asked; never logged, never in a channel message.
         text = (f"PAC of {device_id} recorded by {job_label(workflow_id)}: `{outcome.message}` "
                 "(only you can see this message).")
-        self._tell_clicker(body, client, respond, text)
+        send_secret_privately(body, client, text)
 
     def cancel(self, body: dict[str, Any], client: WebClient, respond: Respond) -> None:
         value = _action_value(body)
@@ -248,6 +253,28 @@ def _respond(respond: Respond, message: Message, *, public: bool) -> bool:
         log.info("response_url failed (%s)", type(error).__name__)
         return False
     return True
+
+
+def send_secret_privately(body: dict[str, Any], client: WebClient, text: str) -> None:
+    """An ephemeral message whose text must appear in no log, not even slack_sdk's DEBUG lines
+    (they print request bodies): sent through clients given a disabled logger."""
+    message = blocks.text_message(text)
+    container = body.get("container") or {}
+    url = body.get("response_url")
+    try:
+        if url:
+            WebhookClient(url, logger=_SILENT, timeout=10).send(
+                text=message.text, blocks=message.blocks, response_type="ephemeral",
+                replace_original=False)
+            return
+        quiet = WebClient(token=client.token, base_url=client.base_url, logger=_SILENT,
+                          retry_handlers=list(client.retry_handlers))
+        quiet.chat_postEphemeral(channel=container.get("channel_id", ""),
+                                 user=body["user"]["id"], text=message.text,
+                                 blocks=message.blocks,
+                                 thread_ts=container.get("thread_ts") or None)
+    except (SlackApiError, SlackClientError) as error:
+        log.warning("could not send a private answer (%s)", _describe(error))
 
 
 # --------------------------------------------------------------------------- App Home
