@@ -689,7 +689,12 @@ class Core:
         type_id = workflow.params.get("targets", {}).get(device_id, "")
         callbacks = self._callbacks(workflow, device_id, type_id)
         enabled = [c for c in callbacks if c.enabled]
-        text = f"{len(enabled)} of {len(callbacks)} callbacks of the device type are enabled."
+        if callbacks:
+            text = (f"Callbacks checked: {len(enabled)} of the device type's {len(callbacks)} "
+                    "callbacks are enabled and will receive its messages.")
+        else:
+            text = ("Callbacks checked: the device type has none, so its messages go nowhere "
+                    "but the Sigfox portal. Declare one there if they should.")
         details: dict[str, Any] = {"callbacks": len(callbacks), "enabled": len(enabled)}
         if snapshot and snapshot.device_type_id and snapshot.device_type_id != type_id:
             previous = self._callbacks(workflow, device_id, snapshot.device_type_id)
