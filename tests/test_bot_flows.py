@@ -30,6 +30,7 @@ from support.slack_signing import (
 )
 
 from sigfox_chatops.bot import blocks
+from sigfox_chatops.bot.app import register_metrics
 from sigfox_chatops.commands.states import WorkflowState
 
 
@@ -293,3 +294,11 @@ def test_rate_limited_posts_are_retried_after_retry_after(bot: BotHarness) -> No
     bot.command(f"renew {bot.fleet.off_contract}")
     assert len(bot.parents()) == 1
     assert bot.core.store.pending_approvals()
+
+
+def test_metrics_show_workflows_by_state_and_approvals_waiting(bot: BotHarness) -> None:
+    register_metrics(bot.core)
+    bot.command(f"renew {bot.fleet.off_contract}")
+    text = httpx.get(f"{bot.url}/metrics").text
+    assert 'sigfox_bot_workflows{state="awaiting_approval"} 1.0' in text
+    assert "sigfox_bot_approvals_waiting 1.0" in text

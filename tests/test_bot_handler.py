@@ -1,0 +1,85 @@
+"""The command handler on its own: whatever is typed after /sigfox, a helpful answer, within
+Slack's limits, never an exception and never a PAC (property tests over arbitrary text)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from support.core import REQUESTER, CoreHarness, build_fleet, make_core
+from support.slack_api import check_blocks
+
+from sigfox_chatops.bot import blocks
+from sigfox_chatops.bot.handler import CommandHandler, Reply
+from sigfox_chatops.commands.grammar import COMMANDS
+from sigfox_chatops.commands.policy import Actor
+
+DEVICES = ("C0FFEE", "BEEF01", "BEEF02", "BEEF03", "AA0001", "0xc0ffee", "ZZZ", "1A2B3C")
+WORDS = st.sampled_from([*COMMANDS, "to", "for", '"Fleet B"', "Fleet", "7d", "J-0001", "2030-01-31",
+                         "30", "-1", "`", "&lt;", "“", *DEVICES])
+
+
+@pytest.fixture
+def harness(make_simulator, tmp_path: Path) -> CoreHarness:
+    simulator = make_simulator(devices=0, rate_limits=False)
+    build_fleet(simulator)
+    return make_core(simulator, tmp_path / "bot.db")
+
+
+def pacs(harness: CoreHarness) -> list[str]:
+    world = harness.simulator.world
+    return [world.pac_of(d) for d in ("C0FFEE", "BEEF01", "BEEF02", "BEEF03", "AA0001")]
+
+
+def check_reply(reply: Reply, secrets: list[str]) -> None:
+    assert isinstance(reply, Reply)
+    assert reply.text.strip()
+    assert check_blocks(reply.message.blocks) == []
+    shown = reply.text + json.dumps(reply.message.blocks)
+    assert not [p for p in secrets if p in shown]
+
+
+@settings(max_examples=150, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=st.one_of(st.text(max_size=300),
+                      st.lists(WORDS, min_size=1, max_size=6).map(" ".join)))
+def test_any_text_gets_a_helpful_answer_and_never_a_pac(
+    harness: CoreHarness, caplog: pytest.LogCaptureFixture, text: str
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    handler = CommandHandler(harness.core)
+    for actor in (REQUESTER, Actor("U0SOMEONE")):
+        check_reply(handler.handle(text, actor, channel="C0CHAN"), pacs(harness))
+    assert not [p for p in pacs(harness) if p in caplog.text]
+
+
+def test_errors_and_refusals_are_private(harness: CoreHarness) -> None:
+    handler = CommandHandler(harness.core)
+    for text in ("frobnicate", "renew", "renew BEEF02", "status 123456", "expiring 9999"):
+        reply = handler.handle(text, REQUESTER, channel="C0CHAN")
+        assert not reply.public, text
+
+
+def test_expiring_without_alerts_says_they_are_not_set_up(harness: CoreHarness) -> None:
+    reply = CommandHandler(harness.core).handle("expiring 14", REQUESTER, channel="C0CHAN")
+    assert "not set up" in reply.text
+
+
+def test_long_lists_fit_slack_limits() -> None:
+    long = blocks.text_message("\n".join(f"line {i} " + "x" * 200 for i in range(2000)))
+    assert check_blocks(long.blocks) == []
+    jobs = [blocks.JobLineView(f"J-{i:04d}", "renew", "running", ("C0FFEE",) * 200, "U1", 0.0)
+            for i in range(80)]
+    assert check_blocks(blocks.jobs_list(jobs).blocks) == []
+    summary = blocks.job_summary(job="J-0001", workflow_id=1, ok=False, text="x" * 5000,
+                                 pac_devices=[f"{i:06X}" for i in range(100)])
+    assert check_blocks(summary.blocks) == []
+
+
+def test_mask_pac_keeps_only_the_last_four() -> None:
+    assert blocks.mask_pac("0123456789AB1A2B") == "••••••••••••1A2B"
+    assert blocks.mask_pac("") == "—"
