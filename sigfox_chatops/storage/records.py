@@ -3,8 +3,25 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, fields
+from typing import Any, TypeVar
+
+R = TypeVar("R")
+
+# Columns stored as JSON text; every other column maps to its field as it is.
+JSON_COLUMNS = frozenset({"params", "data", "details", "flags", "message_ref"})
+
+
+def from_row(cls: type[R], row: dict[str, Any]) -> R:
+    """Build a record from a row: its own columns only (a table may carry more, such as a
+    workflow's lease), JSON columns decoded."""
+    names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+    values = {
+        key: json.loads(value) if key in JSON_COLUMNS else value
+        for key, value in row.items()
+        if key in names
+    }
+    return cls(**values)
 
 
 def job_label(workflow_id: int) -> str:
@@ -42,22 +59,7 @@ class WorkflowRecord:
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> WorkflowRecord:
-        return cls(
-            id=row["id"],
-            kind=row["kind"],
-            state=row["state"],
-            requester=row["requester"],
-            channel=row["channel"],
-            thread=row["thread"],
-            params=json.loads(row["params"]),
-            attempts=row["attempts"],
-            next_run=row["next_run"],
-            last_error=row["last_error"],
-            outcome=row["outcome"],
-            version=row["version"],
-            created_at=row["created_at"],
-            updated_at=row["updated_at"],
-        )
+        return from_row(cls, row)
 
 
 @dataclass(frozen=True)
@@ -76,17 +78,7 @@ class DeviceStep:
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> DeviceStep:
-        return cls(
-            workflow_id=row["workflow_id"],
-            device_id=row["device_id"],
-            state=row["state"],
-            attempts=row["attempts"],
-            next_run=row["next_run"],
-            last_error=row["last_error"],
-            data=json.loads(row["data"]),
-            version=row["version"],
-            updated_at=row["updated_at"],
-        )
+        return from_row(cls, row)
 
 
 @dataclass(frozen=True)
@@ -105,9 +97,7 @@ class ApprovalRecord:
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> ApprovalRecord:
-        values = dict(row)
-        values["message_ref"] = json.loads(values["message_ref"])
-        return cls(**values)
+        return from_row(cls, row)
 
 
 @dataclass(frozen=True)
@@ -131,9 +121,7 @@ class Snapshot:
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Snapshot:
-        values = dict(row)
-        values["flags"] = json.loads(values["flags"])
-        return cls(**values)
+        return from_row(cls, row)
 
     @property
     def current_pac(self) -> str:
@@ -153,9 +141,7 @@ class EventRecord:
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> EventRecord:
-        values = dict(row)
-        values["details"] = json.loads(values["details"])
-        return cls(**values)
+        return from_row(cls, row)
 
 
 @dataclass(frozen=True)
@@ -171,6 +157,4 @@ class AuditEntry:
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> AuditEntry:
-        values = dict(row)
-        values["details"] = json.loads(values["details"])
-        return cls(**values)
+        return from_row(cls, row)

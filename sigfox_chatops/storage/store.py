@@ -13,6 +13,7 @@ from typing import Any
 
 from sigfox_chatops.storage.db import SafeDatabase
 from sigfox_chatops.storage.records import (
+    JSON_COLUMNS,
     ApprovalRecord,
     AuditEntry,
     DeviceStep,
@@ -21,11 +22,9 @@ from sigfox_chatops.storage.records import (
     WorkflowRecord,
 )
 
-_JSON_FIELDS = {"params", "data", "details", "flags", "message_ref"}
-
 
 def _encode(fields: dict[str, Any]) -> dict[str, Any]:
-    return {k: json.dumps(v, sort_keys=True) if k in _JSON_FIELDS else v for k, v in fields.items()}
+    return {k: json.dumps(v, sort_keys=True) if k in JSON_COLUMNS else v for k, v in fields.items()}
 
 
 def _assignments(fields: dict[str, Any]) -> tuple[str, list[Any]]:
