@@ -17,6 +17,7 @@ from sigfox_chatops.bot import blocks
 from sigfox_chatops.bot.handler import CommandHandler, Reply
 from sigfox_chatops.commands.grammar import COMMANDS
 from sigfox_chatops.commands.policy import Actor
+from sigfox_chatops.commands.status import mask_pac
 
 DEVICES = ("C0FFEE", "BEEF01", "BEEF02", "BEEF03", "AA0001", "0xc0ffee", "ZZZ", "1A2B3C")
 WORDS = st.sampled_from([*COMMANDS, "to", "for", '"Fleet B"', "Fleet", "7d", "J-0001", "2030-01-31",
@@ -81,5 +82,5 @@ def test_long_lists_fit_slack_limits() -> None:
 
 
 def test_mask_pac_keeps_only_the_last_four() -> None:
-    assert blocks.mask_pac("0123456789AB1A2B") == "••••••••••••1A2B"
-    assert blocks.mask_pac("") == "—"
+    assert mask_pac("0123456789AB1A2B") == "••••••••••••1A2B"
+    assert mask_pac("") == "—"

@@ -5,7 +5,7 @@ blocks (`MAX_BLOCKS`; 100 in a Home view), section text at most 3,000 characters
 75 and its value 2,000. `text` is the notification fallback Slack shows where blocks are not
 rendered (push notifications, screen readers), so it always says the essential thing too.
 
-Nothing here ever receives a PAC: the status card takes an already masked one (`mask_pac`).
+Nothing here ever receives a PAC: the status card gets one the core already masked.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+
+from sigfox_chatops.commands.status import DeviceStatus
 
 Block = dict[str, Any]
 
@@ -143,13 +145,6 @@ def day_of(ms: float | None) -> str:
     if not ms:
         return "—"
     return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d")
-
-
-def mask_pac(pac: str | None) -> str:
-    """`••••••••••••1A2B`: enough to compare with a label, never enough to re-register."""
-    if not pac:
-        return "—"
-    return "•" * 12 + pac[-4:] if len(pac) > 4 else "•" * 12
 
 
 def devices_text(devices: Sequence[str], limit: int = 10) -> str:
@@ -293,29 +288,13 @@ def parse_pac_value(value: str) -> tuple[int, str] | None:
 # --------------------------------------------------------------------------- answers to commands
 
 
-@dataclass(frozen=True)
-class DeviceStatusView:
-    """A device at a glance. `pac_masked` comes through `mask_pac` before it gets here."""
-
-    device_id: str
-    name: str
-    state: str
-    token: str
-    token_end: str
-    last_message: str
-    device_type: str
-    contract: str
-    contract_end: str
-    pac_masked: str
-    note: str = ""
-
-
-def status_card(view: DeviceStatusView) -> Message:
+def status_card(view: DeviceStatus) -> Message:
+    last = slack_date(view.last_message_at) if view.last_message_at else "never"
     blocks = [
         header(f"Device {view.device_id}" + (f" · {view.name}" if view.name else "")),
         fields_section([
             ("State", view.state), ("Token", view.token),
-            ("Token ends", view.token_end), ("Last message", view.last_message),
+            ("Token ends", view.token_end), ("Last message", last),
             ("Device type", view.device_type), ("Contract", view.contract),
             ("Contract ends", view.contract_end), ("PAC", view.pac_masked),
         ]),

@@ -20,10 +20,9 @@ from sigfox_chatops.bot.blocks import Message
 from sigfox_chatops.commands import grammar as g
 from sigfox_chatops.commands.policy import GUARDED_OPERATIONS, Actor
 from sigfox_chatops.commands.ports import Target
-from sigfox_chatops.commands.preflight import contract_of, day, token_label
 from sigfox_chatops.commands.states import Kind
+from sigfox_chatops.commands.status import BackendUnavailable
 from sigfox_chatops.commands.workflows import Core, Outcome, Request
-from sigfox_chatops.sigfox.errors import SigfoxError
 from sigfox_chatops.storage.records import job_label, parse_job_label
 
 log = logging.getLogger(__name__)
@@ -66,9 +65,8 @@ class CommandHandler:
             if refusal:
                 return private(refusal)
             return self._run(command, actor, Target(channel, thread))
-        except SigfoxError as error:
-            return private(f"Sigfox could not answer ({error}); nothing was changed. Try again "
-                           "in a moment.")
+        except BackendUnavailable as error:
+            return private(f"{error}; nothing was changed. Try again in a moment.")
         except Exception as error:  # the person typing must always get an answer
             log.exception("command failed (%s)", type(error).__name__)
             return private("Something went wrong on the bot's side; nothing was changed. Try "
@@ -150,7 +148,7 @@ class CommandHandler:
     # -- status and history ----------------------------------------------------------------
 
     def _status(self, command: g.StatusCommand, actor: Actor, target: Target) -> Reply:
-        view = device_status(self.core.api, command.device_id)
+        view = self.core.device_status(command.device_id)
         if view is None:
             return private(f"Device {command.device_id} is not in this Sigfox account. Check the "
                            "id on the device's label.")
@@ -244,32 +242,6 @@ def _principals(ids: tuple[str, ...] | list[str]) -> str:
         return f"<!subteam^{pid}>" if pid.startswith("S") else f"<@{pid}>"
 
     return ", ".join(one(p) for p in ids)
-
-
-def device_status(api: Any, device_id: str) -> blocks.DeviceStatusView | None:
-    """Read one device (through the list endpoint, as the core does), its type and contract."""
-    device = api.find_device(device_id)
-    if device is None:
-        return None
-    type_name, contract_name, contract_end, note = "—", "—", "—", ""
-    type_id = device.device_type.id if device.device_type and device.device_type.id else ""
-    if type_id:
-        try:
-            device_type = api.get_device_type(type_id)
-            type_name = device_type.name or device_type.id
-            contract = contract_of(api, device_type)
-            contract_name = contract.name or contract.id
-            contract_end = day(contract.end_time)
-        except Exception as error:  # a partial card beats none; say what is missing
-            note = f"Contract details unavailable: {error}"
-    state = device.state.name.replace("_", " ").capitalize() if device.state is not None else "—"
-    last = blocks.slack_date(device.last_com / 1000) if device.last_com else "never"
-    return blocks.DeviceStatusView(
-        device_id=device.id, name=device.name or "", state=state, token=token_label(device),
-        token_end=day(device.token.end) if device.token else "—", last_message=last,
-        device_type=type_name, contract=contract_name, contract_end=contract_end,
-        pac_masked=blocks.mask_pac(device.pac), note=note,
-    )
 
 
 def job_lines(core: Core, active_only: bool = True) -> list[blocks.JobLineView]:

@@ -38,6 +38,7 @@ from sigfox_chatops.commands.states import (
     Step,
     WorkflowState,
 )
+from sigfox_chatops.commands.status import DeviceStatus, read_device_status
 from sigfox_chatops.sigfox.errors import (
     SigfoxBadRequest,
     SigfoxConflict,
@@ -965,6 +966,10 @@ class Core:
         return workflow
 
     # -- reads for people ---------------------------------------------------------------------
+
+    def device_status(self, device_id: str) -> DeviceStatus | None:
+        """Raises BackendUnavailable when Sigfox cannot answer."""
+        return read_device_status(self.api, device_id)
 
     def jobs(self, active_only: bool = True) -> list[WorkflowRecord]:
         states = [s.value for s in ACTIVE] if active_only else None
