@@ -19,6 +19,7 @@ from support.alerts import (
     client_for,
     service,
 )
+from support.bot import TrackingExecutor
 from support.core import POLICY_TOML, make_core
 from support.slack_api import DEFAULT_TOKEN, SlackApiStandIn
 from support.slack_signing import block_actions_payload, interaction_body, signed_headers
@@ -157,7 +158,8 @@ def bolt(
                        sink=RecordingSink(), config=cfg, clock=sim.clock)
     svc.scan()
     app = App(client=web_client(slack), signing_secret=SECRET,
-              token_verification_enabled=False, process_before_response=True)
+              token_verification_enabled=False, process_before_response=True,
+              listener_executor=TrackingExecutor())
     register_alert_actions(app, SimpleNamespace(core=harness.core, alerts=svc))
     return app, svc, harness.core
 
@@ -169,6 +171,7 @@ def click(app: App, action_id: str, value: str, user: str = "U0OPERATOR", **sele
                                   "selected_option": {"value": select["option"]}}
     body = interaction_body(payload)
     response = app.dispatch(BoltRequest(body=body, headers=signed_headers(SECRET, body)))
+    app.listener_runner.listener_executor.drain()  # the work runs in a lazy listener
     return response.status
 
 

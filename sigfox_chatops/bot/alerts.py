@@ -258,10 +258,15 @@ ActorLookup = Callable[[str], Actor]
 def register_alert_actions(bolt_app: Any, services: AlertServices) -> None:
     """Register the `alert_*` block action handlers on a Bolt `App`."""
     handlers = _Handlers(services)
-    bolt_app.action("alert_renew")(handlers.renew)
-    bolt_app.action("alert_snooze")(handlers.snooze)
-    bolt_app.action("alert_details")(handlers.details)
-    bolt_app.action("alert_menu")(handlers.menu)
+    # Acknowledge at once, work in a lazy listener: a renewal's pre-flight reads Sigfox and
+    # could outlast Slack's 3 s acknowledgement window.
+    for action_id, work in (("alert_renew", handlers.renew), ("alert_snooze", handlers.snooze),
+                            ("alert_details", handlers.details), ("alert_menu", handlers.menu)):
+        bolt_app.action(action_id)(ack=_acknowledge, lazy=[work])
+
+
+def _acknowledge(ack: Callable[..., Any]) -> None:
+    ack()
 
 
 class _Handlers:
@@ -270,23 +275,19 @@ class _Handlers:
         lookup: ActorLookup | None = getattr(services, "actor_for", None)
         self.actor_for: ActorLookup = lookup or (lambda user_id: Actor(user_id))
 
-    def renew(self, ack: Callable[..., Any], body: dict[str, Any], client: WebClient) -> None:
-        ack()
+    def renew(self, body: dict[str, Any], client: WebClient) -> None:
         device_id, _ = _split(_action(body)["value"])
         self._renew(body, client, device_id)
 
-    def snooze(self, ack: Callable[..., Any], body: dict[str, Any], client: WebClient) -> None:
-        ack()
+    def snooze(self, body: dict[str, Any], client: WebClient) -> None:
         key, device_id, condition = _action(body)["selected_option"]["value"].split("|")
         self._snooze(body, client, key, device_id, condition)
 
-    def details(self, ack: Callable[..., Any], body: dict[str, Any], client: WebClient) -> None:
-        ack()
+    def details(self, body: dict[str, Any], client: WebClient) -> None:
         device_id, _ = _split(_action(body)["value"])
         self._details(body, client, device_id)
 
-    def menu(self, ack: Callable[..., Any], body: dict[str, Any], client: WebClient) -> None:
-        ack()
+    def menu(self, body: dict[str, Any], client: WebClient) -> None:
         verb, device_id, condition = _action(body)["selected_option"]["value"].split("|")
         if verb == "renew":
             self._renew(body, client, device_id)
