@@ -1,7 +1,7 @@
 """Wiring the bot from the environment, and running it (`sigfox-bot serve`).
 
 `build_services(env)` builds everything and starts nothing: the store, the Slack client, the
-notifier, the Sigfox client, the alerts (when available), the core and the Bolt app. `serve()`
+notifier, the Sigfox client, the alerts, the core and the Bolt app. `serve()`
 resumes the unfinished workflows, starts the scheduler and listens: Socket Mode when
 SLACK_APP_TOKEN is set (plus the small HTTP server for /healthz, /metrics and the uplink
 callback), else HTTP mode with Slack posting to /slack/events.
@@ -17,10 +17,12 @@ from typing import Any
 from slack_bolt import App
 from slack_sdk import WebClient
 
+from sigfox_chatops.bot.alerts import SlackAlertSink, register_alert_actions
 from sigfox_chatops.bot.app import create_bolt_app, register_metrics
 from sigfox_chatops.bot.groups import GroupResolver
 from sigfox_chatops.bot.notifier import SlackNotifier
 from sigfox_chatops.bot.slack_client import make_web_client
+from sigfox_chatops.commands.alerts import AlertService, alert_jobs, schedule_daily_digest
 from sigfox_chatops.commands.config import BotConfig, load_config
 from sigfox_chatops.commands.policy import Actor
 from sigfox_chatops.commands.ports import Clock, SystemClock
@@ -47,7 +49,7 @@ class Services:
     notifier: SlackNotifier
     groups: GroupResolver
     config: BotConfig
-    alerts: Any = None
+    alerts: AlertService
     env: Mapping[str, str] = field(default_factory=dict)
 
     def actor_for(self, user_id: str) -> Actor:
@@ -62,10 +64,6 @@ class Services:
         self.core.handle_uplink(str(message["device"]))
 
     def extra_jobs(self) -> dict[str, Any]:
-        if self.alerts is None:
-            return {}
-        from sigfox_chatops.commands.alerts import alert_jobs
-
         return alert_jobs(self.alerts)
 
 
@@ -93,13 +91,13 @@ def build_services(env: Mapping[str, str], *, clock: Clock | None = None,
     api = api or _sigfox_client(env)
     alerts = _alert_service(api, database, client, config, clock, store)
     core = Core(api=api, store=store, notifier=notifier, clock=clock, config=config,
-                on_renewed=alerts.resolve_for_device if alerts is not None else None)
+                on_renewed=alerts.resolve_for_device)
     groups = GroupResolver(client, config)
     # Socket Mode verifies nothing with the signing secret; HTTP mode required it above.
     bolt_app = create_bolt_app(core=core, client=client, signing_secret=secret, config=config,
                                alerts=alerts, notifier=notifier, groups=groups)
     services = Services(core, client, bolt_app, notifier, groups, config, alerts, env)
-    _register_alert_actions(bolt_app, services)
+    register_alert_actions(bolt_app, services)
     return services
 
 
@@ -110,26 +108,9 @@ def _sigfox_client(env: Mapping[str, str]) -> Any:
 
 
 def _alert_service(api: Any, database: Any, client: WebClient, config: BotConfig, clock: Clock,
-                   store: Store) -> Any:
-    """The alerts module, when this build has it (it is developed alongside)."""
-    try:
-        from sigfox_chatops.bot.alerts import SlackAlertSink
-        from sigfox_chatops.commands.alerts import AlertService
-    except ImportError:
-        log.info("alerts module not available: /sigfox expiring, alerts, snooze and scan "
-                 "answer that alerts are not set up")
-        return None
+                   store: Store) -> AlertService:
     return AlertService(api=api, database=database, sink=SlackAlertSink(client), config=config,
                         clock=clock, audit=store.audit)
-
-
-def _register_alert_actions(bolt_app: App, services: Services) -> None:
-    try:
-        from sigfox_chatops.bot.alerts import register_alert_actions
-    except ImportError:
-        return
-    if services.alerts is not None:
-        register_alert_actions(bolt_app, services)
 
 
 def start(services: Services) -> Any:
@@ -141,10 +122,7 @@ def start(services: Services) -> Any:
     log.info("resumed %d workflow(s)", resumed)
     scheduler = start_scheduler(services.core, tick=services.config.timing.tick,
                                 extra_jobs=services.extra_jobs())
-    if services.alerts is not None:
-        from sigfox_chatops.commands.alerts import schedule_daily_digest
-
-        schedule_daily_digest(scheduler, services.alerts)
+    schedule_daily_digest(scheduler, services.alerts)
     return scheduler
 
 
