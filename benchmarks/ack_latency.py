@@ -34,6 +34,7 @@ from slack_bolt import Ack, App
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
+from common import write_section  # noqa: E402
 from support.bot import SIGNING_SECRET, running_bot  # noqa: E402
 from support.slack_api import BackgroundServer, SlackApiStandIn  # noqa: E402
 from support.slack_signing import signed_headers, slash_command_body  # noqa: E402
@@ -42,7 +43,6 @@ from sigfox_chatops.bot.slack_client import make_web_client  # noqa: E402
 from sigfox_chatops.bot.web import create_web_app  # noqa: E402
 from sigfox_chatops.sigfox.simulator import SimulatorServer  # noqa: E402
 
-DOC = ROOT / "docs" / "benchmarks.md"
 HEADING = "## Slash command acknowledgement"
 COMMANDS = ("status C0FFEE", "help", "jobs", "status BEEF02", "renew BEEF01", "expiring 14")
 
@@ -161,20 +161,6 @@ def section(rows: list[str], concurrency: int, rounds: int) -> str:
     ])
 
 
-def write_section(text: str) -> None:
-    """Replace this benchmark's own section, or append it; other sections stay as they are."""
-    existing = DOC.read_text(encoding="utf-8") if DOC.exists() else "# Benchmarks\n\n"
-    start = existing.find(HEADING)
-    if start < 0:
-        updated = existing.rstrip("\n") + "\n\n" + text
-    else:
-        end = existing.find("\n## ", start + len(HEADING))
-        tail = existing[end + 1:] if end >= 0 else ""
-        updated = existing[:start] + text + ("\n" + tail if tail else "")
-    DOC.parent.mkdir(parents=True, exist_ok=True)
-    DOC.write_text(updated, encoding="utf-8")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--concurrency", type=int, default=50)
@@ -187,7 +173,7 @@ def main() -> None:
     text = section(rows, args.concurrency, args.rounds)
     print(text)
     if not args.no_write:
-        write_section(text)
+        write_section(HEADING, text)
 
 
 if __name__ == "__main__":

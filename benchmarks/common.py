@@ -72,10 +72,12 @@ def list_requests(root: str) -> list[dict]:
 def write_section(title: str, section: str) -> None:
     """Replace (or append) the section headed `title` in docs/benchmarks.md."""
     text = RESULTS.read_text() if RESULTS.exists() else "# Benchmarks\n\n"
+    section = section.rstrip("\n") + "\n"
     if title in text:
         start = text.index(title)
         end = text.find("\n## ", start + len(title))
-        text = text[:start] + section + ("" if end == -1 else text[end + 1:])
+        rest = "" if end == -1 else "\n" + text[end + 1:]
+        text = text[:start] + section + rest
     else:
         text = text.rstrip("\n") + "\n\n" + section
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
