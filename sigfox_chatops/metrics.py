@@ -5,7 +5,8 @@ prometheus_client's global registry: tests can build a fresh `Metrics()` and rea
 and importing this module twice (or two apps in one process) never raises "Duplicated timeseries".
 The module-level functions record into one default instance, which is what the bot serves.
 
-Values that other parts own (workflows by state, approvals waiting) are not pushed here: a source
+Values that other parts own (workflows by state, approvals waiting, the last fleet scan) are not
+pushed here: a source
 function is registered and called at scrape time, so the numbers are never stale.
 """
 
@@ -19,7 +20,6 @@ from typing import TypeVar
 from prometheus_client import (
     CollectorRegistry,
     Counter,
-    Gauge,
     disable_created_metrics,
     generate_latest,
 )
@@ -36,6 +36,9 @@ PREFIX = "sigfox_bot"
 
 StateCounts = Callable[[], Mapping[str, int]]
 Count = Callable[[], int]
+# The last fleet scan: its duration in seconds and the devices it saw by token state.
+ScanFigures = tuple[float, Mapping[str, int]]
+ScanSource = Callable[[], ScanFigures | None]
 T = TypeVar("T")
 
 # A path segment that is an identifier (device id such as "1A2B3C", a 24-hex object id, a number)
@@ -59,10 +62,13 @@ class _CallbackGauges(Collector):
     def __init__(self) -> None:
         self.workflow_states: StateCounts | None = None
         self.approvals_waiting: Count | None = None
+        self.scan: ScanSource | None = None
+        self.recorded_scan: ScanFigures | None = None
 
     def collect(self) -> Iterable[Metric]:
         yield from self._workflows()
         yield from self._approvals()
+        yield from self._scan()
 
     def describe(self) -> Iterable[Metric]:
         # Declared without samples so registration does not call the sources.
@@ -82,6 +88,23 @@ class _CallbackGauges(Collector):
         if self.approvals_waiting is not None:
             family.add_metric([], float(_safely(self.approvals_waiting, 0)))
         yield family
+
+    def _scan(self) -> Iterable[Metric]:
+        duration = GaugeMetricFamily(f"{PREFIX}_last_scan_duration_seconds",
+                                     "Duration of the last fleet scan.")
+        devices = GaugeMetricFamily(f"{PREFIX}_devices_by_token_state",
+                                    "Devices seen by the last scan, by token state.",
+                                    labels=["state"])
+        # A registered source (the scans kept in the database) outlives a restart; a recorded
+        # scan is what a process without one last pushed.
+        figures = _safely(self.scan, None) if self.scan is not None else self.recorded_scan
+        if figures is not None:
+            seconds, by_state = figures
+            duration.add_metric([], float(seconds))
+            for state, n in sorted(by_state.items()):
+                devices.add_metric([str(state)], float(n))
+        yield duration
+        yield devices
 
 
 def _safely(source: Callable[[], T] | None, default: T) -> T:
@@ -124,23 +147,14 @@ class Metrics:
             ["method", "error"],
             registry=r,
         )
-        self.last_scan_duration = Gauge(
-            f"{PREFIX}_last_scan_duration_seconds",
-            "Duration of the last fleet scan.",
-            registry=r,
-        )
-        self.devices_by_token_state = Gauge(
-            f"{PREFIX}_devices_by_token_state",
-            "Devices seen by the last scan, by token state.",
-            ["state"],
-            registry=r,
-        )
         self._callbacks = _CallbackGauges()
         r.register(self._callbacks)
 
-    def record_sigfox_call(self, method: str, endpoint: str, status: int) -> None:
+    def record_sigfox_call(self, method: str, endpoint: str, status: int | None) -> None:
+        """`status` None: no HTTP answer at all (connection refused, timeout)."""
         template = endpoint_template(endpoint)
-        self.sigfox_calls.labels(method.upper(), template, str(status)).inc()
+        label = "error" if status is None else str(status)
+        self.sigfox_calls.labels(method.upper(), template, label).inc()
         if status == 429:
             self.sigfox_rate_limited.labels(template).inc()
 
@@ -151,10 +165,11 @@ class Metrics:
 
     def record_scan(self, duration_seconds: float, devices_by_state: Mapping[str, int]) -> None:
         """One scan's results replace the previous ones: a state no longer seen disappears."""
-        self.last_scan_duration.set(duration_seconds)
-        self.devices_by_token_state.clear()
-        for state, n in devices_by_state.items():
-            self.devices_by_token_state.labels(str(state)).set(n)
+        self._callbacks.recorded_scan = (duration_seconds, dict(devices_by_state))
+
+    def set_scan_source(self, source: ScanSource | None) -> None:
+        """Read the last scan at scrape time (it wins over `record_scan`)."""
+        self._callbacks.scan = source
 
     def set_workflow_state_source(self, source: StateCounts | None) -> None:
         self._callbacks.workflow_states = source
@@ -173,7 +188,7 @@ class Metrics:
 METRICS = Metrics()
 
 
-def record_sigfox_call(method: str, endpoint: str, status: int) -> None:
+def record_sigfox_call(method: str, endpoint: str, status: int | None) -> None:
     METRICS.record_sigfox_call(method, endpoint, status)
 
 
@@ -191,6 +206,10 @@ def set_workflow_state_source(source: StateCounts | None) -> None:
 
 def set_approvals_waiting_source(source: Count | None) -> None:
     METRICS.set_approvals_waiting_source(source)
+
+
+def set_scan_source(source: ScanSource | None) -> None:
+    METRICS.set_scan_source(source)
 
 
 def render_metrics(metrics: Metrics | None = None) -> tuple[bytes, str]:

@@ -102,3 +102,21 @@ def test_module_functions_record_into_the_served_registry() -> None:
     content, _ = metrics.render_metrics()
     assert metrics.METRICS.value("sigfox_bot_slack_api_calls_total", labels) == before + 1
     assert b'sigfox_bot_slack_api_calls_total{method="views.publish",ok="true"}' in content
+
+
+def test_scan_source_is_read_at_scrape_time_and_wins_over_a_recorded_scan() -> None:
+    m = Metrics()
+    m.record_scan(9.0, {"ok": 1})
+    figures: list[tuple[float, dict[str, int]] | None] = [None]
+    m.set_scan_source(lambda: figures[0])
+    assert m.value("sigfox_bot_last_scan_duration_seconds") is None  # no scan kept yet
+    figures[0] = (4.5, {"ok": 7, "off_contract": 2})
+    assert m.value("sigfox_bot_last_scan_duration_seconds") == 4.5
+    assert m.value("sigfox_bot_devices_by_token_state", {"state": "off_contract"}) == 2
+
+
+def test_a_call_without_an_answer_is_counted_as_an_error() -> None:
+    m = Metrics()
+    m.record_sigfox_call("GET", "/devices/", None)
+    labels = {"method": "GET", "endpoint": "/devices", "status": "error"}
+    assert m.value("sigfox_bot_sigfox_api_calls_total", labels) == 1

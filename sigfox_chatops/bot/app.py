@@ -324,10 +324,34 @@ def fleet_view(alerts: Any) -> blocks.FleetView | None:
 # --------------------------------------------------------------------------- metrics
 
 
-def register_metrics(core: Core) -> None:
-    """Workflows by state and approvals waiting, read from the store at scrape time."""
+def register_metrics(core: Core, alerts: Any = None) -> None:
+    """Workflows by state, approvals waiting and the last fleet scan, read at scrape time."""
     metrics.set_workflow_state_source(core.store.count_workflows_by_state)
     metrics.set_approvals_waiting_source(lambda: len(core.store.pending_approvals()))
+    if alerts is not None:
+        metrics.set_scan_source(ScanFigures(alerts))
+
+
+class ScanFigures:
+    """The last scan's duration and devices by token state, from the alerts' database.
+
+    Read from the store rather than pushed by the scan, so the figures survive a restart and
+    cover every scan (scheduled or `/sigfox scan`). Counting the fleet table costs a query over
+    every device: it is redone only when a newer scan has finished, not at every scrape.
+    """
+
+    def __init__(self, alerts: Any) -> None:
+        self.alerts = alerts
+        self._cached: tuple[int, metrics.ScanFigures] | None = None
+
+    def __call__(self) -> metrics.ScanFigures | None:
+        scan = self.alerts.last_scan()
+        if scan is None:
+            return None
+        if self._cached is None or self._cached[0] != scan.id:
+            summary = self.alerts.fleet_summary()
+            self._cached = (scan.id, (float(scan.duration), dict(summary.by_token_state)))
+        return self._cached[1]
 
 
 # --------------------------------------------------------------------------- small helpers

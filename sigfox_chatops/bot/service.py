@@ -17,6 +17,7 @@ from typing import Any
 from slack_bolt import App
 from slack_sdk import WebClient
 
+from sigfox_chatops import metrics
 from sigfox_chatops.bot.alerts import SlackAlertSink, register_alert_actions
 from sigfox_chatops.bot.app import create_bolt_app, register_metrics
 from sigfox_chatops.bot.groups import GroupResolver
@@ -104,7 +105,8 @@ def build_services(env: Mapping[str, str], *, clock: Clock | None = None,
 def _sigfox_client(env: Mapping[str, str]) -> Any:
     from sigfox_chatops.sigfox.client import SigfoxClient
 
-    return SigfoxClient.from_env(env)
+    # Every HTTP answer (and every call that got none) counts in /metrics, 429s by endpoint.
+    return SigfoxClient.from_env(env, on_call=metrics.record_sigfox_call)
 
 
 def _alert_service(api: Any, database: Any, client: WebClient, config: BotConfig, clock: Clock,
@@ -117,7 +119,7 @@ def start(services: Services) -> Any:
     """Resume unfinished workflows, publish metrics, start the scheduler; returns it."""
     from sigfox_chatops.commands.runtime import start_scheduler
 
-    register_metrics(services.core)
+    register_metrics(services.core, services.alerts)
     resumed = services.core.resume()
     log.info("resumed %d workflow(s)", resumed)
     scheduler = start_scheduler(services.core, tick=services.config.timing.tick,
