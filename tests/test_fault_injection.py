@@ -22,6 +22,10 @@ ENDPOINTS = [
     ("GET", "/v2/device-types/*"),
     ("GET", "/v2/contract-infos/*"),
 ]
+def fault_id(fault: dict) -> str:
+    return next(iter(fault)) + str(fault.get("status", ""))
+
+
 FAULTS = [
     {"status": 429, "count": 2},
     {"status": 500, "count": 2},
@@ -30,7 +34,7 @@ FAULTS = [
 ]
 
 
-@pytest.mark.parametrize("fault", FAULTS, ids=lambda f: next(iter(f)) + str(f.get("status", "")))
+@pytest.mark.parametrize("fault", FAULTS, ids=fault_id)
 @pytest.mark.parametrize(("method", "path"), ENDPOINTS, ids=lambda v: v)
 def test_renewal_survives_faults(make_simulator, tmp_path, method, path, fault) -> None:
     simulator = make_simulator(devices=0, rate_limits=False, delete_hold=0, job_delay=0.0)
@@ -78,3 +82,34 @@ def test_renewal_survives_faults(make_simulator, tmp_path, method, path, fault) 
         == 1
     )
     assert harness.core.store.snapshot(outcome.workflow_id, DEVICE).pac == original_pac
+
+
+BULK_FAULTS = [{"status": 500}, {"drop": True}, {"status": 429, "count": 2}, {"delay": 0.8}]
+
+
+@pytest.mark.parametrize("fault", BULK_FAULTS, ids=fault_id)
+@pytest.mark.parametrize(("kind", "path"), [(Kind.TRANSFER, "/v2/devices/bulk/transfer"),
+                                            (Kind.RESTART, "/v2/devices/bulk/restart")])
+def test_bulk_jobs_survive_faults_on_submission(make_simulator, tmp_path, kind, path,
+                                                fault) -> None:
+    simulator = make_simulator(devices=0, rate_limits=False, delete_hold=0, job_delay=0.0)
+    fleet = build_fleet(simulator)
+    harness = make_core(simulator, tmp_path / "bot.db",
+                        api=sigfox_client(simulator, timeout=0.4, max_retries=3))
+    device, target = ((fleet.no_token, "Fleet B") if kind == Kind.TRANSFER
+                      else (fleet.off_contract, None))
+    outcome = harness.core.request(Request(kind, REQUESTER, (device,), Target("C0CHAN"), target))
+    assert outcome.ok, outcome.message
+    simulator.fault(path, method="POST", **fault)
+    for _ in range(20):
+        harness.core.tick()
+        if harness.core.store.get_workflow(outcome.workflow_id).state == WorkflowState.DONE:
+            break
+        harness.clock.advance(30)
+    assert simulator.control("GET", "/faults")["faults"] == []
+    assert harness.core.store.get_workflow(outcome.workflow_id).state == WorkflowState.DONE
+    landed = harness.core.api.find_device(device)
+    if kind == Kind.TRANSFER:
+        assert landed.device_type.id == fleet.type_b
+    else:
+        assert landed.token.state == 0

@@ -350,3 +350,21 @@ def test_finished_renewals_are_announced_for_alerts(backend, fleet, tmp_path) ->
     backend.uplink(fleet.no_token)
     harness.core.handle_uplink(fleet.no_token)
     assert renewed == [fleet.no_token]
+
+
+def test_a_failed_job_is_reported_with_sigfox_reason(harness, fleet) -> None:
+    world = harness.simulator.world
+    full = world.add_contract("Order 1 / full", order_id="order-1", order_name="Order 1",
+                              max_tokens=1)
+    full_type = world.add_device_type("Fleet A full", full.id)
+    world.add_device("AA0002", device_type_id=full_type.id, token="ok")
+    outcome = harness.core.request(
+        Request(Kind.TRANSFER, REQUESTER, (fleet.valid,), Target("C0CHAN"), "Fleet A full")
+    )
+    assert outcome.ok, outcome.message
+    for _ in range(5):
+        harness.core.tick()
+        harness.clock.advance(10)
+    assert state_of(harness, outcome.workflow_id) == WorkflowState.FAILED
+    failure = harness.notifier.events[-1]
+    assert failure.kind == ProgressKind.FAILED and "failed for BEEF02" in failure.text

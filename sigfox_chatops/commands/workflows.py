@@ -43,9 +43,10 @@ from sigfox_chatops.sigfox.errors import (
     SigfoxBadRequest,
     SigfoxConflict,
     SigfoxError,
+    SigfoxForbidden,
     SigfoxNotFound,
 )
-from sigfox_chatops.sigfox.models import Device, DeviceCreate, TokenState
+from sigfox_chatops.sigfox.models import BulkJob, Device, DeviceCreate, JobKind, TokenState
 from sigfox_chatops.storage.records import WorkflowRecord, job_label
 from sigfox_chatops.storage.store import Store
 
@@ -56,6 +57,8 @@ APPROVAL_KINDS = frozenset({Kind.RENEW, Kind.DELETE, Kind.UNSUBSCRIBE})
 LEASE_SECONDS = 300.0
 JOB_POLL_SECONDS = 5.0
 JOB_TIMEOUT_SECONDS = 3600.0
+RESUBMIT_AFTER_SECONDS = 60.0
+DELETE_CONFIRM_TIMEOUT_SECONDS = 3600.0
 MAX_BACKOFF_SECONDS = 900.0
 WAIT_REPORT_FIRST = 300.0
 WAIT_REPORT_MAX = 12 * 3600.0
@@ -524,7 +527,7 @@ class Core:
         handlers[Step(step.state)](workflow, step)
 
     def _delete_once(self, workflow: WorkflowRecord, step: Any) -> bool:
-        """Send the delete at most once; True when the device is gone from Sigfox."""
+        """Send the delete at most once; True once a read shows the device gone from Sigfox."""
         device_id = step.device_id
         if step.state == Step.PENDING and not self.store.cas_device(
             workflow.id, device_id, Step.PENDING, Step.DELETING, self.clock.now()
@@ -532,21 +535,44 @@ class Core:
             return False
         device = self._call(workflow, device_id, "read device", self.api.find_device, device_id)
         if device is None:
-            return True  # gone: our delete went through before a crash, or someone else's
+            return True  # gone: our delete went through (maybe before a crash), or someone's
+        sent_at = step.data.get("delete_sent_at")
+        if sent_at is not None:
+            return self._await_disappearance(workflow, device_id, float(sent_at))
         if not is_deletable(device):
+            state = device.token.state.name if device.token and device.token.state else "unknown"
             self._fail(workflow, device_id, "delete",
-                       f"{device_id} changed since the request: its token is now "
-                       f"{device.token.state.name if device.token and device.token.state is not None else 'unknown'}; "  # noqa: E501
-                       "it was not deleted. Check it with `/sigfox status`.")
+                       f"{device_id} changed since the request: its token is now {state}; it "
+                       "was not deleted. Check it with `/sigfox status`.")
             return False
         try:
             self._call(workflow, device_id, "delete", self.api.delete_device, device_id)
         except SigfoxNotFound:
             return True
-        except (SigfoxBadRequest, SigfoxConflict) as error:
+        except (SigfoxBadRequest, SigfoxForbidden, SigfoxConflict) as error:
             self._fail(workflow, device_id, "delete", f"Sigfox refused the delete: {error}")
             return False
-        return True
+        now = self.clock.now()
+        fresh = self.store.device_step(workflow.id, device_id)
+        self.store.update_device_step(workflow.id, device_id, now,
+                                      data={**(fresh.data if fresh else {}), "delete_sent_at": now})
+        gone = self._call(workflow, device_id, "read device", self.api.find_device, device_id)
+        return gone is None or self._await_disappearance(workflow, device_id, now)
+
+    def _await_disappearance(self, workflow: WorkflowRecord, device_id: str, sent_at: float
+                             ) -> bool:
+        """Sigfox accepted the delete but still lists the device: look again later, and never
+        send the delete a second time."""
+        now = self.clock.now()
+        if now - sent_at > DELETE_CONFIRM_TIMEOUT_SECONDS:
+            self._fail(workflow, device_id, "delete",
+                       f"Sigfox accepted the delete {_minutes(now - sent_at)} ago but still lists "
+                       "the device. Check it in the Sigfox portal; the PAC is recorded.")
+            return False
+        retry = self._tick_seconds()
+        self.store.update_device_step(workflow.id, device_id, now, next_run=now + retry)
+        self._schedule(workflow.id, now + retry)
+        return False
 
     def _renew_delete(self, workflow: WorkflowRecord, step: Any) -> None:
         if not self._delete_once(workflow, step):
@@ -735,7 +761,7 @@ class Core:
         def submit(device_ids: list[str]) -> str:
             return self.api.bulk_transfer(target, device_ids)
 
-        self._bulk_step(workflow, step, "transfer", submit, arrived,
+        self._bulk_step(workflow, step, JobKind.TRANSFER, submit, arrived,
                         f"Transferred to {workflow.params.get('device_type_name')}.")
 
     def _step_restart(self, workflow: WorkflowRecord, step: Any) -> None:
@@ -746,21 +772,22 @@ class Core:
                 and device.token.state == TokenState.OK
             )
 
-        self._bulk_step(workflow, step, "restart", self.api.bulk_restart, back,
+        self._bulk_step(workflow, step, JobKind.RESTART, self.api.bulk_restart, back,
                         "Restarted: the token is OK again.")
 
     def _bulk_step(
         self,
         workflow: WorkflowRecord,
         step: Any,
-        verb: str,
+        kind: JobKind,
         submit: Callable[[list[str]], str],
         reached: Callable[[Device | None], bool],
         done_text: str,
     ) -> None:
-        """One bulk job for every pending device; each device is then checked on its own."""
+        """One bulk job for every pending device; each device is then checked on its own:
+        the device itself is the truth, the job only explains a failure."""
         if step.state == Step.PENDING:
-            self._submit_bulk(workflow, verb, submit)
+            self._submit_bulk(workflow, kind, submit)
             return
         device_id = step.device_id
         device = self._call(workflow, device_id, "read device", self.api.find_device, device_id)
@@ -768,16 +795,39 @@ class Core:
             self._move(workflow, device_id, step.state, Step.DONE, done_text)
             return
         now = self.clock.now()
-        if now - step.updated_at > JOB_TIMEOUT_SECONDS and step.state == Step.AWAITING_JOB:
-            self._fail(workflow, device_id, verb,
-                       f"The {verb} job did not take effect within an hour; check the job in "
-                       "the Sigfox portal.")
+        submitted_at = float(step.data.get("submitted_at", step.updated_at))
+        job_id = step.data.get("job_id")
+        if job_id:
+            job = self._call(workflow, device_id, "read job", self.api.get_job, kind, job_id)
+            error = _job_error(job, device_id)
+            if error:
+                self._fail(workflow, device_id, kind.value,
+                           f"Sigfox's {kind.value} job {job_id} failed for {device_id}: {error}")
+                return
+        elif now - submitted_at > RESUBMIT_AFTER_SECONDS:
+            self._resubmit(workflow, step, kind)
+            return
+        if now - submitted_at > JOB_TIMEOUT_SECONDS:
+            self._fail(workflow, device_id, kind.value,
+                       f"The {kind.value} job did not take effect within an hour; check the "
+                       "device in the Sigfox portal before asking again.")
             return
         self.store.update_device_step(workflow.id, device_id, now, next_run=now + JOB_POLL_SECONDS)
         self._schedule(workflow.id, now + JOB_POLL_SECONDS)
 
+    def _resubmit(self, workflow: WorkflowRecord, step: Any, kind: JobKind) -> None:
+        """The submission was cut off (a crash, a timeout) and did not take effect: send it
+        again. Transfers and restarts aim at a state, so a late first job does no harm."""
+        now = self.clock.now()
+        if self.store.cas_device(workflow.id, step.device_id, step.state, Step.PENDING.value, now,
+                                 next_run=now):
+            self._schedule(workflow.id, now)
+            self._tell(workflow, ProgressKind.STEP_DONE,
+                       f"The {kind.value} request may not have reached Sigfox and the device has "
+                       "not changed: sending it again.", device_id=step.device_id)
+
     def _submit_bulk(
-        self, workflow: WorkflowRecord, verb: str, submit: Callable[[list[str]], str]
+        self, workflow: WorkflowRecord, kind: JobKind, submit: Callable[[list[str]], str]
     ) -> None:
         now = self.clock.now()
         pending = [
@@ -785,29 +835,30 @@ class Core:
         ]
         claimed = [
             d for d in pending
-            if self.store.cas_device(workflow.id, d, Step.PENDING, Step.SUBMITTING, now)
+            if self.store.cas_device(workflow.id, d, Step.PENDING, Step.SUBMITTING, now,
+                                     data={"submitted_at": now})
         ]
         if not claimed:
             return
         try:
-            job_id = self._call(workflow, ",".join(claimed), verb, submit, claimed)
+            job_id = self._call(workflow, ",".join(claimed), kind.value, submit, claimed)
         except SigfoxError as error:
-            if error.outcome_unknown:
-                # The job may exist: the devices are checked one by one from here on.
-                for device_id in claimed:
-                    self.store.cas_device(workflow.id, device_id, Step.SUBMITTING,
-                                          Step.AWAITING_JOB, now, last_error=str(error))
-                return
+            # Unknown outcome: the devices are watched, and submitted again if nothing changes.
+            # Known refusal: back to pending, retried later with back-off.
+            target = Step.AWAITING_JOB if error.outcome_unknown else Step.PENDING
             for device_id in claimed:
-                self.store.cas_device(workflow.id, device_id, Step.SUBMITTING, Step.PENDING, now,
+                self.store.cas_device(workflow.id, device_id, Step.SUBMITTING, target.value, now,
                                       last_error=str(error))
+            if error.outcome_unknown:
+                return
             raise
         for device_id in claimed:
             self.store.cas_device(workflow.id, device_id, Step.SUBMITTING, Step.AWAITING_JOB, now,
-                                  data={"job_id": job_id}, next_run=now + JOB_POLL_SECONDS)
+                                  data={"job_id": job_id, "submitted_at": now},
+                                  next_run=now + JOB_POLL_SECONDS)
         self._schedule(workflow.id, now + JOB_POLL_SECONDS)
         self._tell(workflow, ProgressKind.STEP_DONE,
-                   f"Sigfox {verb} job {job_id} started for {len(claimed)} device(s).",
+                   f"Sigfox {kind.value} job {job_id} started for {len(claimed)} device(s).",
                    job_id=job_id)
 
     # -- unsubscribe -------------------------------------------------------------------------
@@ -984,6 +1035,18 @@ def _restart_would_do(device: Device, type_id: str, contract: Any) -> bool:
     off = device.token is not None and device.token.state == TokenState.OFF_CONTRACT
     left = contract.tokens_left
     return off and type_id == _type_id(device) and (left is None or left > 0)
+
+
+def _job_error(job: BulkJob, device_id: str) -> str:
+    """What a finished job says went wrong for this device ("" when nothing did)."""
+    if not job.done:
+        return ""
+    mine = [e.message or "no reason given" for e in job.errors if e.entity == device_id]
+    if mine:
+        return mine[0]
+    if job.failed and job.total == job.failed and job.errors:  # the whole job failed
+        return job.errors[0].message or "no reason given"
+    return ""
 
 
 def _unsubscription_time(device: Device) -> int | None:
