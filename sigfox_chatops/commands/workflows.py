@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -1025,6 +1026,50 @@ class Core:
     def jobs(self, active_only: bool = True) -> list[WorkflowRecord]:
         states = [s.value for s in ACTIVE] if active_only else None
         return self.store.list_workflows(states=states)
+
+    # -- callbacks after a move to another device type --------------------------------------
+
+    _copy_guard = threading.Lock()  # two clicks at once must not create each callback twice
+
+    def copy_callbacks(self, workflow_id: int, device_id: str, actor: Actor) -> Outcome:
+        """Create on the device's new type the callbacks its previous type had and the new one
+        lacks (what `_renew_check_callbacks` offered). Approvers only: it changes what every
+        device of that type sends where. Only what is still missing is created, so a second
+        click, or a retry after a failure half-way, copies nothing twice."""
+        workflow = self.store.get_workflow(workflow_id)
+        step = self.store.device_step(workflow_id, device_id) if workflow else None
+        source = step.data.get("copy_callbacks_from", "") if step else ""
+        target = workflow.params.get("targets", {}).get(device_id, "") if workflow else ""
+        if workflow is None or not source or not target:
+            return Outcome(False, f"{job_label(workflow_id)} offered no callbacks to copy for "
+                                  f"{device_id}.")
+        if not self.policy.can_approve(actor, Operation(workflow.kind), "").allowed:
+            return Outcome(False, "Only approvers may copy callbacks between device types.")
+        try:
+            with self._copy_guard:
+                copied = self._copy_missing_callbacks(workflow, device_id, source, target)
+        except (SigfoxError, ValueError) as error:
+            return Outcome(False, f"Copying the callbacks failed: {error}. Those already "
+                                  "copied stay; click again to copy the rest.", workflow_id)
+        self.store.audit(actor.user_id, "copy callbacks", self.clock.now(),
+                         workflow_id=workflow_id, device_id=device_id, outcome="ok",
+                         details={"copied": copied, "from": source, "to": target})
+        if not copied:
+            return Outcome(True, "The new device type already has every callback of the "
+                                 "previous one; nothing was copied.", workflow_id)
+        text = (f"<@{actor.user_id}> copied {copied} callback(s) from the previous device type "
+                "to the new one.")
+        self._tell(workflow, ProgressKind.STEP_DONE, text, device_id=device_id)
+        return Outcome(True, text, workflow_id, details={"copied": copied})
+
+    def _copy_missing_callbacks(self, workflow: WorkflowRecord, device_id: str, source: str,
+                                target: str) -> int:
+        previous = self._callbacks(workflow, device_id, source)
+        missing = _missing_callbacks(previous, self._callbacks(workflow, device_id, target))
+        for callback in missing:
+            self._call(workflow, device_id, "copy callback", self.api.create_callback, target,
+                       callback.to_create())
+        return len(missing)
 
 
 def _type_id(device: Device) -> str:
