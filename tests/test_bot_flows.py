@@ -302,3 +302,55 @@ def test_metrics_show_workflows_by_state_and_approvals_waiting(bot: BotHarness) 
     text = httpx.get(f"{bot.url}/metrics").text
     assert 'sigfox_bot_workflows{state="awaiting_approval"} 1.0' in text
     assert "sigfox_bot_approvals_waiting 1.0" in text
+
+
+# --------------------------------------------------------------------------- callbacks
+
+
+def renew_until_done(bot: BotHarness, text: str, device: str) -> tuple[int, dict]:
+    workflow_id, parent, _ = request_and_approve(bot, text)
+    bot.core.tick()
+    for _ in range(7):  # past the simulator's 30-minute hold on a deleted id
+        bot.advance(300)
+        bot.core.tick()
+    assert bot.uplink(device).status_code == 204
+    assert bot.core.store.get_workflow(workflow_id).state == WorkflowState.DONE
+    return workflow_id, parent
+
+
+def test_callbacks_missing_on_the_new_type_are_copied_by_an_approver_once(
+    bot: BotHarness,
+) -> None:
+    world = bot.simulator.world
+    callback = {"channel": "URL", "callbackType": 0, "callbackSubtype": 3, "enabled": True,
+                "url": "https://example.test/sigfox/uplink", "httpMethod": "POST"}
+    world.add_callback(bot.fleet.type_a, callback)
+    device = bot.fleet.off_contract
+    workflow_id, parent = renew_until_done(bot, f'renew {device} to "Fleet A2"', device)
+    [summary] = [m for m in bot.standin.thread(CHANNEL_ID, parent["ts"])
+                 if any(b["action_id"] == blocks.COPY_CALLBACKS for b in buttons(m))]
+    [copy] = [b for b in buttons(summary) if b["action_id"] == blocks.COPY_CALLBACKS]
+    assert copy["value"] == f"{workflow_id}:{device}"
+
+    bot.click(blocks.COPY_CALLBACKS, copy["value"], OUTSIDER_ID, message_ts=summary["ts"])
+    assert world.device_type(bot.fleet.type_a2).callbacks == []
+    assert any("Only approvers" in t for t in bot.ephemeral_texts(OUTSIDER_ID))
+
+    for _ in range(2):  # the second click finds nothing missing
+        bot.click(blocks.COPY_CALLBACKS, copy["value"], APPROVER_ID, message_ts=summary["ts"])
+    [copied] = world.device_type(bot.fleet.type_a2).callbacks
+    assert copied.url == callback["url"] and copied.enabled
+    answers = bot.ephemeral_texts(APPROVER_ID)
+    assert any("copied 1 callback" in t for t in answers)
+    assert any("nothing was copied" in t for t in answers)
+    assert any("copied 1 callback" in t for t in bot.thread_texts(parent["ts"]))
+
+
+def test_no_copy_offer_when_the_type_did_not_change(bot: BotHarness) -> None:
+    bot.simulator.world.add_callback(bot.fleet.type_a, {
+        "channel": "URL", "callbackType": 0, "callbackSubtype": 3, "enabled": True,
+        "url": "https://example.test/up", "httpMethod": "POST"})
+    device = bot.fleet.off_contract
+    _, parent = renew_until_done(bot, f"renew {device}", device)
+    assert not [b for m in bot.standin.thread(CHANNEL_ID, parent["ts"]) for b in buttons(m)
+                if b["action_id"] == blocks.COPY_CALLBACKS]

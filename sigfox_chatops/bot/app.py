@@ -97,7 +97,8 @@ class Listeners:
     def register(self, app: App) -> None:
         app.command(SLASH_COMMAND)(ack=self.ack_command, lazy=[self.run_command])
         for action_id, work in ((blocks.APPROVE, self.approve), (blocks.REJECT, self.reject),
-                                (blocks.SHOW_PAC, self.show_pac), (blocks.CANCEL, self.cancel)):
+                                (blocks.SHOW_PAC, self.show_pac), (blocks.CANCEL, self.cancel),
+                                (blocks.COPY_CALLBACKS, self.copy_callbacks)):
             app.action(action_id)(ack=_ack, lazy=[work])
         app.event("app_home_opened")(ack=_ack, lazy=[self.home_opened])
         app.error(_log_error)
@@ -174,6 +175,16 @@ class Listeners:
         outcome = self.core.cancel(int(value), clicker)
         if not outcome.ok:
             self._tell_clicker(body, client, respond, outcome.message)
+
+    def copy_callbacks(self, body: dict[str, Any], client: WebClient, respond: Respond) -> None:
+        parsed = blocks.parse_pac_value(_action_value(body))
+        if parsed is None:
+            self._tell_clicker(body, client, respond, "This button names no device of a job.")
+            return
+        clicker = self.groups.actor(body["user"]["id"])
+        outcome = self.core.copy_callbacks(*parsed, clicker)
+        # What was copied is told in the job's thread by the core; the clicker hears either way.
+        self._tell_clicker(body, client, respond, outcome.message)
 
     def _tell_clicker(self, body: dict[str, Any], client: WebClient, respond: Respond,
                       text: str) -> None:

@@ -33,7 +33,8 @@ APPROVE = "sigfox_approve"
 REJECT = "sigfox_reject"
 SHOW_PAC = "sigfox_show_pac"
 CANCEL = "sigfox_cancel"
-ACTION_IDS = (APPROVE, REJECT, SHOW_PAC, CANCEL)
+COPY_CALLBACKS = "sigfox_copy_callbacks"
+ACTION_IDS = (APPROVE, REJECT, SHOW_PAC, CANCEL, COPY_CALLBACKS)
 
 _STATE_LABELS = {
     "awaiting_approval": ":hourglass_flowing_sand: Waiting for approval",
@@ -262,8 +263,9 @@ def job_line(text: str, *, mark: str = "·") -> Message:
 
 
 def job_summary(*, job: str, workflow_id: int, ok: bool, text: str, next_steps: str = "",
-                pac_devices: Sequence[str] = ()) -> Message:
-    """The end of a job: what happened, what to do next, and Show PAC (approvers only)."""
+                pac_devices: Sequence[str] = (), copy_devices: Sequence[str] = ()) -> Message:
+    """The end of a job: what happened, what to do next, Show PAC and Copy callbacks (both for
+    approvers only; the core checks the clicker)."""
     mark = ":large_green_circle:" if ok else ":red_circle:"
     blocks: list[Block] = [section(f"{mark} *{job}*\n{text}")]
     if next_steps:
@@ -273,10 +275,17 @@ def job_summary(*, job: str, workflow_id: int, ok: bool, text: str, next_steps: 
                               "privately:"))
         blocks += actions([button(SHOW_PAC, f"Show PAC {d}", pac_value(workflow_id, d))
                            for d in pac_devices], block_id=f"pac-{workflow_id}")
+    if copy_devices:
+        blocks.append(context("The previous device type had callbacks the new one lacks. "
+                              "Approvers can copy them (it changes the new type for all its "
+                              "devices):"))
+        blocks += actions([button(COPY_CALLBACKS, f"Copy callbacks {d}", pac_value(workflow_id, d))
+                           for d in copy_devices], block_id=f"callbacks-{workflow_id}")
     return Message(f"{job}: {text.splitlines()[0] if text else ''}", fit(blocks))
 
 
 def pac_value(workflow_id: int, device_id: str) -> str:
+    """`job:device`, the value of the Show PAC and Copy callbacks buttons."""
     return f"{workflow_id}:{device_id}"
 
 

@@ -228,7 +228,7 @@ class SlackNotifier:
         message = blocks.job_summary(
             job=progress.workflow_id, workflow_id=parse_job_label(progress.workflow_id) or 0,
             ok=ok, text=progress.text, next_steps=next_steps(progress, outcome),
-            pac_devices=pac)
+            pac_devices=pac, copy_devices=_copy_devices(progress))
         self._reply(ref, message)
 
     def _approval_of(self, job: str) -> Any:
@@ -314,6 +314,13 @@ def _pac_devices(progress: Progress, outcome: str) -> list[str]:
         return []
     results = progress.details.get("results") or {}
     return [d for d, r in results.items() if isinstance(r, dict) and r.get("state") != "pending"]
+
+
+def _copy_devices(progress: Progress) -> list[str]:
+    """Devices renewed onto a device type lacking callbacks their previous type had."""
+    results = progress.details.get("results") or {}
+    return [d for d, r in results.items()
+            if isinstance(r, dict) and r.get("state") == "done" and r.get("copy_callbacks_from")]
 
 
 def _key(job: str) -> str:
