@@ -4,6 +4,7 @@ Fault matching (POST /_sim/faults): `method` is compared case-insensitively ("*"
 matches any method); `path` matches the request path exactly (query string excluded), or, when
 it ends with "*", any path starting with what precedes the "*" (e.g. "/v2/devices/*").
 Each fault fires for its next `count` matching calls (default 1), oldest fault first.
+An injected status answers `{"message"}` with the header `X-Sim-Fault: status`.
 """
 
 from __future__ import annotations

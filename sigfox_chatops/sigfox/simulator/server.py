@@ -131,8 +131,10 @@ class SimulatorApp:
     def _gate(self, scope: Scope, fault: Any) -> Response | None:
         """An early answer: an injected status, 401 without valid credentials, or 429."""
         if fault is not None and fault.status is not None:
+            # The header tells a test's spec checks that this status was asked for, not
+            # chosen by the simulator (an injected 503 is outside openapi.json on purpose).
             return JSONResponse({"message": f"Simulated fault {fault.status}"},
-                                status_code=fault.status)
+                                status_code=fault.status, headers={"X-Sim-Fault": "status"})
         if not self._authorized(scope):
             return JSONResponse({"message": "Unauthorized"}, status_code=401,
                                 headers={"WWW-Authenticate": 'Basic realm="Sigfox API"'})
