@@ -12,6 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from support import alerts as alert_support
 from support.bot import (
     APPROVER_ID,
     GROUP_APPROVER_ID,
@@ -21,17 +22,24 @@ from support.bot import (
     buttons,
     running_bot,
 )
-from support.core import core_config
+from support.core import core_config, sigfox_client
 from support.slack_signing import (
     CHANNEL_ID,
     app_home_opened_event,
+    home_block_actions_payload,
+    interaction_body,
     signed_headers,
     slash_command_body,
 )
 
 from sigfox_chatops.bot import blocks
 from sigfox_chatops.bot.app import register_metrics
+from sigfox_chatops.bot.notifier import SlackNotifier
+from sigfox_chatops.bot.slack_client import make_web_client
 from sigfox_chatops.commands.states import WorkflowState
+from sigfox_chatops.commands.workflows import Core
+from sigfox_chatops.storage.db import open_database
+from sigfox_chatops.storage.store import Store
 
 
 @pytest.fixture
@@ -354,3 +362,88 @@ def test_no_copy_offer_when_the_type_did_not_change(bot: BotHarness) -> None:
     _, parent = renew_until_done(bot, f"renew {device}", device)
     assert not [b for m in bot.standin.thread(CHANNEL_ID, parent["ts"]) for b in buttons(m)
                 if b["action_id"] == blocks.COPY_CALLBACKS]
+
+
+# --------------------------------------------------------------------------- App Home
+
+
+def home_blocks(bot: BotHarness, user: str) -> str:
+    return json.dumps(bot.standin.home_views[user]["blocks"], ensure_ascii=False)
+
+
+def click_from_home(bot: BotHarness, action_id: str, value: str, user: str) -> None:
+    body = interaction_body(home_block_actions_payload(action_id, value, user_id=user))
+    assert bot.post(body).status_code == 200
+    bot.executor.drain()
+
+
+def test_approve_from_app_home_decides_and_republishes_the_home(bot: BotHarness) -> None:
+    bot.command(f"delete {bot.fleet.no_token}")
+    [approval] = bot.core.store.pending_approvals()
+    bot.event(app_home_opened_event(APPROVER_ID))
+    assert f'"value": "{approval.id}"' in home_blocks(bot, APPROVER_ID)
+
+    click_from_home(bot, blocks.APPROVE, str(approval.id), OUTSIDER_ID)
+    assert bot.core.store.get_approval(approval.id).state == "pending"
+    assert "Only approvers" in home_blocks(bot, OUTSIDER_ID)  # told on their Home, privately
+
+    click_from_home(bot, blocks.APPROVE, str(approval.id), APPROVER_ID)
+    assert bot.core.store.get_approval(approval.id).state == "approved"
+    home = home_blocks(bot, APPROVER_ID)
+    assert "J-0001 approved" in home and blocks.APPROVE not in home
+    # The request in the channel thread shows the decision, buttons gone.
+    decided = bot.approval_message(approval.id)
+    assert buttons(decided) == [] and f"<@{APPROVER_ID}>" in json.dumps(decided["blocks"])
+
+
+def test_app_home_shows_the_fleet_at_a_glance(make_simulator, tmp_path: Path) -> None:
+    simulator = make_simulator(devices=0, rate_limits=False)
+    alerts = alert_support.service(simulator, tmp_path / "alerts.db", alert_support.RecordingSink())
+    with running_bot(simulator, tmp_path / "bot.db", alerts=alerts) as bot:
+        bot.event(app_home_opened_event(APPROVER_ID))
+        assert "after the first fleet scan" in home_blocks(bot, APPROVER_ID)
+        for n, days in enumerate((3, 5, 20)):
+            alert_support.add(simulator, f"E0000{n}", end_in_days=days)
+        assert alerts.scan(started_by="test").ok
+        bot.event({**app_home_opened_event(APPROVER_ID), "event_id": "Ev0AFTERSCAN"})
+        fields = [f["text"] for b in bot.standin.home_views[APPROVER_ID]["blocks"]
+                  for f in b.get("fields", [])]
+    summary = alerts.fleet_summary()
+    assert f"*Devices*\n{summary.devices:,}" in fields
+    assert "*Tokens ending in 7 days*\n2" in fields
+    assert "*Tokens ending in 30 days*\n3" in fields
+    [states] = [f for f in fields if f.startswith("*By token state*")]
+    for state, count in summary.by_token_state.items():
+        assert f"{state.replace('_', ' ')}: {count:,}" in states
+    assert "ok: " in states
+
+
+# --------------------------------------------------------------------------- restart
+
+
+def test_after_a_restart_the_job_goes_on_in_the_same_thread(bot: BotHarness,
+                                                           tmp_path: Path) -> None:
+    device = bot.fleet.off_contract
+    workflow_id, parent, _ = request_and_approve(bot, f"renew {device}")
+    bot.core.tick()  # deleted; now waiting for the backend to release the id
+    posted_before = len(bot.standin.calls_to("chat.postMessage"))
+
+    # A new process: new store, notifier and core over the same database file.
+    store = Store(open_database(tmp_path / "bot.db"))
+    client = make_web_client(bot.standin.token, bot.standin.url)
+    notifier = SlackNotifier(client, store, min_interval=0.0)
+    core = Core(api=sigfox_client(bot.simulator), store=store, notifier=notifier,
+                clock=bot.clock, config=bot.core.config)
+    core.resume()
+    for _ in range(7):
+        bot.advance(300)
+        core.tick()
+    bot.simulator.uplink(device)
+    core.handle_uplink(device)
+
+    assert store.get_workflow(workflow_id).state == WorkflowState.DONE
+    assert bot.parents() == [bot.standin.message(CHANNEL_ID, parent["ts"])]  # no new parent
+    new_posts = bot.standin.calls_to("chat.postMessage")[posted_before:]
+    assert new_posts and all(c.params.get("thread_ts") == parent["ts"] for c in new_posts)
+    assert any("First message received" in t for t in bot.thread_texts(parent["ts"]))
+    assert "Done" in bot.standin.message(CHANNEL_ID, parent["ts"])["text"]

@@ -175,6 +175,22 @@ def block_actions_payload(
     }
 
 
+def home_block_actions_payload(action_id: str, value: str, *, user_id: str = USER_ID,
+                               view_id: str = "V0HOME0001", team_id: str = TEAM_ID,
+                               block_id: str = "home") -> dict[str, Any]:
+    """A click on a button of the App Home tab: a `view` container, no channel, no message
+    and no response_url (Slack has no conversation to answer in)."""
+    payload = block_actions_payload(action_id, value, user_id=user_id, user_name=user_id.lower(),
+                                    team_id=team_id, block_id=block_id)
+    for key in ("channel", "message", "response_url"):
+        del payload[key]
+    payload["container"] = {"type": "view", "view_id": view_id}
+    payload["view"] = {"id": view_id, "type": "home", "team_id": team_id, "blocks": [],
+                       "state": {"values": {}}, "hash": f"{time.time():.6f}.abcd",
+                       "app_id": API_APP_ID, "bot_id": BOT_ID}
+    return payload
+
+
 def interaction_body(payload: dict[str, Any]) -> str:
     """Form-encode an interaction payload the way Slack does: `payload=<json>`."""
     return urlencode({"payload": json.dumps(payload, separators=(",", ":"))})
