@@ -97,3 +97,39 @@ def test_request_urls_are_consistent_with_the_mode(manifest: dict[str, Any]) -> 
         assert urls == [None, None, None]
     else:
         assert all(u and u.startswith("https://") and u.endswith("/slack/events") for u in urls)
+
+
+# Each slack_sdk WebClient method the bot calls, and the bot scopes Slack requires for it
+# (api.slack.com/methods). A call missing here fails the test below: classify it first.
+SCOPES_OF_CALLS: dict[str, set[str]] = {
+    "chat_postMessage": {"chat:write"},
+    "chat_update": {"chat:write"},
+    "chat_postEphemeral": {"chat:write"},
+    "chat_getPermalink": set(),
+    "views_publish": set(),
+    "usergroups_users_list": {"usergroups:read"},
+    "files_upload_v2": {"files:write"},  # files.getUploadURLExternal + completeUploadExternal
+    "auth_test": set(),
+}
+_CALL = re.compile(r"\.((?:chat|views|usergroups|files|auth|conversations|users|reactions|pins|"
+                   r"bookmarks|team|apps|dnd|emoji|reminders|search|stars)_[A-Za-z0-9_]+)\(")
+
+
+def web_api_calls() -> set[str]:
+    """WebClient methods called anywhere in the bot's code (the demo's fake Slack aside)."""
+    package = REPO_ROOT / "sigfox_chatops"
+    found: set[str] = set()
+    for path in package.rglob("*.py"):
+        if "demo" not in path.relative_to(package).parts:
+            found |= set(_CALL.findall(path.read_text(encoding="utf-8")))
+    return found
+
+
+def test_every_web_api_call_is_covered_by_the_manifests_scopes(manifest: dict[str, Any]) -> None:
+    calls = web_api_calls()
+    assert {"chat_postMessage", "chat_update", "views_publish"} <= calls  # the scan works
+    unclassified = calls - SCOPES_OF_CALLS.keys()
+    assert not unclassified, f"add these calls and their scopes to SCOPES_OF_CALLS: {unclassified}"
+    needed = set().union(*(SCOPES_OF_CALLS[c] for c in calls))
+    assert needed <= set(manifest["oauth_config"]["scopes"]["bot"])
+    assert needed == BOT_SCOPES - {"commands"}  # and no scope is there for nothing
