@@ -54,8 +54,10 @@ def only_job(bot: BotHarness) -> int:
     return workflow.id
 
 
-def test_renewal_end_to_end(bot: BotHarness) -> None:
+def test_renewal_end_to_end(bot: BotHarness, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
     device = bot.fleet.off_contract
+    pac = bot.simulator.world.pac_of(device)
     response = bot.command(f"renew {device}")
     assert response.status_code == 200
     assert "Working on" in response.text
@@ -90,10 +92,15 @@ def test_renewal_end_to_end(bot: BotHarness) -> None:
     assert bot.core.store.get_workflow(workflow_id).state == WorkflowState.DONE
     thread = bot.thread_texts(parent["ts"])
     assert any("First message received" in t for t in thread)
+    assert any("token OK until" in t for t in thread)  # the new token's end
+    assert any("Callbacks checked" in t for t in thread)
     summary = [m for m in bot.standin.thread(CHANNEL_ID, parent["ts"]) if buttons(m)
                and buttons(m)[0]["action_id"] == blocks.SHOW_PAC]
     assert summary, thread
     assert "Done" in bot.standin.message(CHANNEL_ID, parent["ts"])["text"]
+    assert pac_leaks(bot, pac) == [] and not any(pac in c.params.get("text", "")
+                                                 for c in bot.standin.calls)
+    assert [r.name for r in caplog.records if pac in r.getMessage()] == []
 
 
 # --------------------------------------------------------------------------- helpers

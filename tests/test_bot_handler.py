@@ -39,6 +39,8 @@ def pacs(harness: CoreHarness) -> list[str]:
 def check_reply(reply: Reply, secrets: list[str]) -> None:
     assert isinstance(reply, Reply)
     assert reply.text.strip()
+    # The handler turns any exception into this apology: seeing it means something raised.
+    assert "Something went wrong" not in reply.text
     assert check_blocks(reply.message.blocks) == []
     shown = reply.text + json.dumps(reply.message.blocks)
     assert not [p for p in secrets if p in shown]
