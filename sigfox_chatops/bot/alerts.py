@@ -46,37 +46,45 @@ _ICON = {Level.CRITICAL: ":red_circle:", Level.WARNING: ":large_orange_circle:"}
 
 
 class SlackAlertSink:
-    """Posts alert digests with slack_sdk; threads the CSV and the per-alert lines."""
+    """Posts alert digests with slack_sdk; threads the CSV and the per-alert lines.
+
+    Raising means "not delivered": the service tells it again at the next scan. Only the digest
+    itself counts; once it is posted, a failing upload or threaded line is logged, not raised,
+    so a retry never posts the same digest twice.
+    """
 
     def __init__(self, client: WebClient) -> None:
         self.client = client
-        self._problem_ts: dict[str, str] = {}
 
     def deliver_digest(self, digest: AlertDigest) -> None:
         if not digest.channel:
-            log.warning("alert digest of scan %d not posted: no [alerts] channel configured",
-                        digest.scan_id)
+            log.warning("alert digest of scan %d not posted: no [alerts] channel configured "
+                        "and no [[alerts.routes]] entry matched", digest.scan_id)
             return
         answer = self.client.chat_postMessage(
             channel=digest.channel, text=_fallback(digest), blocks=digest_blocks(digest)
         )
         channel, ts = answer["channel"], answer["ts"]
-        self._upload_csv(channel, ts, digest.csv_path, digest.csv_name,
-                         f"All {digest.csv_rows:,} alerts of this digest")
-        self._thread_notes(channel, ts, digest)
+        try:
+            self._upload_csv(channel, ts, digest.csv_path, digest.csv_name,
+                             f"All {digest.csv_rows:,} alerts of this digest")
+            self._thread_notes(channel, ts, digest)
+        except SlackApiError as error:
+            log.warning("alert digest of scan %d posted in %s, its thread incomplete: %s",
+                        digest.scan_id, channel, error.response.get("error"))
 
-    def deliver_scan_problem(self, problem: ScanProblem) -> None:
+    def deliver_scan_problem(self, problem: ScanProblem) -> str | None:
+        """Post the failure (returns its ts) or the recovery, in the failure's thread."""
         if not problem.channel:
             log.warning("fleet scan problem not posted: no [alerts] channel configured")
-            return
-        thread = self._problem_ts.pop(problem.channel, None) if problem.resolved else None
+            return None
+        thread = problem.thread or None
         icon = ":white_check_mark:" if problem.resolved else ":warning:"
         answer = self.client.chat_postMessage(
             channel=problem.channel, text=f"{icon} {problem.text()}", thread_ts=thread,
             reply_broadcast=bool(thread),
         )
-        if not problem.resolved:
-            self._problem_ts[problem.channel] = answer["ts"]
+        return str(answer["ts"])
 
     def deliver_daily(self, digest: DailyDigest) -> None:
         if not digest.channel:

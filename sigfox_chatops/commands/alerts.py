@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
+from sigfox_chatops import metrics
 from sigfox_chatops.commands.config import AlertsConfig, BotConfig
 from sigfox_chatops.commands.policy import Actor, Operation, Policy
 from sigfox_chatops.commands.ports import Clock
@@ -38,6 +39,10 @@ DAY = 86_400.0
 TOP_LIMIT = 10  # devices named in a digest
 NOTE_LIMIT = 20  # threaded lines per kind before they collapse into one summary line
 SCAN_PROBLEM_KEY = "alerts.scan_problem"
+# Digests a sink failed to deliver, as {channel or "": [scan ids]}: their changes are told again
+# at the next scan, so a Slack outage during a scan delays announcements instead of losing them.
+UNDELIVERED_KEY = "alerts.undelivered"
+UNDELIVERED_SCANS_KEPT = 100  # per channel: a long outage must not grow the record forever
 
 
 class Condition(StrEnum):
@@ -184,6 +189,7 @@ class ScanProblem:
     error: str
     scan_id: int
     at: float
+    thread: str = ""  # the resolution only: what the sink returned for the failure's message
 
     def text(self) -> str:
         if self.resolved:
@@ -328,11 +334,16 @@ class DeviceReport:
 
 
 class AlertSink(Protocol):
-    """Where alerts are delivered (Slack, a terminal). Files named in them may vanish after."""
+    """Where alerts are delivered (Slack, a terminal). Files named in them may vanish after.
+
+    A delivery that raises was not made: the service tells it again later. `deliver_scan_problem`
+    may return a reference to the message it posted (Slack: its ts); the service keeps it in
+    the database and hands it back in the resolution's `thread`, across restarts.
+    """
 
     def deliver_digest(self, digest: AlertDigest) -> None: ...
 
-    def deliver_scan_problem(self, problem: ScanProblem) -> None: ...
+    def deliver_scan_problem(self, problem: ScanProblem) -> str | None: ...
 
     def deliver_daily(self, digest: DailyDigest) -> None: ...
 
@@ -401,9 +412,15 @@ class AlertService:
         digests = self._build_digests(scan_id, now)
         duration = time.monotonic() - started
         self.fleet.finish_scan(scan_id, now=now, ok=True, devices=seen.count, duration=duration)
+        self._record_metrics(duration)
         problem = self._scan_recovered(scan_id, now)
-        self._deliver(digests)
+        self._deliver(scan_id, digests)
         return ScanReport(scan_id, True, seen.count, duration, digests=digests, problem=problem)
+
+    def _record_metrics(self, duration: float) -> None:
+        by_state = {TOKEN_STATE_NAMES.get(k, f"unknown_{k}"): v
+                    for k, v in self.fleet.count_by_token_state().items()}
+        metrics.record_scan(duration, by_state)
 
     def _rows(self, seen: _Counter) -> Iterator[FleetRow]:
         # The device list names neither type nor group unless asked field by field; two
@@ -433,26 +450,41 @@ class AlertService:
         self.fleet.finish_scan(scan_id, now=now, ok=False, devices=seen, duration=duration,
                                error=text)
         problem = self._record_failure(scan_id, now, text)
-        if problem is not None:
-            self._safely(self.sink.deliver_scan_problem, problem)
         return ScanReport(scan_id, False, seen, duration, text, problem=problem)
 
     def _record_failure(self, scan_id: int, now: float, text: str) -> ScanProblem | None:
-        """Remember the failure; a ScanProblem only the first time (one alert, not one a scan)."""
-        known = self.fleet.get_kv(SCAN_PROBLEM_KEY)
-        since = known["since"] if known else now
-        self.fleet.set_kv(SCAN_PROBLEM_KEY, {"since": since, "error": text, "scan_id": scan_id})
-        if known:
-            return None
-        return ScanProblem(False, self.settings.channel, since, text, scan_id, now)
+        """Remember the failure and tell it once: not once a scan, but again if never told."""
+        known = self.fleet.get_kv(SCAN_PROBLEM_KEY) or {}
+        record = {"since": known.get("since", now), "error": text, "scan_id": scan_id,
+                  "delivered": known.get("delivered", False), "thread": known.get("thread", ""),
+                  "channel": known.get("channel", self.settings.channel)}
+        problem = None
+        if not record["delivered"]:
+            problem = ScanProblem(False, self.settings.channel, record["since"], text, scan_id,
+                                  now)
+            record |= self._tell_problem(problem)
+        self.fleet.set_kv(SCAN_PROBLEM_KEY, record)
+        return problem
+
+    def _tell_problem(self, problem: ScanProblem) -> dict[str, Any]:
+        try:
+            ref = self.sink.deliver_scan_problem(problem)
+        except Exception:  # Slack down too: the next failing scan tries again
+            log.exception("could not deliver the scan failure alert; will retry")
+            return {}
+        return {"delivered": True, "thread": ref or "", "channel": problem.channel}
 
     def _scan_recovered(self, scan_id: int, now: float) -> ScanProblem | None:
         known = self.fleet.get_kv(SCAN_PROBLEM_KEY)
         if not known:
             return None
         self.fleet.delete_kv(SCAN_PROBLEM_KEY)
+        if not known.get("delivered", True):
+            return None  # nobody was told it failed: no news that it works again
+        # The failure's message is only a thread to answer in the channel it was posted to.
+        same = known.get("channel", self.settings.channel) == self.settings.channel
         problem = ScanProblem(True, self.settings.channel, known["since"], known["error"],
-                              scan_id, now)
+                              scan_id, now, thread=known.get("thread", "") if same else "")
         self._safely(self.sink.deliver_scan_problem, problem)
         return problem
 
@@ -466,13 +498,22 @@ class AlertService:
     # -- digests -----------------------------------------------------------------------------
 
     def _build_digests(self, scan_id: int, now: float) -> tuple[AlertDigest, ...]:
-        """Stream the open and changed alerts once, aggregating per channel (flat memory)."""
+        """Stream the open and changed alerts once, aggregating per channel (flat memory).
+
+        Changes of earlier scans whose digest did not reach a channel count as this scan's.
+        """
         router = _Router(self.settings)
+        pending = self._undelivered()
+        scans = {scan_id}.union(*pending.values())
         groups: dict[str | None, _ChannelDigest] = {}
         try:
-            for row in self.fleet.iter_alerts(open_only=True, changed_in=scan_id):
-                item = alert_item(row, changed=row["change_scan"] == scan_id)
+            for row in self.fleet.iter_alerts(open_only=True, changed_in=scans):
                 channel = router.channel(row["details"])
+                changed = row["change_scan"] == scan_id or (
+                    row["change_scan"] in pending.get(channel or "", ()) and bool(row["change"]))
+                if not changed and row["state"] != "open":
+                    continue  # told in its own scan's digest, to another channel
+                item = alert_item(row, changed=changed)
                 if channel not in groups:
                     groups[channel] = _ChannelDigest(channel, scan_id, self.settings.tz, now)
                 groups[channel].add(item)
@@ -481,12 +522,33 @@ class AlertService:
             for group in groups.values():
                 group.discard_unless_changed()
 
-    def _deliver(self, digests: Iterable[AlertDigest]) -> None:
+    def _deliver(self, scan_id: int, digests: Iterable[AlertDigest]) -> None:
+        """Deliver each digest; remember the channels it failed for, to tell them next scan."""
+        pending = self._undelivered()
+        failed: dict[str, list[int]] = {}
         for digest in digests:
             try:
-                self._safely(self.sink.deliver_digest, digest)
+                self.sink.deliver_digest(digest)
+            except Exception:  # Slack down: the scan's state stands, the telling waits
+                log.exception("alert digest of scan %d for %s not delivered; retried at the "
+                              "next scan", scan_id, digest.channel or "the default channel")
+                key = digest.channel or ""
+                scans = sorted({*pending.get(key, ()), scan_id})
+                failed[key] = scans[-UNDELIVERED_SCANS_KEPT:]
             finally:
                 _remove(digest.csv_path)
+        # Delivered channels were told everything pending for them; the others had nothing left.
+        self._set_undelivered(failed)
+
+    def _undelivered(self) -> dict[str, set[int]]:
+        raw = self.fleet.get_kv(UNDELIVERED_KEY) or {}
+        return {channel: set(scans) for channel, scans in raw.items()}
+
+    def _set_undelivered(self, failed: dict[str, list[int]]) -> None:
+        if failed:
+            self.fleet.set_kv(UNDELIVERED_KEY, failed)
+        else:
+            self.fleet.delete_kv(UNDELIVERED_KEY)
 
     @staticmethod
     def _safely(deliver: Callable[[Any], None], what: Any) -> None:

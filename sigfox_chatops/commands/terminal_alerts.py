@@ -32,10 +32,11 @@ class TerminalAlertSink:
         self._print(render_digest(digest))
         self._print(self._keep_csv(digest.csv_path, digest.csv_name, digest.csv_rows))
 
-    def deliver_scan_problem(self, problem: ScanProblem) -> None:
+    def deliver_scan_problem(self, problem: ScanProblem) -> str | None:
         self.delivered.append(problem)
         mark = "RESOLVED" if problem.resolved else "ALERT"
         self._print(f"[{mark}] {_channel(problem.channel)} {problem.text()}")
+        return None
 
     def deliver_daily(self, digest: DailyDigest) -> None:
         self.delivered.append(digest)

@@ -8,7 +8,7 @@ through results by key so memory stays flat whatever the fleet size.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import astuple, dataclass
 from typing import Any
 
@@ -307,15 +307,18 @@ class FleetStore:
             return cursor.rowcount
 
     def iter_alerts(
-        self, *, open_only: bool = False, changed_in: int | None = None
+        self, *, open_only: bool = False, changed_in: int | Collection[int] | None = None
     ) -> Iterator[dict[str, Any]]:
-        """Alerts paged by key: open ones, those changed by a scan, or both (OR)."""
-        clauses, params = [], []
+        """Alerts paged by key: open ones, those changed by a scan (or scans), or both (OR)."""
+        clauses: list[str] = []
+        params: list[Any] = []
         if open_only:
             clauses.append("state = 'open'")
         if changed_in is not None:
-            clauses.append("(change_scan = ? AND change != '')")
-            params.append(changed_in)
+            scans = [changed_in] if isinstance(changed_in, int) else sorted(changed_in)
+            marks = ", ".join("?" * len(scans))
+            clauses.append(f"(change_scan IN ({marks}) AND change != '')")
+            params.extend(scans)
         where = " OR ".join(clauses) or "1"
         sql = (
             f"SELECT * FROM alerts WHERE ({where}) AND (device_id, condition) > (?, ?) "

@@ -36,8 +36,9 @@ class RecordingSink:
         assert digest.csv_path is not None
         self.csv_texts.append(digest.csv_path.read_text(encoding="utf-8"))
 
-    def deliver_scan_problem(self, problem: ScanProblem) -> None:
+    def deliver_scan_problem(self, problem: ScanProblem) -> str | None:
         self.problems.append(problem)
+        return f"ref-{len(self.problems)}"
 
     def deliver_daily(self, digest: DailyDigest) -> None:
         self.daily.append(digest)
