@@ -48,16 +48,22 @@ def check_config(env: Env) -> CheckResult:
         return CheckResult("configuration", Status.FAIL, str(error).replace("\n", "; "))
     if config is None:
         return CheckResult("configuration", Status.WARN,
-                           f"{CONFIG_ENV_VAR} is not set: built-in defaults, so anyone may ask "
-                           "and nobody may approve (see sigfox-bot.example.toml)")
+                           f"{CONFIG_ENV_VAR} is not set: built-in defaults, so anyone may ask, "
+                           "nobody may approve and alerts are posted nowhere (see "
+                           "sigfox-bot.example.toml)")
     approvers = len(config.policy.approvers)
-    channel = config.alerts.channel or "none (alerts only through routes)"
     if not approvers:
         return CheckResult("configuration", Status.WARN,
                            f"{path} is valid but lists no approvers: nobody may approve a renewal")
+    if not config.alerts.channel:
+        # Not fatal (routes may cover the fleet), but a device no route matches is only logged.
+        routes = len(config.alerts.routes)
+        return CheckResult("configuration", Status.WARN,
+                           f"{path} has no [alerts] channel: alerts of devices that none of its "
+                           f"{routes} route(s) match are not posted, only logged")
     return CheckResult("configuration", Status.OK,
                        f"{path}: {approvers} approver entr{'y' if approvers == 1 else 'ies'}, "
-                       f"alerts to {channel}")
+                       f"alerts to {config.alerts.channel}")
 
 
 def check_sigfox(env: Env) -> CheckResult:

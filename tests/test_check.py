@@ -115,3 +115,14 @@ def test_unreachable_sigfox(env: dict[str, str], monkeypatch: pytest.MonkeyPatch
     code, lines = run_check(env, monkeypatch)
     assert code == 1
     assert line_for(lines, "Sigfox API").startswith("[FAIL]")
+
+
+def test_no_alerts_channel_is_a_warning_not_a_failure(env: dict[str, str],
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    Path(env["SIGFOX_BOT_CONFIG"]).write_text(
+        '[policy]\napprovers = ["U0APPROVE"]\n'
+        '[[alerts.routes]]\nchannel = "C0METERING"\ndevice_types = ["Gas meter"]\n')
+    code, lines = run_check(env, monkeypatch)
+    assert code == 0, lines
+    line = line_for(lines, "configuration")
+    assert line.startswith("[warn]") and "no [alerts] channel" in line and "1 route(s)" in line
