@@ -374,3 +374,23 @@ def test_off_contract_messages_are_not_forwarded(
     answer = sim.uplink("CB02")
     assert answer["delivered"] is False and answer["callbacks"] == 0
     assert device(api, "CB02")["sequenceNumber"] == 0
+
+
+def test_contract_devices_lists_token_holders_only(sim: SimulatorServer, api: httpx.Client) -> None:
+    contract, dtype = setup_type(sim, "A")
+    _, elsewhere = setup_type(sim, "B")
+    for ident, token in (("CD1", "none"), ("CD2", "ok"), ("CD3", "invalid"),
+                         ("CD4", "off_contract")):
+        sim.world.add_device(ident, device_type_id=dtype.id, token=token)
+    sim.world.add_device("CD5", device_type_id=elsewhere.id, token="ok")
+
+    def listed() -> list[str]:
+        body = api.get(f"/contract-infos/{contract.id}/devices").json()
+        return [d["id"] for d in body["data"]]
+
+    # CD1 points at the contract through its device type but has taken no token.
+    assert listed() == ["CD2", "CD3", "CD4"]
+    sim.uplink("CD1")  # the first message takes a token on the contract
+    assert listed() == ["CD1", "CD2", "CD3", "CD4"]
+    transfer(sim, api, "CD2", elsewhere)  # other order: the token is lost
+    assert listed() == ["CD1", "CD3", "CD4"]

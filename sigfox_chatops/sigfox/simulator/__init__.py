@@ -17,6 +17,8 @@ Behaviour where openapi.json leaves room (each module says more):
   jobs stay `jobDone: false` until `job_delay` real seconds pass or the clock is advanced;
 - a device's `contract` is its token's contract, else its device type's; messages of an
   Off Contract device are recorded but not forwarded to callbacks;
+- GET /contract-infos/{id}/devices lists "devices having a token on the specified contract":
+  those with a `token` (Valid, Invalid or Off Contract) taken on it, never one without a token;
 - rate limits (ratelimit.py) and fault matching (control.py) are documented where defined.
 """
 

@@ -343,7 +343,10 @@ class World:
             groups = set(group_ids)
             checks.append(lambda d: d.group_id in groups)
         if contract_id is not None:
-            checks.append(lambda d: self.contract_of(d).id == contract_id)
+            # The spec: "devices having a token on the specified contract". A device without a
+            # token only points at its device type's contract and is not listed; an Off
+            # Contract token still names the contract it was taken on, so it is.
+            checks.append(lambda d: d.token is not None and d.token.contract_id == contract_id)
         if not checks:
             return index, None
         return index, lambda ident: all(check(self.devices[ident]) for check in checks)
