@@ -6,6 +6,8 @@ import io
 import logging
 import re
 from collections.abc import Iterator
+from pathlib import Path
+from xml.etree import ElementTree
 
 import pytest
 from click.testing import CliRunner
@@ -13,6 +15,7 @@ from click.testing import CliRunner
 from sigfox_chatops.cli import main
 from sigfox_chatops.demo import DemoSettings, DemoWorld
 from sigfox_chatops.demo.render import mrkdwn_to_text, render_message
+from sigfox_chatops.demo.svg import GLYPHS, excerpt, plain_glyphs
 from sigfox_chatops.demo.tour import pick_expired_device, run_tour
 from sigfox_chatops.logs import PAC_REDACTED
 
@@ -130,3 +133,28 @@ def test_mrkdwn_links_channels_and_escapes() -> None:
     assert mrkdwn_to_text(text) == (
         "See the doc (https://x.example/a) in #fleet-ops & `first_message`"
     )
+
+
+# Characters DejaVu Sans Mono draws besides ASCII: the transcript's frame and the look-alikes.
+DRAWABLE = set("─‾•↳⋯✎·›…") | {g for g in GLYPHS.values() if g}
+
+
+def test_readme_picture_is_the_renewal_in_characters_a_monospace_font_draws() -> None:
+    svg = (Path(__file__).parent.parent / "docs" / "demo.svg").read_text(encoding="utf-8")
+    root = ElementTree.fromstring(svg)  # well-formed, or browsers show nothing at all
+    lines = [t.text or "" for t in root.iter("{http://www.w3.org/2000/svg}text")]
+    text = "\n".join(lines)
+    for step in ("alice › /sigfox renew", "alice clicks [ Approve ]", "bob clicks [ Approve ]",
+                 "Deleted.", "Registered again", "First message received",
+                 "Renew finished: 1 of 1"):
+        assert step in text, step
+    assert "Working on" not in text
+    undrawable = {ch for ch in text if not ch.isascii() and ch not in DRAWABLE}
+    assert not undrawable, f"redraw with python -m sigfox_chatops.demo.svg: {undrawable}"
+
+
+def test_emoji_become_glyphs_for_the_picture() -> None:
+    assert plain_glyphs("⏳ Waiting ☑️ 🔹 done 🦄") == "◔ Waiting ✔ ◆ done •"
+    lines = excerpt("── 3. a\n  sigfox-bot (only visible to alice):\n"
+                    "         Working on `/sigfox renew`…\nkept 🟢\n── 8. b\n")
+    assert lines == ["── 3. a", "kept ●"]

@@ -22,6 +22,20 @@ COLOURS = {"narration": "#e5c07b", "typed": "#61afef", "bot": "#98c379", "update
            "button": "#56b6c2", "text": "#dcdfe4"}
 FIRST_MARK = "3. "
 LAST_MARK = "8. "
+# Colour emoji are not in monospace fonts: a renderer without an emoji font (rsvg, ImageMagick,
+# many viewers) draws empty boxes. The picture uses look-alikes DejaVu Sans Mono has.
+GLYPHS = {
+    "⏳": "◔", "⌛": "◔", "🔄": "↻", "🟢": "●", "🔴": "●", "🔹": "◆", "✅": "✔", "☑": "✔",
+    "✋": "☛", "📥": "▸", "📎": "▤", "🔔": "♪", "⚠": "▲", "❌": "✘", "🚫": "✘", "💤": "z",
+    "\ufe0f": "",
+}
+FALLBACK = "•"  # any other emoji
+
+
+def plain_glyphs(line: str) -> str:
+    """`line` with every emoji replaced by a glyph a monospace font draws."""
+    out = "".join(GLYPHS.get(ch, ch) for ch in line)
+    return "".join(FALLBACK if ord(ch) >= 0x1F000 else ch for ch in out)
 
 
 def capture_tour(settings: DemoSettings) -> str:
@@ -37,7 +51,11 @@ def excerpt(transcript: str, first: str = FIRST_MARK, last: str = LAST_MARK) -> 
     lines = transcript.splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith(f"── {first}"))
     end = next(i for i, line in enumerate(lines) if line.startswith(f"── {last}"))
-    return [line for line in lines[start:end] if "Working on `/sigfox" not in line]
+    kept = lines[start:end]
+    # "Working on…" acknowledgements are noise in a still picture, and so is their header line.
+    noise = {i for i, line in enumerate(kept) if "Working on `/sigfox" in line}
+    noise |= {i - 1 for i in noise}
+    return [plain_glyphs(line) for i, line in enumerate(kept) if i not in noise]
 
 
 def _colour(line: str) -> str:
