@@ -10,6 +10,7 @@ and each answer it gets is validated against openapi.json as it passes, in every
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -112,6 +113,35 @@ def test_filters_and_other_lists(simulator: SimulatorServer, client: SigfoxClien
     holders = [d for c in contracts for d in client.iter_contract_devices(c.id)]
     assert holders and all(isinstance(d, Device) for d in holders)
     assert list(client.iter_groups())
+
+
+def test_every_read_answer_fits_the_spec(simulator: SimulatorServer) -> None:
+    spec = SpecCheckingTransport()
+    device_id = next(iter(simulator.world.devices))
+    simulator.uplink(device_id, "CAFE")
+    with sim_client(simulator, transport=spec) as c:
+        assert c.get_device(device_id).id == device_id
+        assert next(c.iter_device_messages(device_id)).data == "CAFE"
+        dtype = next(c.iter_device_types()).id
+        c.get_device_type(dtype)
+        list(c.iter_device_type_callbacks(dtype))
+        contract = next(c.iter_contract_infos()).id
+        c.get_contract_info(contract)
+        list(c.iter_contract_devices(contract))
+        list(c.iter_groups())
+        list(c.iter_devices(group_ids=[next(iter(simulator.world.groups))]))
+    assert {t for _, t, s in spec.seen if s == 200} == {
+        "/devices/{id}",
+        "/devices/{id}/messages",
+        "/device-types/",
+        "/device-types/{id}",
+        "/device-types/{id}/callbacks",
+        "/contract-infos/",
+        "/contract-infos/{id}",
+        "/contract-infos/{id}/devices",
+        "/groups/",
+        "/devices/",
+    }
 
 
 # --- pacing and 429 ----------------------------------------------------------------------
@@ -270,11 +300,64 @@ def test_backend_refusals_surface_as_typed_errors(
 
 
 def test_fault_statuses_map_to_exceptions(simulator: SimulatorServer, client: SigfoxClient) -> None:
-    cases = [(404, SigfoxNotFound), (409, SigfoxConflict), (403, SigfoxForbidden)]
+    cases = [
+        (400, SigfoxBadRequest),
+        (401, SigfoxUnauthorized),
+        (403, SigfoxForbidden),
+        (404, SigfoxNotFound),
+        (409, SigfoxConflict),
+    ]
     for status, error in cases:
         simulator.fault("/v2/groups/", method="GET", status=status)
-        with pytest.raises(error):
+        with pytest.raises(error) as info:
             list(client.iter_groups())
+        assert type(info.value) is error and info.value.status == status
+    assert [c["status"] for c in api_calls(simulator)] == [400, 401, 403, 404, 409]  # no retry
+
+
+RETRIES = 2
+# (fault, exception, write outcome unknown): each kind the simulator can inject, as the
+# client must surface it once retries (reads, and 429 for every method) are used up.
+FAULT_KINDS = [
+    pytest.param({"status": 500}, SigfoxServerError, True, id="status500"),
+    pytest.param({"status": 503}, SigfoxServerError, True, id="status503"),
+    pytest.param({"status": 429}, SigfoxRateLimited, False, id="status429"),
+    pytest.param({"delay": 0.3}, SigfoxConnectionError, True, id="delay"),
+    pytest.param({"drop": True}, SigfoxConnectionError, True, id="drop"),
+]
+
+
+@pytest.mark.parametrize(("fault", "error", "write_unknown"), FAULT_KINDS)
+@pytest.mark.parametrize("method", ["GET", "PUT"])
+def test_each_injected_fault_surfaces_as_its_exception(
+    simulator: SimulatorServer,
+    method: str,
+    fault: dict[str, Any],
+    error: type[Exception],
+    write_unknown: bool,
+) -> None:
+    device_id = next(iter(simulator.world.devices))
+    path = "/v2/devices/" if method == "GET" else f"/v2/devices/{device_id}"
+    simulator.fault(path, method=method, count=10, **fault)
+    sent: list[Any] = []
+    options = {"rate_limits": False, "max_retries": RETRIES, "timeout": 0.1}
+    c = sim_client(simulator, on_call=lambda *call: sent.append(call), **options)
+    with c, pytest.raises(error) as info:
+        if method == "GET":
+            c.find_device(device_id)
+        else:
+            c.update_device(device_id, name="renamed")
+    # Reads retry everything; writes retry only a 429, which the service did not process.
+    attempts = RETRIES + 1 if method == "GET" or fault.get("status") == 429 else 1
+    assert len(sent) == attempts
+    assert getattr(info.value, "outcome_unknown", False) is (method == "PUT" and write_unknown)
+    assert info.value.method == method and info.value.path == path  # type: ignore[attr-defined]
+    # The simulator saw exactly those calls (a delayed one is logged once its delay is over).
+    deadline = time.monotonic() + 3
+    while len(api_calls(simulator, method)) < attempts:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    assert len(api_calls(simulator, method)) == attempts
 
 
 # --- the renewal, end to end through the client -------------------------------------------
