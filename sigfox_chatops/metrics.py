@@ -95,9 +95,9 @@ class _CallbackGauges(Collector):
         devices = GaugeMetricFamily(f"{PREFIX}_devices_by_token_state",
                                     "Devices seen by the last scan, by token state.",
                                     labels=["state"])
-        # A registered source (the scans kept in the database) outlives a restart; a recorded
-        # scan is what a process without one last pushed.
-        figures = _safely(self.scan, None) if self.scan is not None else self.recorded_scan
+        # A registered source (the scans kept in the database) outlives a restart; a scan this
+        # process pushed (`record_scan`) counts when there is no source or it knows no scan.
+        figures = _safely(self.scan, None) or self.recorded_scan
         if figures is not None:
             seconds, by_state = figures
             duration.add_metric([], float(seconds))

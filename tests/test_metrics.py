@@ -106,10 +106,11 @@ def test_module_functions_record_into_the_served_registry() -> None:
 
 def test_scan_source_is_read_at_scrape_time_and_wins_over_a_recorded_scan() -> None:
     m = Metrics()
-    m.record_scan(9.0, {"ok": 1})
     figures: list[tuple[float, dict[str, int]] | None] = [None]
     m.set_scan_source(lambda: figures[0])
-    assert m.value("sigfox_bot_last_scan_duration_seconds") is None  # no scan kept yet
+    assert m.value("sigfox_bot_last_scan_duration_seconds") is None  # no scan anywhere yet
+    m.record_scan(9.0, {"ok": 1})
+    assert m.value("sigfox_bot_last_scan_duration_seconds") == 9.0  # the source knows none
     figures[0] = (4.5, {"ok": 7, "off_contract": 2})
     assert m.value("sigfox_bot_last_scan_duration_seconds") == 4.5
     assert m.value("sigfox_bot_devices_by_token_state", {"state": "off_contract"}) == 2
