@@ -79,6 +79,10 @@ def error(text: str) -> str:
         ("config", ConfigCommand()),
         ("snooze 1A 2B", SnoozeCommand(("1A", "2B"), None)),
         ("snooze 1A for 2w", SnoozeCommand(("1A",), timedelta(days=14))),
+        ("snooze 1A for 1d because Battery swap on Monday",
+         SnoozeCommand(("1A",), timedelta(days=1), "Battery swap on Monday")),
+        ("snooze 1A 2B because in the workshop",
+         SnoozeCommand(("1A", "2B"), None, "in the workshop")),
         ("  status\u00a01A  ", StatusCommand("1A")),
     ],
 )
@@ -177,6 +181,7 @@ def test_bare_device_id_suggests_status() -> None:
         ("cancel !!", "cancel <job>"),
         ("help renew delete", "help [command]"),
         ("snooze 1A for ever", "snooze <id>"),
+        ("snooze 1A because", "snooze <id> [<id> ...] [for <duration>] [because <reason>]"),
     ],
 )
 def test_wrong_arguments_get_the_usage_line(text: str, usage: str) -> None:

@@ -29,6 +29,7 @@ JOB_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
 JOB_ID_EXAMPLE = "J-0042"
 EXPIRING_DEFAULT_DAYS = 30
 EXPIRING_MAX_DAYS = 365
+MAX_REASON_LENGTH = 200
 
 # ---------------------------------------------------------------------------------------------
 # Commands
@@ -129,6 +130,7 @@ class SnoozeCommand:
 
     device_ids: tuple[str, ...]
     duration: timedelta | None = None
+    reason: str = ""
     operation: ClassVar[Operation | None] = Operation.SNOOZE
 
 
@@ -198,9 +200,10 @@ COMMANDS: dict[str, CommandSpec] = {
     "history": CommandSpec("history <id>", "what the bot did to a device, and who decided",
                            Operation.HISTORY, "history 1A2B3C"),
     "alerts": CommandSpec("alerts", "list open alerts and snoozes", Operation.ALERTS, "alerts"),
-    "snooze": CommandSpec("snooze <id> [<id> ...] [for <duration>]",
-                          "silence alerts for devices (default: the configured repeat_after)",
-                          Operation.SNOOZE, "snooze 1A2B3C for 7d"),
+    "snooze": CommandSpec("snooze <id> [<id> ...] [for <duration>] [because <reason>]",
+                          "silence alerts for devices (default: the configured repeat_after), "
+                          "saying why", Operation.SNOOZE,
+                          "snooze 1A2B3C for 7d because battery swap booked"),
     "scan": CommandSpec("scan", "scan the fleet for alerts now", Operation.SCAN, "scan"),
     "whoami": CommandSpec("whoami", "show your Slack id, groups and what you may do", None,
                           "whoami"),
@@ -403,9 +406,10 @@ def _restart(args: Sequence[str], today: date) -> Command:
 
 
 def _snooze(args: Sequence[str], today: date) -> Command:
+    args, reason = _split_reason(args)
     lowered = [a.lower() for a in args]
     if "for" not in lowered:
-        return SnoozeCommand(_device_ids("snooze", args))
+        return SnoozeCommand(_device_ids("snooze", args), None, reason)
     cut = lowered.index("for")
     ids, rest = args[:cut], args[cut + 1 :]
     if len(rest) != 1:
@@ -416,7 +420,19 @@ def _snooze(args: Sequence[str], today: date) -> Command:
         raise _usage_error("snooze", f"{exc}.") from None
     if duration <= timedelta(0):
         raise _usage_error("snooze", "A snooze must last longer than zero.")
-    return SnoozeCommand(_device_ids("snooze", ids), duration)
+    return SnoozeCommand(_device_ids("snooze", ids), duration, reason)
+
+
+def _split_reason(args: Sequence[str]) -> tuple[Sequence[str], str]:
+    """`... because <free text>`: the words after the first `because` are the reason."""
+    lowered = [a.lower() for a in args]
+    if "because" not in lowered:
+        return args, ""
+    cut = lowered.index("because")
+    reason = " ".join(args[cut + 1 :]).strip()
+    if not reason:
+        raise _usage_error("snooze", "`because` must be followed by the reason.")
+    return args[:cut], reason[:MAX_REASON_LENGTH]
 
 
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
