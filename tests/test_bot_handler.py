@@ -10,11 +10,13 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support.alerts import RecordingSink
 from support.core import REQUESTER, CoreHarness, build_fleet, make_core
 from support.slack_api import check_blocks
 
 from sigfox_chatops.bot import blocks
 from sigfox_chatops.bot.handler import CommandHandler, Reply
+from sigfox_chatops.commands.alerts import AlertService
 from sigfox_chatops.commands.grammar import COMMANDS
 from sigfox_chatops.commands.policy import Actor
 from sigfox_chatops.commands.status import mask_pac
@@ -86,3 +88,15 @@ def test_long_lists_fit_slack_limits() -> None:
 def test_mask_pac_keeps_only_the_last_four() -> None:
     assert mask_pac("0123456789AB1A2B") == "••••••••••••1A2B"
     assert mask_pac("") == "—"
+
+
+def test_a_snooze_records_and_lists_why(harness: CoreHarness) -> None:
+    alerts = AlertService(api=harness.core.api, database=harness.core.store.database,
+                          sink=RecordingSink(), config=harness.core.config, clock=harness.clock)
+    handler = CommandHandler(harness.core, alerts)
+    reply = handler.handle("snooze C0FFEE for 7d because battery swap booked", REQUESTER,
+                           channel="C0CHAN")
+    assert reply.public, reply.text
+    listing = handler.handle("alerts", REQUESTER, channel="C0CHAN").text
+    assert f"C0FFEE by <@{REQUESTER.user_id}>" in listing
+    assert "battery swap booked" in listing

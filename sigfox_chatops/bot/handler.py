@@ -211,7 +211,8 @@ class CommandHandler:
     def _snooze(self, command: g.SnoozeCommand, actor: Actor, target: Target) -> Reply:
         if self.alerts is None:
             return private(NO_ALERTS)
-        outcomes = [self.alerts.snooze(d, actor=actor, duration=command.duration)
+        outcomes = [self.alerts.snooze(d, actor=actor, duration=command.duration,
+                                       reason=command.reason)
                     for d in command.device_ids]
         text = "\n".join(o.message for o in outcomes)
         # A snooze silences the team's alerts: the team sees who did it.
@@ -279,6 +280,7 @@ def alerts_message(overview: Any) -> Message:
     lines.append(f"*{overview.snoozes_total:,} active snooze(s)*")
     lines += [f"• {s.device_id} by <@{s.snoozed_by}>"
               + (f" until {_date(s.until)}" if s.until else " until resolved")
+              + (f": {s.reason}" if s.reason else "")
               for s in overview.snoozes]
     if overview.scan_problem:
         lines.append(f":warning: {overview.scan_problem.text()}")
