@@ -27,10 +27,11 @@ from sigfox_chatops.commands.alerts import (
     Level,
     ScanProblem,
 )
+from sigfox_chatops.commands.planning import Request
 from sigfox_chatops.commands.policy import Actor, Operation
 from sigfox_chatops.commands.ports import Target
 from sigfox_chatops.commands.states import Kind
-from sigfox_chatops.commands.workflows import Core, Request
+from sigfox_chatops.commands.workflows import Core
 
 log = logging.getLogger(__name__)
 

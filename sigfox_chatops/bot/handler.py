@@ -18,11 +18,12 @@ from typing import Any
 from sigfox_chatops.bot import blocks
 from sigfox_chatops.bot.blocks import Message
 from sigfox_chatops.commands import grammar as g
+from sigfox_chatops.commands.planning import Request
 from sigfox_chatops.commands.policy import GUARDED_OPERATIONS, Actor
 from sigfox_chatops.commands.ports import Target
 from sigfox_chatops.commands.states import Kind
 from sigfox_chatops.commands.status import BackendUnavailable
-from sigfox_chatops.commands.workflows import Core, Outcome, Request
+from sigfox_chatops.commands.workflows import Core, Outcome
 from sigfox_chatops.storage.records import job_label, parse_job_label
 
 log = logging.getLogger(__name__)

@@ -18,19 +18,14 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from sigfox_chatops.commands.config import BotConfig
+from sigfox_chatops.commands.planning import Plan, Request, plan_request, type_id_of
 from sigfox_chatops.commands.policy import Actor, Operation, Policy
 from sigfox_chatops.commands.ports import Clock, Notifier, Progress, ProgressKind, Target
 from sigfox_chatops.commands.preflight import (
     Refusal,
-    TransferImpact,
     contract_of,
     day,
     is_deletable,
-    require_contract_usable,
-    require_deletable,
-    require_device,
-    resolve_device_type,
-    transfer_impact,
 )
 from sigfox_chatops.commands.states import (
     ACTIVE,
@@ -54,7 +49,6 @@ from sigfox_chatops.storage.store import Store
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-APPROVAL_KINDS = frozenset({Kind.RENEW, Kind.DELETE, Kind.UNSUBSCRIBE})
 LEASE_SECONDS = 300.0
 JOB_POLL_SECONDS = 5.0
 JOB_TIMEOUT_SECONDS = 3600.0
@@ -79,16 +73,6 @@ class Outcome:
     @property
     def label(self) -> str:
         return job_label(self.workflow_id) if self.workflow_id else ""
-
-
-@dataclass(frozen=True)
-class Request:
-    kind: Kind
-    actor: Actor
-    device_ids: tuple[str, ...]
-    target: Target = field(default_factory=Target)
-    device_type: str | None = None
-    unsubscribe_at_ms: int | None = None
 
 
 class Core:
@@ -123,7 +107,7 @@ class Core:
         if not decision.allowed:
             return Outcome(False, decision.reason)
         try:
-            plan = self._preflight(request)
+            plan = plan_request(self.api, self.clock.now(), request)
         except Refusal as refusal:
             return Outcome(False, f"{refusal} Nothing was changed.")
         except SigfoxError as error:
@@ -131,117 +115,9 @@ class Core:
                                   "Nothing was changed; try again in a moment.")
         return self._open_workflow(request, plan)
 
-    def _preflight(self, request: Request) -> dict[str, Any]:
-        devices = [require_device(self.api, device_id) for device_id in request.device_ids]
-        checks: dict[Kind, Callable[[Request, list[Device]], dict[str, Any]]] = {
-            Kind.RENEW: self._plan_renew,
-            Kind.DELETE: self._plan_delete,
-            Kind.TRANSFER: self._plan_transfer,
-            Kind.RESTART: self._plan_restart,
-            Kind.UNSUBSCRIBE: self._plan_unsubscribe,
-        }
-        plan = checks[request.kind](request, devices)
-        plan["devices"] = devices
-        return plan
-
-    def _plan_renew(self, request: Request, devices: list[Device]) -> dict[str, Any]:
-        for device in devices:
-            require_deletable(device, "renew")
-        target_type = (
-            resolve_device_type(self.api, request.device_type) if request.device_type else None
-        )
-        advice: list[str] = []
-        targets: dict[str, str] = {}
-        for device in devices:
-            type_id = target_type.id if target_type else _type_id(device)
-            device_type = target_type or self.api.get_device_type(type_id)
-            contract = contract_of(self.api, device_type)
-            require_contract_usable(contract, self.clock.now())
-            targets[device.id] = device_type.id
-            if _restart_would_do(device, device_type.id, contract):
-                advice.append(device.id)
-        summary = (
-            f"Renew {_count(devices)}: delete, wait for Sigfox to release the id, register "
-            "again with the recorded PAC, then wait for the first message. Message history is "
-            "lost and the current token with it; the PAC is recorded before the delete."
-        )
-        return {
-            "summary": summary,
-            "targets": targets,
-            "restart_advice": advice,
-            "params": {"targets": targets, "device_type": request.device_type},
-        }
-
-    def _plan_delete(self, request: Request, devices: list[Device]) -> dict[str, Any]:
-        for device in devices:
-            require_deletable(device, "delete")
-        summary = (
-            f"Delete {_count(devices)} from Sigfox. Message history is lost; the PAC is "
-            "recorded so the device can be registered again."
-        )
-        return {"summary": summary, "params": {}}
-
-    def _plan_transfer(self, request: Request, devices: list[Device]) -> dict[str, Any]:
-        if not request.device_type:
-            raise Refusal("Say where to: `/sigfox transfer <id> to <device-type>`.")
-        target_type = resolve_device_type(self.api, request.device_type)
-        target_contract = contract_of(self.api, target_type)
-        impacts: dict[str, str] = {}
-        contracts: dict[str, Any] = {}
-        for device in devices:
-            if _type_id(device) == target_type.id:
-                raise Refusal(f"Device {device.id} is already on {target_type.name}.")
-            source_type_id = _type_id(device)
-            if source_type_id not in contracts:
-                source_type = self.api.get_device_type(source_type_id)
-                contracts[source_type_id] = (
-                    contract_of(self.api, source_type) if source_type.contract else None
-                )
-            impact = transfer_impact(device, contracts[source_type_id], target_contract)
-            impacts[device.id] = impact.value
-        lost = [d for d, i in impacts.items() if TransferImpact(i).needs_approval]
-        lines = [
-            f"• {device_id}: {TransferImpact(impact).explanation}"
-            for device_id, impact in impacts.items()
-        ]
-        summary = (
-            f"Transfer {_count(devices)} to device type {target_type.name}.\n" + "\n".join(lines)
-        )
-        return {
-            "summary": summary,
-            "needs_approval": bool(lost),
-            "params": {
-                "device_type_id": target_type.id,
-                "device_type_name": target_type.name,
-                "impacts": impacts,
-            },
-        }
-
-    def _plan_restart(self, request: Request, devices: list[Device]) -> dict[str, Any]:
-        for device in devices:
-            if device.token is None or device.token.state != TokenState.OFF_CONTRACT:
-                raise Refusal(
-                    f"Device {device.id} is not Off Contract: a restart only brings back an "
-                    "Off Contract device."
-                )
-            contract = contract_of(self.api, self.api.get_device_type(_type_id(device)))
-            require_contract_usable(contract, self.clock.now())
-        return {"summary": f"Restart {_count(devices)} on their contracts.", "params": {}}
-
-    def _plan_unsubscribe(self, request: Request, devices: list[Device]) -> dict[str, Any]:
-        if request.unsubscribe_at_ms is None:
-            raise Refusal("Say when: `/sigfox unsubscribe <id> 2027-01-31`.")
-        when = day(request.unsubscribe_at_ms)
-        summary = (
-            f"Unsubscribe {_count(devices)} on {when}: the device stops communicating and "
-            "its subscription is not renewed after that date."
-        )
-        return {"summary": summary, "params": {"unsubscribe_at_ms": request.unsubscribe_at_ms}}
-
-    def _open_workflow(self, request: Request, plan: dict[str, Any]) -> Outcome:
+    def _open_workflow(self, request: Request, plan: Plan) -> Outcome:
         now = self.clock.now()
-        needs_approval = plan.get("needs_approval", request.kind in APPROVAL_KINDS)
-        state = WorkflowState.AWAITING_APPROVAL if needs_approval else WorkflowState.APPROVED
+        state = WorkflowState.AWAITING_APPROVAL if plan.needs_approval else WorkflowState.APPROVED
         workflow_id, busy = self.store.create_workflow(
             kind=request.kind.value,
             state=state.value,
@@ -251,11 +127,11 @@ class Core:
             now=now,
             channel=request.target.channel,
             thread=request.target.thread,
-            params=plan["params"],
+            params=plan.params,
         )
         if workflow_id is None:
             return self._join(busy)
-        self._record_snapshots(workflow_id, plan["devices"], now)
+        self._record_snapshots(workflow_id, plan.devices, now)
         self.store.audit(
             request.actor.user_id,
             f"request {request.kind.value}",
@@ -264,19 +140,19 @@ class Core:
             details={"devices": list(request.device_ids)},
         )
         workflow = self._workflow(workflow_id)
-        advice = plan.get("restart_advice") or []
-        details = {"summary": plan["summary"], "restart_advice": advice}
-        self._tell(workflow, ProgressKind.REQUESTED, plan["summary"], **details)
+        advice = list(plan.restart_advice)
+        details = {"summary": plan.summary, "restart_advice": advice}
+        self._tell(workflow, ProgressKind.REQUESTED, plan.summary, **details)
         approval_id = None
-        if needs_approval:
-            approval_id = self._ask_approval(workflow, request.actor.user_id, plan["summary"])
-        message = f"{job_label(workflow_id)}: {plan['summary']}"
+        if plan.needs_approval:
+            approval_id = self._ask_approval(workflow, request.actor.user_id, plan.summary)
+        message = f"{job_label(workflow_id)}: {plan.summary}"
         if advice:
             message += (
                 f"\nA restart would bring {', '.join(advice)} back without deleting its "
                 f"history: `/sigfox restart {' '.join(advice)}` is the better first choice."
             )
-        if needs_approval:
+        if plan.needs_approval:
             message += "\nWaiting for an approver."
         return Outcome(True, message, workflow_id, approval_id, details=details)
 
@@ -301,7 +177,7 @@ class Core:
                 pac=device.pac or "",
                 now=now,
                 name=device.name or "",
-                device_type_id=_type_id(device),
+                device_type_id=type_id_of(device),
                 group_id=device.group.id if device.group and device.group.id else "",
                 lat=location.lat if location else None,
                 lng=location.lng if location else None,
@@ -757,7 +633,7 @@ class Core:
         target = workflow.params["device_type_id"]
 
         def arrived(device: Device | None) -> bool:
-            return device is not None and _type_id(device) == target
+            return device is not None and type_id_of(device) == target
 
         def submit(device_ids: list[str]) -> str:
             return self.api.bulk_transfer(target, device_ids)
@@ -1072,16 +948,6 @@ class Core:
         return len(missing)
 
 
-def _type_id(device: Device) -> str:
-    return device.device_type.id if device.device_type and device.device_type.id else ""
-
-
-def _restart_would_do(device: Device, type_id: str, contract: Any) -> bool:
-    off = device.token is not None and device.token.state == TokenState.OFF_CONTRACT
-    left = contract.tokens_left
-    return off and type_id == _type_id(device) and (left is None or left > 0)
-
-
 def _job_error(job: BulkJob, device_id: str) -> str:
     """What a finished job says went wrong for this device ("" when nothing did)."""
     if not job.done:
@@ -1103,14 +969,6 @@ def _unsubscription_time(device: Device) -> int | None:
 def _missing_callbacks(previous: Sequence[Any], current: Sequence[Any]) -> list[Any]:
     have = {(c.callback_type, c.url, c.channel) for c in current}
     return [c for c in previous if (c.callback_type, c.url, c.channel) not in have]
-
-
-def _count(devices: Sequence[Any]) -> str:
-    if len(devices) == 1:
-        return f"device {devices[0].id}"
-    return f"{len(devices)} devices ({', '.join(d.id for d in devices[:5])}" + (
-        ", …)" if len(devices) > 5 else ")"
-    )
 
 
 def _minutes(seconds: float) -> str:
