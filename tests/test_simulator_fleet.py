@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import socket
 import subprocess
@@ -44,6 +45,18 @@ def test_large_fleet_is_quick_and_realistic() -> None:
                    if d.token is not None and not d.token.off_contract)
     assert all(world.contracts[c].tokens_in_use == n for c, n in held.items())
     assert all(world.pac_of(ident) == d.pac for ident, d in list(world.devices.items())[:100])
+
+
+def test_fleet_build_leaves_the_garbage_collector_as_it_found_it() -> None:
+    assert gc.isenabled()
+    build_fleet(World(seed=5), 50, seed=5)
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        build_fleet(World(seed=5), 50, seed=5)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
 
 
 def test_fleet_is_reproducible_from_its_seed() -> None:

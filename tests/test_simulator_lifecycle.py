@@ -347,8 +347,10 @@ def test_uplink_calls_enabled_data_callbacks(
                 "headers": {"X-Secret": "s3cret"}, "contentType": "application/json",
                 "bodyTemplate": '{"device":"{device}","data":"{data}","time":{time}}'}
     disabled = {**callback, "url": receiver.url + "/disabled", "enabled": False}
-    assert api.post(f"/device-types/{dtype.id}/callbacks", json=callback).status_code == 201
-    assert api.post(f"/device-types/{dtype.id}/callbacks", json=disabled).status_code == 201
+    service = {**callback, "url": receiver.url + "/service", "callbackType": 1,
+               "callbackSubtype": 0}
+    for body in (callback, disabled, service):
+        assert api.post(f"/device-types/{dtype.id}/callbacks", json=body).status_code == 201
     answer = sim.uplink("CB01", "DEADBEEF")
     assert answer["callbacks"] == 1
     assert receiver.arrived.wait(5)
