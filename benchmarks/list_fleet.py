@@ -7,8 +7,9 @@ Run on demand (it is not part of the test suite):
 It starts the simulated backend as its own process (`sigfox-bot simulator --no-rate-limits`),
 as a real deployment would talk to Sigfox from another machine, walks every device through
 `SigfoxClient.iter_devices()` (following `paging.next`), and reports wall time, the peak memory
-of the walking process, and the number of list requests, which must be ceil(N / 100). With
-`--write` the result replaces the "Listing" section of docs/benchmarks.md.
+of the walking process, and the number of list requests, which must be ceil(N / 100). It exits
+1 when a device is missed or the count differs. With `--write` a run that held replaces the
+"Listing" section of docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import math
 import resource
+import sys
 import time
 
 from common import LOGIN, MACHINE, PASSWORD, list_requests, simulator_process, write_section
@@ -57,12 +59,25 @@ def report(result: dict[str, float]) -> str:
         "",
         "The walk follows `paging.next` only (never `offset`), so the client's memory does not "
         "grow with the fleet. With the published limit of 50 list requests per 10 s, the same "
-        "walk cannot take less than ceil(N/100) / 5 seconds: 300 s for 150,000 devices.",
+        f"walk cannot take less than ceil(N/100) / 5 seconds: {result['expected'] / 5:,.0f} s "
+        f"for {result['devices']:,.0f} devices.",
         "",
     ])
 
 
-def main() -> None:
+def failures(result: dict[str, float]) -> list[str]:
+    """What makes the run a failure: a device missed, or a request count off ceil(N/100)."""
+    problems = []
+    if result["listed"] != result["devices"]:
+        problems.append(f"listed {result['listed']:,.0f} of {result['devices']:,.0f} devices")
+    if result["requests"] != result["expected"]:
+        problems.append(
+            f"{result['requests']:,.0f} list requests, expected {result['expected']:,.0f}"
+        )
+    return problems
+
+
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--devices", type=int, default=150_000)
     parser.add_argument("--seed", type=int, default=1)
@@ -71,9 +86,14 @@ def main() -> None:
     result = measure(args.devices, args.seed)
     section = report(result)
     print(section)
-    if args.write:
+    problems = failures(result)
+    for problem in problems:
+        print(f"FAILED: {problem}", file=sys.stderr)
+    # A wrong result is not written: docs/benchmarks.md only records runs that held.
+    if args.write and not problems:
         write_section(SECTION, section)
+    return 1 if problems else 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
