@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
-from support.slack_api import SlackApiStandIn
+from support.core import APPROVER, POLICY_TOML, REQUESTER, build_fleet
+from support.slack_api import BackgroundServer, SlackApiStandIn
 
 from sigfox_chatops import metrics
 from sigfox_chatops.bot.app import register_metrics
 from sigfox_chatops.bot.service import ServiceError, build_services, serve
+from sigfox_chatops.bot.web import CALLBACK_SECRET_HEADER, create_web_app
+from sigfox_chatops.commands.planning import Request
+from sigfox_chatops.commands.ports import ManualClock, Target
+from sigfox_chatops.commands.states import Kind, WorkflowState
 
 
 def test_missing_variables_are_named(tmp_path: Path) -> None:
@@ -63,3 +69,45 @@ def test_metrics_count_sigfox_calls_and_show_the_last_scan(make_simulator, tmp_p
             metrics.set_scan_source(None)
             metrics.set_workflow_state_source(None)
             metrics.set_approvals_waiting_source(None)
+
+
+def test_the_backend_data_callback_finishes_a_waiting_renewal_at_once(make_simulator,
+                                                                      tmp_path: Path) -> None:
+    """Sigfox's DATA callback (really sent by the simulator on the device's uplink) reaches
+    POST /sigfox/uplink, and the waiting renewal finishes without waiting for a tick."""
+    simulator = make_simulator(devices=0, rate_limits=False, delete_hold=0, job_delay=0.0)
+    fleet = build_fleet(simulator)
+    config = tmp_path / "policy.toml"
+    config.write_text(POLICY_TOML)
+    secret = "callback-secret-for-tests"
+    with SlackApiStandIn() as standin:
+        services = build_services({
+            "SLACK_BOT_TOKEN": standin.token, "SLACK_API_URL": standin.url,
+            "SIGFOX_API_URL": simulator.base_url, "SIGFOX_API_LOGIN": simulator.login,
+            "SIGFOX_API_PASSWORD": simulator.password, "SIGFOX_BOT_DB": str(tmp_path / "bot.db"),
+            "SIGFOX_BOT_CONFIG": str(config), "SIGFOX_CALLBACK_SECRET": secret,
+        }, clock=ManualClock(simulator.clock.now()))
+        web = create_web_app(services.bolt_app, uplink_handler=services.handle_uplink,
+                             callback_secret=secret, health=services.health)
+        with BackgroundServer(web) as server:
+            simulator.world.add_callback(fleet.type_a, {
+                "channel": "URL", "callbackType": 0, "callbackSubtype": 2, "enabled": True,
+                "url": f"{server.root}/sigfox/uplink", "httpMethod": "POST",
+                "headers": {CALLBACK_SECRET_HEADER: secret},
+                "contentType": "application/json",
+                "bodyTemplate": '{"device": "{device}", "time": {time}, "data": "{data}", '
+                                '"seqNumber": {seqNumber}}',
+            })
+            core = services.core
+            outcome = core.request(Request(Kind.RENEW, REQUESTER, (fleet.no_token,),
+                                           Target("C0CHAN")))
+            assert core.decide(outcome.approval_id, APPROVER, approve=True).ok
+            core.tick()  # deleted, registered again: now waiting for the first message
+            assert core.store.workflow_devices(outcome.workflow_id)[0].state == "awaiting_uplink"
+
+            simulator.uplink(fleet.no_token, "c0ffee")  # no tick from here on
+            deadline = time.monotonic() + 10
+            while core.store.get_workflow(outcome.workflow_id).state != WorkflowState.DONE:
+                assert time.monotonic() < deadline, "the callback did not finish the renewal"
+                time.sleep(0.05)
+        services.uplink_workers.shutdown(wait=True)

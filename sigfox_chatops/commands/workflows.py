@@ -616,16 +616,24 @@ class Core:
         return list(self._call(workflow, device_id, "read callbacks",
                                lambda: list(self.api.iter_device_type_callbacks(type_id))))
 
-    def handle_uplink(self, device_id: str) -> list[int]:
-        """The backend's DATA callback: advance at once any renewal waiting for this device."""
+    def note_uplink(self, device_id: str) -> list[int]:
+        """The backend's DATA callback: make every renewal waiting for this device due now.
+        Reads nothing from Sigfox, so the callback's HTTP answer is immediate; returns the
+        workflows to advance."""
         device_id = device_id.upper()
         steps = self.store.active_steps_for_device(device_id, [Step.AWAITING_UPLINK.value])
         now = self.clock.now()
         for step in steps:
             self.store.update_device_step(step.workflow_id, device_id, now, next_run=now)
             self.store.update_workflow(step.workflow_id, now, next_run=now)
-            self.advance(step.workflow_id)
         return [s.workflow_id for s in steps]
+
+    def handle_uplink(self, device_id: str) -> list[int]:
+        """Note the uplink and advance the waiting renewals at once (CLI, demo, tests)."""
+        workflow_ids = self.note_uplink(device_id)
+        for workflow_id in workflow_ids:
+            self.advance(workflow_id)
+        return workflow_ids
 
     # -- transfer and restart (bulk jobs) -----------------------------------------------------
 
