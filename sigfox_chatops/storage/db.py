@@ -6,12 +6,14 @@ versioned with `PRAGMA user_version`; each migration runs once, in order, in one
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from sqlite_utils import Database
 
@@ -264,6 +266,21 @@ def _migrate(conn: sqlite3.Connection) -> None:
 def _statements(script: str) -> list[str]:
     lines = [line for line in script.splitlines() if not line.strip().startswith("--")]
     return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
+
+
+def get_value(database: SafeDatabase, key: str) -> Any:
+    """A small JSON value kept under `key` in the `kv` table (None when absent)."""
+    rows = database.query("SELECT value FROM kv WHERE key = ?", (key,))
+    return json.loads(rows[0]["value"]) if rows else None
+
+
+def set_value(database: SafeDatabase, key: str, value: Any) -> None:
+    with database.transaction() as db:
+        db.execute(
+            "INSERT INTO kv (key, value) VALUES (?, ?) "
+            "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            [key, json.dumps(value, sort_keys=True)],
+        )
 
 
 def schema_version(database: SafeDatabase) -> int:

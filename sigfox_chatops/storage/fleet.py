@@ -12,7 +12,7 @@ from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import astuple, dataclass
 from typing import Any
 
-from sigfox_chatops.storage.db import SafeDatabase
+from sigfox_chatops.storage.db import SafeDatabase, get_value, set_value
 
 BATCH_SIZE = 1000
 CHUNK_SIZE = 1000
@@ -392,16 +392,10 @@ class FleetStore:
     # -- key/value ---------------------------------------------------------------------------
 
     def get_kv(self, key: str) -> Any:
-        rows = self.database.query("SELECT value FROM kv WHERE key = ?", (key,))
-        return json.loads(rows[0]["value"]) if rows else None
+        return get_value(self.database, key)
 
     def set_kv(self, key: str, value: Any) -> None:
-        with self.database.transaction() as db:
-            db.execute(
-                "INSERT INTO kv (key, value) VALUES (?, ?) "
-                "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                [key, json.dumps(value, sort_keys=True)],
-            )
+        set_value(self.database, key, value)
 
     def delete_kv(self, key: str) -> None:
         with self.database.transaction() as db:

@@ -11,7 +11,7 @@ import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sigfox_chatops.storage.db import SafeDatabase
+from sigfox_chatops.storage.db import SafeDatabase, get_value, set_value
 from sigfox_chatops.storage.records import (
     JSON_COLUMNS,
     ApprovalRecord,
@@ -421,13 +421,7 @@ class Store:
     # -- small key/value settings ------------------------------------------------------------
 
     def get_value(self, key: str) -> Any:
-        rows = self.database.query("SELECT value FROM kv WHERE key = ?", (key,))
-        return json.loads(rows[0]["value"]) if rows else None
+        return get_value(self.database, key)
 
     def set_value(self, key: str, value: Any) -> None:
-        with self.database.transaction() as db:
-            db.execute(
-                "INSERT INTO kv (key, value) VALUES (?, ?) "
-                "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                [key, json.dumps(value)],
-            )
+        set_value(self.database, key, value)
