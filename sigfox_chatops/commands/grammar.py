@@ -181,10 +181,11 @@ COMMANDS: dict[str, CommandSpec] = {
     "delete": CommandSpec("delete <id>", "delete a device for good (needs approval)",
                           Operation.DELETE, "delete 1A2B3C"),
     "transfer": CommandSpec("transfer <id> [<id> ...] to <device-type>",
-                            "move devices to another device type (needs approval)",
+                            "move devices to another device type (needs approval when a token "
+                            "would be lost)",
                             Operation.TRANSFER, 'transfer 1A2B3C to "Fleet B"'),
     "restart": CommandSpec("restart <id> [<id> ...]",
-                           "restart the subscription of devices (needs approval)",
+                           "bring Off Contract devices back on their contract, history kept",
                            Operation.RESTART, "restart 1A2B3C"),
     "unsubscribe": CommandSpec("unsubscribe <id> <date>",
                                "end a device's subscription on a date, YYYY-MM-DD in UTC "

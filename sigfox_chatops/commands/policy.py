@@ -34,7 +34,9 @@ class Operation(StrEnum):
 
     @property
     def guarded(self) -> bool:
-        """True when the operation needs a recorded approval before it runs."""
+        """True when the operation changes the fleet: requesters and approvers apply to it.
+        Whether a given request waits for an approval is the workflow's call (a restart never
+        does, a transfer only when it loses a token)."""
         return self in GUARDED_OPERATIONS
 
     @property
