@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 import threading
 from typing import TextIO
@@ -19,8 +20,14 @@ _MARKS = {
 }
 
 
+# The core names people as `<@U0123ABCD>` (what chat renders as a mention): plain `@U0123ABCD`
+# reads better in a terminal.
+_MENTION = re.compile(r"<@([A-Z0-9]+)>")
+
+
 def progress_line(progress: Progress) -> str:
-    return f"{progress.workflow_id} {_MARKS[progress.kind]} {progress.text}"
+    text = _MENTION.sub(r"@\1", progress.text)
+    return f"{progress.workflow_id} {_MARKS[progress.kind]} {text}"
 
 
 class TerminalNotifier:
