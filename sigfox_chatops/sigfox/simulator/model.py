@@ -2,6 +2,10 @@
 
 Plain mutable dataclasses: the `World` owns them and guards every change with its lock.
 Times are kept in epoch milliseconds, like the API, so rendering never converts.
+
+The enums repeat the client's (`sigfox/models.py`) on purpose: the simulator stands for
+Sigfox's side of the contract, and a code mistyped in one shared enum would pass every test on
+both sides at once.
 """
 
 from __future__ import annotations
