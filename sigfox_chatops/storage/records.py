@@ -57,10 +57,6 @@ class WorkflowRecord:
     def label(self) -> str:
         return job_label(self.id)
 
-    @classmethod
-    def from_row(cls, row: dict[str, Any]) -> WorkflowRecord:
-        return from_row(cls, row)
-
 
 @dataclass(frozen=True)
 class DeviceStep:
@@ -76,10 +72,6 @@ class DeviceStep:
     version: int
     updated_at: float
 
-    @classmethod
-    def from_row(cls, row: dict[str, Any]) -> DeviceStep:
-        return from_row(cls, row)
-
 
 @dataclass(frozen=True)
 class ApprovalRecord:
@@ -94,10 +86,6 @@ class ApprovalRecord:
     created_at: float
     expires_at: float
     message_ref: dict[str, Any] = field(default_factory=dict)
-
-    @classmethod
-    def from_row(cls, row: dict[str, Any]) -> ApprovalRecord:
-        return from_row(cls, row)
 
 
 @dataclass(frozen=True)
@@ -119,10 +107,6 @@ class Snapshot:
     flags: dict[str, Any]
     captured_at: float
 
-    @classmethod
-    def from_row(cls, row: dict[str, Any]) -> Snapshot:
-        return from_row(cls, row)
-
     @property
     def current_pac(self) -> str:
         """The PAC that registers the device now: the new one once it was re-registered."""
@@ -139,10 +123,6 @@ class EventRecord:
     text: str
     details: dict[str, Any]
 
-    @classmethod
-    def from_row(cls, row: dict[str, Any]) -> EventRecord:
-        return from_row(cls, row)
-
 
 @dataclass(frozen=True)
 class AuditEntry:
@@ -154,7 +134,3 @@ class AuditEntry:
     device_id: str
     outcome: str
     details: dict[str, Any]
-
-    @classmethod
-    def from_row(cls, row: dict[str, Any]) -> AuditEntry:
-        return from_row(cls, row)

@@ -20,6 +20,7 @@ from sigfox_chatops.storage.records import (
     EventRecord,
     Snapshot,
     WorkflowRecord,
+    from_row,
 )
 
 
@@ -103,7 +104,7 @@ class Store:
 
     def get_workflow(self, workflow_id: int) -> WorkflowRecord | None:
         rows = self.database.query("SELECT * FROM workflows WHERE id = ?", (workflow_id,))
-        return WorkflowRecord.from_row(rows[0]) if rows else None
+        return from_row(WorkflowRecord, rows[0]) if rows else None
 
     def list_workflows(
         self, *, states: Iterable[str] | None = None, limit: int = 50
@@ -115,7 +116,7 @@ class Store:
             marks = ", ".join("?" for _ in wanted)
             sql = f"SELECT * FROM workflows WHERE state IN ({marks}) ORDER BY id DESC LIMIT ?"
             params = [*wanted, limit]
-        return [WorkflowRecord.from_row(r) for r in self.database.query(sql, tuple(params))]
+        return [from_row(WorkflowRecord, r) for r in self.database.query(sql, tuple(params))]
 
     def count_workflows_by_state(self) -> dict[str, int]:
         rows = self.database.query("SELECT state, COUNT(*) AS n FROM workflows GROUP BY state")
@@ -185,14 +186,14 @@ class Store:
         rows = self.database.query(
             "SELECT * FROM workflow_devices WHERE workflow_id = ? ORDER BY rowid", (workflow_id,)
         )
-        return [DeviceStep.from_row(r) for r in rows]
+        return [from_row(DeviceStep, r) for r in rows]
 
     def device_step(self, workflow_id: int, device_id: str) -> DeviceStep | None:
         rows = self.database.query(
             "SELECT * FROM workflow_devices WHERE workflow_id = ? AND device_id = ?",
             (workflow_id, device_id),
         )
-        return DeviceStep.from_row(rows[0]) if rows else None
+        return from_row(DeviceStep, rows[0]) if rows else None
 
     def cas_device(
         self,
@@ -230,7 +231,7 @@ class Store:
             f"SELECT * FROM workflow_devices WHERE device_id = ? AND state IN ({marks})",
             (device_id, *wanted),
         )
-        return [DeviceStep.from_row(r) for r in rows]
+        return [from_row(DeviceStep, r) for r in rows]
 
     # -- events and audit --------------------------------------------------------------------
 
@@ -255,7 +256,7 @@ class Store:
         rows = self.database.query(
             "SELECT * FROM workflow_events WHERE workflow_id = ? ORDER BY id", (workflow_id,)
         )
-        return [EventRecord.from_row(r) for r in rows]
+        return [from_row(EventRecord, r) for r in rows]
 
     def device_history(self, device_id: str, limit: int = 50) -> list[EventRecord]:
         rows = self.database.query(
@@ -264,7 +265,7 @@ class Store:
             "ORDER BY e.id DESC LIMIT ?",
             (device_id, device_id, limit),
         )
-        return [EventRecord.from_row(r) for r in reversed(rows)]
+        return [from_row(EventRecord, r) for r in reversed(rows)]
 
     def audit(
         self,
@@ -296,7 +297,7 @@ class Store:
             params.append(device_id)
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         rows = self.database.query(f"SELECT * FROM audit {where} ORDER BY id", tuple(params))
-        return [AuditEntry.from_row(r) for r in rows]
+        return [from_row(AuditEntry, r) for r in rows]
 
     # -- approvals ---------------------------------------------------------------------------
 
@@ -313,17 +314,17 @@ class Store:
 
     def get_approval(self, approval_id: int) -> ApprovalRecord | None:
         rows = self.database.query("SELECT * FROM approvals WHERE id = ?", (approval_id,))
-        return ApprovalRecord.from_row(rows[0]) if rows else None
+        return from_row(ApprovalRecord, rows[0]) if rows else None
 
     def approval_for(self, workflow_id: int) -> ApprovalRecord | None:
         rows = self.database.query(
             "SELECT * FROM approvals WHERE workflow_id = ?", (workflow_id,)
         )
-        return ApprovalRecord.from_row(rows[0]) if rows else None
+        return from_row(ApprovalRecord, rows[0]) if rows else None
 
     def pending_approvals(self) -> list[ApprovalRecord]:
         rows = self.database.query("SELECT * FROM approvals WHERE state = 'pending' ORDER BY id")
-        return [ApprovalRecord.from_row(r) for r in rows]
+        return [from_row(ApprovalRecord, r) for r in rows]
 
     def decide_approval(
         self, approval_id: int, new_state: str, by: str, now: float, reason: str = ""
@@ -393,7 +394,7 @@ class Store:
             "SELECT * FROM snapshots WHERE workflow_id = ? AND device_id = ?",
             (workflow_id, device_id),
         )
-        return Snapshot.from_row(rows[0]) if rows else None
+        return from_row(Snapshot, rows[0]) if rows else None
 
     def latest_snapshot(self, device_id: str) -> Snapshot | None:
         rows = self.database.query(
@@ -401,7 +402,7 @@ class Store:
             "workflow_id DESC LIMIT 1",
             (device_id,),
         )
-        return Snapshot.from_row(rows[0]) if rows else None
+        return from_row(Snapshot, rows[0]) if rows else None
 
     # -- idempotency -------------------------------------------------------------------------
 
