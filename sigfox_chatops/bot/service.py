@@ -135,24 +135,39 @@ def start(services: Services) -> Any:
     return scheduler
 
 
+def connect_socket_mode(services: Services) -> Any:
+    """Open the Socket Mode connection with SLACK_APP_TOKEN; returns the handler (close it to
+    disconnect). Returns once connected: Slack's events then reach `services.bolt_app` over the
+    socket, handled in the client's threads. `serve` uses it; tests drive it without serving."""
+    from slack_bolt.adapter.socket_mode import SocketModeHandler
+
+    handler = SocketModeHandler(services.bolt_app, _app_token(services))
+    handler.connect()
+    log.info("connected to Slack in Socket Mode")
+    return handler
+
+
+def _app_token(services: Services) -> str:
+    app_token = services.env.get("SLACK_APP_TOKEN", "").strip()
+    if not app_token:
+        raise ServiceError("Environment variable SLACK_APP_TOKEN is not set: set it to the "
+                           "app-level token (xapp-...) for Socket Mode, or run "
+                           "`sigfox-bot serve --http`.")
+    return app_token
+
+
 def serve(services: Services, *, http: bool, host: str = "127.0.0.1", port: int = 3000) -> None:
     """Run until interrupted."""
     from sigfox_chatops.bot.web import create_web_app, run_http
 
-    app_token = services.env.get("SLACK_APP_TOKEN", "").strip()
-    if not http and not app_token:
-        raise ServiceError("Environment variable SLACK_APP_TOKEN is not set: set it to the "
-                           "app-level token (xapp-...) for Socket Mode, or run "
-                           "`sigfox-bot serve --http`.")
+    if not http:
+        _app_token(services)  # refuse before starting anything
     scheduler = start(services)
     handler = None
     try:
         if not http:
-            from slack_bolt.adapter.socket_mode import SocketModeHandler
-
-            handler = SocketModeHandler(services.bolt_app, app_token)
-            handler.connect()  # events come over the socket; HTTP serves health and uplinks
-            log.info("connected to Slack in Socket Mode")
+            # Events come over the socket; the HTTP server below serves health and uplinks.
+            handler = connect_socket_mode(services)
         web = create_web_app(services.bolt_app, uplink_handler=services.handle_uplink,
                              callback_secret=services.env.get("SIGFOX_CALLBACK_SECRET") or None,
                              health=services.health)
