@@ -12,7 +12,10 @@ Point a real `slack_sdk.WebClient(base_url=standin.url)` (or `SLACK_API_URL`) at
 - can be told to answer 429 with `Retry-After`, to fail with an error, or to answer a method it
   does not implement;
 - serves the upload URLs handed out by `files.getUploadURLExternal` and response URLs
-  (`response_url(...)`) for Bolt's `respond`.
+  (`response_url(...)`) for Bolt's `respond`;
+- is Slack's Socket Mode end too (`standin.socket`, `SocketModeStandIn`): `apps.connections.open`,
+  called with the app-level token, hands out a WebSocket URL served here, on which the test
+  pushes envelopes and collects the app's acknowledgements.
 
 Slack answers API-level errors with HTTP 200 and `{"ok": false, "error": ...}`; only rate
 limiting changes the status (429).
@@ -20,6 +23,7 @@ limiting changes the status (429).
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import itertools
 import json
@@ -28,6 +32,7 @@ import re
 import socket
 import threading
 import time
+import uuid
 from collections import defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -40,14 +45,21 @@ import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
 from starlette.types import ASGIApp
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from .slack_signing import API_APP_ID, BOT_ID, BOT_USER_ID, TEAM_DOMAIN, TEAM_ID
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SPEC_PATH = REPO_ROOT.parent / "shared" / "specs" / "slack-web-api" / "slack_web_openapi_v2.json"
 DEFAULT_TOKEN = "xoxb-0000000001-0000000002-standinbottoken"
+# An app-level token as Slack shapes them: xapp-<version>-<app id>-<number>-<secret>.
+DEFAULT_APP_TOKEN = f"xapp-1-{API_APP_ID}-0000000003-standinapptoken"
+SOCKET_PING_INTERVAL = 0.2  # seconds between the stand-in's pings on a Socket Mode connection
+SOCKET_PING_TIMEOUT = 5.0  # a connection whose pong is this late is dropped
+# Methods called with the app-level token; every other one wants the bot token.
+_APP_TOKEN_METHODS = frozenset({"apps.connections.open"})
 
 # Methods newer than the spec file (October 2020); their required parameters per Slack's docs.
 _REQUIRED_BEYOND_SPEC: dict[str, frozenset[str]] = {
@@ -164,9 +176,11 @@ def _check_element(element: dict[str, Any], where: str) -> list[str]:
 class BackgroundServer:
     """An ASGI app served by uvicorn on 127.0.0.1, on a free port, in a daemon thread."""
 
-    def __init__(self, app: ASGIApp, host: str = "127.0.0.1") -> None:
+    def __init__(self, app: ASGIApp, host: str = "127.0.0.1", **options: Any) -> None:
+        """`options`: more `uvicorn.Config` settings (e.g. the WebSocket ping interval)."""
         self.app = app
         self.host = host
+        self.options = options
         self.port = 0
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
@@ -181,7 +195,8 @@ class BackgroundServer:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((self.host, 0))
         self.port = sock.getsockname()[1]
-        config = uvicorn.Config(self.app, log_level="warning", lifespan="off", access_log=False)
+        config = uvicorn.Config(self.app, log_level="warning", lifespan="off", access_log=False,
+                                **self.options)
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(
             target=self._server.run, kwargs={"sockets": [sock]}, daemon=True, name="asgi-test"
@@ -249,6 +264,214 @@ class ResponseUrl:
 _Handler = Callable[[dict[str, Any]], dict[str, Any]]
 
 
+# --------------------------------------------------------------------------- Socket Mode
+
+# What Slack puts in `accepts_response_payload`: an acknowledgement can answer a slash command
+# (and a view submission or an options request), never a button click or an event.
+_ACCEPTS_RESPONSE_PAYLOAD = {"slash_commands": True, "interactive": False, "events_api": False}
+_RESPONSE_PAYLOAD_INTERACTIONS = frozenset({"view_submission", "block_suggestion"})
+
+
+@dataclass
+class _Link:
+    """One WebSocket connection of the app, with the event loop that serves it."""
+
+    number: int
+    websocket: WebSocket
+    loop: asyncio.AbstractEventLoop
+    open: bool = True
+
+
+class SocketModeStandIn:
+    """Slack's Socket Mode end for one app, served by the stand-in (`standin.socket`).
+
+    The protocol (https://api.slack.com/apis/socket-mode): the app calls `apps.connections.open`
+    with its app-level token and gets a single-use `url`; on connecting it receives
+    `{"type": "hello", ...}`; Slack then sends envelopes `{"envelope_id", "type", "payload",
+    "accepts_response_payload"}` (`retry_attempt`, `retry_reason` too for `events_api`), and the
+    app answers each with `{"envelope_id": ..., "payload": {...}?}`, the acknowledgement that
+    HTTP mode sends as the response. The server (uvicorn) answers the app's pings and pings
+    it every `SOCKET_PING_INTERVAL`, dropping the connection if no pong comes back.
+
+    The test side is synchronous: `push()` sends an envelope and returns its id, `wait_ack()`
+    waits for the app's answer, `disconnect()` asks the app to reconnect as Slack does before
+    it retires a connection.
+    """
+
+    def __init__(self, app_id: str) -> None:
+        self.app_id = app_id
+        self.pushed: list[dict[str, Any]] = []
+        self.acks: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        # Text frames from the app that acknowledge nothing pushed: empty unless something's off.
+        self.unexpected: list[str] = []
+        self._tickets: set[str] = set()
+        self._links: list[_Link] = []
+        self._changed = threading.Condition()
+        self._seq = itertools.count(1)
+
+    # ------------------------------------------------------------------ test side
+
+    @property
+    def connected(self) -> bool:
+        """True while at least one connection is open and has been sent its hello."""
+        with self._changed:
+            return any(link.open for link in self._links)
+
+    @property
+    def open_connections(self) -> int:
+        with self._changed:
+            return sum(link.open for link in self._links)
+
+    @property
+    def connections(self) -> int:
+        """Connections opened so far (a reconnection adds one)."""
+        with self._changed:
+            return len(self._links)
+
+    def wait_connected(self, timeout: float = 5.0, *, connections: int = 1) -> None:
+        """Until `connections` connections have been opened in all and one is open now."""
+        with self._changed:
+            done = self._changed.wait_for(
+                lambda: len(self._links) >= connections and any(x.open for x in self._links),
+                timeout,
+            )
+        if not done:
+            raise TimeoutError(f"the app did not connect over Socket Mode within {timeout}s")
+
+    def push(
+        self,
+        type: str,
+        payload: Mapping[str, Any],
+        *,
+        envelope_id: str | None = None,
+        accepts_response_payload: bool | None = None,
+        retry_attempt: int = 0,
+        retry_reason: str = "",
+        timeout: float = 5.0,
+    ) -> str:
+        """Send an envelope on the newest open connection; returns its `envelope_id`.
+
+        `type` is `slash_commands` (payload: the command's fields as a dict of strings),
+        `interactive` (payload: e.g. a `block_actions` payload) or `events_api` (payload: the
+        `event_callback` envelope). The retry fields are sent with `events_api` only, as Slack
+        does: only event deliveries are retried.
+        """
+        if accepts_response_payload is None:
+            accepts_response_payload = _ACCEPTS_RESPONSE_PAYLOAD.get(type, False) or (
+                type == "interactive" and payload.get("type") in _RESPONSE_PAYLOAD_INTERACTIONS
+            )
+        envelope: dict[str, Any] = {
+            "envelope_id": envelope_id or self._envelope_id(),
+            "payload": dict(payload),
+            "type": type,
+            "accepts_response_payload": accepts_response_payload,
+        }
+        if type == "events_api":
+            envelope.update(retry_attempt=retry_attempt, retry_reason=retry_reason)
+        with self._changed:
+            live = [link for link in self._links if link.open]
+            if not live:
+                raise RuntimeError("no open Socket Mode connection to push on")
+            link = live[-1]
+            self.pushed.append(envelope)
+        self._send(link, envelope, timeout)
+        return str(envelope["envelope_id"])
+
+    def wait_ack(self, envelope_id: str, timeout: float = 3.0) -> dict[str, Any]:
+        """The app's acknowledgement of an envelope; TimeoutError when none came in time.
+
+        Slack gives the app 3 seconds: the default timeout is that limit.
+        """
+        with self._changed:
+            if not self._changed.wait_for(lambda: self.acks.get(envelope_id), timeout):
+                raise TimeoutError(f"envelope {envelope_id} not acknowledged within {timeout}s")
+            return self.acks[envelope_id][0]
+
+    def disconnect(self, reason: str = "refresh_requested", timeout: float = 5.0) -> None:
+        """Tell the app its connections are going away, as Slack does before refreshing one:
+        the app is expected to open a new one (`apps.connections.open` again)."""
+        with self._changed:
+            live = [link for link in self._links if link.open]
+        for link in live:
+            self._send(link, {"type": "disconnect", "reason": reason,
+                              "debug_info": {"host": _APPLINK_HOST}}, timeout)
+
+    def reset(self) -> None:
+        with self._changed:
+            self.pushed.clear()
+            self.acks.clear()
+            self.unexpected.clear()
+
+    # ------------------------------------------------------------------ Slack's side
+
+    def issue_url(self, root: str) -> str:
+        """A single-use WebSocket URL, as `apps.connections.open` answers."""
+        ticket = f"{next(self._seq):04d}-{time.time_ns() % 10**9:09d}"
+        with self._changed:
+            self._tickets.add(ticket)
+        ws_root = "ws" + root.removeprefix("http")
+        return f"{ws_root}/socket/link/?ticket={ticket}&app_id={self.app_id}"
+
+    async def serve(self, websocket: WebSocket) -> None:
+        with self._changed:
+            ticket = websocket.query_params.get("ticket", "")
+            known = ticket in self._tickets
+            self._tickets.discard(ticket)
+        if not known:
+            await websocket.close(code=1008)  # before accepting: the handshake gets HTTP 403
+            return
+        await websocket.accept()
+        link = _Link(0, websocket, asyncio.get_running_loop())
+        with self._changed:
+            link.number = len(self._links) + 1
+            num_connections = 1 + sum(x.open for x in self._links)
+        await websocket.send_text(json.dumps({
+            "type": "hello",
+            "num_connections": num_connections,
+            "debug_info": {"host": _APPLINK_HOST, "build_number": 1,
+                           "approximate_connection_time": 18060},
+            "connection_info": {"app_id": self.app_id},
+        }))
+        with self._changed:  # pushable only now: the hello always comes first
+            self._links.append(link)
+            self._changed.notify_all()
+        try:
+            while True:
+                self._received(await websocket.receive_text())
+        except WebSocketDisconnect:
+            pass
+        finally:
+            with self._changed:
+                link.open = False
+                self._changed.notify_all()
+
+    def _received(self, text: str) -> None:
+        try:
+            message = json.loads(text)
+        except ValueError:
+            message = None
+        with self._changed:
+            envelope_id = message.get("envelope_id") if isinstance(message, dict) else None
+            if envelope_id and any(e["envelope_id"] == envelope_id for e in self.pushed):
+                self.acks[str(envelope_id)].append(message)
+                self._changed.notify_all()
+            else:
+                self.unexpected.append(text)
+
+    def _send(self, link: _Link, message: dict[str, Any], timeout: float) -> None:
+        # The socket belongs to the server's event loop; the test runs in its own thread.
+        future = asyncio.run_coroutine_threadsafe(
+            link.websocket.send_text(json.dumps(message)), link.loop
+        )
+        future.result(timeout)
+
+    def _envelope_id(self) -> str:
+        return str(uuid.uuid4())  # Slack's envelope ids are UUIDs
+
+
+_APPLINK_HOST = "applink-standin-1"
+
+
 class SlackApiStandIn:
     """A recording, Slack-faithful stand-in for the Web API. Use as a context manager."""
 
@@ -264,12 +487,17 @@ class SlackApiStandIn:
         team_domain: str = TEAM_DOMAIN,
         bot_user_id: str = BOT_USER_ID,
         bot_id: str = BOT_ID,
+        app_token: str = DEFAULT_APP_TOKEN,
+        app_id: str = API_APP_ID,
     ) -> None:
         """`lenient`: any well-formed channel or user id exists (the bot is in every channel).
 
         With `lenient=False` only those added with `add_channel`/`add_user` exist.
+        `app_token` is the app-level token (`xapp-...`) Socket Mode connects with.
         """
         self.token = token
+        self.app_token = app_token
+        self.socket = SocketModeStandIn(app_id)
         self.lenient = lenient
         self.team_id, self.team_domain = team_id, team_domain
         self.bot_user_id, self.bot_id = bot_user_id, bot_id
@@ -288,7 +516,11 @@ class SlackApiStandIn:
         self._seq = itertools.count(1)
         self._lock = threading.RLock()
         self._handler_table = self._handlers()
-        self._server = BackgroundServer(self._asgi_app())
+        # Slack pings Socket Mode connections and drops one whose pongs stop. Pinging often
+        # also wakes slack_sdk's built-in client, whose close() otherwise waits for its blocking
+        # read to time out (3 s) before it can take the socket's lock.
+        self._server = BackgroundServer(self._asgi_app(), ws_ping_interval=SOCKET_PING_INTERVAL,
+                                        ws_ping_timeout=SOCKET_PING_TIMEOUT)
         self.add_user(bot_user_id, "sigfox-bot", is_bot=True)
         for uid, fields in (users or {}).items():
             self.add_user(uid, str(fields.get("name", uid.lower())), **fields)
@@ -381,6 +613,7 @@ class SlackApiStandIn:
             self._response_urls.clear()
             self._injected.clear()
             self._scripted.clear()
+        self.socket.reset()
 
     # ------------------------------------------------------------------ inspection
 
@@ -429,6 +662,7 @@ class SlackApiStandIn:
                 Route("/api/{method}", self._api, methods=["GET", "POST"]),
                 Route("/_upload/{file_id}", self._upload, methods=["POST"]),
                 Route("/_response/{rid}", self._respond, methods=["POST"]),
+                WebSocketRoute("/socket/link/", self.socket.serve),
             ]
         )
 
@@ -455,7 +689,7 @@ class SlackApiStandIn:
         try:
             if not known:
                 raise SlackError("unknown_method", req_method=method)
-            self._check_auth(token)
+            self._check_auth(token, app_level=method in _APP_TOKEN_METHODS)
             injected = self._take_injected(method)
             if injected is not None:
                 return injected
@@ -466,11 +700,20 @@ class SlackApiStandIn:
         except SlackError as exc:
             return JSONResponse(exc.body())
 
-    def _check_auth(self, token: str | None) -> None:
+    def _check_auth(self, token: str | None, *, app_level: bool = False) -> None:
         if not token:
             raise SlackError("not_authed")
-        if token != self.token:
-            raise SlackError("invalid_auth")
+        # Slack refuses a token of the wrong kind (a bot token opening a socket, an app-level
+        # token posting a message) with not_allowed_token_type, not invalid_auth.
+        if app_level:
+            expected, other, other_kinds = self.app_token, self.token, ("xoxb-", "xoxp-")
+        else:
+            expected, other, other_kinds = self.token, self.app_token, ("xapp-",)
+        if token == expected:
+            return
+        if token == other or token.startswith(other_kinds):
+            raise SlackError("not_allowed_token_type")
+        raise SlackError("invalid_auth")
 
     def _take_injected(self, method: str) -> Response | None:
         queue = self._injected.get(method)
@@ -503,6 +746,7 @@ class SlackApiStandIn:
     def _handlers(self) -> dict[str, _Handler]:
         return {
             "auth.test": self._auth_test,
+            "apps.connections.open": self._connections_open,
             "chat.postMessage": self._post_message,
             "chat.update": self._update,
             "chat.postEphemeral": self._post_ephemeral,
@@ -527,6 +771,9 @@ class SlackApiStandIn:
             "bot_id": self.bot_id,
             "is_enterprise_install": False,
         }
+
+    def _connections_open(self, _: dict[str, Any]) -> dict[str, Any]:
+        return {"url": self.socket.issue_url(self.root)}
 
     def _post_message(self, p: dict[str, Any]) -> dict[str, Any]:
         channel = self._writable_channel(p["channel"])
