@@ -143,7 +143,13 @@ def connect_socket_mode(services: Services) -> Any:
 
     handler = SocketModeHandler(services.bolt_app, _app_token(services))
     handler.connect()
-    log.info("connected to Slack in Socket Mode")
+    # connect() raises only when apps.connections.open fails: a refused WebSocket handshake
+    # just logs, and the client's monitor tries again later. Say which case this is.
+    if handler.client.is_connected():
+        log.info("connected to Slack in Socket Mode")
+    else:
+        log.warning("Socket Mode connection not open yet; the client keeps retrying. "
+                    "Commands typed meanwhile fail in Slack.")
     return handler
 
 
