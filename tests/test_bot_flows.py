@@ -292,6 +292,9 @@ def test_app_home_lists_approvals_waiting_for_me_and_jobs(bot: BotHarness) -> No
     bot.event(app_home_opened_event(APPROVER_ID))
     home = json.dumps(bot.standin.home_views[APPROVER_ID]["blocks"])
     assert "J-0001" in home and blocks.APPROVE in home
+    approve = next(b for b in buttons(bot.standin.home_views[APPROVER_ID])
+                   if b["action_id"] == blocks.APPROVE)
+    assert approve["confirm"]["title"]["text"] == "Approve this?"  # as in the channel
     bot.event({**app_home_opened_event(OUTSIDER_ID), "event_id": "Ev0OUTSIDER"})
     assert blocks.APPROVE not in json.dumps(bot.standin.home_views[OUTSIDER_ID]["blocks"])
 

@@ -182,20 +182,25 @@ def _approval_head(view: ApprovalView) -> list[Block]:
     ]
 
 
-def approval_request(view: ApprovalView) -> Message:
-    """The request with Approve/Reject; the button value is the approval id, nothing else."""
-    value = str(view.approval_id)
-    confirm = {
+def approve_confirmation(view: ApprovalView) -> dict[str, Any]:
+    """Slack's confirm dialog on Approve: wherever the button is, one more look at what it does."""
+    return {
         "title": plain("Approve this?", 100),
         "text": mrkdwn(clip(view.summary, 300)),
         "confirm": plain("Approve", 30),
         "deny": plain("Not yet", 30),
     }
+
+
+def approval_request(view: ApprovalView) -> Message:
+    """The request with Approve/Reject; the button value is the approval id, nothing else."""
+    value = str(view.approval_id)
     blocks = [
         *_approval_head(view),
         context(f"An approver decides; it expires {slack_date(view.expires_at)}. "
                 "The first decision counts."),
-        *actions([button(APPROVE, "Approve", value, style="primary", confirm=confirm),
+        *actions([button(APPROVE, "Approve", value, style="primary",
+                         confirm=approve_confirmation(view)),
                   button(REJECT, "Reject", value, style="danger")],
                  block_id=f"approval-{view.approval_id}"),
     ]
@@ -397,7 +402,8 @@ def app_home(*, approvals: Sequence[ApprovalView], jobs: Sequence[JobLineView],
                               "You are not an approver; nothing waits for you."))
     for view in approvals[:10]:
         blocks += [*_approval_head(view)[:1],
-                   *actions([button(APPROVE, "Approve", str(view.approval_id), style="primary"),
+                   *actions([button(APPROVE, "Approve", str(view.approval_id), style="primary",
+                                    confirm=approve_confirmation(view)),
                              button(REJECT, "Reject", str(view.approval_id), style="danger")],
                             block_id=f"home-approval-{view.approval_id}")]
     blocks += [divider(), header("Jobs running")]
