@@ -368,3 +368,26 @@ def test_a_failed_job_is_reported_with_sigfox_reason(harness, fleet) -> None:
     assert state_of(harness, outcome.workflow_id) == WorkflowState.FAILED
     failure = harness.notifier.events[-1]
     assert failure.kind == ProgressKind.FAILED and "failed for BEEF02" in failure.text
+
+
+def test_a_transfer_checks_callbacks_and_an_approver_copies_the_missing_ones(harness,
+                                                                             fleet) -> None:
+    harness.simulator.world.add_callback(fleet.type_a, {
+        "channel": "URL", "callbackType": 0, "callbackSubtype": 2, "enabled": True,
+        "url": "https://ingest.example.test/sigfox", "httpMethod": "POST",
+    })
+    outcome = harness.core.request(
+        Request(Kind.TRANSFER, REQUESTER, (fleet.valid,), Target("C0CHAN"), "Fleet A2")
+    )
+    for _ in range(5):
+        harness.core.tick()
+        harness.clock.advance(10)
+    assert state_of(harness, outcome.workflow_id) == WorkflowState.DONE
+    assert any("previous device type had 1 callbacks" in t for t in harness.notifier.texts())
+    assert not harness.core.copy_callbacks(outcome.workflow_id, fleet.valid, OUTSIDER).ok
+    copied = harness.core.copy_callbacks(outcome.workflow_id, fleet.valid, APPROVER)
+    assert copied.ok and copied.details["copied"] == 1
+    urls = [c.url for c in harness.core.api.iter_device_type_callbacks(fleet.type_a2)]
+    assert urls == ["https://ingest.example.test/sigfox"]
+    again = harness.core.copy_callbacks(outcome.workflow_id, fleet.valid, APPROVER)
+    assert again.ok and "nothing was copied" in again.message

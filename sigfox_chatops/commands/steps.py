@@ -54,7 +54,7 @@ class DeviceSteps(WorkflowBookkeeping):
             Step.AWAITING_RELEASE: self._renew_register,
             Step.REGISTERED: self._renew_report_contract,
             Step.AWAITING_UPLINK: self._renew_await_uplink,
-            Step.CHECKING_CALLBACKS: self._renew_check_callbacks,
+            Step.CHECKING_CALLBACKS: self._check_callbacks,
         }
         handlers[Step(step.state)](workflow, step)
 
@@ -143,12 +143,11 @@ class DeviceSteps(WorkflowBookkeeping):
             self._renew_report_contract(workflow, self.store.device_step(workflow.id, device_id))
 
     def _creation(self, workflow: WorkflowRecord, snapshot: Any) -> DeviceCreate:
-        targets = workflow.params.get("targets", {})
         flags = snapshot.flags
         return DeviceCreate(
             id=snapshot.device_id,
             name=snapshot.name or snapshot.device_id,
-            device_type_id=targets.get(snapshot.device_id, snapshot.device_type_id),
+            device_type_id=target_type_id(workflow, snapshot.device_id) or snapshot.device_type_id,
             pac=snapshot.current_pac,
             lat=snapshot.lat,
             lng=snapshot.lng,
@@ -177,7 +176,7 @@ class DeviceSteps(WorkflowBookkeeping):
 
     def _renew_report_contract(self, workflow: WorkflowRecord, step: Any) -> None:
         device_id = step.device_id
-        type_id = workflow.params.get("targets", {}).get(device_id, "")
+        type_id = target_type_id(workflow, device_id)
         device_type = self._call(workflow, device_id, "read device type",
                                  self.api.get_device_type, type_id)
         contract = contract_of(self.api, device_type)
@@ -207,7 +206,7 @@ class DeviceSteps(WorkflowBookkeeping):
             )
             if self._move(workflow, device_id, Step.AWAITING_UPLINK, Step.CHECKING_CALLBACKS,
                           text, data=data):
-                self._renew_check_callbacks(
+                self._check_callbacks(
                     workflow, self.store.device_step(workflow.id, device_id)
                 )
             return
@@ -227,10 +226,10 @@ class DeviceSteps(WorkflowBookkeeping):
         self._report_wait(workflow, step, waited, "uplink",
                           f"Waiting for the first message, {elapsed_text(waited)}")
 
-    def _renew_check_callbacks(self, workflow: WorkflowRecord, step: Any) -> None:
+    def _check_callbacks(self, workflow: WorkflowRecord, step: Any) -> None:
         device_id = step.device_id
         snapshot = self.store.snapshot(workflow.id, device_id)
-        type_id = workflow.params.get("targets", {}).get(device_id, "")
+        type_id = target_type_id(workflow, device_id)
         callbacks = self._callbacks(workflow, device_id, type_id)
         enabled = [c for c in callbacks if c.enabled]
         if callbacks:
@@ -257,6 +256,9 @@ class DeviceSteps(WorkflowBookkeeping):
                                lambda: list(self.api.iter_device_type_callbacks(type_id))))
 
     def _step_transfer(self, workflow: WorkflowRecord, step: Any) -> None:
+        if step.state == Step.CHECKING_CALLBACKS:
+            self._check_callbacks(workflow, step)
+            return
         target = workflow.params["device_type_id"]
 
         def arrived(device: Device | None) -> bool:
@@ -265,8 +267,10 @@ class DeviceSteps(WorkflowBookkeeping):
         def submit(device_ids: list[str]) -> str:
             return self.api.bulk_transfer(target, device_ids)
 
+        # A new device type may send its messages elsewhere: check callbacks, as a renewal does.
         self._bulk_step(workflow, step, JobKind.TRANSFER, submit, arrived,
-                        f"Transferred to {workflow.params.get('device_type_name')}.")
+                        f"Transferred to {workflow.params.get('device_type_name')}.",
+                        then=Step.CHECKING_CALLBACKS)
 
     def _step_restart(self, workflow: WorkflowRecord, step: Any) -> None:
         def back(device: Device | None) -> bool:
@@ -287,6 +291,7 @@ class DeviceSteps(WorkflowBookkeeping):
         submit: Callable[[list[str]], str],
         reached: Callable[[Device | None], bool],
         done_text: str,
+        then: Step = Step.DONE,
     ) -> None:
         """One bulk job for every pending device; each device is then checked on its own:
         the device itself is the truth, the job only explains a failure."""
@@ -296,7 +301,9 @@ class DeviceSteps(WorkflowBookkeeping):
         device_id = step.device_id
         device = self._call(workflow, device_id, "read device", self.api.find_device, device_id)
         if reached(device):
-            self._move(workflow, device_id, step.state, Step.DONE, done_text)
+            moved = self._move(workflow, device_id, step.state, then, done_text)
+            if moved and then == Step.CHECKING_CALLBACKS:
+                self._check_callbacks(workflow, self.store.device_step(workflow.id, device_id))
             return
         now = self.clock.now()
         submitted_at = float(step.data.get("submitted_at", step.updated_at))
@@ -381,6 +388,12 @@ class DeviceSteps(WorkflowBookkeeping):
                        device_id, when)
         self._move(workflow, device_id, Step.SUBMITTING, Step.DONE,
                    f"Unsubscription set for {day(when)}.")
+
+
+def target_type_id(workflow: WorkflowRecord, device_id: str) -> str:
+    """The device type a renewal or a transfer puts the device on."""
+    targets = workflow.params.get("targets", {})
+    return str(targets.get(device_id) or workflow.params.get("device_type_id", ""))
 
 
 def _job_error(job: BulkJob, device_id: str) -> str:

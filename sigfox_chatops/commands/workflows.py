@@ -31,7 +31,7 @@ from sigfox_chatops.commands.states import (
     WorkflowState,
 )
 from sigfox_chatops.commands.status import DeviceStatus, read_device_status
-from sigfox_chatops.commands.steps import DeviceSteps, missing_callbacks
+from sigfox_chatops.commands.steps import DeviceSteps, missing_callbacks, target_type_id
 from sigfox_chatops.sigfox.errors import SigfoxError
 from sigfox_chatops.sigfox.models import Device
 from sigfox_chatops.storage.records import WorkflowRecord, job_label
@@ -465,7 +465,7 @@ class Core(DeviceSteps):
         workflow = self.store.get_workflow(workflow_id)
         step = self.store.device_step(workflow_id, device_id) if workflow else None
         source = step.data.get("copy_callbacks_from", "") if step else ""
-        target = workflow.params.get("targets", {}).get(device_id, "") if workflow else ""
+        target = target_type_id(workflow, device_id) if workflow else ""
         if workflow is None or not source or not target:
             return Outcome(False, f"{job_label(workflow_id)} offered no callbacks to copy for "
                                   f"{device_id}.")
