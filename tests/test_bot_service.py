@@ -111,3 +111,20 @@ def test_the_backend_data_callback_finishes_a_waiting_renewal_at_once(make_simul
                 assert time.monotonic() < deadline, "the callback did not finish the renewal"
                 time.sleep(0.05)
         services.uplink_workers.shutdown(wait=True)
+
+
+def test_the_scheduler_forgets_slack_deliveries_after_a_day(make_simulator, tmp_path: Path) -> None:
+    simulator = make_simulator(devices=0, rate_limits=False)
+    clock = ManualClock(simulator.clock.now())
+    with SlackApiStandIn() as standin:
+        services = build_services({
+            "SLACK_BOT_TOKEN": standin.token, "SLACK_API_URL": standin.url,
+            "SIGFOX_API_URL": simulator.base_url, "SIGFOX_API_LOGIN": simulator.login,
+            "SIGFOX_API_PASSWORD": simulator.password, "SIGFOX_BOT_DB": str(tmp_path / "bot.db"),
+        }, clock=clock)
+        assert "forget-idempotency-keys" in services.extra_jobs()
+        store = services.core.store
+        assert store.claim_idempotency_key("slack:Ev1", clock.now())
+        clock.advance(2 * 86400)
+        services.forget_old_deliveries()
+        assert store.claim_idempotency_key("slack:Ev1", clock.now())

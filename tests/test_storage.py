@@ -88,3 +88,12 @@ def test_leases_and_idempotency_keys(tmp_path) -> None:
     assert store.break_leases() == 1
     assert store.claim_idempotency_key("slack:Ev123", 1.0)
     assert not store.claim_idempotency_key("slack:Ev123", 2.0)
+
+
+def test_old_idempotency_keys_are_forgotten(tmp_path) -> None:
+    store = make_store(tmp_path)
+    store.claim_idempotency_key("old", 1.0)
+    store.claim_idempotency_key("new", 100.0)
+    store.forget_idempotency_keys(older_than=50.0)
+    assert store.claim_idempotency_key("old", 101.0)  # forgotten: claimable again
+    assert not store.claim_idempotency_key("new", 101.0)

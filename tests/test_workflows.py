@@ -391,3 +391,18 @@ def test_a_transfer_checks_callbacks_and_an_approver_copies_the_missing_ones(har
     assert urls == ["https://ingest.example.test/sigfox"]
     again = harness.core.copy_callbacks(outcome.workflow_id, fleet.valid, APPROVER)
     assert again.ok and "nothing was copied" in again.message
+
+
+def test_the_audit_log_says_who_asked_who_approved_and_every_sigfox_call(harness, fleet) -> None:
+    outcome = renew(harness, fleet.no_token)
+    harness.core.decide(outcome.approval_id, APPROVER, approve=True)
+    harness.core.tick()
+    entries = harness.core.store.audit_entries(workflow_id=outcome.workflow_id)
+    by_actor = {(e.actor, e.action) for e in entries}
+    assert (REQUESTER.user_id, "request renew") in by_actor
+    assert (APPROVER.user_id, "approved") in by_actor
+    deletes = [e for e in entries if e.action == "sigfox delete"]
+    assert [(e.device_id, e.outcome) for e in deletes] == [(fleet.no_token, "ok")]
+    assert any(e.action == "sigfox create" and e.outcome == "SigfoxConflict" for e in entries)
+    pac = harness.simulator.world.pac_of(fleet.no_token)
+    assert all(pac not in repr(e) for e in entries)

@@ -13,6 +13,7 @@ import logging
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from slack_bolt import App
@@ -29,12 +30,12 @@ from sigfox_chatops.commands.config import BotConfig, load_config
 from sigfox_chatops.commands.policy import Actor
 from sigfox_chatops.commands.ports import Clock, SystemClock
 from sigfox_chatops.commands.workflows import Core
-from sigfox_chatops.storage.db import open_database
+from sigfox_chatops.storage.db import DEFAULT_DB_PATH, open_database
 from sigfox_chatops.storage.store import Store
 
 log = logging.getLogger(__name__)
 
-DEFAULT_DB = "sigfox-bot.db"
+IDEMPOTENCY_KEEP = timedelta(days=1)
 
 
 class ServiceError(ValueError):
@@ -72,7 +73,13 @@ class Services:
             self.uplink_workers.submit(self.core.advance, workflow_id)
 
     def extra_jobs(self) -> dict[str, Any]:
-        return alert_jobs(self.alerts)
+        return {**alert_jobs(self.alerts),
+                "forget-idempotency-keys": (IDEMPOTENCY_KEEP, self.forget_old_deliveries)}
+
+    def forget_old_deliveries(self) -> None:
+        """Slack redelivers within minutes; a day of keys is plenty, and the table stays small."""
+        now = self.core.clock.now()
+        self.core.store.forget_idempotency_keys(older_than=now - IDEMPOTENCY_KEEP.total_seconds())
 
 
 def _require(env: Mapping[str, str], name: str, what: str) -> str:
@@ -91,7 +98,7 @@ def build_services(env: Mapping[str, str], *, clock: Clock | None = None,
     if http and not secret:
         _require(env, "SLACK_SIGNING_SECRET", "the app's Signing Secret (Basic Information)")
     config = load_config(env.get("SIGFOX_BOT_CONFIG") or None)
-    database = open_database(env.get("SIGFOX_BOT_DB") or DEFAULT_DB)
+    database = open_database(env.get("SIGFOX_BOT_DB") or DEFAULT_DB_PATH)
     store = Store(database)
     client = client or make_web_client(token, env.get("SLACK_API_URL") or None)
     notifier = SlackNotifier(client, store)

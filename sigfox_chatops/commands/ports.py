@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Protocol
 
@@ -35,10 +34,6 @@ class ManualClock:
 
     def advance(self, seconds: float) -> None:
         self._now += seconds
-
-
-def utc(ts: float) -> datetime:
-    return datetime.fromtimestamp(ts, tz=UTC)
 
 
 class ProgressKind(StrEnum):

@@ -5,7 +5,6 @@ Every refusal says why and what to do instead; nothing here writes to Sigfox.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Protocol
@@ -163,11 +162,3 @@ def transfer_impact(
         and source_contract.order.id == target_contract.order.id
     )
     return TransferImpact.TOKEN_MOVED if same_order else TransferImpact.TOKEN_LOST
-
-
-@dataclass(frozen=True)
-class RestartAdvice:
-    """An Off Contract device whose contract still has tokens comes back with a restart."""
-
-    device_id: str
-    contract_name: str

@@ -96,12 +96,6 @@ class Store:
         with self.database.transaction() as db:
             db.execute("DELETE FROM device_locks WHERE workflow_id = ?", [workflow_id])
 
-    def lock_holder(self, device_id: str) -> int | None:
-        rows = self.database.query(
-            "SELECT workflow_id FROM device_locks WHERE device_id = ?", (device_id,)
-        )
-        return rows[0]["workflow_id"] if rows else None
-
     def get_workflow(self, workflow_id: int) -> WorkflowRecord | None:
         rows = self.database.query("SELECT * FROM workflows WHERE id = ?", (workflow_id,))
         return from_row(WorkflowRecord, rows[0]) if rows else None
