@@ -39,9 +39,9 @@ from support.bot import SIGNING_SECRET, running_bot  # noqa: E402
 from support.slack_api import BackgroundServer, SlackApiStandIn  # noqa: E402
 from support.slack_signing import signed_headers, slash_command_body  # noqa: E402
 
-from sigfox_chatops.bot.slack_client import make_web_client  # noqa: E402
-from sigfox_chatops.bot.web import create_web_app  # noqa: E402
-from sigfox_chatops.sigfox.simulator import SimulatorServer  # noqa: E402
+from bot.slack_client import make_web_client  # noqa: E402
+from bot.web import create_web_app  # noqa: E402
+from sigfox.simulator import SimulatorServer  # noqa: E402
 
 HEADING = "## Slash command acknowledgement"
 COMMANDS = ("status C0FFEE", "help", "jobs", "status BEEF02", "renew BEEF01", "expiring 14")

@@ -38,7 +38,7 @@ def simulator_process(devices: int, seed: int = 1, *, rate_limits: bool = False)
     """The simulated backend in its own process; yields its root URL (API under /v2)."""
     port = free_port()
     env = {**os.environ, "SIGFOX_API_LOGIN": LOGIN, "SIGFOX_API_PASSWORD": PASSWORD}
-    command = [sys.executable, "-m", "sigfox_chatops.cli", "simulator", "--port", str(port),
+    command = [sys.executable, "-m", "bot.cli", "simulator", "--port", str(port),
                "--devices", str(devices), "--seed", str(seed)]
     if not rate_limits:
         command.append("--no-rate-limits")

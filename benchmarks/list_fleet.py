@@ -22,7 +22,7 @@ import time
 
 from common import LOGIN, MACHINE, PASSWORD, list_requests, simulator_process, write_section
 
-from sigfox_chatops.sigfox.client import SigfoxClient
+from sigfox.client import SigfoxClient
 
 SECTION = "## Listing the fleet (Sigfox client)"
 

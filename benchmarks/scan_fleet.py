@@ -21,11 +21,11 @@ from pathlib import Path
 
 from common import LOGIN, MACHINE, PASSWORD, list_requests, simulator_process, write_section
 
-from sigfox_chatops.commands.alerts import AlertService
-from sigfox_chatops.commands.config import parse_config
-from sigfox_chatops.commands.ports import SystemClock
-from sigfox_chatops.sigfox.client import SigfoxClient
-from sigfox_chatops.storage.db import open_database
+from commands.alerts import AlertService
+from commands.config import parse_config
+from commands.ports import SystemClock
+from sigfox.client import SigfoxClient
+from storage.db import open_database
 
 SECTION = "## Fleet scan"
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from sigfox_chatops.sigfox.simulator import SimulatorServer
+from sigfox.simulator import SimulatorServer
 
 
 @pytest.fixture

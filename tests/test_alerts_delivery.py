@@ -24,12 +24,12 @@ from support.core import POLICY_TOML, make_core
 from support.slack_api import DEFAULT_TOKEN, SlackApiStandIn
 from support.slack_signing import block_actions_payload, interaction_body, signed_headers
 
-from sigfox_chatops.bot.alerts import SlackAlertSink, register_alert_actions
-from sigfox_chatops.commands.alerts import NOTE_LIMIT, AlertService
-from sigfox_chatops.commands.config import parse_config
-from sigfox_chatops.commands.workflows import Core
-from sigfox_chatops.sigfox.client import SigfoxClient
-from sigfox_chatops.sigfox.simulator import SimulatorServer
+from bot.alerts import SlackAlertSink, register_alert_actions
+from commands.alerts import NOTE_LIMIT, AlertService
+from commands.config import parse_config
+from commands.workflows import Core
+from sigfox.client import SigfoxClient
+from sigfox.simulator import SimulatorServer
 
 SECRET = "alerts-signing-secret"
 

@@ -15,12 +15,12 @@ from slack_sdk import WebClient
 from support.alerts import CHANNEL, add, client_for, config, service
 from support.slack_api import DEFAULT_TOKEN, SlackApiStandIn, check_blocks
 
-from sigfox_chatops.bot.alerts import SlackAlertSink
-from sigfox_chatops.commands.alerts import UNDELIVERED_KEY, schedule_daily_digest
-from sigfox_chatops.commands.config import parse_config
-from sigfox_chatops.metrics import METRICS
-from sigfox_chatops.sigfox.client import SigfoxClient
-from sigfox_chatops.sigfox.simulator import SimulatorServer
+from bot.alerts import SlackAlertSink
+from commands.alerts import UNDELIVERED_KEY, schedule_daily_digest
+from commands.config import parse_config
+from commands.metrics import METRICS
+from sigfox.client import SigfoxClient
+from sigfox.simulator import SimulatorServer
 
 MakeSim = Callable[..., SimulatorServer]
 METERING = "C0METERING"
@@ -146,7 +146,7 @@ def test_failing_thread_after_the_digest_does_not_post_it_twice(
     add(sim, "1C001", end_in_days=5)
     svc = service(sim, tmp_path / "bot.db", sink(slack))
     slack.fail("files.getUploadURLExternal", "service_unavailable")
-    with caplog.at_level(logging.WARNING, "sigfox_chatops.bot.alerts"):
+    with caplog.at_level(logging.WARNING, "bot.alerts"):
         assert svc.scan().ok
     assert "thread incomplete" in caplog.text
     assert len(slack.messages(CHANNEL)) == 1
@@ -164,7 +164,7 @@ def test_no_channel_configured_logs_a_clear_line_and_posts_nothing(
     sim = make_simulator(devices=0, rate_limits=False)
     add(sim, "1D001", end_in_days=5)
     svc = service(sim, tmp_path / "bot.db", sink(slack), parse_config(""))
-    with caplog.at_level(logging.WARNING, "sigfox_chatops.bot.alerts"):
+    with caplog.at_level(logging.WARNING, "bot.alerts"):
         report = svc.scan()
         svc.send_daily_digest()
     assert report.ok and report.digests[0].channel is None

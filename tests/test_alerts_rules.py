@@ -17,9 +17,9 @@ from support.alerts import (
     service,
 )
 
-from sigfox_chatops.commands.alerts import AlertService, Change, Condition, Level
-from sigfox_chatops.commands.policy import Actor
-from sigfox_chatops.sigfox.simulator import SimulatorServer
+from commands.alerts import AlertService, Change, Condition, Level
+from commands.policy import Actor
+from sigfox.simulator import SimulatorServer
 
 Setup = tuple[SimulatorServer, AlertService, RecordingSink]
 

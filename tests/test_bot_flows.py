@@ -32,14 +32,14 @@ from support.slack_signing import (
     slash_command_body,
 )
 
-from sigfox_chatops.bot import blocks
-from sigfox_chatops.bot.app import register_metrics
-from sigfox_chatops.bot.notifier import SlackNotifier
-from sigfox_chatops.bot.slack_client import make_web_client
-from sigfox_chatops.commands.states import WorkflowState
-from sigfox_chatops.commands.workflows import Core
-from sigfox_chatops.storage.db import open_database
-from sigfox_chatops.storage.store import Store
+from bot import blocks
+from bot.app import register_metrics
+from bot.notifier import SlackNotifier
+from bot.slack_client import make_web_client
+from commands.states import WorkflowState
+from commands.workflows import Core
+from storage.db import open_database
+from storage.store import Store
 
 
 @pytest.fixture

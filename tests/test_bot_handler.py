@@ -14,12 +14,12 @@ from support.alerts import RecordingSink
 from support.core import REQUESTER, CoreHarness, build_fleet, make_core
 from support.slack_api import check_blocks
 
-from sigfox_chatops.bot import blocks
-from sigfox_chatops.bot.handler import CommandHandler, Reply
-from sigfox_chatops.commands.alerts import AlertService
-from sigfox_chatops.commands.grammar import COMMANDS
-from sigfox_chatops.commands.policy import Actor
-from sigfox_chatops.commands.status import mask_pac
+from bot import blocks
+from bot.handler import CommandHandler, Reply
+from commands.alerts import AlertService
+from commands.grammar import COMMANDS
+from commands.policy import Actor
+from commands.status import mask_pac
 
 DEVICES = ("C0FFEE", "BEEF01", "BEEF02", "BEEF03", "AA0001", "0xc0ffee", "ZZZ", "1A2B3C")
 WORDS = st.sampled_from([*COMMANDS, "to", "for", '"Fleet B"', "Fleet", "7d", "J-0001", "2030-01-31",

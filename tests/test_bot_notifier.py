@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sigfox_chatops.bot.notifier import Pacer
+from bot.notifier import Pacer
 
 
 class FakeTime:

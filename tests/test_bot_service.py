@@ -9,13 +9,13 @@ import pytest
 from support.core import APPROVER, POLICY_TOML, REQUESTER, build_fleet
 from support.slack_api import BackgroundServer, SlackApiStandIn
 
-from sigfox_chatops import metrics
-from sigfox_chatops.bot.app import register_metrics
-from sigfox_chatops.bot.service import ServiceError, build_services, serve
-from sigfox_chatops.bot.web import CALLBACK_SECRET_HEADER, create_web_app
-from sigfox_chatops.commands.planning import Request
-from sigfox_chatops.commands.ports import ManualClock, Target
-from sigfox_chatops.commands.states import Kind, WorkflowState
+from bot.app import register_metrics
+from bot.service import ServiceError, build_services, serve
+from bot.web import CALLBACK_SECRET_HEADER, create_web_app
+from commands import metrics
+from commands.planning import Request
+from commands.ports import ManualClock, Target
+from commands.states import Kind, WorkflowState
 
 
 def test_missing_variables_are_named(tmp_path: Path) -> None:

@@ -9,8 +9,8 @@ import pytest
 from click.testing import CliRunner
 from support.slack_api import DEFAULT_TOKEN, SlackApiStandIn
 
-from sigfox_chatops.cli import main
-from sigfox_chatops.sigfox.simulator import SimulatorServer
+from bot.cli import main
+from sigfox.simulator import SimulatorServer
 
 ENV_NAMES = (
     "SIGFOX_BOT_CONFIG", "SIGFOX_API_URL", "SIGFOX_API_LOGIN", "SIGFOX_API_PASSWORD",

@@ -9,9 +9,9 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from sigfox_chatops.cli import BotGroup, main
-from sigfox_chatops.commands.config import ConfigError
-from sigfox_chatops.sigfox.errors import SigfoxUnauthorized
+from bot.cli import BotGroup, main
+from commands.config import ConfigError
+from sigfox.errors import SigfoxUnauthorized
 
 EXPECTED_COMMANDS = {"check", "demo", "scan", "serve", "simulator"}
 
@@ -89,7 +89,7 @@ def test_log_format_option_and_environment() -> None:
     bad = runner.invoke(main, ["--log-format", "xml", "check"])
     assert bad.exit_code == 2 and "xml" in bad.output
     runner.invoke(main, ["simulator", "--help"], env={"SIGFOX_BOT_LOG_FORMAT": "json"})
-    from sigfox_chatops.logs import JsonFormatter
+    from commands.logs import JsonFormatter
 
     assert isinstance(logging.getLogger().handlers[0].formatter, JsonFormatter)
 
@@ -97,7 +97,7 @@ def test_log_format_option_and_environment() -> None:
 def test_the_example_configuration_is_valid() -> None:
     from pathlib import Path
 
-    from sigfox_chatops.commands.config import load_config
+    from commands.config import load_config
 
     example = Path(__file__).resolve().parents[1] / "sigfox-bot.example.toml"
     config = load_config(example)

@@ -12,8 +12,8 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from sigfox_chatops.sigfox.client import SigfoxClient, full_jitter_delay
-from sigfox_chatops.sigfox.errors import (
+from sigfox.client import SigfoxClient, full_jitter_delay
+from sigfox.errors import (
     SigfoxBadRequest,
     SigfoxConfigError,
     SigfoxConflict,
@@ -26,7 +26,7 @@ from sigfox_chatops.sigfox.errors import (
     SigfoxServerError,
     SigfoxUnauthorized,
 )
-from sigfox_chatops.sigfox.models import (
+from sigfox.models import (
     Callback,
     ComState,
     ContractInfo,
@@ -36,7 +36,7 @@ from sigfox_chatops.sigfox.models import (
     JobKind,
     TokenState,
 )
-from sigfox_chatops.sigfox.pacing import Pacer, SlidingWindow
+from sigfox.pacing import Pacer, SlidingWindow
 
 BASE = "https://api.example.test/v2"
 PASSWORD = "s3cr3t-password"

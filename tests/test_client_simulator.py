@@ -19,8 +19,8 @@ import httpx
 import pytest
 from support.openapi import SpecCheckingTransport, spec_available
 
-from sigfox_chatops.sigfox.client import SigfoxClient
-from sigfox_chatops.sigfox.errors import (
+from sigfox.client import SigfoxClient
+from sigfox.errors import (
     SigfoxBadRequest,
     SigfoxConflict,
     SigfoxConnectionError,
@@ -31,7 +31,7 @@ from sigfox_chatops.sigfox.errors import (
     SigfoxServerError,
     SigfoxUnauthorized,
 )
-from sigfox_chatops.sigfox.models import (
+from sigfox.models import (
     BulkDeviceCreate,
     CallbackCreate,
     Device,
@@ -39,7 +39,7 @@ from sigfox_chatops.sigfox.models import (
     JobKind,
     TokenState,
 )
-from sigfox_chatops.sigfox.simulator import SimulatorServer
+from sigfox.simulator import SimulatorServer
 
 MakeSim = Callable[..., SimulatorServer]
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from sigfox_chatops.commands.config import (
+from commands.config import (
     CONFIG_ENV_VAR,
     BotConfig,
     ConfigError,

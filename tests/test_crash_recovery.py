@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from support.core import APPROVER, POLICY_TOML, REQUESTER, build_fleet, make_core
 
-from sigfox_chatops.commands.planning import Request
-from sigfox_chatops.commands.ports import Target
-from sigfox_chatops.commands.states import Kind, WorkflowState
+from commands.planning import Request
+from commands.ports import Target
+from commands.states import Kind, WorkflowState
 
 RUNNER = Path(__file__).parent / "support" / "crash_runner.py"
 CRASHED = 17

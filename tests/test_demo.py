@@ -12,12 +12,12 @@ from xml.etree import ElementTree
 import pytest
 from click.testing import CliRunner
 
-from sigfox_chatops.cli import main
-from sigfox_chatops.demo import DemoSettings, DemoWorld
-from sigfox_chatops.demo.render import mrkdwn_to_text, render_message
-from sigfox_chatops.demo.svg import GLYPHS, excerpt, plain_glyphs
-from sigfox_chatops.demo.tour import pick_expired_device, run_tour
-from sigfox_chatops.logs import PAC_REDACTED
+from bot.cli import main
+from commands.logs import PAC_REDACTED
+from demo import DemoSettings, DemoWorld
+from demo.render import mrkdwn_to_text, render_message
+from demo.svg import GLYPHS, excerpt, plain_glyphs
+from demo.tour import pick_expired_device, run_tour
 
 FAST = DemoSettings(devices=120, seed=7, speed=100_000.0)
 # The tour's steps, in order, as a person reads them in the transcript.
@@ -44,9 +44,13 @@ TOUR_STEPS = [
 
 @pytest.fixture(autouse=True)
 def quiet_logs() -> Iterator[None]:
-    logging.getLogger("sigfox_chatops").setLevel(logging.WARNING)
+    names = ("bot", "commands", "storage", "sigfox", "demo")
+    packages = [logging.getLogger(name) for name in names]
+    for logger in packages:
+        logger.setLevel(logging.WARNING)
     yield
-    logging.getLogger("sigfox_chatops").setLevel(logging.NOTSET)
+    for logger in packages:
+        logger.setLevel(logging.NOTSET)
 
 
 def all_pacs(world: DemoWorld) -> set[str]:
@@ -150,7 +154,7 @@ def test_readme_picture_is_the_renewal_in_characters_a_monospace_font_draws() ->
         assert step in text, step
     assert "Working on" not in text
     undrawable = {ch for ch in text if not ch.isascii() and ch not in DRAWABLE}
-    assert not undrawable, f"redraw with python -m sigfox_chatops.demo.svg: {undrawable}"
+    assert not undrawable, f"redraw with python -m demo.svg: {undrawable}"
 
 
 def test_emoji_become_glyphs_for_the_picture() -> None:

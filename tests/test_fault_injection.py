@@ -10,9 +10,9 @@ from __future__ import annotations
 import pytest
 from support.core import APPROVER, REQUESTER, build_fleet, make_core, sigfox_client
 
-from sigfox_chatops.commands.planning import Request
-from sigfox_chatops.commands.ports import Target
-from sigfox_chatops.commands.states import Kind, WorkflowState
+from commands.planning import Request
+from commands.ports import Target
+from commands.states import Kind, WorkflowState
 
 DEVICE = "C0FFEE"
 ENDPOINTS = [

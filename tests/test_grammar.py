@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sigfox_chatops.commands.grammar import (
+from commands.grammar import (
     COMMANDS,
     MAX_DEVICES_PER_REQUEST,
     AlertsCommand,
@@ -34,7 +34,7 @@ from sigfox_chatops.commands.grammar import (
     normalize_device_id,
     parse_command,
 )
-from sigfox_chatops.commands.policy import Operation
+from commands.policy import Operation
 
 TODAY = date(2025, 6, 1)
 COMMAND_TYPES = typing.get_args(Command)

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from sigfox_chatops.logs import (
+from commands.logs import (
     PAC_REDACTED,
     REDACTED,
     configure_logging,

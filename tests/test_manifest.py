@@ -117,10 +117,9 @@ _CALL = re.compile(r"\.((?:chat|views|usergroups|files|auth|conversations|users|
 
 def web_api_calls() -> set[str]:
     """WebClient methods called anywhere in the bot's code (the demo's fake Slack aside)."""
-    package = REPO_ROOT / "sigfox_chatops"
     found: set[str] = set()
-    for path in package.rglob("*.py"):
-        if "demo" not in path.relative_to(package).parts:
+    for package in ("bot", "commands", "storage", "sigfox"):
+        for path in (REPO_ROOT / package).rglob("*.py"):
             found |= set(_CALL.findall(path.read_text(encoding="utf-8")))
     return found
 

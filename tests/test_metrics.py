@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from sigfox_chatops import metrics
-from sigfox_chatops.metrics import Metrics, endpoint_template
+from commands import metrics
+from commands.metrics import Metrics, endpoint_template
 
 
 def samples(m: Metrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

@@ -4,8 +4,8 @@ from datetime import timedelta
 
 import pytest
 
-from sigfox_chatops.commands.config import BotConfig, parse_config
-from sigfox_chatops.commands.policy import (
+from commands.config import BotConfig, parse_config
+from commands.policy import (
     GUARDED_OPERATIONS,
     READ_ONLY_OPERATIONS,
     Actor,
@@ -44,7 +44,7 @@ def policy() -> Policy:
 def test_operation_sets_match_the_config_literal() -> None:
     from typing import get_args
 
-    from sigfox_chatops.commands.config import GuardedOperationName
+    from commands.config import GuardedOperationName
 
     assert {op.value for op in GUARDED_OPERATIONS} == set(get_args(GuardedOperationName))
     assert Operation.STATUS in READ_ONLY_OPERATIONS and not Operation.STATUS.guarded

@@ -25,7 +25,7 @@ from support.openapi import (
     validate_response,
 )
 
-from sigfox_chatops.sigfox.simulator import SimulatorServer
+from sigfox.simulator import SimulatorServer
 
 NEW_PAC = "0123456789ABCDEF"
 DAY_MS = 86_400_000

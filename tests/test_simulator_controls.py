@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 import httpx
 import pytest
 
-from sigfox_chatops.sigfox.simulator import SimulatorServer
+from sigfox.simulator import SimulatorServer
 
 DEVICE_ID = "A1B2C3"
 

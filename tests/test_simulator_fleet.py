@@ -12,8 +12,8 @@ from collections import Counter
 
 import httpx
 
-from sigfox_chatops.sigfox.simulator import World, build_fleet
-from sigfox_chatops.sigfox.simulator.model import TokenState
+from sigfox.simulator import World, build_fleet
+from sigfox.simulator.model import TokenState
 
 DAY_MS = 86_400_000
 
@@ -78,7 +78,7 @@ def test_cli_prints_url_and_generated_credentials() -> None:
     env = {k: v for k, v in os.environ.items()
            if k not in ("SIGFOX_API_LOGIN", "SIGFOX_API_PASSWORD")}
     process = subprocess.Popen(
-        [sys.executable, "-m", "sigfox_chatops.cli", "simulator", "--port", str(port),
+        [sys.executable, "-m", "bot.cli", "simulator", "--port", str(port),
          "--devices", "10", "--no-rate-limits"],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env,
     )

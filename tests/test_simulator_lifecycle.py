@@ -13,9 +13,9 @@ from typing import Any
 import httpx
 import pytest
 
-from sigfox_chatops.sigfox.simulator import SimulatorServer
-from sigfox_chatops.sigfox.simulator.model import Contract, DeviceType
-from sigfox_chatops.sigfox.simulator.world import add_months
+from sigfox.simulator import SimulatorServer
+from sigfox.simulator.model import Contract, DeviceType
+from sigfox.simulator.world import add_months
 
 DAY = 86_400
 FACTORY_PAC = "00112233445566AA"

@@ -15,8 +15,8 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry import RateLimitErrorRetryHandler
 from support.slack_api import SPEC_PATH, SlackApiStandIn, required_params
 
-from sigfox_chatops.bot.slack_client import make_web_client, slack_api_url
-from sigfox_chatops.metrics import Metrics
+from bot.slack_client import make_web_client, slack_api_url
+from commands.metrics import Metrics
 
 CHANNEL = "C0FLEETOPS"
 USER = "U0OPERATOR"

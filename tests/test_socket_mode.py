@@ -29,11 +29,11 @@ from support.slack_signing import (
     slash_command_fields,
 )
 
-from sigfox_chatops.bot.notifier import Pacer
-from sigfox_chatops.bot.service import Services, build_services, connect_socket_mode
-from sigfox_chatops.commands.ports import ManualClock
-from sigfox_chatops.commands.states import WorkflowState
-from sigfox_chatops.sigfox.simulator import SimulatorServer
+from bot.notifier import Pacer
+from bot.service import Services, build_services, connect_socket_mode
+from commands.ports import ManualClock
+from commands.states import WorkflowState
+from sigfox.simulator import SimulatorServer
 
 T = TypeVar("T")
 # Slack shows the user an error when a command or a click is not acknowledged within 3 s.

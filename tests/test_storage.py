@@ -5,8 +5,8 @@ from __future__ import annotations
 import stat
 import threading
 
-from sigfox_chatops.storage.db import MIGRATIONS, open_database, schema_version
-from sigfox_chatops.storage.store import Store
+from storage.db import MIGRATIONS, open_database, schema_version
+from storage.store import Store
 
 
 def test_database_file_is_private_wal_and_migrated(tmp_path) -> None:

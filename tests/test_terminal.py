@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import io
 
-from sigfox_chatops.commands.ports import Progress, ProgressKind
-from sigfox_chatops.commands.terminal import TerminalNotifier
+from commands.ports import Progress, ProgressKind
+from commands.terminal import TerminalNotifier
 
 
 def test_one_line_per_event_with_people_named_plainly() -> None:

@@ -24,9 +24,9 @@ from support.slack_signing import (
     slash_command_body,
 )
 
-from sigfox_chatops import metrics
-from sigfox_chatops.bot.slack_client import make_web_client
-from sigfox_chatops.bot.web import CALLBACK_SECRET_HEADER, create_web_app
+from bot.slack_client import make_web_client
+from bot.web import CALLBACK_SECRET_HEADER, create_web_app
+from commands import metrics
 
 SIGNING_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 CALLBACK_SECRET = "sigfox-callback-secret-for-tests"

@@ -16,10 +16,10 @@ from support.core import (
     make_core,
 )
 
-from sigfox_chatops.commands.planning import Request
-from sigfox_chatops.commands.policy import Actor
-from sigfox_chatops.commands.ports import ProgressKind, Target
-from sigfox_chatops.commands.states import Kind, WorkflowState
+from commands.planning import Request
+from commands.policy import Actor
+from commands.ports import ProgressKind, Target
+from commands.states import Kind, WorkflowState
 
 
 @pytest.fixture

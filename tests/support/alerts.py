@@ -6,16 +6,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sigfox_chatops.commands.alerts import (
+from commands.alerts import (
     AlertDigest,
     AlertService,
     DailyDigest,
     ScanProblem,
 )
-from sigfox_chatops.commands.config import BotConfig, parse_config
-from sigfox_chatops.sigfox.client import SigfoxClient
-from sigfox_chatops.sigfox.simulator import SimulatorServer
-from sigfox_chatops.storage.db import open_database
+from commands.config import BotConfig, parse_config
+from sigfox.client import SigfoxClient
+from sigfox.simulator import SimulatorServer
+from storage.db import open_database
 
 DAY = 86_400
 DAY_MS = 86_400_000

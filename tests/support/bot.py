@@ -15,17 +15,17 @@ from typing import Any
 
 import httpx
 
-from sigfox_chatops.bot.app import create_bolt_app
-from sigfox_chatops.bot.groups import GroupResolver
-from sigfox_chatops.bot.notifier import SlackNotifier
-from sigfox_chatops.bot.slack_client import make_web_client
-from sigfox_chatops.bot.web import CALLBACK_SECRET_HEADER, create_web_app
-from sigfox_chatops.commands.config import BotConfig
-from sigfox_chatops.commands.ports import ManualClock
-from sigfox_chatops.commands.workflows import Core
-from sigfox_chatops.sigfox.simulator import SimulatorServer
-from sigfox_chatops.storage.db import open_database
-from sigfox_chatops.storage.store import Store
+from bot.app import create_bolt_app
+from bot.groups import GroupResolver
+from bot.notifier import SlackNotifier
+from bot.slack_client import make_web_client
+from bot.web import CALLBACK_SECRET_HEADER, create_web_app
+from commands.config import BotConfig
+from commands.ports import ManualClock
+from commands.workflows import Core
+from sigfox.simulator import SimulatorServer
+from storage.db import open_database
+from storage.store import Store
 
 from .core import Fleet, build_fleet, core_config, sigfox_client
 from .slack_api import BackgroundServer, SlackApiStandIn

@@ -6,15 +6,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sigfox_chatops.commands.config import BotConfig, parse_config
-from sigfox_chatops.commands.policy import Actor
-from sigfox_chatops.commands.ports import ManualClock
-from sigfox_chatops.commands.terminal import RecordingNotifier
-from sigfox_chatops.commands.workflows import Core
-from sigfox_chatops.sigfox.client import SigfoxClient
-from sigfox_chatops.sigfox.simulator import SimulatorServer
-from sigfox_chatops.storage.db import open_database
-from sigfox_chatops.storage.store import Store
+from commands.config import BotConfig, parse_config
+from commands.policy import Actor
+from commands.ports import ManualClock
+from commands.terminal import RecordingNotifier
+from commands.workflows import Core
+from sigfox.client import SigfoxClient
+from sigfox.simulator import SimulatorServer
+from storage.db import open_database
+from storage.store import Store
 
 REQUESTER = Actor("U0REQUEST")
 APPROVER = Actor("U0APPROVE")

@@ -15,12 +15,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from sigfox_chatops.commands.config import parse_config
-from sigfox_chatops.commands.ports import ManualClock, Progress, ProgressKind
-from sigfox_chatops.commands.workflows import Core
-from sigfox_chatops.sigfox.client import SigfoxClient
-from sigfox_chatops.storage.db import open_database
-from sigfox_chatops.storage.store import Store
+from commands.config import parse_config
+from commands.ports import ManualClock, Progress, ProgressKind
+from commands.workflows import Core
+from sigfox.client import SigfoxClient
+from storage.db import open_database
+from storage.store import Store
 
 CRASHED = 17
 

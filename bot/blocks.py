@@ -1,0 +1,428 @@
+"""Block Kit builders: plain data in, `Message(text, blocks)` out. No Slack calls, no Sigfox.
+
+Every builder respects Slack's limits so a message is never refused for its shape: at most 50
+blocks (`MAX_BLOCKS`; 100 in a Home view), section text at most 3,000 characters, a button's text
+75 and its value 2,000. `text` is the notification fallback Slack shows where blocks are not
+rendered (push notifications, screen readers), so it always says the essential thing too.
+
+Nothing here ever receives a PAC: the status card gets one the core already masked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from commands.status import DeviceStatus
+
+Block = dict[str, Any]
+
+MAX_BLOCKS = 50
+MAX_HOME_BLOCKS = 100
+MAX_SECTION_TEXT = 3000
+MAX_FIELD_TEXT = 2000
+MAX_BUTTON_TEXT = 75
+MAX_BUTTON_VALUE = 2000
+MAX_ACTIONS_ELEMENTS = 25
+MAX_CONTEXT_TEXT = 2000
+MAX_HEADER_TEXT = 150
+
+APPROVE = "sigfox_approve"
+REJECT = "sigfox_reject"
+SHOW_PAC = "sigfox_show_pac"
+CANCEL = "sigfox_cancel"
+COPY_CALLBACKS = "sigfox_copy_callbacks"
+ACTION_IDS = (APPROVE, REJECT, SHOW_PAC, CANCEL, COPY_CALLBACKS)
+
+_STATE_LABELS = {
+    "awaiting_approval": ":hourglass_flowing_sand: Waiting for approval",
+    "approved": ":white_check_mark: Approved, starting",
+    "running": ":arrows_counterclockwise: Running",
+    "done": ":large_green_circle: Done",
+    "failed": ":red_circle: Failed",
+    "rejected": ":no_entry_sign: Rejected",
+    "expired": ":alarm_clock: Approval expired",
+    "cancelled": ":heavy_multiplication_x: Cancelled",
+}
+
+
+@dataclass(frozen=True)
+class Message:
+    """What to send: fallback text plus blocks."""
+
+    text: str
+    blocks: list[Block] = field(default_factory=list)
+
+
+# --------------------------------------------------------------------------- primitives
+
+
+def clip(text: str, limit: int) -> str:
+    """Cut text to `limit` characters, marking the cut (Slack refuses longer, it never trims)."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def mrkdwn(text: str, limit: int = MAX_SECTION_TEXT) -> dict[str, Any]:
+    return {"type": "mrkdwn", "text": clip(text or " ", limit)}
+
+
+def plain(text: str, limit: int = MAX_BUTTON_TEXT) -> dict[str, Any]:
+    return {"type": "plain_text", "text": clip(text or " ", limit), "emoji": True}
+
+
+def section(text: str, *, accessory: Block | None = None, block_id: str | None = None) -> Block:
+    block: Block = {"type": "section", "text": mrkdwn(text)}
+    if accessory is not None:
+        block["accessory"] = accessory
+    if block_id:
+        block["block_id"] = block_id
+    return block
+
+
+def fields_section(pairs: Sequence[tuple[str, str]]) -> Block:
+    """Up to 10 label/value fields, shown two per row."""
+    return {
+        "type": "section",
+        "fields": [mrkdwn(f"*{label}*\n{value}", MAX_FIELD_TEXT) for label, value in pairs[:10]],
+    }
+
+
+def header(text: str) -> Block:
+    return {"type": "header", "text": plain(text, MAX_HEADER_TEXT)}
+
+
+def context(text: str) -> Block:
+    return {"type": "context", "elements": [mrkdwn(text, MAX_CONTEXT_TEXT)]}
+
+
+def divider() -> Block:
+    return {"type": "divider"}
+
+
+def button(action_id: str, text: str, value: str, *, style: str | None = None,
+           confirm: dict[str, Any] | None = None) -> Block:
+    if len(value) > MAX_BUTTON_VALUE:
+        raise ValueError(f"a button value holds at most {MAX_BUTTON_VALUE} characters")
+    element: Block = {"type": "button", "action_id": action_id, "text": plain(text),
+                      "value": value}
+    if style:
+        element["style"] = style
+    if confirm:
+        element["confirm"] = confirm
+    return element
+
+
+def actions(elements: Sequence[Block], block_id: str | None = None) -> list[Block]:
+    """Buttons in rows of at most 25 (Slack's limit per actions block)."""
+    rows = [list(elements[i : i + MAX_ACTIONS_ELEMENTS])
+            for i in range(0, len(elements), MAX_ACTIONS_ELEMENTS)]
+    blocks: list[Block] = []
+    for n, row in enumerate(rows):
+        block: Block = {"type": "actions", "elements": row}
+        if block_id:
+            block["block_id"] = block_id if n == 0 else f"{block_id}-{n}"
+        blocks.append(block)
+    return blocks
+
+
+def fit(blocks: list[Block], limit: int = MAX_BLOCKS) -> list[Block]:
+    """Keep the first blocks and say how many were left out, within `limit`."""
+    if len(blocks) <= limit:
+        return blocks
+    kept = blocks[: limit - 1]
+    return [*kept, context(f"…{len(blocks) - len(kept)} more not shown.")]
+
+
+def slack_date(ts: float, fmt: str = "{date_short_pretty} at {time}") -> str:
+    """A timestamp each reader sees in their own time zone; the fallback is UTC."""
+    fallback = datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return f"<!date^{int(ts)}^{fmt}|{fallback}>"
+
+
+def day_of(ms: float | None) -> str:
+    """A Sigfox time (milliseconds) as a UTC date."""
+    if not ms:
+        return "—"
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d")
+
+
+def devices_text(devices: Sequence[str], limit: int = 10) -> str:
+    shown = ", ".join(f"`{d}`" for d in devices[:limit])
+    more = len(devices) - limit
+    return shown + (f" and {more} more" if more > 0 else "")
+
+
+def state_label(state: str) -> str:
+    return _STATE_LABELS.get(state, state.replace("_", " ").capitalize())
+
+
+# --------------------------------------------------------------------------- approvals
+
+
+@dataclass(frozen=True)
+class ApprovalView:
+    """An approval request as people see it. `summary` is the core's plan: never a PAC."""
+
+    approval_id: int
+    job: str
+    operation: str
+    devices: tuple[str, ...]
+    summary: str
+    requester: str
+    expires_at: float
+
+
+def _approval_head(view: ApprovalView) -> list[Block]:
+    return [
+        section(f"*{view.job}: {view.operation} {devices_text(view.devices)}* requested by "
+                f"<@{view.requester}>"),
+        section(view.summary),
+    ]
+
+
+def approve_confirmation(view: ApprovalView) -> dict[str, Any]:
+    """Slack's confirm dialog on Approve: wherever the button is, one more look at what it does."""
+    return {
+        "title": plain("Approve this?", 100),
+        "text": mrkdwn(clip(view.summary, 300)),
+        "confirm": plain("Approve", 30),
+        "deny": plain("Not yet", 30),
+    }
+
+
+def approval_request(view: ApprovalView) -> Message:
+    """The request with Approve/Reject; the button value is the approval id, nothing else."""
+    value = str(view.approval_id)
+    blocks = [
+        *_approval_head(view),
+        context(f"An approver decides; it expires {slack_date(view.expires_at)}. "
+                "The first decision counts."),
+        *actions([button(APPROVE, "Approve", value, style="primary",
+                         confirm=approve_confirmation(view)),
+                  button(REJECT, "Reject", value, style="danger")],
+                 block_id=f"approval-{view.approval_id}"),
+    ]
+    text = f"{view.job}: approval needed to {view.operation} {', '.join(view.devices[:5])}"
+    return Message(text, fit(blocks))
+
+
+def approval_decided(view: ApprovalView, *, decision: str, by: str, at: float,
+                     reason: str = "") -> Message:
+    """The same request once decided (approved, rejected, cancelled): no buttons any more."""
+    mark = {"approved": ":white_check_mark:", "rejected": ":no_entry_sign:"}.get(
+        decision, ":heavy_multiplication_x:")
+    who = f" by <@{by}>" if by else ""
+    line = f"{mark} *{decision.capitalize()}*{who} {slack_date(at)}" + (
+        f": {reason}" if reason else "")
+    blocks = [*_approval_head(view), context(line)]
+    return Message(f"{view.job}: {decision}{who}", fit(blocks))
+
+
+def approval_expired(view: ApprovalView, *, at: float) -> Message:
+    line = (f":alarm_clock: *Expired* {slack_date(at)} without a decision: nothing was "
+            f"changed. Ask again with `/sigfox {view.operation} ...` if still needed.")
+    return Message(f"{view.job}: the approval request expired", fit([*_approval_head(view),
+                                                                     context(line)]))
+
+
+# --------------------------------------------------------------------------- job thread
+
+
+@dataclass(frozen=True)
+class JobView:
+    """The parent message of a job: what, for whom, where it stands now."""
+
+    job: str
+    workflow_id: int
+    operation: str
+    devices: tuple[str, ...]
+    state: str
+    requester: str
+    latest: str = ""
+    approval_note: str = ""
+    cancellable: bool = False
+
+
+def job_parent(view: JobView) -> Message:
+    blocks: list[Block] = [
+        section(f"*{view.job}: {view.operation} {devices_text(view.devices)}*\n"
+                f"{state_label(view.state)}"),
+        context(f"Requested by <@{view.requester}> · progress in the thread"),
+    ]
+    if view.approval_note:
+        blocks.append(section(view.approval_note))
+    if view.latest:
+        blocks.append(context(f"Latest: {clip(view.latest, 1500)}"))
+    if view.cancellable:
+        blocks += actions([button(CANCEL, "Cancel job", str(view.workflow_id))],
+                          block_id=f"job-{view.workflow_id}")
+    text = f"{view.job}: {view.operation} {', '.join(view.devices[:5])}: {state_label(view.state)}"
+    return Message(text, fit(blocks))
+
+
+def job_line(text: str, *, mark: str = "·") -> Message:
+    """One step or waiting line in a job's thread."""
+    return Message(text, [section(f"{mark} {text}")])
+
+
+def job_summary(*, job: str, workflow_id: int, ok: bool, text: str, next_steps: str = "",
+                pac_devices: Sequence[str] = (), copy_devices: Sequence[str] = ()) -> Message:
+    """The end of a job: what happened, what to do next, Show PAC and Copy callbacks (both for
+    approvers only; the core checks the clicker)."""
+    mark = ":large_green_circle:" if ok else ":red_circle:"
+    blocks: list[Block] = [section(f"{mark} *{job}*\n{text}")]
+    if next_steps:
+        blocks.append(section(f"*What next:* {next_steps}"))
+    if pac_devices:
+        blocks.append(context("The PAC was recorded before the delete. Approvers can see it "
+                              "privately:"))
+        blocks += actions([button(SHOW_PAC, f"Show PAC {d}", pac_value(workflow_id, d))
+                           for d in pac_devices], block_id=f"pac-{workflow_id}")
+    if copy_devices:
+        blocks.append(context("The previous device type had callbacks the new one lacks. "
+                              "Approvers can copy them (it changes the new type for all its "
+                              "devices):"))
+        blocks += actions([button(COPY_CALLBACKS, f"Copy callbacks {d}", pac_value(workflow_id, d))
+                           for d in copy_devices], block_id=f"callbacks-{workflow_id}")
+    return Message(f"{job}: {text.splitlines()[0] if text else ''}", fit(blocks))
+
+
+def pac_value(workflow_id: int, device_id: str) -> str:
+    """`job:device`, the value of the Show PAC and Copy callbacks buttons."""
+    return f"{workflow_id}:{device_id}"
+
+
+def parse_pac_value(value: str) -> tuple[int, str] | None:
+    workflow, _, device = value.partition(":")
+    return (int(workflow), device) if workflow.isdigit() and device else None
+
+
+# --------------------------------------------------------------------------- answers to commands
+
+
+def status_card(view: DeviceStatus) -> Message:
+    last = slack_date(view.last_message_at) if view.last_message_at else "never"
+    blocks = [
+        header(f"Device {view.device_id}" + (f" · {view.name}" if view.name else "")),
+        fields_section([
+            ("State", view.state), ("Token", view.token),
+            ("Token ends", view.token_end), ("Last message", last),
+            ("Device type", view.device_type), ("Contract", view.contract),
+            ("Contract ends", view.contract_end), ("PAC", view.pac_masked),
+        ]),
+    ]
+    if view.note:
+        blocks.append(context(view.note))
+    return Message(f"Device {view.device_id}: {view.token}", blocks)
+
+
+def text_message(text: str) -> Message:
+    """Long text split over sections (3,000 characters each), within the block limit."""
+    chunks: list[str] = []
+    current = ""
+    for line in text.splitlines() or [""]:
+        piece = clip(line, MAX_SECTION_TEXT)
+        if current and len(current) + 1 + len(piece) > MAX_SECTION_TEXT:
+            chunks.append(current)
+            current = piece
+        else:
+            current = f"{current}\n{piece}" if current else piece
+    chunks.append(current)
+    return Message(clip(text, 3000), fit([section(c) for c in chunks]))
+
+
+def help_message(text: str) -> Message:
+    return text_message(text)
+
+
+@dataclass(frozen=True)
+class JobLineView:
+    job: str
+    operation: str
+    state: str
+    devices: tuple[str, ...]
+    requester: str
+    updated_at: float
+    channel: str = ""
+
+
+def jobs_list(jobs: Sequence[JobLineView], *, title: str = "Running jobs") -> Message:
+    if not jobs:
+        return Message("No job is running.", [section("No job is running.")])
+    blocks: list[Block] = [header(title)]
+    for job in jobs:
+        where = f" in <#{job.channel}>" if job.channel else ""
+        blocks.append(section(
+            f"*{job.job}* {job.operation} {devices_text(job.devices, 5)}: "
+            f"{state_label(job.state)}\nby <@{job.requester}>{where}, last change "
+            f"{slack_date(job.updated_at)}"))
+    return Message(f"{len(jobs)} job(s)", fit(blocks))
+
+
+@dataclass(frozen=True)
+class HistoryLineView:
+    time: float
+    job: str
+    kind: str
+    text: str
+
+
+def history(device_id: str, lines: Sequence[HistoryLineView]) -> Message:
+    if not lines:
+        text = f"The bot has done nothing to {device_id} yet."
+        return Message(text, [section(text)])
+    rows = [f"{slack_date(line.time, '{date_short} {time}')} *{line.job}* {line.text}"
+            for line in lines]
+    message = text_message("\n".join(rows))
+    return Message(f"History of {device_id}", fit([header(f"History of {device_id}"),
+                                                   *message.blocks]))
+
+
+# --------------------------------------------------------------------------- App Home
+
+
+@dataclass(frozen=True)
+class FleetView:
+    devices: int
+    by_token_state: dict[str, int]
+    ending_7_days: int
+    ending_30_days: int
+    open_alerts: int = 0
+    scanned_at: float | None = None
+
+
+def app_home(*, approvals: Sequence[ApprovalView], jobs: Sequence[JobLineView],
+             fleet: FleetView | None, can_approve: bool) -> dict[str, Any]:
+    """The Home tab: approvals waiting for me, jobs running, the fleet at a glance."""
+    blocks: list[Block] = [header("Approvals waiting for you")]
+    if not approvals:
+        blocks.append(context("Nothing to approve." if can_approve else
+                              "You are not an approver; nothing waits for you."))
+    for view in approvals[:10]:
+        blocks += [*_approval_head(view)[:1],
+                   *actions([button(APPROVE, "Approve", str(view.approval_id), style="primary",
+                                    confirm=approve_confirmation(view)),
+                             button(REJECT, "Reject", str(view.approval_id), style="danger")],
+                            block_id=f"home-approval-{view.approval_id}")]
+    blocks += [divider(), header("Jobs running")]
+    blocks += jobs_list(jobs).blocks[1:] if jobs else [context("No job is running.")]
+    blocks += [divider(), header("Fleet at a glance"), *_fleet_blocks(fleet)]
+    return {"type": "home", "blocks": fit(blocks, MAX_HOME_BLOCKS)}
+
+
+def _fleet_blocks(fleet: FleetView | None) -> list[Block]:
+    if fleet is None:
+        return [context("Fleet figures appear after the first fleet scan (`/sigfox scan`).")]
+    states = ", ".join(f"{name.replace('_', ' ')}: {n:,}"
+                       for name, n in sorted(fleet.by_token_state.items())) or "—"
+    blocks = [fields_section([
+        ("Devices", f"{fleet.devices:,}"), ("By token state", states),
+        ("Tokens ending in 7 days", f"{fleet.ending_7_days:,}"),
+        ("Tokens ending in 30 days", f"{fleet.ending_30_days:,}"),
+        ("Open alerts", f"{fleet.open_alerts:,}"),
+    ])]
+    if fleet.scanned_at:
+        blocks.append(context(f"As of the fleet scan of {slack_date(fleet.scanned_at)}."))
+    return blocks

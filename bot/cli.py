@@ -1,0 +1,186 @@
+"""The `sigfox-bot` console script.
+
+Each subcommand imports what it needs lazily, so `sigfox-bot --help` stays fast and a missing
+optional piece never breaks the others.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import version as _installed_version
+from pathlib import Path
+from typing import Any
+
+import click
+
+
+def _known_errors() -> tuple[type[Exception], ...]:
+    """Failures an operator can fix from the message alone: shown as one sentence."""
+    from slack_sdk.errors import SlackApiError, SlackClientError
+
+    from commands.config import ConfigError
+    from sigfox.errors import SigfoxError
+
+    return (ConfigError, SigfoxError, SlackApiError, SlackClientError, OSError)
+
+
+class BotGroup(click.Group):
+    """Turns known failures of any subcommand into a one-line click error, not a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.ClickException, click.Abort, SystemExit):
+            raise
+        except _known_errors() as error:
+            from commands.logs import redact
+
+            text = " ".join(str(error).split()) or type(error).__name__
+            raise click.ClickException(redact(text)) from None
+
+
+@click.group(cls=BotGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(_installed_version("sigfox-chatops"), prog_name="sigfox-bot")
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    envvar="SIGFOX_BOT_LOG_FORMAT",
+    default="text",
+    show_default=True,
+    show_envvar=True,
+    help="Logs on stderr: readable lines, or one JSON object per line.",
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+    envvar="SIGFOX_BOT_LOG_LEVEL",
+    default="INFO",
+    show_default=True,
+    show_envvar=True,
+    help="Least severe events logged.",
+)
+def main(log_format: str, log_level: str) -> None:
+    """Run the lifecycle of a Sigfox device fleet from Slack.
+
+    Try it without any account: `sigfox-bot demo`.
+    """
+    from commands.logs import configure_logging
+
+    configure_logging(log_format, log_level)
+
+
+@main.command()
+@click.option("--port", type=int, default=8040, show_default=True, help="Port on 127.0.0.1.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--devices", type=int, default=1000, show_default=True, help="Fleet size.")
+@click.option("--seed", type=int, default=1, show_default=True, help="Seed of the fleet.")
+@click.option(
+    "--delete-hold",
+    type=float,
+    default=1800.0,
+    show_default=True,
+    help="Seconds a deleted id stays held (creating it again answers 409 meanwhile).",
+)
+@click.option("--no-rate-limits", is_flag=True, help="Switch the published rate limits off.")
+def simulator(
+    port: int, host: str, devices: int, seed: int, delete_hold: float, no_rate_limits: bool
+) -> None:
+    """Serve a simulated Sigfox API v2 under http://HOST:PORT/v2."""
+    from sigfox.simulator.server import run_simulator
+
+    run_simulator(
+        host=host,
+        port=port,
+        devices=devices,
+        seed=seed,
+        delete_hold=delete_hold,
+        rate_limits=not no_rate_limits,
+    )
+
+
+@main.command()
+@click.option(
+    "--csv-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Keep the digest's complete CSV list in this directory.",
+)
+def scan(csv_dir: Path | None) -> None:
+    """Scan the fleet once (SIGFOX_API_URL, ...) and print the alert digest."""
+    from commands.terminal_alerts import run_terminal_scan
+
+    raise SystemExit(run_terminal_scan(csv_dir))
+
+
+@main.command()
+def check() -> None:
+    """Check the configuration, the Sigfox credentials and the Slack token (one line each).
+
+    Reads SIGFOX_BOT_CONFIG, SIGFOX_API_URL/LOGIN/PASSWORD, SLACK_BOT_TOKEN, SLACK_API_URL,
+    SLACK_APP_TOKEN or SLACK_SIGNING_SECRET, SIGFOX_CALLBACK_SECRET and SIGFOX_BOT_DB. Exits
+    with status 1 when any check failed.
+    """
+    from bot.checks import Status, run_checks
+
+    results = run_checks()
+    for result in results:
+        click.echo(result.line())
+    failed = [r for r in results if r.status is Status.FAIL]
+    if failed:
+        click.echo(f"{len(failed)} of {len(results)} checks failed.", err=True)
+        raise SystemExit(1)
+    click.echo("Ready to run: sigfox-bot serve")
+
+
+@main.command()
+@click.option("--interactive", "-i", is_flag=True,
+              help="Type the /sigfox commands and click the buttons yourself.")
+@click.option("--devices", type=click.IntRange(20, 20000), default=300, show_default=True,
+              help="Size of the simulated fleet.")
+@click.option("--seed", type=int, default=7, show_default=True, help="Seed of the fleet.")
+@click.option("--speed", type=click.FloatRange(60, 1_000_000), default=1800.0,
+              show_default=True,
+              help="Virtual seconds per real second while waiting (1800: 30 min in 1 s).")
+def demo(interactive: bool, devices: int, seed: int, speed: float) -> None:
+    """Try the bot with no account: simulated Sigfox, real bot, a terminal for Slack.
+
+    Plays a short scripted tour (alert digest, status, a renewal approved by a colleague, the
+    re-registration and first message, what expires soon) and exits. Everything listens on
+    127.0.0.1; no credentials are needed and nothing leaves the machine.
+    """
+    from demo import DemoSettings, run_demo
+
+    settings = DemoSettings(devices=devices, seed=seed, speed=speed)
+    try:
+        status = run_demo(settings, interactive=interactive)
+    except KeyboardInterrupt:
+        click.echo("\nDemo interrupted.", err=True)
+        status = 130
+    raise SystemExit(status)
+
+
+@main.command()
+@click.option("--http", "http_mode", is_flag=True,
+              help="HTTP mode: Slack posts to /slack/events (needs SLACK_SIGNING_SECRET).")
+@click.option("--port", type=int, default=3000, show_default=True,
+              help="Port of /slack/events (HTTP mode), /healthz, /metrics, /sigfox/uplink.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+def serve(http_mode: bool, port: int, host: str) -> None:
+    """Run the bot: Socket Mode when SLACK_APP_TOKEN is set, else use --http.
+
+    Reads SLACK_BOT_TOKEN, SLACK_SIGNING_SECRET, SLACK_APP_TOKEN, SLACK_API_URL,
+    SIGFOX_API_URL/LOGIN/PASSWORD, SIGFOX_BOT_DB, SIGFOX_BOT_CONFIG, SIGFOX_CALLBACK_SECRET.
+    """
+    import os
+
+    from bot.service import ServiceError, build_services
+    from bot.service import serve as run
+
+    try:
+        services = build_services(os.environ, http=http_mode)
+        run(services, http=http_mode, host=host, port=port)
+    except ServiceError as error:
+        raise click.ClickException(str(error)) from None
+
+
+if __name__ == "__main__":
+    main()

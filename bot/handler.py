@@ -1,0 +1,288 @@
+"""`/sigfox <text>` -> a `Reply`: the whole command language, free of Bolt.
+
+`CommandHandler.handle` never raises and always answers something helpful: the listener in
+`app.py` only delivers the reply. Requests that change something go through the core (which checks
+the policy, the backend, and opens the job whose thread the notifier keeps); reads come from the
+store, the alerts module or, for `status`, the core's Sigfox client. The text typed is never
+logged: people paste all sorts of things into a command box, PACs included.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Any
+
+from bot import blocks
+from bot.blocks import Message
+from commands import grammar as g
+from commands.planning import Request
+from commands.policy import GUARDED_OPERATIONS, Actor
+from commands.ports import Target
+from commands.states import Kind
+from commands.status import BackendUnavailable
+from commands.workflows import Core, Outcome
+from storage.records import job_label, parse_job_label
+
+log = logging.getLogger(__name__)
+
+NO_ALERTS = ("Fleet alerts are not set up on this bot yet, so there is no scan data to answer "
+             "from. Ask an admin to enable them.")
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What to answer: privately to the person who typed, or to the whole channel."""
+
+    message: Message
+    public: bool = False
+
+    @property
+    def text(self) -> str:
+        return self.message.text
+
+
+def private(text: str) -> Reply:
+    return Reply(blocks.text_message(text))
+
+
+class CommandHandler:
+    """Runs one typed command for one person. Thread-safe: it keeps no state of its own."""
+
+    def __init__(self, core: Core, alerts: Any = None,
+                 today: Callable[[], date] | None = None) -> None:
+        self.core = core
+        self.alerts = alerts
+        self._today = today or (lambda: datetime.fromtimestamp(core.clock.now(), UTC).date())
+
+    def handle(self, text: str, actor: Actor, *, channel: str, thread: str = "") -> Reply:
+        try:
+            command = g.parse_command(text, today=self._today())
+            if isinstance(command, g.CommandError):
+                return private(command.message)
+            refusal = self._refusal(command, actor)
+            if refusal:
+                return private(refusal)
+            return self._run(command, actor, Target(channel, thread))
+        except BackendUnavailable as error:
+            return private(f"{error}; nothing was changed. Try again in a moment.")
+        except Exception as error:  # the person typing must always get an answer
+            log.exception("command failed (%s)", type(error).__name__)
+            return private("Something went wrong on the bot's side; nothing was changed. Try "
+                           "again, and tell the bot's admins if it keeps happening.")
+
+    def _refusal(self, command: g.Command, actor: Actor) -> str:
+        if command.operation is None:
+            return ""
+        decision = self.core.policy.can_request(actor, command.operation)
+        return "" if decision.allowed else decision.reason
+
+    def _run(self, command: g.Command, actor: Actor, target: Target) -> Reply:
+        runners: dict[type, Callable[[Any, Actor, Target], Reply]] = {
+            g.HelpCommand: self._help,
+            g.WhoamiCommand: self._whoami,
+            g.ConfigCommand: self._config,
+            g.StatusCommand: self._status,
+            g.RenewCommand: self._renew,
+            g.DeleteCommand: self._delete,
+            g.TransferCommand: self._transfer,
+            g.RestartCommand: self._restart,
+            g.UnsubscribeCommand: self._unsubscribe,
+            g.ExpiringCommand: self._expiring,
+            g.JobsCommand: self._jobs,
+            g.CancelCommand: self._cancel,
+            g.HistoryCommand: self._history,
+            g.AlertsCommand: self._alerts,
+            g.SnoozeCommand: self._snooze,
+            g.ScanCommand: self._scan,
+        }
+        return runners[type(command)](command, actor, target)
+
+    # -- help, whoami, config -------------------------------------------------------------
+
+    def _help(self, command: g.HelpCommand, actor: Actor, target: Target) -> Reply:
+        allowed = self.core.policy.allowed_operations(actor)
+        if command.topic:
+            spec = g.COMMANDS[command.topic]
+            if spec.operation is not None and spec.operation not in allowed:
+                return private(f"You may not run `{command.topic}`. "
+                               f"{self.core.policy.can_request(actor, spec.operation).reason}")
+            return Reply(blocks.help_message(g.command_help(command.topic)))
+        return Reply(blocks.help_message(g.help_text(allowed)))
+
+    def _whoami(self, command: g.WhoamiCommand, actor: Actor, target: Target) -> Reply:
+        policy = self.core.policy
+        may = sorted(op.value for op in policy.allowed_operations(actor))
+        approves = sorted(op.value for op in GUARDED_OPERATIONS
+                          if policy.can_approve(actor, op, "").allowed)
+        groups = ", ".join(f"<!subteam^{gid}>" for gid in sorted(actor.group_ids)) or "none"
+        lines = [
+            f"You are <@{actor.user_id}> (`{actor.user_id}`).",
+            f"User groups that count for the policy: {groups}.",
+            f"You may run: {', '.join(may) or 'nothing'}.",
+            f"You may approve: {', '.join(approves) or 'nothing'}.",
+        ]
+        return private("\n".join(lines))
+
+    def _config(self, command: g.ConfigCommand, actor: Actor, target: Target) -> Reply:
+        config = self.core.config
+        policy, alerts = config.policy, config.alerts
+        lines = [
+            f"*Policy* ({config.source or 'built-in defaults'})",
+            f"• requesters: {_principals(policy.requesters)}",
+            f"• approvers: {_principals(policy.approvers) or 'nobody'}",
+            f"• self-approval: {'allowed' if policy.allow_self_approval else 'not allowed'}; "
+            f"requests expire after {policy.approval_ttl}",
+        ]
+        for name, override in sorted(policy.operations.items()):
+            lines.append(f"• `{name}`: requesters {_principals(override.requesters or ())}, "
+                         f"approvers {_principals(override.approvers or ())}")
+        channel = f"<#{alerts.channel}>" if alerts.channel else "none"
+        lines += [f"*Alerts* to {channel}: warn {alerts.warn_days} days, critical "
+                  f"{alerts.critical_days} days, scan every {alerts.scan_interval}"]
+        lines += [f"• route to <#{r.channel}>: types {', '.join(r.device_types) or '—'}, "
+                  f"groups {', '.join(r.groups) or '—'}" for r in alerts.routes]
+        return private("\n".join(lines))
+
+    # -- status and history ----------------------------------------------------------------
+
+    def _status(self, command: g.StatusCommand, actor: Actor, target: Target) -> Reply:
+        view = self.core.device_status(command.device_id)
+        if view is None:
+            return private(f"Device {command.device_id} is not in this Sigfox account. Check the "
+                           "id on the device's label.")
+        return Reply(blocks.status_card(view))
+
+    def _history(self, command: g.HistoryCommand, actor: Actor, target: Target) -> Reply:
+        events = self.core.store.device_history(command.device_id, limit=40)
+        lines = [blocks.HistoryLineView(e.time, job_label(e.workflow_id), e.kind, e.text)
+                 for e in events]
+        return Reply(blocks.history(command.device_id, lines))
+
+    # -- requests --------------------------------------------------------------------------
+
+    def _request(self, kind: Kind, actor: Actor, target: Target, device_ids: tuple[str, ...],
+                 device_type: str | None = None, unsubscribe_at_ms: int | None = None) -> Reply:
+        outcome = self.core.request(Request(kind, actor, device_ids, target, device_type,
+                                            unsubscribe_at_ms))
+        return _outcome_reply(outcome)
+
+    def _renew(self, command: g.RenewCommand, actor: Actor, target: Target) -> Reply:
+        return self._request(Kind.RENEW, actor, target, command.device_ids, command.device_type)
+
+    def _delete(self, command: g.DeleteCommand, actor: Actor, target: Target) -> Reply:
+        return self._request(Kind.DELETE, actor, target, (command.device_id,))
+
+    def _transfer(self, command: g.TransferCommand, actor: Actor, target: Target) -> Reply:
+        return self._request(Kind.TRANSFER, actor, target, command.device_ids,
+                             command.device_type)
+
+    def _restart(self, command: g.RestartCommand, actor: Actor, target: Target) -> Reply:
+        return self._request(Kind.RESTART, actor, target, command.device_ids)
+
+    def _unsubscribe(self, command: g.UnsubscribeCommand, actor: Actor, target: Target) -> Reply:
+        at_ms = int(command.at.timestamp() * 1000)
+        return self._request(Kind.UNSUBSCRIBE, actor, target, (command.device_id,),
+                             unsubscribe_at_ms=at_ms)
+
+    def _cancel(self, command: g.CancelCommand, actor: Actor, target: Target) -> Reply:
+        workflow_id = parse_job_label(command.job_id)
+        if workflow_id is None:
+            return private(f"`{command.job_id}` is not a job id: `/sigfox jobs` lists them, "
+                           "like `J-0042`.")
+        return _outcome_reply(self.core.cancel(workflow_id, actor))
+
+    def _jobs(self, command: g.JobsCommand, actor: Actor, target: Target) -> Reply:
+        return Reply(blocks.jobs_list(job_lines(self.core)))
+
+    # -- alerts ------------------------------------------------------------------------------
+
+    def _expiring(self, command: g.ExpiringCommand, actor: Actor, target: Target) -> Reply:
+        if self.alerts is None:
+            return private(NO_ALERTS)
+        return Reply(expiring_message(self.alerts.expiring(command.days)))
+
+    def _alerts(self, command: g.AlertsCommand, actor: Actor, target: Target) -> Reply:
+        if self.alerts is None:
+            return private(NO_ALERTS)
+        return Reply(alerts_message(self.alerts.list_alerts_and_snoozes()))
+
+    def _snooze(self, command: g.SnoozeCommand, actor: Actor, target: Target) -> Reply:
+        if self.alerts is None:
+            return private(NO_ALERTS)
+        outcomes = [self.alerts.snooze(d, actor=actor, duration=command.duration,
+                                       reason=command.reason)
+                    for d in command.device_ids]
+        text = "\n".join(o.message for o in outcomes)
+        # A snooze silences the team's alerts: the team sees who did it.
+        return Reply(blocks.text_message(text), public=any(o.ok for o in outcomes))
+
+    def _scan(self, command: g.ScanCommand, actor: Actor, target: Target) -> Reply:
+        if self.alerts is None:
+            return private(NO_ALERTS)
+        report = self.alerts.scan(started_by=actor.user_id)
+        if not report.ok:
+            return private(f"The scan did not complete: {report.error}")
+        return private(f"Fleet scan done: {report.devices:,} devices in {report.duration:.0f} s; "
+                       f"{len(report.digests)} alert digest(s) posted.")
+
+
+# --------------------------------------------------------------------------- reads and renderings
+
+
+def _outcome_reply(outcome: Outcome) -> Reply:
+    # The job's thread tells the team; the reply tells the person who asked what happens next.
+    return private(outcome.message)
+
+
+def _principals(ids: tuple[str, ...] | list[str]) -> str:
+    def one(pid: str) -> str:
+        if pid == "*":
+            return "anyone"
+        return f"<!subteam^{pid}>" if pid.startswith("S") else f"<@{pid}>"
+
+    return ", ".join(one(p) for p in ids)
+
+
+def job_lines(core: Core, active_only: bool = True) -> list[blocks.JobLineView]:
+    lines = []
+    for workflow in core.jobs(active_only)[:20]:
+        devices = tuple(s.device_id for s in core.store.workflow_devices(workflow.id))
+        lines.append(blocks.JobLineView(workflow.label, workflow.kind, workflow.state, devices,
+                                        workflow.requester, workflow.updated_at,
+                                        workflow.channel))
+    return lines
+
+
+def _date(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d")
+
+
+def expiring_message(summary: Any) -> Message:
+    as_of = (f"as of the fleet scan of {blocks.slack_date(summary.as_of)}" if summary.as_of
+             else "no fleet scan has completed yet")
+    lines = [f"*{summary.total:,} token(s) end within {summary.days} days* ({as_of})"]
+    for week in summary.weeks:
+        lines.append(f"*{week.label}*: {week.count:,}")
+        lines += [f"• `{d.device_id}` {d.name} ({d.device_type}) ends {_date(d.token_end)}"
+                  for d in week.devices]
+    return blocks.text_message("\n".join(lines))
+
+
+def alerts_message(overview: Any) -> Message:
+    lines = [f"*{overview.total_open:,} open alert(s)*"]
+    lines += [f"• {c.label}: {c.count:,}" for c in overview.counts]
+    if overview.top:
+        lines.append("*Most urgent*")
+        lines += [f"• {item.device_id} {item.name}: {item.condition.label}"
+                  for item in overview.top]
+    lines.append(f"*{overview.snoozes_total:,} active snooze(s)*")
+    lines += [f"• {s.device_id} by <@{s.snoozed_by}>"
+              + (f" until {_date(s.until)}" if s.until else " until resolved")
+              + (f": {s.reason}" if s.reason else "")
+              for s in overview.snoozes]
+    if overview.scan_problem:
+        lines.append(f":warning: {overview.scan_problem.text()}")
+    return blocks.text_message("\n".join(lines))

@@ -1,0 +1,333 @@
+"""The core's `Notifier` for Slack: one thread per job, its parent message kept current.
+
+- The parent message is posted in the job's channel at its first event and updated in place
+  (`chat.update`) when the job's state changes. Its channel and ts live in the store's kv table,
+  so after a restart the same job goes on in the same thread.
+- Steps, waits, decisions and the final summary are replies in that thread. A wait repeated with
+  nothing said in between edits its line in place ("waiting for the release, 25 min") instead of
+  adding one line every five minutes.
+- Approval requests are replies with Approve/Reject, referenced from the parent; once decided,
+  expired or cancelled they are redrawn from the store without buttons (`refresh_approval`).
+- Writes to one channel are paced (`min_interval`, Slack accepts about one message per second per
+  channel); a 429 is retried after its Retry-After by the WebClient's retry handler.
+- Slack failing never reaches the core: every delivery problem is logged (error code only) and
+  the job goes on. No PAC ever comes here: `Progress` never carries one.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError, SlackClientError
+
+from bot import blocks
+from bot.blocks import ApprovalView, JobView, Message
+from commands.ports import Progress, ProgressKind
+from commands.states import CANCELLABLE, Kind
+from storage.records import job_label, parse_job_label
+from storage.store import Store
+
+log = logging.getLogger(__name__)
+
+KV_PREFIX = "slack.job."
+_MARKS = {
+    ProgressKind.REQUESTED: ":inbox_tray:",
+    ProgressKind.DECIDED: ":ballot_box_with_check:",
+    ProgressKind.STEP_DONE: ":small_blue_diamond:",
+    ProgressKind.WAITING: ":hourglass:",
+    ProgressKind.FAILED: ":x:",
+}
+_PAC_KINDS = {Kind.RENEW.value, Kind.DELETE.value}
+
+
+class Pacer:
+    """At most one write per `interval` seconds per channel; callers wait their turn."""
+
+    def __init__(self, interval: float, *, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.interval = interval
+        self._clock = clock
+        self._sleep = sleep
+        self._lock = threading.Lock()
+        self._next: dict[str, float] = {}
+
+    def wait(self, channel: str) -> None:
+        with self._lock:
+            now = self._clock()
+            at = max(now, self._next.get(channel, 0.0))
+            self._next[channel] = at + self.interval
+        if at > now:
+            self._sleep(at - now)
+
+
+class SlackNotifier:
+    """Implements `commands.ports.Notifier` with Slack messages."""
+
+    def __init__(self, client: WebClient, store: Store, *, min_interval: float = 1.0,
+                 pacer: Pacer | None = None) -> None:
+        self.client = client
+        self.store = store
+        self.pacer = pacer or Pacer(min_interval)
+        self._locks: dict[str, threading.Lock] = {}
+        self._locks_guard = threading.Lock()
+
+    # -- the Notifier protocol ------------------------------------------------------------
+
+    def notify(self, progress: Progress) -> None:
+        if not progress.target.channel:
+            return  # a job started outside Slack (CLI, demo) has no thread to keep
+        try:
+            with self._lock_for(progress.workflow_id):
+                self._deliver(progress)
+        except Exception as error:  # never let a chat outage stop a renewal half-way
+            log.warning("could not post progress of %s to Slack (%s)", progress.workflow_id,
+                        _describe(error))
+
+    def _lock_for(self, job: str) -> threading.Lock:
+        with self._locks_guard:
+            return self._locks.setdefault(job, threading.Lock())
+
+    def _deliver(self, progress: Progress) -> None:
+        ref = self._thread(progress)
+        if ref is None:
+            return
+        handler = {
+            ProgressKind.APPROVAL_NEEDED: self._approval_needed,
+            ProgressKind.DECIDED: self._decided,
+            ProgressKind.WAITING: self._waiting,
+            ProgressKind.FINISHED: self._finished,
+            ProgressKind.FAILED: self._failed,
+        }.get(progress.kind, self._line)
+        handler(progress, ref)
+        self._refresh_parent(progress, ref)
+        self.store.set_value(_key(progress.workflow_id), ref)
+
+    # -- the thread ------------------------------------------------------------------------
+
+    def thread_of(self, job: str) -> dict[str, Any] | None:
+        """`{"channel", "ts", "thread", ...}` of a job's parent message, once posted."""
+        return self.store.get_value(_key(job))
+
+    def _thread(self, progress: Progress) -> dict[str, Any] | None:
+        ref = self.thread_of(progress.workflow_id)
+        if ref:
+            return ref
+        view = self._job_view(progress, state=self._state(progress))
+        message = blocks.job_parent(view)
+        answer = self._post(progress.target.channel, message, thread=progress.target.thread)
+        if answer is None:
+            return None
+        ts = str(answer["ts"])
+        ref = {"channel": str(answer["channel"]), "ts": ts,
+               "thread": progress.target.thread or ts, "state": view.state, "last": "",
+               "waiting": {}, "approval_note": ""}
+        self.store.set_value(_key(progress.workflow_id), ref)
+        return ref
+
+    def _reply(self, ref: dict[str, Any], message: Message) -> str | None:
+        answer = self._post(ref["channel"], message, thread=ref["thread"])
+        if answer is None:
+            return None
+        ref["last"] = str(answer["ts"])
+        return ref["last"]
+
+    def _line(self, progress: Progress, ref: dict[str, Any]) -> None:
+        mark = _MARKS.get(progress.kind, "·")
+        text = progress.text
+        advice = progress.details.get("restart_advice")
+        if progress.kind == ProgressKind.REQUESTED:
+            text = f"Requested by <@{progress.details.get('requester', '')}>: {text}"
+            if advice:
+                text += (f"\nA restart would bring {', '.join(advice)} back without losing its "
+                         f"history: `/sigfox restart {' '.join(advice)}`.")
+        self._reply(ref, blocks.job_line(text, mark=mark))
+
+    def _waiting(self, progress: Progress, ref: dict[str, Any]) -> None:
+        """The same wait, with nothing said since: edit its line instead of adding one."""
+        key = f"{progress.details.get('wait', '')}:{','.join(progress.devices)}"
+        message = blocks.job_line(progress.text, mark=_MARKS[ProgressKind.WAITING])
+        ts = ref["waiting"].get(key)
+        if ts and ts == ref.get("last") and self._update(ref["channel"], ts, message):
+            return
+        new_ts = self._reply(ref, message)
+        if new_ts:
+            ref["waiting"][key] = new_ts
+
+    # -- approvals ------------------------------------------------------------------------
+
+    def _approval_needed(self, progress: Progress, ref: dict[str, Any]) -> None:
+        approval_id = int(progress.details["approval_id"])
+        view = ApprovalView(approval_id, progress.workflow_id, progress.operation,
+                            progress.devices, str(progress.details.get("summary", progress.text)),
+                            str(progress.details.get("requester", "")),
+                            float(progress.details.get("expires_at", 0)))
+        ts = self._reply(ref, blocks.approval_request(view))
+        if ts is None:
+            return
+        self.store.set_approval_message(approval_id, {"channel": ref["channel"], "ts": ts})
+        link = self._permalink(ref["channel"], ts)
+        where = f"<{link}|the request in the thread>" if link else "the request in the thread"
+        ref["approval_note"] = f":raised_hand: Waiting for an approver: see {where}."
+
+    def _decided(self, progress: Progress, ref: dict[str, Any]) -> None:
+        approval_id = progress.details.get("approval_id")
+        if approval_id is not None:
+            self.refresh_approval(int(approval_id))
+        ref["approval_note"] = ""
+        self._line(progress, ref)
+
+    def refresh_approval(self, approval_id: int) -> None:
+        """Redraw an approval message from the store: buttons only while it is pending."""
+        approval = self.store.get_approval(approval_id)
+        if approval is None or not approval.message_ref:
+            return
+        view = self._approval_view(approval)
+        if approval.state == "pending":
+            message = blocks.approval_request(view)
+        elif approval.state == "expired":
+            message = blocks.approval_expired(view, at=approval.decided_at or approval.expires_at)
+        else:
+            message = blocks.approval_decided(view, decision=approval.state,
+                                              by=approval.decided_by, at=approval.decided_at,
+                                              reason=approval.reason)
+        self._update(approval.message_ref["channel"], approval.message_ref["ts"], message)
+
+    def _approval_view(self, approval: Any) -> ApprovalView:
+        workflow = self.store.get_workflow(approval.workflow_id)
+        devices = tuple(s.device_id for s in self.store.workflow_devices(approval.workflow_id))
+        return ApprovalView(approval.id, job_label(approval.workflow_id),
+                            workflow.kind if workflow else "", devices, approval.summary,
+                            approval.requested_by, approval.expires_at)
+
+    # -- the end ---------------------------------------------------------------------------
+
+    def _finished(self, progress: Progress, ref: dict[str, Any]) -> None:
+        outcome = str(progress.details.get("outcome", "done"))
+        approval = self._approval_of(progress.workflow_id)
+        if approval is not None:
+            self.refresh_approval(approval.id)
+        ref["approval_note"] = ""
+        self._summary(progress, ref, ok=outcome == "done", outcome=outcome)
+
+    def _failed(self, progress: Progress, ref: dict[str, Any]) -> None:
+        if "outcome" not in progress.details:  # one device failed; the job may go on
+            pac = [d for d in progress.devices if progress.details.get("pac_recorded")]
+            self._summary(progress, ref, ok=False, outcome="device_failed", pac=pac)
+            return
+        self._summary(progress, ref, ok=False, outcome="failed")
+
+    def _summary(self, progress: Progress, ref: dict[str, Any], *, ok: bool, outcome: str,
+                 pac: list[str] | None = None) -> None:
+        if pac is None:
+            pac = _pac_devices(progress, outcome)
+        message = blocks.job_summary(
+            job=progress.workflow_id, workflow_id=parse_job_label(progress.workflow_id) or 0,
+            ok=ok, text=progress.text, next_steps=next_steps(progress, outcome),
+            pac_devices=pac, copy_devices=_copy_devices(progress))
+        self._reply(ref, message)
+
+    def _approval_of(self, job: str) -> Any:
+        workflow_id = parse_job_label(job)
+        return self.store.approval_for(workflow_id) if workflow_id else None
+
+    # -- the parent ------------------------------------------------------------------------
+
+    def _refresh_parent(self, progress: Progress, ref: dict[str, Any]) -> None:
+        state = self._state(progress)
+        important = progress.kind in (ProgressKind.APPROVAL_NEEDED, ProgressKind.DECIDED,
+                                      ProgressKind.FINISHED)
+        if state == ref.get("state") and not important:
+            return  # one edit per state change, not one per step: fewer writes to pace
+        view = self._job_view(progress, state=state, note=ref.get("approval_note", ""))
+        if self._update(ref["channel"], ref["ts"], blocks.job_parent(view)):
+            ref["state"] = state
+
+    def _job_view(self, progress: Progress, *, state: str, note: str = "") -> JobView:
+        workflow_id = parse_job_label(progress.workflow_id) or 0
+        workflow = self.store.get_workflow(workflow_id)
+        devices = (tuple(s.device_id for s in self.store.workflow_devices(workflow_id))
+                   if workflow else progress.devices)
+        requester = workflow.requester if workflow else str(progress.details.get("requester"))
+        return JobView(progress.workflow_id, workflow_id, progress.operation, devices, state,
+                       requester, latest=progress.text.splitlines()[0] if progress.text else "",
+                       approval_note=note, cancellable=state in {s.value for s in CANCELLABLE})
+
+    def _state(self, progress: Progress) -> str:
+        workflow_id = parse_job_label(progress.workflow_id)
+        workflow = self.store.get_workflow(workflow_id) if workflow_id else None
+        return workflow.state if workflow else progress.state
+
+    # -- Slack calls -----------------------------------------------------------------------
+
+    def _post(self, channel: str, message: Message, *, thread: str = "") -> dict[str, Any] | None:
+        self.pacer.wait(channel)
+        try:
+            answer = self.client.chat_postMessage(
+                channel=channel, text=message.text, blocks=message.blocks,
+                thread_ts=thread or None, unfurl_links=False)
+        except (SlackApiError, SlackClientError) as error:
+            log.warning("chat.postMessage to %s failed (%s)", channel, _describe(error))
+            return None
+        return {"channel": answer["channel"], "ts": answer["ts"]}
+
+    def _update(self, channel: str, ts: str, message: Message) -> bool:
+        self.pacer.wait(channel)
+        try:
+            self.client.chat_update(channel=channel, ts=ts, text=message.text,
+                                    blocks=message.blocks)
+        except (SlackApiError, SlackClientError) as error:
+            log.warning("chat.update of %s in %s failed (%s)", ts, channel, _describe(error))
+            return False
+        return True
+
+    def _permalink(self, channel: str, ts: str) -> str:
+        try:
+            return str(self.client.chat_getPermalink(channel=channel, message_ts=ts)["permalink"])
+        except (SlackApiError, SlackClientError, KeyError):
+            return ""  # the note reads fine without a link
+
+
+def next_steps(progress: Progress, outcome: str) -> str:
+    """What the people following the job should do now."""
+    ids = " ".join(progress.devices[:3])
+    if outcome in ("rejected", "cancelled", "expired"):
+        return "Nothing was changed. Ask again if it is still needed."
+    if outcome == "done":
+        if progress.operation == Kind.DELETE:
+            return ("The device is gone from Sigfox. To use it again, register it with its PAC "
+                    "(approvers: Show PAC) or run `/sigfox renew` next time instead.")
+        return f"Nothing more to do. `/sigfox status {ids}` shows where it stands."
+    pac = (" The PAC is recorded: an approver can see it with Show PAC and register the device "
+           "in the Sigfox portal." if progress.operation in _PAC_KINDS else "")
+    return (f"See the failure above. `/sigfox status {ids}` shows the device now, "
+            f"`/sigfox history {ids}` what the bot did.{pac}")
+
+
+def _pac_devices(progress: Progress, outcome: str) -> list[str]:
+    """Devices of a finished renew/delete that went past their delete: their PAC was kept."""
+    if progress.operation not in _PAC_KINDS or outcome not in ("done", "failed"):
+        return []
+    results = progress.details.get("results") or {}
+    return [d for d, r in results.items() if isinstance(r, dict) and r.get("state") != "pending"]
+
+
+def _copy_devices(progress: Progress) -> list[str]:
+    """Devices renewed onto a device type lacking callbacks their previous type had."""
+    results = progress.details.get("results") or {}
+    return [d for d, r in results.items()
+            if isinstance(r, dict) and r.get("state") == "done" and r.get("copy_callbacks_from")]
+
+
+def _key(job: str) -> str:
+    return f"{KV_PREFIX}{job}"
+
+
+def _describe(error: Exception) -> str:
+    if isinstance(error, SlackApiError):
+        return str(error.response.get("error") or error.response.status_code)
+    return type(error).__name__

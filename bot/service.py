@@ -1,0 +1,191 @@
+"""Wiring the bot from the environment, and running it (`sigfox-bot serve`).
+
+`build_services(env)` builds everything and starts nothing: the store, the Slack client, the
+notifier, the Sigfox client, the alerts, the core and the Bolt app. `serve()`
+resumes the unfinished workflows, starts the scheduler and listens: Socket Mode when
+SLACK_APP_TOKEN is set (plus the small HTTP server for /healthz, /metrics and the uplink
+callback), else HTTP mode with Slack posting to /slack/events.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from slack_bolt import App
+from slack_sdk import WebClient
+
+from bot.alerts import SlackAlertSink, register_alert_actions
+from bot.app import create_bolt_app, register_metrics
+from bot.groups import GroupResolver
+from bot.notifier import SlackNotifier
+from bot.slack_client import make_web_client
+from commands import metrics
+from commands.alerts import AlertService, alert_jobs, schedule_daily_digest
+from commands.config import BotConfig, load_config
+from commands.policy import Actor
+from commands.ports import Clock, SystemClock
+from commands.workflows import Core
+from storage.db import DEFAULT_DB_PATH, open_database
+from storage.store import Store
+
+log = logging.getLogger(__name__)
+
+IDEMPOTENCY_KEEP = timedelta(days=1)
+
+
+class ServiceError(ValueError):
+    """The bot cannot start; the message says in one sentence what to set or fix."""
+
+
+@dataclass
+class Services:
+    """Everything the running bot is made of; the demo and tests reuse the pieces."""
+
+    core: Core
+    client: WebClient
+    bolt_app: App
+    notifier: SlackNotifier
+    groups: GroupResolver
+    config: BotConfig
+    alerts: AlertService
+    env: Mapping[str, str] = field(default_factory=dict)
+    uplink_workers: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(max_workers=2, thread_name_prefix="uplink")
+    )
+
+    def actor_for(self, user_id: str) -> Actor:
+        """For `bot.alerts.register_alert_actions`: the user with their groups resolved."""
+        return self.groups.actor(user_id)
+
+    def health(self) -> dict[str, Any]:
+        self.core.store.count_workflows_by_state()  # raises when the database is unusable
+        return {"ok": True, "database": "ok"}
+
+    def handle_uplink(self, message: dict[str, Any]) -> None:
+        """The DATA callback: answered at once, the renewal moves on in a worker thread, so
+        it hears its first message within a second instead of at the next tick."""
+        for workflow_id in self.core.note_uplink(str(message["device"])):
+            self.uplink_workers.submit(self.core.advance, workflow_id)
+
+    def extra_jobs(self) -> dict[str, Any]:
+        return {**alert_jobs(self.alerts),
+                "forget-idempotency-keys": (IDEMPOTENCY_KEEP, self.forget_old_deliveries)}
+
+    def forget_old_deliveries(self) -> None:
+        """Slack redelivers within minutes; a day of keys is plenty, and the table stays small."""
+        now = self.core.clock.now()
+        self.core.store.forget_idempotency_keys(older_than=now - IDEMPOTENCY_KEEP.total_seconds())
+
+
+def _require(env: Mapping[str, str], name: str, what: str) -> str:
+    value = env.get(name, "").strip()
+    if not value:
+        raise ServiceError(f"Environment variable {name} is not set: set it to {what}.")
+    return value
+
+
+def build_services(env: Mapping[str, str], *, clock: Clock | None = None,
+                   api: Any = None, client: WebClient | None = None,
+                   http: bool = False) -> Services:
+    """Build the bot from `env` (os.environ in production). Starts no thread, no server."""
+    token = _require(env, "SLACK_BOT_TOKEN", "the app's Bot User OAuth Token (xoxb-...)")
+    secret = env.get("SLACK_SIGNING_SECRET", "").strip()
+    if http and not secret:
+        _require(env, "SLACK_SIGNING_SECRET", "the app's Signing Secret (Basic Information)")
+    config = load_config(env.get("SIGFOX_BOT_CONFIG") or None)
+    database = open_database(env.get("SIGFOX_BOT_DB") or DEFAULT_DB_PATH)
+    store = Store(database)
+    client = client or make_web_client(token, env.get("SLACK_API_URL") or None)
+    notifier = SlackNotifier(client, store)
+    clock = clock or SystemClock()
+    api = api or _sigfox_client(env)
+    alerts = _alert_service(api, database, client, config, clock, store)
+    core = Core(api=api, store=store, notifier=notifier, clock=clock, config=config,
+                on_renewed=alerts.resolve_for_device)
+    groups = GroupResolver(client, config)
+    # Socket Mode verifies nothing with the signing secret; HTTP mode required it above.
+    bolt_app = create_bolt_app(core=core, client=client, signing_secret=secret, config=config,
+                               alerts=alerts, notifier=notifier, groups=groups)
+    services = Services(core, client, bolt_app, notifier, groups, config, alerts, env)
+    register_alert_actions(bolt_app, services)
+    return services
+
+
+def _sigfox_client(env: Mapping[str, str]) -> Any:
+    from sigfox.client import SigfoxClient
+
+    # Every HTTP answer (and every call that got none) counts in /metrics, 429s by endpoint.
+    return SigfoxClient.from_env(env, on_call=metrics.record_sigfox_call)
+
+
+def _alert_service(api: Any, database: Any, client: WebClient, config: BotConfig, clock: Clock,
+                   store: Store) -> AlertService:
+    return AlertService(api=api, database=database, sink=SlackAlertSink(client), config=config,
+                        clock=clock, audit=store.audit)
+
+
+def start(services: Services) -> Any:
+    """Resume unfinished workflows, publish metrics, start the scheduler; returns it."""
+    from commands.runtime import start_scheduler
+
+    register_metrics(services.core, services.alerts)
+    resumed = services.core.resume()
+    log.info("resumed %d workflow(s)", resumed)
+    scheduler = start_scheduler(services.core, tick=services.config.timing.tick,
+                                extra_jobs=services.extra_jobs())
+    schedule_daily_digest(scheduler, services.alerts)
+    return scheduler
+
+
+def connect_socket_mode(services: Services) -> Any:
+    """Open the Socket Mode connection with SLACK_APP_TOKEN; returns the handler (close it to
+    disconnect). Returns once connected: Slack's events then reach `services.bolt_app` over the
+    socket, handled in the client's threads. `serve` uses it; tests drive it without serving."""
+    from slack_bolt.adapter.socket_mode import SocketModeHandler
+
+    handler = SocketModeHandler(services.bolt_app, _app_token(services))
+    handler.connect()
+    # connect() raises only when apps.connections.open fails: a refused WebSocket handshake
+    # just logs, and the client's monitor tries again later. Say which case this is.
+    if handler.client.is_connected():
+        log.info("connected to Slack in Socket Mode")
+    else:
+        log.warning("Socket Mode connection not open yet; the client keeps retrying. "
+                    "Commands typed meanwhile fail in Slack.")
+    return handler
+
+
+def _app_token(services: Services) -> str:
+    app_token = services.env.get("SLACK_APP_TOKEN", "").strip()
+    if not app_token:
+        raise ServiceError("Environment variable SLACK_APP_TOKEN is not set: set it to the "
+                           "app-level token (xapp-...) for Socket Mode, or run "
+                           "`sigfox-bot serve --http`.")
+    return app_token
+
+
+def serve(services: Services, *, http: bool, host: str = "127.0.0.1", port: int = 3000) -> None:
+    """Run until interrupted."""
+    from bot.web import create_web_app, run_http
+
+    if not http:
+        _app_token(services)  # refuse before starting anything
+    scheduler = start(services)
+    handler = None
+    try:
+        if not http:
+            # Events come over the socket; the HTTP server below serves health and uplinks.
+            handler = connect_socket_mode(services)
+        web = create_web_app(services.bolt_app, uplink_handler=services.handle_uplink,
+                             callback_secret=services.env.get("SIGFOX_CALLBACK_SECRET") or None,
+                             health=services.health)
+        run_http(web, host=host, port=port)
+    finally:
+        if handler is not None:
+            handler.close()
+        scheduler.shutdown(wait=False)

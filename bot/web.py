@@ -1,0 +1,206 @@
+"""HTTP mode: the Starlette app Slack and Sigfox post to, and Prometheus scrapes.
+
+Bolt's own Starlette adapter calls the *sync* `App.dispatch` straight from an `async def`, which
+stalls the event loop for as long as a listener runs (with `process_before_response=True`, the
+whole command). Here every dispatch goes through `run_in_threadpool`, so health checks, metrics
+and other deliveries keep being served meanwhile. Bolt verifies Slack's signature itself
+(`X-Slack-Signature` over `v0:{timestamp}:{body}`, timestamps older than five minutes refused);
+this module hands it the raw bytes untouched so that check stays meaningful.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import re
+from collections.abc import Callable
+from typing import Any
+
+import uvicorn
+from slack_bolt import App, BoltRequest, BoltResponse
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from commands.metrics import render_metrics
+
+log = logging.getLogger(__name__)
+
+UplinkHandler = Callable[[dict[str, Any]], None]
+Health = Callable[[], dict[str, Any]]
+
+CALLBACK_SECRET_HEADER = "X-Sigfox-Callback-Secret"
+MAX_UPLINK_BYTES = 16 * 1024  # a DATA callback is a few hundred bytes; refuse anything huge
+_DEVICE_ID = re.compile(r"^[0-9A-Fa-f]{1,8}$")
+_PAYLOAD = re.compile(r"^(?:[0-9A-Fa-f]{2}){0,12}$")  # Sigfox uplinks carry 0 to 12 bytes
+MAX_SEQ_NUMBER = 4095  # Sigfox sequence numbers are 12 bits
+
+
+class UplinkError(ValueError):
+    """A DATA callback body that cannot be used; the message says what is wrong."""
+
+
+# --------------------------------------------------------------------------- Slack
+
+
+def to_bolt_request(request: Request, body: bytes) -> BoltRequest:
+    """Raw body as text (Bolt signs over it), multi-valued headers and query kept whole."""
+    headers = {k: request.headers.getlist(k) for k in request.headers}
+    query = {k: request.query_params.getlist(k) for k in request.query_params}
+    return BoltRequest(body=body.decode("utf-8"), query=query, headers=headers)
+
+
+def to_response(bolt_response: BoltResponse) -> Response:
+    return Response(
+        content=bolt_response.body,
+        status_code=bolt_response.status,
+        headers=bolt_response.first_headers_without_set_cookie(),
+    )
+
+
+def _slack_events(bolt_app: App) -> Callable[[Request], Any]:
+    async def slack_events(request: Request) -> Response:
+        body = await request.body()
+        bolt_response = await run_in_threadpool(bolt_app.dispatch, to_bolt_request(request, body))
+        return to_response(bolt_response)
+
+    return slack_events
+
+
+# --------------------------------------------------------------------------- health, metrics
+
+
+def _healthz(health: Health | None) -> Callable[[Request], Any]:
+    async def healthz(_: Request) -> Response:
+        try:
+            report = await run_in_threadpool(health) if health else {"ok": True}
+        except Exception as exc:  # a failing probe is an unhealthy service, not a 500 page
+            log.exception("health check failed")
+            report = {"ok": False, "error": type(exc).__name__}
+        status = 200 if report.get("ok", True) else 503
+        return JSONResponse(report, status_code=status)
+
+    return healthz
+
+
+async def _metrics(_: Request) -> Response:
+    content, content_type = render_metrics()
+    return Response(content, headers={"Content-Type": content_type})
+
+
+# --------------------------------------------------------------------------- Sigfox DATA callback
+
+
+def parse_uplink(raw: bytes) -> dict[str, Any]:
+    """Validate a DATA callback body; returns it with the four fields normalised.
+
+    The callback's body is a template filled in by the Sigfox backend, so numbers may arrive as
+    JSON numbers or as digit strings; both are accepted. Other fields are passed through.
+    """
+    try:
+        body = json.loads(raw)
+    except ValueError as exc:
+        raise UplinkError(f"body is not valid JSON ({exc.msg} at position {exc.pos})") from None
+    if not isinstance(body, dict):
+        raise UplinkError("body must be a JSON object with device, time, data and seqNumber")
+    missing = [k for k in ("device", "time", "data", "seqNumber") if k not in body]
+    if missing:
+        raise UplinkError(f"missing field(s): {', '.join(missing)}")
+    return {
+        **body,
+        "device": _device(body["device"]),
+        "time": _non_negative_int("time", body["time"]),
+        "data": _payload(body["data"]),
+        "seqNumber": _seq_number(body["seqNumber"]),
+    }
+
+
+def _device(value: Any) -> str:
+    if not isinstance(value, str) or not _DEVICE_ID.match(value):
+        raise UplinkError("device must be a Sigfox device id: 1 to 8 hexadecimal digits")
+    return value.upper()
+
+
+def _payload(value: Any) -> str:
+    if not isinstance(value, str) or not _PAYLOAD.match(value):
+        raise UplinkError("data must be hexadecimal, an even number of digits, at most 12 bytes")
+    return value.lower()
+
+
+def _non_negative_int(name: str, value: Any) -> int:
+    if isinstance(value, bool):
+        raise UplinkError(f"{name} must be a non-negative integer")
+    if isinstance(value, str) and value.isdigit():
+        value = int(value)
+    if not isinstance(value, int) or value < 0:
+        raise UplinkError(f"{name} must be a non-negative integer")
+    return value
+
+
+def _seq_number(value: Any) -> int:
+    number = _non_negative_int("seqNumber", value)
+    if number > MAX_SEQ_NUMBER:
+        raise UplinkError(f"seqNumber must be at most {MAX_SEQ_NUMBER}")
+    return number
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"ok": False, "error": message}, status_code=status)
+
+
+def _uplink(secret: str, handler: UplinkHandler | None) -> Callable[[Request], Any]:
+    expected = secret.encode()
+
+    async def uplink(request: Request) -> Response:
+        given = request.headers.get(CALLBACK_SECRET_HEADER, "").encode()
+        if not hmac.compare_digest(given, expected):  # constant time: no guessing byte by byte
+            return _error(401, f"missing or wrong {CALLBACK_SECRET_HEADER}")
+        raw = await request.body()
+        if len(raw) > MAX_UPLINK_BYTES:
+            return _error(413, f"body larger than {MAX_UPLINK_BYTES} bytes")
+        try:
+            message = parse_uplink(raw)
+        except UplinkError as exc:
+            return _error(400, str(exc))
+        if handler is not None:
+            # The handler only records the uplink (workflows pick it up on their next tick),
+            # so answering after it returns is still quick; a thread keeps the loop free.
+            try:
+                await run_in_threadpool(handler, message)
+            except Exception:
+                log.exception("uplink handler failed for device %s", message["device"])
+                return _error(500, "the uplink could not be recorded")
+        return Response(status_code=204)
+
+    return uplink
+
+
+# --------------------------------------------------------------------------- assembly
+
+
+def create_web_app(
+    bolt_app: App,
+    *,
+    uplink_handler: UplinkHandler | None = None,
+    callback_secret: str | None = None,
+    health: Health | None = None,
+) -> Starlette:
+    """The HTTP mode server. `/sigfox/uplink` exists only when `callback_secret` is set."""
+    routes = [
+        Route("/slack/events", _slack_events(bolt_app), methods=["POST"]),
+        Route("/healthz", _healthz(health), methods=["GET"]),
+        Route("/metrics", _metrics, methods=["GET"]),
+    ]
+    if callback_secret:
+        routes.append(
+            Route("/sigfox/uplink", _uplink(callback_secret, uplink_handler), methods=["POST"])
+        )
+    return Starlette(routes=routes)
+
+
+def run_http(app: Starlette, host: str = "127.0.0.1", port: int = 3000) -> None:
+    """Serve until interrupted. Behind a TLS-terminating proxy in production: Slack posts HTTPS."""
+    uvicorn.run(app, host=host, port=port, log_level="info", proxy_headers=True)

@@ -1,0 +1,133 @@
+"""The bookkeeping every workflow step shares: audited Sigfox calls, compare-and-set moves,
+failures, scheduling, and the progress people see (recorded, then handed to the notifier)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from commands.config import BotConfig
+from commands.ports import Clock, Notifier, Progress, ProgressKind, Target
+from commands.states import Kind, Step
+from sigfox.errors import SigfoxError
+from storage.records import WorkflowRecord, job_label
+from storage.store import Store
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+WAIT_REPORT_FIRST = 300.0
+WAIT_REPORT_MAX = 12 * 3600.0
+
+
+class WorkflowBookkeeping:
+    """Base of the core: what a step does besides its own work. Set up by `Core.__init__`."""
+
+    api: Any
+    store: Store
+    notifier: Notifier
+    clock: Clock
+    config: BotConfig
+
+    def _call(self, workflow: WorkflowRecord, device_id: str, action: str,
+              function: Callable[..., T], *args: Any) -> T:
+        """Every Sigfox call of a workflow goes through here, into the audit log."""
+        now = self.clock.now()
+        try:
+            result = function(*args)
+        except SigfoxError as error:
+            self.store.audit("bot", f"sigfox {action}", now, workflow_id=workflow.id,
+                             device_id=device_id, outcome=type(error).__name__,
+                             details={"status": error.status})
+            raise
+        self.store.audit("bot", f"sigfox {action}", now, workflow_id=workflow.id,
+                         device_id=device_id, outcome="ok")
+        return result
+
+    def _move(self, workflow: WorkflowRecord, device_id: str, expected: str, new: Step,
+              text: str, data: dict[str, Any] | None = None) -> bool:
+        fields: dict[str, Any] = {"attempts": 0, "last_error": "", "next_run": 0}
+        if data is not None:
+            fields["data"] = data
+        moved = self.store.cas_device(workflow.id, device_id, str(expected), new.value,
+                                      self.clock.now(), **fields)
+        if moved:
+            self._tell(workflow, ProgressKind.STEP_DONE, text, device_id=device_id,
+                       step=new.value, **(data or {}))
+        return moved
+
+    def _fail(self, workflow: WorkflowRecord, device_id: str, at: str, text: str) -> None:
+        step = self.store.device_step(workflow.id, device_id)
+        if step is None or Step(step.state).finished:
+            return
+        if self.store.cas_device(workflow.id, device_id, step.state, Step.FAILED.value,
+                                 self.clock.now(), last_error=text,
+                                 data={**step.data, "failed_at": at}):
+            deleted = step.state not in (Step.PENDING.value,)
+            self._tell(workflow, ProgressKind.FAILED, f"Failed at {at}: {text}",
+                       device_id=device_id, step=at, pac_recorded=deleted and workflow.kind in (
+                           Kind.RENEW, Kind.DELETE))
+
+    def _schedule(self, workflow_id: int, when: float) -> None:
+        self.store.update_workflow(workflow_id, self.clock.now(), next_run=when)
+
+    def _tell(self, workflow: WorkflowRecord, kind: ProgressKind, text: str,
+              device_id: str = "", **details: Any) -> None:
+        now = self.clock.now()
+        self.store.add_event(workflow.id, kind.value, text, now, device_id=device_id,
+                             details=public_details(details))
+        devices = tuple(s.device_id for s in self.store.workflow_devices(workflow.id))
+        progress = Progress(
+            kind=kind,
+            workflow_id=job_label(workflow.id),
+            operation=workflow.kind,
+            devices=(device_id,) if device_id else devices,
+            text=(f"{device_id}: {text}" if device_id and len(devices) > 1 else text),
+            target=Target(workflow.channel, workflow.thread),
+            state=workflow.state,
+            details={"requester": workflow.requester, **details},
+        )
+        try:
+            self.notifier.notify(progress)
+        except Exception:  # a chat outage must never stop a renewal half-way
+            log.exception("could not deliver progress of %s", workflow.label)
+
+    def _tick_seconds(self) -> float:
+        return self.config.timing.tick.total_seconds()
+
+    def _workflow(self, workflow_id: int) -> WorkflowRecord:
+        workflow = self.store.get_workflow(workflow_id)
+        if workflow is None:
+            raise LookupError(f"workflow {workflow_id} vanished")
+        return workflow
+
+    def _report_wait(
+        self, workflow: WorkflowRecord, step: Any, waited: float, wait: str, text: str
+    ) -> None:
+        """Say a wait goes on at growing intervals (5 min, 10, 20, …, then twice a day), so a
+        week-long wait for a first message is a handful of lines, not two thousand."""
+        key = f"reported_{wait}"
+        last = float(step.data.get(key, -1.0))
+        due = 0.0 if last < 0 else min(max(last, WAIT_REPORT_FIRST) * 2, WAIT_REPORT_MAX + last)
+        if waited < due:
+            return
+        self.store.update_device_step(workflow.id, step.device_id, self.clock.now(),
+                                      data={**step.data, key: waited})
+        self._tell(workflow, ProgressKind.WAITING, text, device_id=step.device_id,
+                   elapsed=waited, wait=wait)
+
+
+def elapsed_text(seconds: float) -> str:
+    minutes = int(seconds // 60)
+    if minutes < 1:
+        return f"{int(seconds)} s"
+    if minutes < 120:
+        return f"{minutes} min"
+    hours = minutes // 60
+    return f"{hours} h" if hours < 48 else f"{hours // 24} days"
+
+
+def public_details(details: dict[str, Any]) -> dict[str, Any]:
+    """Drop anything that looks like a PAC before it leaves the core."""
+    return {k: v for k, v in details.items() if "pac" not in k.lower() or k == "pac_recorded"}

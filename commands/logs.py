@@ -1,0 +1,159 @@
+"""Logging for the bot: one line per event, readable or JSON, never a secret or a PAC.
+
+`configure_logging` installs one handler on the root logger. Its `RedactingFilter` rewrites each
+record before any formatter sees it: the values of the secret environment variables and anything
+shaped like a PAC (16 hexadecimal characters) are replaced, in the message, its arguments and a
+traceback alike. Redaction works on the finished text rather than on known fields because a
+secret can reach a log line by many roads (an echoed error body, a repr, an exception message).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import sys
+from datetime import UTC, datetime
+from typing import Any, Literal, TextIO
+
+LogFormat = Literal["text", "json"]
+LOG_FORMATS: tuple[LogFormat, ...] = ("text", "json")
+FORMAT_ENV_VAR = "SIGFOX_BOT_LOG_FORMAT"
+LEVEL_ENV_VAR = "SIGFOX_BOT_LOG_LEVEL"
+
+SECRET_ENV_VARS = (
+    "SIGFOX_API_PASSWORD",
+    "SLACK_BOT_TOKEN",
+    "SLACK_SIGNING_SECRET",
+    "SLACK_APP_TOKEN",
+    "SIGFOX_CALLBACK_SECRET",
+)
+REDACTED = "[redacted]"
+PAC_REDACTED = "[PAC]"
+# A PAC is 16 hex characters. Word boundaries keep longer hex (24-char Sigfox object ids,
+# 32-char hashes) and short device ids (up to 8) untouched.
+PAC_PATTERN = re.compile(r"(?<![0-9A-Za-z])[0-9A-Fa-f]{16}(?![0-9A-Za-z])")
+# Shorter values would blank out ordinary words if someone set a silly test secret.
+MIN_SECRET_LENGTH = 4
+
+# Attributes every LogRecord has; anything else was passed through `extra=` and is logged.
+_STANDARD_ATTRS = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+
+
+def known_secrets(env: dict[str, str] | os._Environ[str] | None = None) -> list[str]:
+    """The secret values set in the environment, longest first (so none is half-replaced)."""
+    env = os.environ if env is None else env
+    values = {env.get(name, "") for name in SECRET_ENV_VARS}
+    return sorted((v for v in values if len(v) >= MIN_SECRET_LENGTH), key=len, reverse=True)
+
+
+def redact(text: str, secrets: list[str] | None = None) -> str:
+    """`text` with every known secret and every PAC-looking token replaced."""
+    for secret in known_secrets() if secrets is None else secrets:
+        text = text.replace(secret, REDACTED)
+    return PAC_PATTERN.sub(PAC_REDACTED, text)
+
+
+class RedactingFilter(logging.Filter):
+    """Renders message and traceback once, redacted, so no formatter can leak the raw ones.
+
+    Secrets are read from the environment at every record: a test or an operator that sets a
+    variable after start-up is still covered.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        secrets = known_secrets()
+        record.msg = redact(record.getMessage(), secrets)
+        record.args = None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text, secrets)
+        record.exc_info = None  # the redacted exc_text now stands for it
+        for key, value in _extras(record).items():
+            if isinstance(value, str):
+                setattr(record, key, redact(value, secrets))
+        return True
+
+
+def _extras(record: logging.LogRecord) -> dict[str, Any]:
+    return {k: v for k, v in vars(record).items() if k not in _STANDARD_ATTRS}
+
+
+def _timestamp(record: logging.LogRecord) -> str:
+    moment = datetime.fromtimestamp(record.created, tz=UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{int(record.msecs):03d}Z"
+
+
+def _one_line(text: str) -> str:
+    # A newline would make one event look like several to grep and to log shippers.
+    return text.replace("\r", "\\r").replace("\n", "\\n")
+
+
+class ReadableFormatter(logging.Formatter):
+    """`2025-06-01T09:00:00.000Z INFO  commands.x: message key=value`."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = f"{_timestamp(record)} {record.levelname:<5} {record.name}: {record.getMessage()}"
+        extras = " ".join(f"{k}={_scalar(v)}" for k, v in sorted(_extras(record).items()))
+        if extras:
+            line += f" {extras}"
+        if record.exc_text:
+            line += f" | {record.exc_text}"
+        return _one_line(line)
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, extras, exception."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        event: dict[str, Any] = {
+            "time": _timestamp(record),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for key, value in _extras(record).items():
+            event.setdefault(key, value)
+        if record.exc_text:
+            event["exception"] = record.exc_text
+        return json.dumps(event, default=str, ensure_ascii=False)
+
+
+def _scalar(value: Any) -> str:
+    text = str(value)
+    return json.dumps(text) if (" " in text or not text) else text
+
+
+def resolve_format(log_format: str | None = None) -> LogFormat:
+    """The format asked for, else $SIGFOX_BOT_LOG_FORMAT, else readable text."""
+    chosen = (log_format or os.environ.get(FORMAT_ENV_VAR) or "text").strip().lower()
+    if chosen not in LOG_FORMATS:
+        raise ValueError(f"unknown log format {chosen!r}: use one of {', '.join(LOG_FORMATS)}")
+    return chosen  # type: ignore[return-value]
+
+
+def make_handler(log_format: LogFormat, stream: TextIO | None = None) -> logging.Handler:
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.addFilter(RedactingFilter())
+    handler.setFormatter(JsonFormatter() if log_format == "json" else ReadableFormatter())
+    handler.set_name("sigfox-bot")
+    return handler
+
+
+def configure_logging(
+    log_format: str | None = None, level: str | int | None = None, stream: TextIO | None = None
+) -> logging.Handler:
+    """Replace the root logger's handlers by ours; returns the handler (tests read it)."""
+    handler = make_handler(resolve_format(log_format), stream)
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    chosen = level or os.environ.get(LEVEL_ENV_VAR) or logging.INFO
+    root.setLevel(chosen.upper() if isinstance(chosen, str) else chosen)
+    # Per-request chatter from libraries would drown the bot's own events.
+    for noisy in ("httpx", "httpcore", "uvicorn.access", "apscheduler"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    return handler

@@ -1,0 +1,419 @@
+"""What each kind of workflow does to one device, step by step.
+
+Every step reads the backend first and then acts, so running it again after a crash or a
+fault is harmless; the bookkeeping (audited calls, compare-and-set moves) is inherited.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from commands.bookkeeping import WorkflowBookkeeping, elapsed_text
+from commands.planning import type_id_of
+from commands.ports import ProgressKind
+from commands.preflight import contract_of, day, is_deletable
+from commands.states import Kind, Step
+from sigfox.errors import (
+    SigfoxBadRequest,
+    SigfoxConflict,
+    SigfoxError,
+    SigfoxForbidden,
+    SigfoxNotFound,
+)
+from sigfox.models import BulkJob, Device, DeviceCreate, JobKind, TokenState
+from storage.records import WorkflowRecord
+
+JOB_POLL_SECONDS = 5.0
+JOB_TIMEOUT_SECONDS = 3600.0
+RESUBMIT_AFTER_SECONDS = 60.0
+DELETE_CONFIRM_TIMEOUT_SECONDS = 3600.0
+
+
+class DeviceSteps(WorkflowBookkeeping):
+    """The per-device steps of renew, delete, transfer, restart and unsubscribe."""
+
+    def _runner(self, kind: Kind) -> Callable[[WorkflowRecord, Any], None]:
+        return {
+            Kind.RENEW: self._step_renew,
+            Kind.DELETE: self._step_delete,
+            Kind.TRANSFER: self._step_transfer,
+            Kind.RESTART: self._step_restart,
+            Kind.UNSUBSCRIBE: self._step_unsubscribe,
+        }[kind]
+
+    def _step_delete(self, workflow: WorkflowRecord, step: Any) -> None:
+        if self._delete_once(workflow, step):
+            self._move(workflow, step.device_id, Step.DELETING, Step.DONE,
+                       "Deleted; Sigfox no longer lists it. The PAC is recorded.")
+
+    def _step_renew(self, workflow: WorkflowRecord, step: Any) -> None:
+        handlers = {
+            Step.PENDING: self._renew_delete,
+            Step.DELETING: self._renew_delete,
+            Step.AWAITING_RELEASE: self._renew_register,
+            Step.REGISTERED: self._renew_report_contract,
+            Step.AWAITING_UPLINK: self._renew_await_uplink,
+            Step.CHECKING_CALLBACKS: self._check_callbacks,
+        }
+        handlers[Step(step.state)](workflow, step)
+
+    def _delete_once(self, workflow: WorkflowRecord, step: Any) -> bool:
+        """Send the delete at most once; True once a read shows the device gone from Sigfox."""
+        device_id = step.device_id
+        if step.state == Step.PENDING and not self.store.cas_device(
+            workflow.id, device_id, Step.PENDING, Step.DELETING, self.clock.now()
+        ):
+            return False
+        device = self._call(workflow, device_id, "read device", self.api.find_device, device_id)
+        if device is None:
+            return True  # gone: our delete went through (maybe before a crash), or someone's
+        sent_at = step.data.get("delete_sent_at")
+        if sent_at is not None:
+            return self._await_disappearance(workflow, device_id, float(sent_at))
+        if not is_deletable(device):
+            state = device.token.state.name if device.token and device.token.state else "unknown"
+            self._fail(workflow, device_id, "delete",
+                       f"{device_id} changed since the request: its token is now {state}; it "
+                       "was not deleted. Check it with `/sigfox status`.")
+            return False
+        try:
+            self._call(workflow, device_id, "delete", self.api.delete_device, device_id)
+        except SigfoxNotFound:
+            return True
+        except (SigfoxBadRequest, SigfoxForbidden, SigfoxConflict) as error:
+            self._fail(workflow, device_id, "delete", f"Sigfox refused the delete: {error}")
+            return False
+        now = self.clock.now()
+        fresh = self.store.device_step(workflow.id, device_id)
+        self.store.update_device_step(workflow.id, device_id, now,
+                                      data={**(fresh.data if fresh else {}), "delete_sent_at": now})
+        gone = self._call(workflow, device_id, "read device", self.api.find_device, device_id)
+        return gone is None or self._await_disappearance(workflow, device_id, now)
+
+    def _await_disappearance(self, workflow: WorkflowRecord, device_id: str, sent_at: float
+                             ) -> bool:
+        """Sigfox accepted the delete but still lists the device: look again later, and never
+        send the delete a second time."""
+        now = self.clock.now()
+        if now - sent_at > DELETE_CONFIRM_TIMEOUT_SECONDS:
+            self._fail(workflow, device_id, "delete",
+                       f"Sigfox accepted the delete {elapsed_text(now - sent_at)} ago but still "
+                       "lists the device. Check it in the Sigfox portal; the PAC is recorded.")
+            return False
+        retry = self._tick_seconds()
+        self.store.update_device_step(workflow.id, device_id, now, next_run=now + retry)
+        self._schedule(workflow.id, now + retry)
+        return False
+
+    def _renew_delete(self, workflow: WorkflowRecord, step: Any) -> None:
+        if not self._delete_once(workflow, step):
+            return
+        now = self.clock.now()
+        data = {**step.data, "deleted_at": now}
+        if self._move(workflow, step.device_id, Step.DELETING, Step.AWAITING_RELEASE,
+                      "Deleted. Waiting for Sigfox to release the id before registering it "
+                      "again.", data=data):
+            self._renew_register(workflow, self.store.device_step(workflow.id, step.device_id))
+
+    def _renew_register(self, workflow: WorkflowRecord, step: Any) -> None:
+        device_id = step.device_id
+        snapshot = self.store.snapshot(workflow.id, device_id)
+        assert snapshot is not None  # taken before the approval; the schema keeps it
+        existing = self._call(workflow, device_id, "read device", self.api.find_device, device_id)
+        if existing is None:
+            try:
+                self._call(workflow, device_id, "create", self.api.create_device,
+                           self._creation(workflow, snapshot))
+            except SigfoxConflict:
+                self._wait_for_release(workflow, step)
+                return
+            except SigfoxBadRequest as error:
+                self._fail(workflow, device_id, "re-register",
+                           f"Sigfox refused to register it again: {error}")
+                return
+            existing = self._call(workflow, device_id, "read device", self.api.find_device,
+                                  device_id)
+        if existing is not None and existing.pac and existing.pac != snapshot.pac:
+            self.store.record_new_pac(workflow.id, device_id, existing.pac)
+        data = {**step.data, "registered_at": self.clock.now()}
+        if self._move(workflow, device_id, Step.AWAITING_RELEASE, Step.REGISTERED,
+                      "Registered again with the recorded PAC; its token is not consumed yet.",
+                      data=data):
+            self._renew_report_contract(workflow, self.store.device_step(workflow.id, device_id))
+
+    def _creation(self, workflow: WorkflowRecord, snapshot: Any) -> DeviceCreate:
+        flags = snapshot.flags
+        return DeviceCreate(
+            id=snapshot.device_id,
+            name=snapshot.name or snapshot.device_id,
+            device_type_id=target_type_id(workflow, snapshot.device_id) or snapshot.device_type_id,
+            pac=snapshot.current_pac,
+            lat=snapshot.lat,
+            lng=snapshot.lng,
+            prototype=flags.get("prototype"),
+            automatic_renewal=flags.get("automaticRenewal"),
+            activable=flags.get("activable"),
+            product_certificate=flags.get("productCertificate"),
+        )
+
+    def _wait_for_release(self, workflow: WorkflowRecord, step: Any) -> None:
+        now = self.clock.now()
+        deleted_at = step.data.get("deleted_at", now)
+        waited = now - deleted_at
+        if waited > self.config.timing.release_timeout.total_seconds():
+            self._fail(workflow, step.device_id, "re-register",
+                       f"Sigfox still holds the id {elapsed_text(waited)} after the delete. The "
+                       "PAC is recorded: an approver can see it with the Show PAC button and "
+                       "register the device in the portal, or run `/sigfox renew` again later.")
+            return
+        retry = self.config.timing.release_retry.total_seconds()
+        self.store.update_device_step(workflow.id, step.device_id, now, next_run=now + retry,
+                                      attempts=step.attempts + 1)
+        self._schedule(workflow.id, now + retry)
+        self._report_wait(workflow, step, waited, "release",
+                          f"Waiting for Sigfox to release the id, {elapsed_text(waited)}")
+
+    def _renew_report_contract(self, workflow: WorkflowRecord, step: Any) -> None:
+        device_id = step.device_id
+        type_id = target_type_id(workflow, device_id)
+        device_type = self._call(workflow, device_id, "read device type",
+                                 self.api.get_device_type, type_id)
+        contract = contract_of(self.api, device_type)
+        end = contract.end_time
+        left = contract.tokens_left
+        text = (
+            f"Contract {contract.name or contract.id} ends {day(end)}"
+            + (f", {left} tokens left" if left is not None else "")
+            + ". Waiting for the device's first message."
+        )
+        data = {**step.data, "contract": contract.name or contract.id, "contract_end": end}
+        self._move(workflow, device_id, Step.REGISTERED, Step.AWAITING_UPLINK, text, data=data)
+
+    def _renew_await_uplink(self, workflow: WorkflowRecord, step: Any) -> None:
+        device_id = step.device_id
+        device = self._call(workflow, device_id, "read device", self.api.find_device, device_id)
+        registered_ms = step.data.get("registered_at", 0) * 1000
+        heard = device is not None and (
+            (device.token is not None and device.token.state == TokenState.OK)
+            or (device.last_com or 0) >= registered_ms
+        )
+        if heard and device is not None:
+            token_end = device.token.end if device.token else None
+            data = {**step.data, "token_end": token_end}
+            text = "First message received" + (
+                f"; token OK until {day(token_end)}." if token_end else "."
+            )
+            if self._move(workflow, device_id, Step.AWAITING_UPLINK, Step.CHECKING_CALLBACKS,
+                          text, data=data):
+                self._check_callbacks(
+                    workflow, self.store.device_step(workflow.id, device_id)
+                )
+            return
+        self._keep_waiting_for_uplink(workflow, step)
+
+    def _keep_waiting_for_uplink(self, workflow: WorkflowRecord, step: Any) -> None:
+        now = self.clock.now()
+        waited = now - step.data.get("registered_at", now)
+        if waited > self.config.timing.first_message_timeout.total_seconds():
+            self._fail(workflow, step.device_id, "first message",
+                       f"Registered, but no message arrived in {elapsed_text(waited)}. Check the "
+                       "device's power and coverage; it will take its token at its first message.")
+            return
+        poll = self.config.timing.first_message_poll.total_seconds()
+        self.store.update_device_step(workflow.id, step.device_id, now, next_run=now + poll)
+        self._schedule(workflow.id, now + poll)
+        self._report_wait(workflow, step, waited, "uplink",
+                          f"Waiting for the first message, {elapsed_text(waited)}")
+
+    def _check_callbacks(self, workflow: WorkflowRecord, step: Any) -> None:
+        device_id = step.device_id
+        snapshot = self.store.snapshot(workflow.id, device_id)
+        type_id = target_type_id(workflow, device_id)
+        callbacks = self._callbacks(workflow, device_id, type_id)
+        enabled = [c for c in callbacks if c.enabled]
+        if callbacks:
+            text = (f"Callbacks checked: {len(enabled)} of the device type's {len(callbacks)} "
+                    "callbacks are enabled and will receive its messages.")
+        else:
+            text = ("Callbacks checked: the device type has none, so its messages go nowhere "
+                    "but the Sigfox portal. Declare one there if they should.")
+        details: dict[str, Any] = {"callbacks": len(callbacks), "enabled": len(enabled)}
+        if snapshot and snapshot.device_type_id and snapshot.device_type_id != type_id:
+            previous = self._callbacks(workflow, device_id, snapshot.device_type_id)
+            missing = missing_callbacks(previous, callbacks)
+            if missing:
+                text += (
+                    f" The previous device type had {len(missing)} callbacks the new one lacks: "
+                    "an approver can copy them."
+                )
+                details["copy_callbacks_from"] = snapshot.device_type_id
+        data = {**step.data, **details}
+        self._move(workflow, device_id, Step.CHECKING_CALLBACKS, Step.DONE, text, data=data)
+
+    def _callbacks(self, workflow: WorkflowRecord, device_id: str, type_id: str) -> list[Any]:
+        return list(self._call(workflow, device_id, "read callbacks",
+                               lambda: list(self.api.iter_device_type_callbacks(type_id))))
+
+    def _step_transfer(self, workflow: WorkflowRecord, step: Any) -> None:
+        if step.state == Step.CHECKING_CALLBACKS:
+            self._check_callbacks(workflow, step)
+            return
+        target = workflow.params["device_type_id"]
+
+        def arrived(device: Device | None) -> bool:
+            return device is not None and type_id_of(device) == target
+
+        def submit(device_ids: list[str]) -> str:
+            return self.api.bulk_transfer(target, device_ids)
+
+        # A new device type may send its messages elsewhere: check callbacks, as a renewal does.
+        self._bulk_step(workflow, step, JobKind.TRANSFER, submit, arrived,
+                        f"Transferred to {workflow.params.get('device_type_name')}.",
+                        then=Step.CHECKING_CALLBACKS)
+
+    def _step_restart(self, workflow: WorkflowRecord, step: Any) -> None:
+        def back(device: Device | None) -> bool:
+            return (
+                device is not None
+                and device.token is not None
+                and device.token.state == TokenState.OK
+            )
+
+        self._bulk_step(workflow, step, JobKind.RESTART, self.api.bulk_restart, back,
+                        "Restarted: the token is OK again.")
+
+    def _bulk_step(
+        self,
+        workflow: WorkflowRecord,
+        step: Any,
+        kind: JobKind,
+        submit: Callable[[list[str]], str],
+        reached: Callable[[Device | None], bool],
+        done_text: str,
+        then: Step = Step.DONE,
+    ) -> None:
+        """One bulk job for every pending device; each device is then checked on its own:
+        the device itself is the truth, the job only explains a failure."""
+        if step.state == Step.PENDING:
+            self._submit_bulk(workflow, kind, submit)
+            return
+        device_id = step.device_id
+        device = self._call(workflow, device_id, "read device", self.api.find_device, device_id)
+        if reached(device):
+            moved = self._move(workflow, device_id, step.state, then, done_text)
+            if moved and then == Step.CHECKING_CALLBACKS:
+                self._check_callbacks(workflow, self.store.device_step(workflow.id, device_id))
+            return
+        now = self.clock.now()
+        submitted_at = float(step.data.get("submitted_at", step.updated_at))
+        job_id = step.data.get("job_id")
+        if job_id:
+            job = self._call(workflow, device_id, "read job", self.api.get_job, kind, job_id)
+            error = _job_error(job, device_id)
+            if error:
+                self._fail(workflow, device_id, kind.value,
+                           f"Sigfox's {kind.value} job {job_id} failed for {device_id}: {error}")
+                return
+        elif now - submitted_at > RESUBMIT_AFTER_SECONDS:
+            self._resubmit(workflow, step, kind)
+            return
+        if now - submitted_at > JOB_TIMEOUT_SECONDS:
+            self._fail(workflow, device_id, kind.value,
+                       f"The {kind.value} job did not take effect within an hour; check the "
+                       "device in the Sigfox portal before asking again.")
+            return
+        self.store.update_device_step(workflow.id, device_id, now, next_run=now + JOB_POLL_SECONDS)
+        self._schedule(workflow.id, now + JOB_POLL_SECONDS)
+
+    def _resubmit(self, workflow: WorkflowRecord, step: Any, kind: JobKind) -> None:
+        """The submission was cut off (a crash, a timeout) and did not take effect: send it
+        again. Transfers and restarts aim at a state, so a late first job does no harm."""
+        now = self.clock.now()
+        if self.store.cas_device(workflow.id, step.device_id, step.state, Step.PENDING.value, now,
+                                 next_run=now):
+            self._schedule(workflow.id, now)
+            self._tell(workflow, ProgressKind.STEP_DONE,
+                       f"The {kind.value} request may not have reached Sigfox and the device has "
+                       "not changed: sending it again.", device_id=step.device_id)
+
+    def _submit_bulk(
+        self, workflow: WorkflowRecord, kind: JobKind, submit: Callable[[list[str]], str]
+    ) -> None:
+        now = self.clock.now()
+        pending = [
+            s.device_id for s in self.store.workflow_devices(workflow.id) if s.state == Step.PENDING
+        ]
+        claimed = [
+            d for d in pending
+            if self.store.cas_device(workflow.id, d, Step.PENDING, Step.SUBMITTING, now,
+                                     data={"submitted_at": now})
+        ]
+        if not claimed:
+            return
+        try:
+            job_id = self._call(workflow, ",".join(claimed), kind.value, submit, claimed)
+        except SigfoxError as error:
+            # Unknown outcome: the devices are watched, and submitted again if nothing changes.
+            # Known refusal: back to pending, retried later with back-off.
+            target = Step.AWAITING_JOB if error.outcome_unknown else Step.PENDING
+            for device_id in claimed:
+                self.store.cas_device(workflow.id, device_id, Step.SUBMITTING, target.value, now,
+                                      last_error=str(error))
+            if error.outcome_unknown:
+                return
+            raise
+        for device_id in claimed:
+            self.store.cas_device(workflow.id, device_id, Step.SUBMITTING, Step.AWAITING_JOB, now,
+                                  data={"job_id": job_id, "submitted_at": now},
+                                  next_run=now + JOB_POLL_SECONDS)
+        self._schedule(workflow.id, now + JOB_POLL_SECONDS)
+        self._tell(workflow, ProgressKind.STEP_DONE,
+                   f"Sigfox {kind.value} job {job_id} started for {len(claimed)} device(s).",
+                   job_id=job_id)
+
+    def _step_unsubscribe(self, workflow: WorkflowRecord, step: Any) -> None:
+        device_id = step.device_id
+        when = int(workflow.params["unsubscribe_at_ms"])
+        if step.state == Step.PENDING and not self.store.cas_device(
+            workflow.id, device_id, Step.PENDING, Step.SUBMITTING, self.clock.now()
+        ):
+            return
+        device = self._call(workflow, device_id, "read device", self.api.find_device, device_id)
+        if device is None:
+            self._fail(workflow, device_id, "unsubscribe", f"{device_id} is no longer in Sigfox.")
+            return
+        if _unsubscription_time(device) != when:
+            self._call(workflow, device_id, "unsubscribe", self.api.unsubscribe_device,
+                       device_id, when)
+        self._move(workflow, device_id, Step.SUBMITTING, Step.DONE,
+                   f"Unsubscription set for {day(when)}.")
+
+
+def target_type_id(workflow: WorkflowRecord, device_id: str) -> str:
+    """The device type a renewal or a transfer puts the device on."""
+    targets = workflow.params.get("targets", {})
+    return str(targets.get(device_id) or workflow.params.get("device_type_id", ""))
+
+
+def _job_error(job: BulkJob, device_id: str) -> str:
+    """What a finished job says went wrong for this device ("" when nothing did)."""
+    if not job.done:
+        return ""
+    mine = [e.message or "no reason given" for e in job.errors if e.entity == device_id]
+    if mine:
+        return mine[0]
+    if job.failed and job.total == job.failed and job.errors:  # the whole job failed
+        return job.errors[0].message or "no reason given"
+    return ""
+
+
+def _unsubscription_time(device: Device) -> int | None:
+    if device.token is not None and device.token.unsubscription_time:
+        return device.token.unsubscription_time
+    return device.unsubscription_time
+
+
+def missing_callbacks(previous: Sequence[Any], current: Sequence[Any]) -> list[Any]:
+    have = {(c.callback_type, c.url, c.channel) for c in current}
+    return [c for c in previous if (c.callback_type, c.url, c.channel) not in have]

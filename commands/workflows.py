@@ -1,0 +1,510 @@
+"""The durable workflows: renew, delete, transfer, restart and unsubscribe.
+
+A workflow is a row with a state; every device in it has a step. Nothing waits in a thread:
+`tick()` advances whatever is due and returns. Each step first reads the backend, then acts,
+and each transition is a compare-and-set in SQLite, so a crash, a restart, two workers, a double
+click or a replayed request never sends a destructive call twice, and the snapshot taken before
+the delete (PAC included) is always there to re-register the device.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from commands.bookkeeping import elapsed_text, public_details
+from commands.config import BotConfig
+from commands.planning import Plan, Request, plan_request, type_id_of
+from commands.policy import Actor, Operation, Policy
+from commands.ports import Clock, Notifier, ProgressKind
+from commands.preflight import Refusal, day
+from commands.states import (
+    ACTIVE,
+    CANCELLABLE,
+    Kind,
+    Step,
+    WorkflowState,
+)
+from commands.status import DeviceStatus, read_device_status
+from commands.steps import DeviceSteps, missing_callbacks, target_type_id
+from sigfox.errors import SigfoxError
+from sigfox.models import Device
+from storage.records import WorkflowRecord, job_label
+from storage.store import Store
+
+log = logging.getLogger(__name__)
+
+LEASE_SECONDS = 300.0
+MAX_BACKOFF_SECONDS = 900.0
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The answer to a person's request or click. `message` is safe to show anywhere."""
+
+    ok: bool
+    message: str
+    workflow_id: int | None = None
+    approval_id: int | None = None
+    joined: bool = False
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        return job_label(self.workflow_id) if self.workflow_id else ""
+
+
+class Core(DeviceSteps):
+    """The operations of the bot, free of Slack: the Slack app, the CLI and the demo drive it."""
+
+    def __init__(
+        self,
+        *,
+        api: Any,
+        store: Store,
+        notifier: Notifier,
+        clock: Clock,
+        config: BotConfig,
+        owner: str | None = None,
+        on_renewed: Callable[[str], object] | None = None,
+    ) -> None:
+        self.api = api
+        self.store = store
+        self.notifier = notifier
+        self.clock = clock
+        self.config = config
+        self.policy = Policy(config)
+        self.owner = owner or f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        # Told the id of every device renewed or restarted through the bot (alerts resolve).
+        self.on_renewed = on_renewed
+
+    # -- requests ----------------------------------------------------------------------------
+
+    def request(self, request: Request) -> Outcome:
+        operation = Operation(request.kind.value)
+        decision = self.policy.can_request(request.actor, operation)
+        if not decision.allowed:
+            return Outcome(False, decision.reason)
+        try:
+            plan = plan_request(self.api, self.clock.now(), request)
+        except Refusal as refusal:
+            return Outcome(False, f"{refusal} Nothing was changed.")
+        except SigfoxError as error:
+            return Outcome(False, f"Could not check the device with Sigfox: {error}. "
+                                  "Nothing was changed; try again in a moment.")
+        return self._open_workflow(request, plan)
+
+    def _open_workflow(self, request: Request, plan: Plan) -> Outcome:
+        now = self.clock.now()
+        state = WorkflowState.AWAITING_APPROVAL if plan.needs_approval else WorkflowState.APPROVED
+        workflow_id, busy = self.store.create_workflow(
+            kind=request.kind.value,
+            state=state.value,
+            requester=request.actor.user_id,
+            device_ids=request.device_ids,
+            device_state=Step.PENDING.value,
+            now=now,
+            channel=request.target.channel,
+            thread=request.target.thread,
+            params=plan.params,
+        )
+        if workflow_id is None:
+            return self._join(busy)
+        self._record_snapshots(workflow_id, plan.devices, now)
+        self.store.audit(
+            request.actor.user_id,
+            f"request {request.kind.value}",
+            now,
+            workflow_id=workflow_id,
+            details={"devices": list(request.device_ids)},
+        )
+        workflow = self._workflow(workflow_id)
+        advice = list(plan.restart_advice)
+        details = {"summary": plan.summary, "restart_advice": advice}
+        self._tell(workflow, ProgressKind.REQUESTED, plan.summary, **details)
+        approval_id = None
+        if plan.needs_approval:
+            approval_id = self._ask_approval(workflow, request.actor.user_id, plan.summary)
+        message = f"{job_label(workflow_id)}: {plan.summary}"
+        if advice:
+            message += (
+                f"\nA restart would bring {', '.join(advice)} back without deleting its "
+                f"history: `/sigfox restart {' '.join(advice)}` is the better first choice."
+            )
+        if plan.needs_approval:
+            message += "\nWaiting for an approver."
+        return Outcome(True, message, workflow_id, approval_id, details=details)
+
+    def _join(self, busy: dict[str, int]) -> Outcome:
+        holders = sorted(set(busy.values()))
+        first = holders[0]
+        devices = ", ".join(sorted(busy))
+        return Outcome(
+            True,
+            f"{devices} already has a job in progress: {job_label(first)}. Follow it there; "
+            "a second job on the same device is not started.",
+            first,
+            joined=True,
+        )
+
+    def _record_snapshots(self, workflow_id: int, devices: Iterable[Device], now: float) -> None:
+        for device in devices:
+            location = device.location
+            self.store.save_snapshot(
+                workflow_id,
+                device.id,
+                pac=device.pac or "",
+                now=now,
+                name=device.name or "",
+                device_type_id=type_id_of(device),
+                group_id=device.group.id if device.group and device.group.id else "",
+                lat=location.lat if location else None,
+                lng=location.lng if location else None,
+                flags={
+                    "activable": device.activable,
+                    "automaticRenewal": device.automatic_renewal,
+                    "prototype": device.prototype,
+                    "productCertificate": (
+                        device.product_certificate.key if device.product_certificate else None
+                    ),
+                },
+            )
+
+    def _ask_approval(self, workflow: WorkflowRecord, requester: str, summary: str) -> int:
+        now = self.clock.now()
+        ttl = self.config.policy.approval_ttl.total_seconds()
+        approval_id = self.store.create_approval(workflow.id, requester, summary, now, now + ttl)
+        self._tell(
+            workflow,
+            ProgressKind.APPROVAL_NEEDED,
+            f"Approval needed: {summary}",
+            approval_id=approval_id,
+            expires_at=now + ttl,
+            summary=summary,
+            requester=requester,
+        )
+        return approval_id
+
+    # -- decisions ---------------------------------------------------------------------------
+
+    def decide(self, approval_id: int, actor: Actor, approve: bool, reason: str = "") -> Outcome:
+        """Approve or reject. Checked against the policy now; the first valid decision wins."""
+        approval = self.store.get_approval(approval_id)
+        if approval is None:
+            return Outcome(False, f"There is no approval request {approval_id}.")
+        workflow = self._workflow(approval.workflow_id)
+        now = self.clock.now()
+        if approval.state != "pending":
+            return Outcome(False, self._already_decided(approval.state, approval.decided_by))
+        if now >= approval.expires_at:
+            self._expire(approval.id, workflow)
+            return Outcome(
+                False, "This request expired; nothing was deleted. Ask again if still needed."
+            )
+        verdict = self.policy.can_approve(actor, Operation(workflow.kind), approval.requested_by)
+        if not verdict.allowed:
+            self.store.audit(actor.user_id, "approval refused", now, workflow_id=workflow.id,
+                             outcome="denied", details={"reason": verdict.reason})
+            return Outcome(False, verdict.reason, workflow.id, approval_id)
+        new_state = "approved" if approve else "rejected"
+        if not self.store.decide_approval(approval_id, new_state, actor.user_id, now, reason):
+            fresh = self.store.get_approval(approval_id)
+            state, by = (fresh.state, fresh.decided_by) if fresh else ("decided", "")
+            return Outcome(False, self._already_decided(state, by))
+        return self._apply_decision(workflow, actor, approve, approval_id, reason)
+
+    def _apply_decision(
+        self, workflow: WorkflowRecord, actor: Actor, approve: bool, approval_id: int, reason: str
+    ) -> Outcome:
+        now = self.clock.now()
+        target = WorkflowState.APPROVED if approve else WorkflowState.REJECTED
+        moved = self.store.cas_workflow(
+            workflow.id, [WorkflowState.AWAITING_APPROVAL.value], target.value, now, next_run=now
+        )
+        verb = "approved" if approve else "rejected"
+        self.store.audit(actor.user_id, verb, now, workflow_id=workflow.id, outcome=verb)
+        if not moved:
+            return Outcome(False, "This job was cancelled meanwhile; nothing will run.")
+        if not approve:
+            self.store.release_device_locks(workflow.id)
+        text = f"{verb.capitalize()} by <@{actor.user_id}>" + (f": {reason}" if reason else "")
+        self._tell(self._workflow(workflow.id), ProgressKind.DECIDED, text,
+                   approval_id=approval_id, decision=verb, decided_by=actor.user_id)
+        if not approve:
+            self._tell(self._workflow(workflow.id), ProgressKind.FINISHED,
+                       "Rejected: nothing was changed.", outcome="rejected")
+        return Outcome(True, f"{job_label(workflow.id)} {verb}.", workflow.id, approval_id)
+
+    @staticmethod
+    def _already_decided(state: str, by: str) -> str:
+        who = f" by <@{by}>" if by else ""
+        return f"This request was already {state}{who}; nothing more to do."
+
+    def cancel(self, workflow_id: int, actor: Actor) -> Outcome:
+        workflow = self.store.get_workflow(workflow_id)
+        if workflow is None:
+            return Outcome(False, f"There is no job {job_label(workflow_id)}: see `/sigfox jobs`.")
+        verdict = self.policy.can_cancel(actor, Operation(workflow.kind), workflow.requester)
+        if not verdict.allowed:
+            return Outcome(False, verdict.reason)
+        now = self.clock.now()
+        if not self.store.cas_workflow(
+            workflow.id, [s.value for s in CANCELLABLE], WorkflowState.CANCELLED.value, now,
+            outcome="cancelled",
+        ):
+            return Outcome(False, self._cannot_cancel(self._workflow(workflow.id)))
+        approval = self.store.approval_for(workflow.id)
+        if approval:
+            self.store.decide_approval(approval.id, "cancelled", actor.user_id, now)
+        self.store.release_device_locks(workflow.id)
+        self.store.audit(actor.user_id, "cancel", now, workflow_id=workflow.id)
+        self._tell(self._workflow(workflow.id), ProgressKind.FINISHED,
+                   f"Cancelled by <@{actor.user_id}>: nothing was changed.", outcome="cancelled")
+        return Outcome(True, f"{job_label(workflow.id)} cancelled; nothing was changed.",
+                       workflow.id)
+
+    @staticmethod
+    def _cannot_cancel(workflow: WorkflowRecord) -> str:
+        if workflow.state == WorkflowState.RUNNING:
+            return (
+                f"{workflow.label} cannot be cancelled: its first change was already sent to "
+                "Sigfox. The bot will finish it (the PAC is recorded), follow its thread."
+            )
+        return f"{workflow.label} has already ended ({workflow.state}); there is nothing to cancel."
+
+    def reveal_pac(self, workflow_id: int, device_id: str, actor: Actor) -> Outcome:
+        """The recorded PAC, for an approver who asks: private, and audited."""
+        workflow = self.store.get_workflow(workflow_id)
+        snapshot = self.store.snapshot(workflow_id, device_id) if workflow else None
+        if workflow is None or snapshot is None:
+            label = job_label(workflow_id)
+            return Outcome(False, f"No PAC was recorded for {device_id} in {label}.")
+        verdict = self.policy.can_approve(actor, Operation(workflow.kind), "")
+        now = self.clock.now()
+        self.store.audit(actor.user_id, "reveal pac", now, workflow_id=workflow_id,
+                         device_id=device_id, outcome="shown" if verdict.allowed else "denied")
+        if not verdict.allowed:
+            return Outcome(False, "Only approvers may see a recorded PAC.")
+        return Outcome(True, snapshot.current_pac, workflow_id, details={"device_id": device_id})
+
+    # -- advancing ---------------------------------------------------------------------------
+
+    def resume(self) -> int:
+        """At start: free leases left by a dead process and advance everything unfinished."""
+        self.store.break_leases()
+        for workflow in self.store.list_workflows(states=[s.value for s in ACTIVE], limit=100000):
+            if workflow.state in (WorkflowState.APPROVED, WorkflowState.RUNNING):
+                self.store.update_workflow(workflow.id, self.clock.now(), next_run=0)
+        return self.tick()
+
+    def tick(self) -> int:
+        """Advance every workflow that can move now; returns how many were looked at."""
+        self._expire_approvals()
+        now = self.clock.now()
+        due = self.store.workflows_due(
+            [WorkflowState.APPROVED.value, WorkflowState.RUNNING.value], now
+        )
+        for workflow_id in due:
+            self.advance(workflow_id)
+        return len(due)
+
+    def advance(self, workflow_id: int) -> None:
+        if not self.store.claim_workflow(workflow_id, self.owner, self.clock.now(), LEASE_SECONDS):
+            return
+        try:
+            self._advance_claimed(self._workflow(workflow_id))
+        finally:
+            self.store.release_workflow(workflow_id, self.owner)
+
+    def _advance_claimed(self, workflow: WorkflowRecord) -> None:
+        now = self.clock.now()
+        if workflow.state == WorkflowState.APPROVED:
+            if not self.store.cas_workflow(
+                workflow.id, [WorkflowState.APPROVED.value], WorkflowState.RUNNING.value, now
+            ):
+                return
+            workflow = self._workflow(workflow.id)
+        if workflow.state != WorkflowState.RUNNING:
+            return
+        runner = self._runner(Kind(workflow.kind))
+        for step in self.store.workflow_devices(workflow.id):
+            if not Step(step.state).finished and step.next_run <= self.clock.now():
+                self._run_step(workflow, step.device_id, runner)
+        self._finish_if_done(self._workflow(workflow.id))
+
+    def _run_step(self, workflow: WorkflowRecord, device_id: str, runner: Callable) -> None:
+        step = self.store.device_step(workflow.id, device_id)
+        if step is None:
+            return
+        try:
+            runner(workflow, step)
+        except SigfoxError as error:
+            self._retry_later(workflow, device_id, error)
+
+    def _retry_later(self, workflow: WorkflowRecord, device_id: str, error: SigfoxError) -> None:
+        """A fault (429, 5xx, timeout): nothing is lost; the step checks the backend next time."""
+        step = self.store.device_step(workflow.id, device_id)
+        attempts = (step.attempts if step else 0) + 1
+        delay = min(MAX_BACKOFF_SECONDS, self._tick_seconds() * 2 ** min(attempts, 10))
+        now = self.clock.now()
+        self.store.update_device_step(
+            workflow.id, device_id, now, attempts=attempts, next_run=now + delay,
+            last_error=str(error),
+        )
+        self._schedule(workflow.id, now + delay)
+        log.warning("%s %s: %s; retrying in %.0fs", workflow.label, device_id,
+                    type(error).__name__, delay)
+
+    # -- the first message ---------------------------------------------------------------------
+
+    def note_uplink(self, device_id: str) -> list[int]:
+        """The backend's DATA callback: make every renewal waiting for this device due now.
+        Reads nothing from Sigfox, so the callback's HTTP answer is immediate; returns the
+        workflows to advance."""
+        device_id = device_id.upper()
+        steps = self.store.active_steps_for_device(device_id, [Step.AWAITING_UPLINK.value])
+        now = self.clock.now()
+        for step in steps:
+            self.store.update_device_step(step.workflow_id, device_id, now, next_run=now)
+            self.store.update_workflow(step.workflow_id, now, next_run=now)
+        return [s.workflow_id for s in steps]
+
+    def handle_uplink(self, device_id: str) -> list[int]:
+        """Note the uplink and advance the waiting renewals at once (CLI, demo, tests)."""
+        workflow_ids = self.note_uplink(device_id)
+        for workflow_id in workflow_ids:
+            self.advance(workflow_id)
+        return workflow_ids
+
+    def _finish_if_done(self, workflow: WorkflowRecord) -> None:
+        steps = self.store.workflow_devices(workflow.id)
+        if not all(Step(s.state).finished for s in steps):
+            pending = [s.next_run for s in steps if not Step(s.state).finished]
+            self._schedule(workflow.id, min(pending))
+            return
+        failed = [s for s in steps if s.state == Step.FAILED]
+        state = WorkflowState.FAILED if failed else WorkflowState.DONE
+        if not self.store.cas_workflow(workflow.id, [WorkflowState.RUNNING.value], state.value,
+                                       self.clock.now(), outcome=state.value):
+            return
+        self.store.release_device_locks(workflow.id)
+        self._announce_renewed(workflow, steps)
+        summary = _summary(Kind(workflow.kind), steps)
+        kind = ProgressKind.FAILED if failed else ProgressKind.FINISHED
+        self._tell(self._workflow(workflow.id), kind, summary, outcome=state.value,
+                   results={s.device_id: {"state": s.state, **public_details(s.data),
+                                          "error": s.last_error} for s in steps})
+
+    def _announce_renewed(self, workflow: WorkflowRecord, steps: Sequence[Any]) -> None:
+        if self.on_renewed is None or workflow.kind not in (Kind.RENEW, Kind.RESTART):
+            return
+        for step in steps:
+            if step.state == Step.DONE:
+                try:
+                    self.on_renewed(step.device_id)
+                except Exception:  # alert bookkeeping must not undo a finished renewal
+                    log.exception("could not mark %s renewed", step.device_id)
+
+    def _expire_approvals(self) -> None:
+        now = self.clock.now()
+        for approval in self.store.pending_approvals():
+            if approval.expires_at <= now:
+                self._expire(approval.id, self._workflow(approval.workflow_id))
+            else:
+                self._remind(approval)
+
+    def _remind(self, approval: Any) -> None:
+        reminder = self.config.timing.approval_reminder.total_seconds()
+        now = self.clock.now()
+        key = f"approval-reminder:{approval.id}"
+        last = self.store.get_value(key) or approval.created_at
+        if now - last < reminder:
+            return
+        self.store.set_value(key, now)
+        workflow = self._workflow(approval.workflow_id)
+        self._tell(workflow, ProgressKind.WAITING,
+                   f"Still waiting for an approver ({elapsed_text(now - approval.created_at)}); "
+                   f"the request expires in {elapsed_text(approval.expires_at - now)}.",
+                   wait="approval", approval_id=approval.id, elapsed=now - approval.created_at)
+
+    def _expire(self, approval_id: int, workflow: WorkflowRecord) -> None:
+        now = self.clock.now()
+        if not self.store.decide_approval(approval_id, "expired", "", now):
+            return
+        if self.store.cas_workflow(workflow.id, [WorkflowState.AWAITING_APPROVAL.value],
+                                   WorkflowState.EXPIRED.value, now, outcome="expired"):
+            self.store.release_device_locks(workflow.id)
+            self._tell(self._workflow(workflow.id), ProgressKind.FINISHED,
+                       "The approval request expired: nothing was deleted. Ask again if it is "
+                       "still needed.", outcome="expired", approval_id=approval_id)
+
+    # -- reads for people ---------------------------------------------------------------------
+
+    def device_status(self, device_id: str) -> DeviceStatus | None:
+        """Raises BackendUnavailable when Sigfox cannot answer."""
+        return read_device_status(self.api, device_id)
+
+    def jobs(self, active_only: bool = True) -> list[WorkflowRecord]:
+        states = [s.value for s in ACTIVE] if active_only else None
+        return self.store.list_workflows(states=states)
+
+    # -- callbacks after a move to another device type --------------------------------------
+
+    _copy_guard = threading.Lock()  # two clicks at once must not create each callback twice
+
+    def copy_callbacks(self, workflow_id: int, device_id: str, actor: Actor) -> Outcome:
+        """Create on the device's new type the callbacks its previous type had and the new one
+        lacks (what `_renew_check_callbacks` offered). Approvers only: it changes what every
+        device of that type sends where. Only what is still missing is created, so a second
+        click, or a retry after a failure half-way, copies nothing twice."""
+        workflow = self.store.get_workflow(workflow_id)
+        step = self.store.device_step(workflow_id, device_id) if workflow else None
+        source = step.data.get("copy_callbacks_from", "") if step else ""
+        target = target_type_id(workflow, device_id) if workflow else ""
+        if workflow is None or not source or not target:
+            return Outcome(False, f"{job_label(workflow_id)} offered no callbacks to copy for "
+                                  f"{device_id}.")
+        if not self.policy.can_approve(actor, Operation(workflow.kind), "").allowed:
+            return Outcome(False, "Only approvers may copy callbacks between device types.")
+        try:
+            with self._copy_guard:
+                copied = self._copy_missing_callbacks(workflow, device_id, source, target)
+        except (SigfoxError, ValueError) as error:
+            return Outcome(False, f"Copying the callbacks failed: {error}. Those already "
+                                  "copied stay; click again to copy the rest.", workflow_id)
+        self.store.audit(actor.user_id, "copy callbacks", self.clock.now(),
+                         workflow_id=workflow_id, device_id=device_id, outcome="ok",
+                         details={"copied": copied, "from": source, "to": target})
+        if not copied:
+            return Outcome(True, "The new device type already has every callback of the "
+                                 "previous one; nothing was copied.", workflow_id)
+        text = (f"<@{actor.user_id}> copied {copied} callback(s) from the previous device type "
+                "to the new one.")
+        self._tell(workflow, ProgressKind.STEP_DONE, text, device_id=device_id)
+        return Outcome(True, text, workflow_id, details={"copied": copied})
+
+    def _copy_missing_callbacks(self, workflow: WorkflowRecord, device_id: str, source: str,
+                                target: str) -> int:
+        previous = self._callbacks(workflow, device_id, source)
+        missing = missing_callbacks(previous, self._callbacks(workflow, device_id, target))
+        for callback in missing:
+            self._call(workflow, device_id, "copy callback", self.api.create_callback, target,
+                       callback.to_create())
+        return len(missing)
+
+def _summary(kind: Kind, steps: Sequence[Any]) -> str:
+    done = [s for s in steps if s.state == Step.DONE]
+    failed = [s for s in steps if s.state == Step.FAILED]
+    head = f"{kind.value.capitalize()} finished: {len(done)} of {len(steps)} device(s) done"
+    lines = [head + (f", {len(failed)} failed." if failed else ".")]
+    for step in done:
+        if step.data.get("token_end"):
+            lines.append(f"• {step.device_id}: token OK until {day(step.data['token_end'])}")
+    for step in failed:
+        lines.append(f"• {step.device_id}: {step.last_error}")
+    return "\n".join(lines)

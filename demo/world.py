@@ -1,0 +1,315 @@
+"""The demo's world: the whole bot, wired as in production, on loopback and a virtual clock.
+
+- the simulated Sigfox backend (`SimulatorServer`, in-process, a generated fleet);
+- the real core, its SQLite store (in a temporary directory) and the APScheduler tick;
+- the real alert service with the Slack alert sink;
+- the real Bolt app from `create_bolt_app` and the real `SlackNotifier`, whose Web API calls go to
+  `TerminalSlack`, which prints them;
+- people: `/sigfox` commands and button clicks are `BoltRequest`s signed with the app's signing
+  secret exactly as Slack signs them, handed to `app.dispatch`.
+
+One clock, the simulator's, serves the backend and the bot: the demo moves it forward quickly
+while something waits (a release hold of 30 virtual minutes passes in about a second).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import secrets
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, TextIO
+from urllib.parse import urlencode
+
+from slack_bolt import App, BoltRequest
+from slack_sdk.signature import SignatureVerifier
+
+from commands.config import BotConfig, parse_config
+from demo.terminal_slack import TEAM_ID, Person, Posted, TerminalSlack
+from sigfox.simulator import SimulatorServer
+
+log = logging.getLogger(__name__)
+
+OPS_CHANNEL = "C0FLEETOPS"
+ALERTS_CHANNEL = "C0FLEETALERT"
+CHANNELS = {OPS_CHANNEL: "fleet-ops", ALERTS_CHANNEL: "fleet-alerts"}
+PEOPLE = (
+    Person("U0ALICE", "alice", "Alice Martin"),
+    Person("U0BOB", "bob", "Bob Okafor"),
+)
+DEMO_CONFIG = f"""
+[policy]
+requesters = ["*"]
+approvers = ["U0ALICE", "U0BOB"]
+allow_self_approval = false
+approval_ttl = "24h"
+
+[alerts]
+channel = "{ALERTS_CHANNEL}"
+warn_days = 30
+critical_days = 7
+timezone = "UTC"
+
+[timing]
+tick = "1s"
+release_retry = "5m"
+release_timeout = "2h"
+first_message_poll = "5m"
+first_message_timeout = "7d"
+approval_reminder = "4h"
+"""
+TICK_SECONDS = 0.05  # real seconds between scheduler ticks
+STEP_SECONDS = 60.0  # virtual seconds per fast-forward step: every minute gets a tick
+SETTLE_SECONDS = 0.3  # real quiet time after which the bot is taken to have answered
+
+
+@dataclass(frozen=True)
+class DemoSettings:
+    devices: int = 300
+    seed: int = 7
+    speed: float = 1800.0  # virtual seconds per real second while fast-forwarding
+    db_path: Path | None = None
+
+
+def demo_config() -> BotConfig:
+    return parse_config(DEMO_CONFIG)
+
+
+class DemoWorld:
+    """Everything the demo runs; `start()` it, use it, `stop()` it (or use `with`)."""
+
+    def __init__(self, settings: DemoSettings, stream: TextIO) -> None:
+        self.settings = settings
+        self.stream = stream
+        self.config = demo_config()
+        self.signing_secret = secrets.token_hex(16)
+        self._triggers = itertools.count(1)
+        self._tmp: Path | None = None
+        self._stoppers: list[Callable[[], object]] = []
+        self.simulator: SimulatorServer
+        self.slack: TerminalSlack
+        self.core: Any
+        self.alerts: Any
+        self.app: App
+
+    # ------------------------------------------------------------------ assembly
+
+    def start(self) -> DemoWorld:
+        try:
+            self._start_backend()
+            self._start_slack()
+            self._start_bot()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start_backend(self) -> None:
+        self.simulator = SimulatorServer(
+            devices=self.settings.devices, seed=self.settings.seed, delete_hold=1800.0,
+            rate_limits=False, job_delay=0.05,
+        ).start()
+        self._stoppers.append(self.simulator.stop)
+
+    def _start_slack(self) -> None:
+        self.slack = TerminalSlack(stream=self.stream, clock=self.clock_now, channels=CHANNELS,
+                                   people=list(PEOPLE)).start()
+        self._stoppers.append(self.slack.stop)
+
+    def _start_bot(self) -> None:
+        from bot.alerts import SlackAlertSink
+        from bot.app import create_bolt_app
+        from bot.notifier import SlackNotifier
+        from bot.slack_client import make_web_client
+        from commands.alerts import AlertService
+        from commands.runtime import start_scheduler
+        from commands.workflows import Core
+        from sigfox.client import SigfoxClient
+        from storage.db import open_database
+        from storage.store import Store
+
+        database = open_database(self._db_path())
+        store = Store(database)
+        client = make_web_client(self.slack.token, self.slack.api_url)
+        api = SigfoxClient(self.simulator.base_url, self.simulator.login,
+                           self.simulator.password, rate_limits=False, timeout=10.0)
+        self._stoppers.append(api.close)
+        notifier = SlackNotifier(client, store, min_interval=0.0)
+        self.core = Core(api=api, store=store, notifier=notifier, clock=self.simulator.clock,
+                         config=self.config)
+        self.alerts = AlertService(api=api, database=database, sink=SlackAlertSink(client),
+                                   config=self.config, clock=self.simulator.clock)
+        self.app = create_bolt_app(core=self.core, client=client,
+                                   signing_secret=self.signing_secret, config=self.config,
+                                   alerts=self.alerts, notifier=notifier)
+        scheduler = start_scheduler(self.core, tick=timedelta(seconds=TICK_SECONDS))
+        self._stoppers.append(lambda: scheduler.shutdown(wait=True))
+
+    def _db_path(self) -> Path:
+        if self.settings.db_path is not None:
+            return self.settings.db_path
+        self._tmp = Path(tempfile.mkdtemp(prefix="sigfox-demo-"))
+        self._stoppers.append(lambda: shutil.rmtree(self._tmp or "", ignore_errors=True))
+        return self._tmp / "sigfox-bot.db"
+
+    def stop(self) -> None:
+        # Last started, first stopped: the scheduler before the client it calls, and so on.
+        while self._stoppers:
+            stopper = self._stoppers.pop()
+            try:
+                stopper()
+            except Exception:  # a stop that fails must not keep the others from running
+                log.debug("demo shutdown step failed", exc_info=True)
+
+    def __enter__(self) -> DemoWorld:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ------------------------------------------------------------------ time
+
+    def clock_now(self) -> float:
+        return self.simulator.clock.now()
+
+    def fast_forward(self, seconds: float, until: Callable[[], bool] | None = None) -> bool:
+        """Move virtual time by up to `seconds`, a minute at a time at `speed`; stop early when
+        `until()` holds. Returns whether `until` held (True when there was none)."""
+        pause = STEP_SECONDS / max(self.settings.speed, 1.0)
+        moved = 0.0
+        while moved < seconds:
+            if until is not None and until():
+                return True
+            step = min(STEP_SECONDS, seconds - moved)
+            self.simulator.clock.advance(step)
+            moved += step
+            time.sleep(max(pause, TICK_SECONDS * 1.5))  # let the scheduler tick this minute
+        return until() if until is not None else True
+
+    def settle(self, timeout: float = 10.0) -> None:
+        """Wait until the bot has stopped talking to Slack (its listeners run in threads)."""
+        deadline = time.monotonic() + timeout
+        time.sleep(SETTLE_SECONDS / 2)
+        while self.slack.quiet_for() < SETTLE_SECONDS and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    # ------------------------------------------------------------------ people
+
+    def person(self, name: str) -> Person | None:
+        wanted = name.strip().lstrip("@").casefold()
+        return next((p for p in PEOPLE if wanted in (p.name, p.user_id.casefold())), None)
+
+    def command(self, user: Person, text: str, channel: str = OPS_CHANNEL) -> None:
+        """`user` types `/sigfox <text>` in `channel`."""
+        self.slack.say_typed(user.user_id, channel, f"/sigfox {text}".strip())
+        trigger = f"{next(self._triggers)}.{secrets.token_hex(4)}"
+        form = {
+            "token": "demo", "team_id": TEAM_ID, "team_domain": "acme-iot-demo",
+            "channel_id": channel, "channel_name": CHANNELS.get(channel, channel),
+            "user_id": user.user_id, "user_name": user.name, "command": "/sigfox",
+            "text": text, "api_app_id": "A0SIGFOXBOT", "trigger_id": trigger,
+            "response_url": self.slack.response_url(channel, user.user_id),
+        }
+        self._dispatch(urlencode(form), user, channel)
+
+    def click(self, user: Person, label: str) -> bool:
+        """`user` clicks the most recent button labelled `label`; False when there is none."""
+        found = self.slack.find_button(label)
+        if found is None:
+            return False
+        message, button = found
+        self.slack.say_clicked(user.user_id, _label(button), message)
+        payload = _action_payload(user, message, button,
+                                  self.slack.response_url(message.channel, user.user_id,
+                                                          message.ts))
+        self._dispatch(urlencode({"payload": json.dumps(payload)}), user, message.channel)
+        return True
+
+    def _dispatch(self, body: str, user: Person, channel: str) -> None:
+        response = self.app.dispatch(signed_request(self.signing_secret, body))
+        if response.status != 200:
+            log.warning("the app answered HTTP %s", response.status)
+        _show_ack(self.slack, response.body, user.user_id, channel)
+        self.settle()
+
+    # ------------------------------------------------------------------ the device sends
+
+    def uplink(self, device_id: str) -> bool:
+        """The device sends a message; Sigfox's DATA callback tells the bot at once."""
+        try:
+            self.simulator.world.uplink(device_id.upper())
+        except Exception as error:  # unknown id, device not registered: say so, go on
+            self.slack.narrate(f"{device_id} cannot send: {error}")
+            return False
+        self.core.handle_uplink(device_id.upper())
+        self.settle()
+        return True
+
+
+def signed_request(signing_secret: str, body: str) -> BoltRequest:
+    """A request carrying Slack's signature headers over `body` (checked by Bolt)."""
+    timestamp = str(int(time.time()))  # Bolt compares with real time, not the virtual clock
+    signature = SignatureVerifier(signing_secret).generate_signature(timestamp=timestamp,
+                                                                     body=body)
+    headers = {
+        "content-type": ["application/x-www-form-urlencoded"],
+        "x-slack-request-timestamp": [timestamp],
+        "x-slack-signature": [signature or ""],
+    }
+    return BoltRequest(body=body, headers=headers)
+
+
+def _label(button: dict[str, Any]) -> str:
+    return str((button.get("text") or {}).get("text", ""))
+
+
+def _action_payload(user: Person, message: Posted, button: dict[str, Any],
+                    response_url: str) -> dict[str, Any]:
+    action = {k: v for k, v in button.items() if not k.startswith("_")}
+    action.update(block_id=button.get("_block_id", ""), action_ts=f"{time.time():.6f}")
+    container: dict[str, Any] = {"type": "message", "message_ts": message.ts,
+                                 "channel_id": message.channel, "is_ephemeral": False}
+    if message.thread_ts:
+        container["thread_ts"] = message.thread_ts
+    return {
+        "type": "block_actions", "api_app_id": "A0SIGFOXBOT", "token": "demo",
+        "team": {"id": TEAM_ID, "domain": "acme-iot-demo"},
+        "user": {"id": user.user_id, "username": user.name, "name": user.name,
+                 "team_id": TEAM_ID},
+        "container": container, "trigger_id": f"{time.time():.6f}.demo",
+        "channel": {"id": message.channel, "name": CHANNELS.get(message.channel, "")},
+        "message": {"type": "message", "user": message.user, "ts": message.ts,
+                    "text": message.text, "blocks": message.blocks,
+                    **({"thread_ts": message.thread_ts} if message.thread_ts else {})},
+        "response_url": response_url, "actions": [action],
+    }
+
+
+def _show_ack(slack: TerminalSlack, body: str, user: str, channel: str) -> None:
+    """An `ack(text=...)` travels in the HTTP answer; Slack shows it to the person who typed."""
+    if not body:
+        return
+    try:
+        answer = json.loads(body)
+    except ValueError:
+        answer = {"text": body}
+    if isinstance(answer, dict) and (answer.get("text") or answer.get("blocks")):
+        slack.show_ack(user, channel, answer)
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
+    """Poll `condition` in real time (for things that need no virtual time to pass)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.02)
+    return condition()
+

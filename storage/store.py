@@ -1,0 +1,422 @@
+"""The workflow store: every record that makes a job recoverable after a crash.
+
+Each state change is a compare-and-set (`UPDATE ... WHERE state = ? AND version = ?`): when two
+workers, a double click or a replayed Slack request race, exactly one update matches a row and
+the others see `False`. All SQL of the workflows lives here.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from storage.db import SafeDatabase, get_value, set_value
+from storage.records import (
+    JSON_COLUMNS,
+    ApprovalRecord,
+    AuditEntry,
+    DeviceStep,
+    EventRecord,
+    Snapshot,
+    WorkflowRecord,
+    from_row,
+)
+
+
+def _encode(fields: dict[str, Any]) -> dict[str, Any]:
+    return {k: json.dumps(v, sort_keys=True) if k in JSON_COLUMNS else v for k, v in fields.items()}
+
+
+def _assignments(fields: dict[str, Any]) -> tuple[str, list[Any]]:
+    encoded = _encode(fields)
+    return ", ".join(f"{k} = ?" for k in encoded), list(encoded.values())
+
+
+class Store:
+    def __init__(self, database: SafeDatabase) -> None:
+        self.database = database
+
+    # -- workflows -------------------------------------------------------------------------
+
+    def create_workflow(
+        self,
+        *,
+        kind: str,
+        state: str,
+        requester: str,
+        device_ids: Sequence[str],
+        device_state: str,
+        now: float,
+        channel: str = "",
+        thread: str = "",
+        params: dict[str, Any] | None = None,
+        lock_devices: bool = True,
+    ) -> tuple[int | None, dict[str, int]]:
+        """Insert a workflow and its devices, or report the workflows already holding them.
+
+        Returns `(new_id, {})`, or `(None, {device_id: workflow_id})` when a device is busy
+        with another destructive workflow (the new request must join that one instead).
+        """
+        with self.database.transaction() as db:
+            busy = self._busy_devices(db, device_ids) if lock_devices else {}
+            if busy:
+                return None, busy
+            cursor = db.execute(
+                "INSERT INTO workflows (kind, state, requester, channel, thread, params, "
+                "next_run, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [kind, state, requester, channel, thread, json.dumps(params or {}), now, now, now],
+            )
+            workflow_id = int(cursor.lastrowid or 0)
+            for device_id in device_ids:
+                db.execute(
+                    "INSERT INTO workflow_devices (workflow_id, device_id, state, updated_at) "
+                    "VALUES (?, ?, ?, ?)",
+                    [workflow_id, device_id, device_state, now],
+                )
+                if lock_devices:
+                    db.execute(
+                        "INSERT INTO device_locks (device_id, workflow_id) VALUES (?, ?)",
+                        [device_id, workflow_id],
+                    )
+            return workflow_id, {}
+
+    @staticmethod
+    def _busy_devices(db: Any, device_ids: Sequence[str]) -> dict[str, int]:
+        if not device_ids:
+            return {}
+        marks = ", ".join("?" for _ in device_ids)
+        rows = db.execute(
+            f"SELECT device_id, workflow_id FROM device_locks WHERE device_id IN ({marks})",
+            list(device_ids),
+        ).fetchall()
+        return {row[0]: row[1] for row in rows}
+
+    def release_device_locks(self, workflow_id: int) -> None:
+        with self.database.transaction() as db:
+            db.execute("DELETE FROM device_locks WHERE workflow_id = ?", [workflow_id])
+
+    def get_workflow(self, workflow_id: int) -> WorkflowRecord | None:
+        rows = self.database.query("SELECT * FROM workflows WHERE id = ?", (workflow_id,))
+        return from_row(WorkflowRecord, rows[0]) if rows else None
+
+    def list_workflows(
+        self, *, states: Iterable[str] | None = None, limit: int = 50
+    ) -> list[WorkflowRecord]:
+        if states is None:
+            sql, params = "SELECT * FROM workflows ORDER BY id DESC LIMIT ?", [limit]
+        else:
+            wanted = list(states)
+            marks = ", ".join("?" for _ in wanted)
+            sql = f"SELECT * FROM workflows WHERE state IN ({marks}) ORDER BY id DESC LIMIT ?"
+            params = [*wanted, limit]
+        return [from_row(WorkflowRecord, r) for r in self.database.query(sql, tuple(params))]
+
+    def count_workflows_by_state(self) -> dict[str, int]:
+        rows = self.database.query("SELECT state, COUNT(*) AS n FROM workflows GROUP BY state")
+        return {row["state"]: row["n"] for row in rows}
+
+    def workflows_due(self, states: Iterable[str], now: float) -> list[int]:
+        wanted = list(states)
+        marks = ", ".join("?" for _ in wanted)
+        rows = self.database.query(
+            f"SELECT id FROM workflows WHERE state IN ({marks}) AND next_run <= ? ORDER BY id",
+            (*wanted, now),
+        )
+        return [row["id"] for row in rows]
+
+    def cas_workflow(
+        self, workflow_id: int, expected: Iterable[str], new_state: str, now: float, **fields: Any
+    ) -> bool:
+        """Move a workflow from one of `expected` to `new_state`; False if someone else did."""
+        wanted = list(expected)
+        assignments, values = _assignments({"state": new_state, "updated_at": now, **fields})
+        marks = ", ".join("?" for _ in wanted)
+        with self.database.transaction() as db:
+            cursor = db.execute(
+                f"UPDATE workflows SET {assignments}, version = version + 1 "
+                f"WHERE id = ? AND state IN ({marks})",
+                [*values, workflow_id, *wanted],
+            )
+            return cursor.rowcount == 1
+
+    def update_workflow(self, workflow_id: int, now: float, **fields: Any) -> None:
+        assignments, values = _assignments({"updated_at": now, **fields})
+        with self.database.transaction() as db:
+            db.execute(
+                f"UPDATE workflows SET {assignments}, version = version + 1 WHERE id = ?",
+                [*values, workflow_id],
+            )
+
+    def claim_workflow(self, workflow_id: int, owner: str, now: float, ttl: float) -> bool:
+        """Take a lease so one worker at a time advances a workflow; a dead one's lease lapses."""
+        with self.database.transaction() as db:
+            cursor = db.execute(
+                "UPDATE workflows SET lease_owner = ?, lease_until = ? "
+                "WHERE id = ? AND (lease_owner = '' OR lease_owner = ? OR lease_until < ?)",
+                [owner, now + ttl, workflow_id, owner, now],
+            )
+            return cursor.rowcount == 1
+
+    def release_workflow(self, workflow_id: int, owner: str) -> None:
+        with self.database.transaction() as db:
+            db.execute(
+                "UPDATE workflows SET lease_owner = '', lease_until = 0 "
+                "WHERE id = ? AND lease_owner = ?",
+                [workflow_id, owner],
+            )
+
+    def break_leases(self) -> int:
+        """At start: no worker of this database survives a restart, so no lease is held."""
+        with self.database.transaction() as db:
+            cursor = db.execute(
+                "UPDATE workflows SET lease_owner = '', lease_until = 0 WHERE lease_owner != ''"
+            )
+            return cursor.rowcount
+
+    # -- devices of a workflow ---------------------------------------------------------------
+
+    def workflow_devices(self, workflow_id: int) -> list[DeviceStep]:
+        rows = self.database.query(
+            "SELECT * FROM workflow_devices WHERE workflow_id = ? ORDER BY rowid", (workflow_id,)
+        )
+        return [from_row(DeviceStep, r) for r in rows]
+
+    def device_step(self, workflow_id: int, device_id: str) -> DeviceStep | None:
+        rows = self.database.query(
+            "SELECT * FROM workflow_devices WHERE workflow_id = ? AND device_id = ?",
+            (workflow_id, device_id),
+        )
+        return from_row(DeviceStep, rows[0]) if rows else None
+
+    def cas_device(
+        self,
+        workflow_id: int,
+        device_id: str,
+        expected: str,
+        new_state: str,
+        now: float,
+        **fields: Any,
+    ) -> bool:
+        assignments, values = _assignments({"state": new_state, "updated_at": now, **fields})
+        with self.database.transaction() as db:
+            cursor = db.execute(
+                f"UPDATE workflow_devices SET {assignments}, version = version + 1 "
+                "WHERE workflow_id = ? AND device_id = ? AND state = ?",
+                [*values, workflow_id, device_id, expected],
+            )
+            return cursor.rowcount == 1
+
+    def update_device_step(
+        self, workflow_id: int, device_id: str, now: float, **fields: Any
+    ) -> None:
+        assignments, values = _assignments({"updated_at": now, **fields})
+        with self.database.transaction() as db:
+            db.execute(
+                f"UPDATE workflow_devices SET {assignments}, version = version + 1 "
+                "WHERE workflow_id = ? AND device_id = ?",
+                [*values, workflow_id, device_id],
+            )
+
+    def active_steps_for_device(self, device_id: str, states: Iterable[str]) -> list[DeviceStep]:
+        wanted = list(states)
+        marks = ", ".join("?" for _ in wanted)
+        rows = self.database.query(
+            f"SELECT * FROM workflow_devices WHERE device_id = ? AND state IN ({marks})",
+            (device_id, *wanted),
+        )
+        return [from_row(DeviceStep, r) for r in rows]
+
+    # -- events and audit --------------------------------------------------------------------
+
+    def add_event(
+        self,
+        workflow_id: int,
+        kind: str,
+        text: str,
+        now: float,
+        *,
+        device_id: str = "",
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        with self.database.transaction() as db:
+            db.execute(
+                "INSERT INTO workflow_events (workflow_id, device_id, time, kind, text, details) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                [workflow_id, device_id, now, kind, text, json.dumps(details or {})],
+            )
+
+    def events(self, workflow_id: int) -> list[EventRecord]:
+        rows = self.database.query(
+            "SELECT * FROM workflow_events WHERE workflow_id = ? ORDER BY id", (workflow_id,)
+        )
+        return [from_row(EventRecord, r) for r in rows]
+
+    def device_history(self, device_id: str, limit: int = 50) -> list[EventRecord]:
+        rows = self.database.query(
+            "SELECT e.* FROM workflow_events e WHERE e.device_id = ? OR e.workflow_id IN "
+            "(SELECT workflow_id FROM workflow_devices WHERE device_id = ?) "
+            "ORDER BY e.id DESC LIMIT ?",
+            (device_id, device_id, limit),
+        )
+        return [from_row(EventRecord, r) for r in reversed(rows)]
+
+    def audit(
+        self,
+        actor: str,
+        action: str,
+        now: float,
+        *,
+        workflow_id: int | None = None,
+        device_id: str = "",
+        outcome: str = "",
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        with self.database.transaction() as db:
+            db.execute(
+                "INSERT INTO audit (time, actor, action, workflow_id, device_id, outcome, "
+                "details) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [now, actor, action, workflow_id, device_id, outcome, json.dumps(details or {})],
+            )
+
+    def audit_entries(
+        self, *, workflow_id: int | None = None, device_id: str | None = None
+    ) -> list[AuditEntry]:
+        clauses, params = [], []
+        if workflow_id is not None:
+            clauses.append("workflow_id = ?")
+            params.append(workflow_id)
+        if device_id is not None:
+            clauses.append("device_id = ?")
+            params.append(device_id)
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        rows = self.database.query(f"SELECT * FROM audit {where} ORDER BY id", tuple(params))
+        return [from_row(AuditEntry, r) for r in rows]
+
+    # -- approvals ---------------------------------------------------------------------------
+
+    def create_approval(
+        self, workflow_id: int, requested_by: str, summary: str, now: float, expires_at: float
+    ) -> int:
+        with self.database.transaction() as db:
+            cursor = db.execute(
+                "INSERT INTO approvals (workflow_id, state, requested_by, summary, created_at, "
+                "expires_at) VALUES (?, 'pending', ?, ?, ?, ?)",
+                [workflow_id, requested_by, summary, now, expires_at],
+            )
+            return int(cursor.lastrowid or 0)
+
+    def get_approval(self, approval_id: int) -> ApprovalRecord | None:
+        rows = self.database.query("SELECT * FROM approvals WHERE id = ?", (approval_id,))
+        return from_row(ApprovalRecord, rows[0]) if rows else None
+
+    def approval_for(self, workflow_id: int) -> ApprovalRecord | None:
+        rows = self.database.query(
+            "SELECT * FROM approvals WHERE workflow_id = ?", (workflow_id,)
+        )
+        return from_row(ApprovalRecord, rows[0]) if rows else None
+
+    def pending_approvals(self) -> list[ApprovalRecord]:
+        rows = self.database.query("SELECT * FROM approvals WHERE state = 'pending' ORDER BY id")
+        return [from_row(ApprovalRecord, r) for r in rows]
+
+    def decide_approval(
+        self, approval_id: int, new_state: str, by: str, now: float, reason: str = ""
+    ) -> bool:
+        """The first decision wins: only a pending approval can be decided."""
+        with self.database.transaction() as db:
+            cursor = db.execute(
+                "UPDATE approvals SET state = ?, decided_by = ?, decided_at = ?, reason = ? "
+                "WHERE id = ? AND state = 'pending'",
+                [new_state, by, now, reason, approval_id],
+            )
+            return cursor.rowcount == 1
+
+    def set_approval_message(self, approval_id: int, message_ref: dict[str, Any]) -> None:
+        with self.database.transaction() as db:
+            db.execute(
+                "UPDATE approvals SET message_ref = ? WHERE id = ?",
+                [json.dumps(message_ref), approval_id],
+            )
+
+    # -- snapshots ---------------------------------------------------------------------------
+
+    def save_snapshot(
+        self,
+        workflow_id: int,
+        device_id: str,
+        *,
+        pac: str,
+        now: float,
+        name: str = "",
+        device_type_id: str = "",
+        group_id: str = "",
+        lat: float | None = None,
+        lng: float | None = None,
+        flags: dict[str, Any] | None = None,
+    ) -> bool:
+        """Record the device before anything destructive. The first capture is never replaced."""
+        with self.database.transaction() as db:
+            cursor = db.execute(
+                "INSERT OR IGNORE INTO snapshots (workflow_id, device_id, pac, name, "
+                "device_type_id, group_id, lat, lng, flags, captured_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    workflow_id,
+                    device_id,
+                    pac,
+                    name,
+                    device_type_id,
+                    group_id,
+                    lat,
+                    lng,
+                    json.dumps(flags or {}),
+                    now,
+                ],
+            )
+            return cursor.rowcount == 1
+
+    def record_new_pac(self, workflow_id: int, device_id: str, new_pac: str) -> None:
+        with self.database.transaction() as db:
+            db.execute(
+                "UPDATE snapshots SET new_pac = ? WHERE workflow_id = ? AND device_id = ?",
+                [new_pac, workflow_id, device_id],
+            )
+
+    def snapshot(self, workflow_id: int, device_id: str) -> Snapshot | None:
+        rows = self.database.query(
+            "SELECT * FROM snapshots WHERE workflow_id = ? AND device_id = ?",
+            (workflow_id, device_id),
+        )
+        return from_row(Snapshot, rows[0]) if rows else None
+
+    def latest_snapshot(self, device_id: str) -> Snapshot | None:
+        rows = self.database.query(
+            "SELECT * FROM snapshots WHERE device_id = ? ORDER BY captured_at DESC, "
+            "workflow_id DESC LIMIT 1",
+            (device_id,),
+        )
+        return from_row(Snapshot, rows[0]) if rows else None
+
+    # -- idempotency -------------------------------------------------------------------------
+
+    def claim_idempotency_key(self, key: str, now: float) -> bool:
+        """True the first time a key is seen: a Slack retry or a replay sees False."""
+        with self.database.transaction() as db:
+            cursor = db.execute(
+                "INSERT OR IGNORE INTO idempotency_keys (key, created_at) VALUES (?, ?)",
+                [key, now],
+            )
+            return cursor.rowcount == 1
+
+    def forget_idempotency_keys(self, older_than: float) -> None:
+        with self.database.transaction() as db:
+            db.execute("DELETE FROM idempotency_keys WHERE created_at < ?", [older_than])
+
+    # -- small key/value settings ------------------------------------------------------------
+
+    def get_value(self, key: str) -> Any:
+        return get_value(self.database, key)
+
+    def set_value(self, key: str, value: Any) -> None:
+        set_value(self.database, key, value)
