@@ -5,8 +5,8 @@ virtual clock and its `clock` reads it, so a 10-second window or an hour passes 
 and both sides agree on what time it is.
 
 Every client here talks through `SpecCheckingTransport`: each request body the client sends
-and each answer it gets is validated against openapi.json as it passes, in every test (when the
-spec is absent, the tests about the spec skip and the others run unchecked).
+and each answer it gets is validated against openapi.json as it passes, in every test (the spec
+is kept in tests/specs/; without it every test here fails).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
-from support.openapi import SpecCheckingTransport, spec_available
+from support.openapi import SpecCheckingTransport
 
 from sigfox.client import SigfoxClient
 from sigfox.errors import (
@@ -49,8 +49,7 @@ def sim_client(sim: SimulatorServer, **options: Any) -> SigfoxClient:
     defaults: dict[str, Any] = {
         "clock": sim.clock.now,
         "sleep": lambda seconds: sim.clock.advance(seconds),
-        # Without the spec the client's behaviour is still tested, only not its dialect.
-        "transport": SpecCheckingTransport() if spec_available() else httpx.HTTPTransport(),
+        "transport": SpecCheckingTransport(),
     }
     defaults.update(options)
     return SigfoxClient(sim.base_url, sim.login, sim.password, **defaults)

@@ -12,10 +12,11 @@ from typing import Any
 import pytest
 import yaml
 from jsonschema import Draft7Validator
+from support.specs import SLACK_MANIFEST_SCHEMA, require
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 MANIFEST = REPO_ROOT / "app.yaml"
-SCHEMA = REPO_ROOT.parent / "shared" / "specs" / "slack-app-manifest" / "manifest.schema.1.0.0.json"
+SCHEMA = SLACK_MANIFEST_SCHEMA
 BOT_SCOPES = {"chat:write", "commands", "usergroups:read", "files:write"}
 
 
@@ -26,9 +27,7 @@ def manifest() -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def validator() -> Draft7Validator:
-    if not SCHEMA.is_file():
-        pytest.skip(f"Slack's manifest schema is absent ({SCHEMA})")
-    schema = json.loads(SCHEMA.read_text(encoding="utf-8"))
+    schema = json.loads(require(SCHEMA).read_text(encoding="utf-8"))
     Draft7Validator.check_schema(schema)
     return Draft7Validator(schema)
 

@@ -1,8 +1,8 @@
 """Validate bodies against Sigfox's own API description (Swagger 2.0, `openapi.json`).
 
-The spec is read from `$SIGFOX_OPENAPI`, else `../shared/specs/sigfox-api-v2/openapi.json`
-relative to the repository root; it is never copied into the repository. When it is absent,
-every helper here skips the calling test with the reason.
+The spec is read from `$SIGFOX_OPENAPI`, else the copy kept in the repository,
+`tests/specs/sigfox-api-v2/openapi.json` (see its SOURCE.md). When it is absent, every helper
+here fails the calling test: a missing spec is never a reason to skip.
 
 Swagger schemas become Draft 4 JSON Schema with little work: `$ref: #/definitions/X` resolves
 against a root document that carries every definition, `allOf` is native, and Swagger-only
@@ -20,17 +20,16 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import re
 from pathlib import Path
 from typing import Any
 
 import httpx
 import jsonschema
-import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_SPEC = REPO_ROOT.parent / "shared" / "specs" / "sigfox-api-v2" / "openapi.json"
+from .specs import SIGFOX_OPENAPI, require, sigfox_openapi_path
+
+DEFAULT_SPEC = SIGFOX_OPENAPI
 SWAGGER_ONLY = {"discriminator", "example", "xml", "externalDocs"}
 FORMATS = jsonschema.FormatChecker(formats=())
 
@@ -46,25 +45,12 @@ def _int64(value: object) -> bool:
 
 
 def spec_path() -> Path:
-    return Path(os.environ.get("SIGFOX_OPENAPI") or DEFAULT_SPEC)
-
-
-def spec_available() -> bool:
-    return spec_path().is_file()
-
-
-def missing_reason() -> str:
-    return (
-        f"Sigfox OpenAPI spec not found at {spec_path()} "
-        "(set SIGFOX_OPENAPI or provide ../shared/specs/sigfox-api-v2/openapi.json)"
-    )
+    return sigfox_openapi_path()
 
 
 def require_spec() -> dict[str, Any]:
-    """The spec as loaded JSON; skips the current test when it is missing."""
-    if not spec_available():
-        pytest.skip(missing_reason())
-    return _load(str(spec_path()))
+    """The spec as loaded JSON; fails the current test when it is missing."""
+    return _load(str(require(spec_path())))
 
 
 @functools.cache

@@ -5,7 +5,7 @@ Point a real `slack_sdk.WebClient(base_url=standin.url)` (or `SLACK_API_URL`) at
 - checks the bot token (`Authorization: Bearer`, or a `token` form field as Slack still accepts):
   `not_authed` without one, `invalid_auth` for a wrong one;
 - refuses a call lacking a parameter that Slack's OpenAPI file marks required, reading the file
-  from ../shared (see `SPEC_PATH`) and forgiving its known flaws: the `token` parameter is ignored
+  from tests/specs (see `SPEC_PATH`) and forgiving its known flaws: the `token` parameter is ignored
   and the HTTP verb it lists is not enforced (slack_sdk POSTs everything);
 - enforces the Block Kit limits that are cheap to check (`invalid_blocks`);
 - records every call and keeps messages per channel and thread, with each message's versions;
@@ -50,9 +50,9 @@ from starlette.types import ASGIApp
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from .slack_signing import API_APP_ID, BOT_ID, BOT_USER_ID, TEAM_DOMAIN, TEAM_ID
+from .specs import SLACK_WEB_API, require
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-SPEC_PATH = REPO_ROOT.parent / "shared" / "specs" / "slack-web-api" / "slack_web_openapi_v2.json"
+SPEC_PATH = SLACK_WEB_API
 DEFAULT_TOKEN = "xoxb-0000000001-0000000002-standinbottoken"
 # An app-level token as Slack shapes them: xapp-<version>-<app id>-<number>-<secret>.
 DEFAULT_APP_TOKEN = f"xapp-1-{API_APP_ID}-0000000003-standinapptoken"
@@ -98,14 +98,12 @@ class SlackError(Exception):
 
 
 @functools.lru_cache(maxsize=4)
-def required_params(spec_path: Path = SPEC_PATH) -> dict[str, frozenset[str]] | None:
+def required_params(spec_path: Path = SPEC_PATH) -> dict[str, frozenset[str]]:
     """Method -> parameters the spec marks required (all verbs merged, `token` left out).
 
-    None when the spec file is absent: the stand-in then skips that check.
+    A missing spec file fails: the stand-in never runs without the check.
     """
-    if not spec_path.is_file():
-        return None
-    spec = json.loads(spec_path.read_text(encoding="utf-8"))
+    spec = json.loads(require(spec_path).read_text(encoding="utf-8"))
     table: dict[str, frozenset[str]] = {}
     for path, operations in spec["paths"].items():
         names = {
@@ -545,10 +543,6 @@ class SlackApiStandIn:
         """The Web API root, for `WebClient(base_url=...)` and `SLACK_API_URL`."""
         return f"{self.root}/api/"
 
-    @property
-    def spec_loaded(self) -> bool:
-        return self.required is not None
-
     # ------------------------------------------------------------------ set-up
 
     def add_user(self, user_id: str, name: str, **fields: Any) -> None:
@@ -685,7 +679,7 @@ class SlackApiStandIn:
 
     def _dispatch(self, method: str, params: dict[str, Any], token: str | None) -> Response:
         handler = self._handler_table.get(method)
-        known = handler is not None or method in (self.required or {}) or method in self._scripted
+        known = handler is not None or method in self.required or method in self._scripted
         try:
             if not known:
                 raise SlackError("unknown_method", req_method=method)
@@ -731,7 +725,7 @@ class SlackApiStandIn:
         return JSONResponse(body)
 
     def _check_required(self, method: str, params: dict[str, Any]) -> None:
-        required = (self.required or {}).get(method) or _REQUIRED_BEYOND_SPEC.get(method, ())
+        required = self.required.get(method) or _REQUIRED_BEYOND_SPEC.get(method, ())
         for name in sorted(required):
             if params.get(name) in (None, ""):
                 error = _MISSING_PARAM_ERROR.get(name, "invalid_arguments")
