@@ -31,9 +31,13 @@ SECRET_ENV_VARS = (
 )
 REDACTED = "[redacted]"
 PAC_REDACTED = "[PAC]"
-# A PAC is 16 hex characters. Word boundaries keep longer hex (24-char Sigfox object ids,
-# 32-char hashes) and short device ids (up to 8) untouched.
-PAC_PATTERN = re.compile(r"(?<![0-9A-Za-z])[0-9A-Fa-f]{16}(?![0-9A-Za-z])")
+# A PAC is 16 hex characters, and it may come glued to anything: URL-encoded (`%3A<PAC>`), in a
+# query string, behind a prefix. So every run of 16 or more hex characters is redacted whole,
+# wherever it stands. The one exception is a standalone run of 24 lowercase hex characters: a
+# Sigfox object id (device type, contract, group) as the API writes it, which logs need. PACs
+# and device ids are written in capitals, so a PAC glued to a device id is still redacted.
+PAC_PATTERN = re.compile(r"[0-9A-Fa-f]{16,}")
+OBJECT_ID = re.compile(r"[0-9a-f]{24}")
 # Shorter values would blank out ordinary words if someone set a silly test secret.
 MIN_SECRET_LENGTH = 4
 
@@ -52,7 +56,19 @@ def redact(text: str, secrets: list[str] | None = None) -> str:
     """`text` with every known secret and every PAC-looking token replaced."""
     for secret in known_secrets() if secrets is None else secrets:
         text = text.replace(secret, REDACTED)
-    return PAC_PATTERN.sub(PAC_REDACTED, text)
+    return PAC_PATTERN.sub(lambda run: _redacted_run(text, run), text)
+
+
+def _redacted_run(text: str, run: re.Match[str]) -> str:
+    if OBJECT_ID.fullmatch(text, run.start(), run.end()) and _standalone(text, run):
+        return run.group()
+    return PAC_REDACTED
+
+
+def _standalone(text: str, run: re.Match[str]) -> bool:
+    before = text[run.start() - 1] if run.start() else " "
+    after = text[run.end()] if run.end() < len(text) else " "
+    return not before.isalnum() and not after.isalnum()
 
 
 class RedactingFilter(logging.Filter):

@@ -102,3 +102,13 @@ def test_secrets_and_pacs_never_reach_the_log(
 def test_redaction_spares_device_ids_and_object_ids() -> None:
     text = "device 1A2B3C type 5f1a2b3c4d5e6f7a8b9c0d1e pac 0011223344556677"
     assert redact(text, []) == f"device 1A2B3C type 5f1a2b3c4d5e6f7a8b9c0d1e pac {PAC_REDACTED}"
+
+
+@pytest.mark.parametrize("text", [
+    f"pac%3A{PAC}", f"pac={PAC}&x=1", f"x{PAC}y", f"3A{PAC.lower()}", f"{PAC}{PAC}",
+    f"id=1A2B3C4D{PAC}", f"\"pac\":\"{PAC}\"", f"PAC{PAC}ok",
+])
+def test_a_pac_glued_to_other_characters_is_redacted(text: str) -> None:
+    redacted = redact(text, [])
+    assert PAC not in redacted and PAC.lower() not in redacted
+    assert PAC_REDACTED in redacted
