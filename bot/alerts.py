@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
+from commands import human
 from commands.alerts import (
     AlertDigest,
     AlertItem,
@@ -246,9 +247,7 @@ def details_text(report: DeviceReport, tz: ZoneInfo) -> str:
 
 
 def _day(ts: float | None, tz: ZoneInfo) -> str:
-    if ts is None:
-        return "never"
-    return datetime.fromtimestamp(ts, tz=tz).strftime("%Y-%m-%d")
+    return human.day(ts, tz, none="never")
 
 
 # --------------------------------------------------------------------------- the buttons

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
+from commands import human
 from commands.status import DeviceStatus
 
 Block = dict[str, Any]
@@ -137,15 +137,12 @@ def fit(blocks: list[Block], limit: int = MAX_BLOCKS) -> list[Block]:
 
 def slack_date(ts: float, fmt: str = "{date_short_pretty} at {time}") -> str:
     """A timestamp each reader sees in their own time zone; the fallback is UTC."""
-    fallback = datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%d %H:%M UTC")
-    return f"<!date^{int(ts)}^{fmt}|{fallback}>"
+    return f"<!date^{int(ts)}^{fmt}|{human.moment(ts)}>"
 
 
 def day_of(ms: float | None) -> str:
     """A Sigfox time (milliseconds) as a UTC date."""
-    if not ms:
-        return "—"
-    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d")
+    return human.day_ms(ms)
 
 
 def devices_text(devices: Sequence[str], limit: int = 10) -> str:

@@ -18,6 +18,8 @@ from typing import Any
 from bot import blocks
 from bot.blocks import Message
 from commands import grammar as g
+from commands import human
+from commands.config import BotConfig
 from commands.planning import Request
 from commands.policy import GUARDED_OPERATIONS, Actor
 from commands.ports import Target
@@ -130,18 +132,19 @@ class CommandHandler:
         config = self.core.config
         policy, alerts = config.policy, config.alerts
         lines = [
-            f"*Policy* ({config.source or 'built-in defaults'})",
+            f"*Policy* ({config_origin(config)})",
             f"• requesters: {_principals(policy.requesters)}",
             f"• approvers: {_principals(policy.approvers) or 'nobody'}",
             f"• self-approval: {'allowed' if policy.allow_self_approval else 'not allowed'}; "
-            f"requests expire after {policy.approval_ttl}",
+            f"requests expire after {human.duration(policy.approval_ttl)}",
         ]
         for name, override in sorted(policy.operations.items()):
             lines.append(f"• `{name}`: requesters {_principals(override.requesters or ())}, "
                          f"approvers {_principals(override.approvers or ())}")
-        channel = f"<#{alerts.channel}>" if alerts.channel else "none"
-        lines += [f"*Alerts* to {channel}: warn {alerts.warn_days} days, critical "
-                  f"{alerts.critical_days} days, scan every {alerts.scan_interval}"]
+        channel = human.slack_channel(alerts.channel, none="no channel")
+        lines += [f"*Alerts* to {channel}: warn {human.plural(alerts.warn_days, 'day')} ahead, "
+                  f"critical {human.plural(alerts.critical_days, 'day')} ahead, scan every "
+                  f"{human.duration(alerts.scan_interval)}"]
         lines += [f"• route to <#{r.channel}>: types {', '.join(r.device_types) or '—'}, "
                   f"groups {', '.join(r.groups) or '—'}" for r in alerts.routes]
         return private("\n".join(lines))
@@ -238,12 +241,16 @@ def _outcome_reply(outcome: Outcome) -> Reply:
 
 
 def _principals(ids: tuple[str, ...] | list[str]) -> str:
-    def one(pid: str) -> str:
-        if pid == "*":
-            return "anyone"
-        return f"<!subteam^{pid}>" if pid.startswith("S") else f"<@{pid}>"
+    return ", ".join("anyone" if p == "*" else human.slack_person(p) for p in ids)
 
-    return ", ".join(one(p) for p in ids)
+
+def config_origin(config: BotConfig) -> str:
+    """Where the settings shown come from, truthfully: a file, the defaults, or the program."""
+    if config.source is not None:
+        return str(config.source)
+    if config == BotConfig():
+        return "built-in defaults: no SIGFOX_BOT_CONFIG file, so nobody may approve"
+    return "set by the program running the bot, not read from a file"
 
 
 def job_lines(core: Core, active_only: bool = True) -> list[blocks.JobLineView]:
@@ -256,17 +263,13 @@ def job_lines(core: Core, active_only: bool = True) -> list[blocks.JobLineView]:
     return lines
 
 
-def _date(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d")
-
-
 def expiring_message(summary: Any) -> Message:
-    as_of = (f"as of the fleet scan of {blocks.slack_date(summary.as_of)}" if summary.as_of
+    as_of = (f"as of the fleet scan of {blocks.slackhuman.day(summary.as_of)}" if summary.as_of
              else "no fleet scan has completed yet")
     lines = [f"*{summary.total:,} token(s) end within {summary.days} days* ({as_of})"]
     for week in summary.weeks:
         lines.append(f"*{week.label}*: {week.count:,}")
-        lines += [f"• `{d.device_id}` {d.name} ({d.device_type}) ends {_date(d.token_end)}"
+        lines += [f"• `{d.device_id}` {d.name} ({d.device_type}) ends {human.day(d.token_end)}"
                   for d in week.devices]
     return blocks.text_message("\n".join(lines))
 
@@ -280,7 +283,7 @@ def alerts_message(overview: Any) -> Message:
                   for item in overview.top]
     lines.append(f"*{overview.snoozes_total:,} active snooze(s)*")
     lines += [f"• {s.device_id} by <@{s.snoozed_by}>"
-              + (f" until {_date(s.until)}" if s.until else " until resolved")
+              + (f" until {human.day(s.until)}" if s.until else " until resolved")
               + (f": {s.reason}" if s.reason else "")
               for s in overview.snoozes]
     if overview.scan_problem:

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
-from commands import metrics
+from commands import human, metrics
 from commands.config import AlertsConfig, BotConfig
 from commands.policy import Actor, Operation, Policy
 from commands.ports import Clock
@@ -107,9 +107,9 @@ class AlertItem:
 
     def what(self, tz: ZoneInfo, now: float | None = None) -> str:
         if self.condition is Condition.EXPIRING:
-            return f"token ends {_when(self.token_end, tz, now)}"
+            return f"token ends {human.day_and_relative(self.token_end, tz, now)}"
         if self.condition is Condition.INVALID:
-            return f"token Invalid since {_when(self.token_end, tz, None)}"
+            return f"token Invalid since {human.day_and_relative(self.token_end, tz, None)}"
         return "Off Contract: the device no longer communicates"
 
 
@@ -810,7 +810,7 @@ def scan_info(row: dict[str, Any]) -> ScanInfo:
 
 def snooze_text(info: SnoozeInfo, tz: ZoneInfo) -> str:
     what = f"{Condition(info.condition).label} alerts" if info.condition else "alerts"
-    until = "until they resolve" if info.until is None else f"until {_stamp(info.until, tz)}"
+    until = "until they resolve" if info.until is None else f"until {human.moment(info.until, tz)}"
     return (f"Snoozed {what} of device {info.device_id} {until}, by <@{info.snoozed_by}>: "
             f"{info.reason}.")
 
@@ -830,22 +830,6 @@ def _error_sentence(error: Exception, seen: int) -> str:
     if isinstance(error, SigfoxError):
         return f"Sigfox refused or failed the fleet listing {where}: {error}."
     return f"The scan stopped {where} on an unexpected error ({type(error).__name__})."
-
-
-def _stamp(ts: float, tz: ZoneInfo) -> str:
-    return datetime.fromtimestamp(ts, tz=tz).strftime("%Y-%m-%d %H:%M %Z")
-
-
-def _when(ts: float | None, tz: ZoneInfo, now: float | None) -> str:
-    if ts is None:
-        return "(no end date)"
-    day_text = datetime.fromtimestamp(ts, tz=tz).strftime("%Y-%m-%d")
-    if now is None:
-        return day_text
-    days = (ts - now) / DAY
-    if days < 0:
-        return f"{day_text} (ended)"
-    return f"{day_text} (in {days:.0f} days)" if days >= 1 else f"{day_text} (within a day)"
 
 
 def _remove(path: Path | None) -> None:
@@ -935,17 +919,17 @@ class _ChannelDigest:
             self.top = sorted(self.top, key=_urgency)[:TOP_LIMIT]
 
     def _write(self, item: AlertItem) -> None:
-        end = _stamp(item.token_end, self.tz) if item.token_end else ""
+        end = human.moment(item.token_end, self.tz) if item.token_end else ""
         self._writer.writerow((
             item.device_id, item.name, item.device_type, item.group, item.condition.value,
-            item.level.name.lower(), end, _stamp(item.first_seen, self.tz) if item.first_seen
+            item.level.name.lower(), end, human.moment(item.first_seen, self.tz) if item.first_seen
             else "", item.state, item.change.value if item.change else "",
         ))
         self.rows += 1
 
     def finish(self, timezone: str) -> AlertDigest:
         self._file.close()
-        stamp = datetime.fromtimestamp(self.now, tz=self.tz).strftime("%Y%m%d-%H%M")
+        stamp = human.file_stamp(self.now, self.tz)
         return AlertDigest(
             channel=self.channel, scan_id=self.scan_id, created_at=self.now, timezone=timezone,
             counts=_condition_counts(dict(self.counts)), total_open=sum(self.counts.values()),
@@ -998,7 +982,7 @@ class _ExpiringCollector:
             shown.append(device)
         if self._writer is not None:
             self._writer.writerow((device.device_id, device.name, device.device_type,
-                                   device.group, _stamp(device.token_end, self.tz)))
+                                   device.group, human.moment(device.token_end, self.tz)))
 
     def summary(self, days: int, as_of: float | None, now: float, timezone: str
                 ) -> ExpiringSummary:

@@ -5,10 +5,10 @@ Every refusal says why and what to do instead; nothing here writes to Sigfox.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Protocol
 
+from commands import human
 from sigfox.models import ContractInfo, Device, DeviceType, TokenState
 
 
@@ -24,9 +24,8 @@ class Refusal(Exception):
 
 
 def day(ms: int | None) -> str:
-    if not ms:
-        return "no end date"
-    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d")
+    """A Sigfox time (ms) as a day, for the refusals and plans written here."""
+    return human.day_ms(ms, none="no end date")
 
 
 def token_label(device: Device) -> str:

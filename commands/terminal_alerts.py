@@ -5,11 +5,10 @@ from __future__ import annotations
 import shutil
 import sys
 from collections.abc import Callable
-from datetime import datetime
 from pathlib import Path
 from typing import TextIO
-from zoneinfo import ZoneInfo
 
+from commands import human
 from commands.alerts import (
     AlertDigest,
     ConditionCount,
@@ -96,18 +95,14 @@ def _notes(digest: AlertDigest) -> list[str]:
 
 def render_expiring(summary: ExpiringSummary) -> str:
     tz = summary.tz
-    as_of = (f"as of the scan of {_date(summary.as_of, tz)}" if summary.as_of
+    as_of = (f"as of the scan of {human.moment(summary.as_of, tz)}" if summary.as_of
              else "no completed scan yet")
     lines = [f"{summary.total:,} tokens end within {summary.days} days ({as_of})"]
     for week in summary.weeks:
         lines.append(f"  {week.label}: {week.count:,}")
         lines += [f"    - {d.device_id} {d.name} ({d.device_type}) ends "
-                  f"{_date(d.token_end, tz)}" for d in week.devices]
+                  f"{human.moment(d.token_end, tz)}" for d in week.devices]
     return "\n".join(lines)
-
-
-def _date(ts: float, tz: ZoneInfo) -> str:
-    return datetime.fromtimestamp(ts, tz=tz).strftime("%Y-%m-%d %H:%M %Z")
 
 
 def run_terminal_scan(csv_dir: Path | None = None, stream: TextIO | None = None) -> int:

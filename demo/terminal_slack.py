@@ -30,7 +30,6 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any, TextIO
 from urllib.parse import parse_qsl
 
@@ -40,6 +39,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from commands import human
 from commands.logs import redact
 from demo.render import buttons_of, first_line, render_message
 
@@ -470,7 +470,7 @@ class TerminalSlack:
         print(redact(text), file=self.stream, flush=True)
 
     def _time(self) -> str:
-        return datetime.fromtimestamp(self.clock(), tz=UTC).strftime("%H:%M")
+        return human.clock(self.clock())
 
     def _next_ts(self) -> str:
         return f"{int(self.clock())}.{next(self._ts):06d}"

@@ -79,7 +79,8 @@ class DemoSettings:
 
 
 def demo_config() -> BotConfig:
-    return parse_config(DEMO_CONFIG)
+    # Named, so `/sigfox config` says where its approvers come from (not "built-in defaults").
+    return parse_config(DEMO_CONFIG, Path("the demo's policy (demo/world.py)"))
 
 
 class DemoWorld:

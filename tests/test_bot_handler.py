@@ -100,3 +100,26 @@ def test_a_snooze_records_and_lists_why(harness: CoreHarness) -> None:
     listing = handler.handle("alerts", REQUESTER, channel="C0CHAN").text
     assert f"C0FFEE by <@{REQUESTER.user_id}>" in listing
     assert "battery swap booked" in listing
+
+
+def test_config_answer_says_truthfully_where_settings_come_from(
+    make_simulator, tmp_path: Path
+) -> None:
+    from support.core import make_core as build
+
+    from commands.config import BotConfig, parse_config
+
+    simulator = make_simulator(devices=0, rate_limits=False)
+    defaults = build(simulator, tmp_path / "a.db", config=BotConfig())
+    text = CommandHandler(defaults.core).handle("config", REQUESTER, channel="C0CHAN").text
+    assert "built-in defaults" in text and "nobody may approve" in text
+    assert "approvers: nobody" in text
+    assert "0:00:00" not in text
+    assert "expire after 1 day" in text and "scan every 6 hours" in text
+
+    toml = '[policy]\napprovers = ["U0BOB"]\n[alerts]\nchannel = "C0ALERTS"\n'
+    for source, origin in ((None, "set by the program"), (tmp_path / "bot.toml", "bot.toml")):
+        core = build(simulator, tmp_path / f"{origin}.db", config=parse_config(toml, source)).core
+        text = CommandHandler(core).handle("config", REQUESTER, channel="C0CHAN").text
+        assert origin in text and "built-in defaults" not in text
+        assert "<@U0BOB>" in text and "<#C0ALERTS>" in text
