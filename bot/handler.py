@@ -264,7 +264,7 @@ def job_lines(core: Core, active_only: bool = True) -> list[blocks.JobLineView]:
 
 
 def expiring_message(summary: Any) -> Message:
-    as_of = (f"as of the fleet scan of {blocks.slackhuman.day(summary.as_of)}" if summary.as_of
+    as_of = (f"as of the fleet scan of {blocks.slack_date(summary.as_of)}" if summary.as_of
              else "no fleet scan has completed yet")
     lines = [f"*{summary.total:,} token(s) end within {summary.days} days* ({as_of})"]
     for week in summary.weeks:
