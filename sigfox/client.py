@@ -460,13 +460,15 @@ class SigfoxClient:
                 self._notify(method, endpoint, None)
                 if method in WRITE_METHODS or attempt >= self.max_retries:
                     raise self._transport_error(exc, method, url, attempt) from exc
+                why = f"no answer ({type(exc).__name__})"
             else:
                 self.pacer.settle(permit)
                 self._notify(method, endpoint, response.status_code)
                 if not self._retryable(method, response.status_code, attempt):
                     return self._checked(response, method, attempt, secrets)
                 retry_after = _retry_after(response)
-            self._back_off(method, endpoint, attempt, retry_after)
+                why = _retry_reason(response.status_code)
+            self._back_off(method, endpoint, attempt, retry_after, why)
             attempt += 1
 
     def _retryable(self, method: str, status: int, attempt: int) -> bool:
@@ -477,7 +479,7 @@ class SigfoxClient:
         return status >= 500 and method not in WRITE_METHODS
 
     def _back_off(
-        self, method: str, endpoint: str, attempt: int, retry_after: float | None
+        self, method: str, endpoint: str, attempt: int, retry_after: float | None, why: str = ""
     ) -> None:
         delay = full_jitter_delay(
             attempt,
@@ -486,7 +488,8 @@ class SigfoxClient:
             rng=self._rng,
             retry_after=retry_after,
         )
-        log.info("sigfox %s %s: retry %d in %.2fs", method, endpoint, attempt + 1, delay)
+        log.info("sigfox %s %s: %s; retry %d in %.1f s", method, endpoint, why or "failed",
+                 attempt + 1, delay)
         self._sleep(delay)
 
     def _notify(self, method: str, endpoint: str, status: int | None) -> None:
@@ -527,6 +530,12 @@ class SigfoxClient:
         if response.status_code < 400:
             return response
         raise error_from_response(response, method, attempts=attempt + 1, secrets=secrets)
+
+
+def _retry_reason(status: int) -> str:
+    if status == 429:
+        return "Sigfox's rate limit answered (HTTP 429)"
+    return f"Sigfox server error (HTTP {status})"
 
 
 def _retry_after(response: httpx.Response) -> float | None:
@@ -573,7 +582,7 @@ def error_from_response(
     if status == 403:
         return SigfoxForbidden(f"Sigfox forbids this ({text}).", status=403, **where)
     if status == 404:
-        return SigfoxNotFound(f"Not found ({text}).", status=404, **where)
+        return SigfoxNotFound(f"Not found ({text}).{_version_hint(path)}", status=404, **where)
     if status == 409:
         hint = ""
         if method == "POST" and path.endswith("/devices/"):
@@ -581,11 +590,21 @@ def error_from_response(
         return SigfoxConflict(f"Conflict ({text}).{hint}", status=409, **where)
     if status == 429:
         return SigfoxRateLimited(
-            f"Rate limited after {attempts} attempt(s).", attempts=attempts, **where
+            f"Sigfox's rate limit (HTTP 429) answered {method} {path} {attempts} time(s) in a "
+            "row.", attempts=attempts, **where
         )
     if status >= 500:
         return _server_error(status, text, method, path, attempts)
     return SigfoxError(f"Unexpected answer ({text}).", status=status, **where)
+
+
+def _version_hint(path: str) -> str:
+    """Every API v2 path starts with /v2/: a 404 elsewhere is most likely a SIGFOX_API_URL
+    written without it, which no amount of checking the device id would fix."""
+    if "/v2/" in f"{path}/":
+        return ""
+    return (" The request went to a path without /v2: SIGFOX_API_URL must end in /v2, like "
+            "https://api.sigfox.com/v2.")
 
 
 def _server_error(

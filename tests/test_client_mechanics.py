@@ -593,3 +593,31 @@ def test_callback_copy_drops_read_only_fields() -> None:
         "httpMethod": "GET",
     }
     assert json.dumps(body)
+
+
+def test_429s_are_named_as_sigfoxs_rate_limit_with_the_endpoint(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    handler, _ = sequence(httpx.Response(429))
+    client = make_client(handler, FakeTime(), max_retries=2)
+    with caplog.at_level("INFO", logger="sigfox.client"), pytest.raises(SigfoxRateLimited) as info:
+        client.get_device_type("dt")
+    retries = [r.getMessage() for r in caplog.records if "retry" in r.getMessage()]
+    assert len(retries) == 2
+    assert all("Sigfox's rate limit answered (HTTP 429)" in line for line in retries)
+    assert all("GET /device-types/{id}" in line for line in retries)
+    assert "Sigfox's rate limit (HTTP 429) answered GET /v2/device-types/dt 3 time(s)" in str(
+        info.value)
+
+
+def test_a_404_on_a_url_without_v2_hints_at_sigfox_api_url() -> None:
+    handler, _ = sequence(httpx.Response(404))
+    client = SigfoxClient("https://api.example.test", "api-login", PASSWORD,
+                          transport=httpx.MockTransport(handler), sleep=lambda _s: None)
+    with pytest.raises(SigfoxNotFound) as info:
+        client.get_device_type("dt")
+    assert "SIGFOX_API_URL must end in /v2" in str(info.value)
+    with make_client(sequence(httpx.Response(404))[0]) as right, \
+            pytest.raises(SigfoxNotFound) as plain:
+        right.get_device_type("dt")
+    assert "/v2" not in str(plain.value).split("[")[0]
