@@ -14,7 +14,7 @@ import hmac
 import json
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import uvicorn
@@ -48,8 +48,12 @@ class UplinkError(ValueError):
 
 def to_bolt_request(request: Request, body: bytes) -> BoltRequest:
     """Raw body as text (Bolt signs over it), multi-valued headers and query kept whole."""
-    headers = {k: request.headers.getlist(k) for k in request.headers}
-    query = {k: request.query_params.getlist(k) for k in request.query_params}
+    headers: dict[str, str | Sequence[str]] = {
+        k: request.headers.getlist(k) for k in request.headers
+    }
+    query: dict[str, Sequence[str]] = {
+        k: request.query_params.getlist(k) for k in request.query_params
+    }
     return BoltRequest(body=body.decode("utf-8"), query=query, headers=headers)
 
 
@@ -102,8 +106,10 @@ def parse_uplink(raw: bytes) -> dict[str, Any]:
     """
     try:
         body = json.loads(raw)
-    except ValueError as exc:
+    except json.JSONDecodeError as exc:
         raise UplinkError(f"body is not valid JSON ({exc.msg} at position {exc.pos})") from None
+    except UnicodeDecodeError:
+        raise UplinkError("body is not UTF-8 text") from None
     if not isinstance(body, dict):
         raise UplinkError("body must be a JSON object with device, time, data and seqNumber")
     missing = [k for k in ("device", "time", "data", "seqNumber") if k not in body]

@@ -21,19 +21,20 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from enum import IntEnum, StrEnum
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 from zoneinfo import ZoneInfo
 
 from commands import human, metrics
 from commands.config import AlertsConfig, BotConfig
 from commands.policy import Actor, Operation, Policy
-from commands.ports import Clock
+from commands.ports import Clock, SigfoxApi
 from sigfox.errors import SigfoxError
 from sigfox.models import Device, normalize_device_id
 from storage.db import SafeDatabase
 from storage.fleet import FleetRow, FleetStore, Thresholds
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 DAY = 86_400.0
 TOP_LIMIT = 10  # devices named in a digest
@@ -360,7 +361,7 @@ class AlertService:
     def __init__(
         self,
         *,
-        api: Any,
+        api: SigfoxApi,
         database: SafeDatabase,
         sink: AlertSink,
         config: BotConfig,
@@ -551,7 +552,7 @@ class AlertService:
             self.fleet.delete_kv(UNDELIVERED_KEY)
 
     @staticmethod
-    def _safely(deliver: Callable[[Any], None], what: Any) -> None:
+    def _safely(deliver: Callable[[T], object], what: T) -> None:
         # Delivery failing (Slack down) must not undo a scan; the state is already recorded.
         try:
             deliver(what)

@@ -8,10 +8,10 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from commands.config import BotConfig
-from commands.ports import Clock, Notifier, Progress, ProgressKind, Target
+from commands.ports import Clock, Notifier, Progress, ProgressKind, SigfoxApi, Target
 from commands.states import Kind, Step
 from sigfox.errors import SigfoxError
-from storage.records import WorkflowRecord, job_label
+from storage.records import DeviceStep, WorkflowRecord, job_label
 from storage.store import Store
 
 log = logging.getLogger(__name__)
@@ -24,7 +24,7 @@ WAIT_REPORT_MAX = 12 * 3600.0
 class WorkflowBookkeeping:
     """Base of the core: what a step does besides its own work. Set up by `Core.__init__`."""
 
-    api: Any
+    api: SigfoxApi
     store: Store
     notifier: Notifier
     clock: Clock
@@ -102,8 +102,15 @@ class WorkflowBookkeeping:
             raise LookupError(f"workflow {workflow_id} vanished")
         return workflow
 
+    def _device_step(self, workflow: WorkflowRecord, device_id: str) -> DeviceStep:
+        """The device's step as it stands now (after a move), which must exist."""
+        step = self.store.device_step(workflow.id, device_id)
+        if step is None:
+            raise LookupError(f"step of {device_id} in {workflow.label} vanished")
+        return step
+
     def _report_wait(
-        self, workflow: WorkflowRecord, step: Any, waited: float, wait: str, text: str
+        self, workflow: WorkflowRecord, step: DeviceStep, waited: float, wait: str, text: str
     ) -> None:
         """Say a wait goes on at growing intervals (5 min, 10, 20, …, then twice a day), so a
         week-long wait for a first message is a handful of lines, not two thousand."""

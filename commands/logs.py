@@ -147,7 +147,7 @@ def resolve_format(log_format: str | None = None) -> LogFormat:
     chosen = (log_format or os.environ.get(FORMAT_ENV_VAR) or "text").strip().lower()
     if chosen not in LOG_FORMATS:
         raise ValueError(f"unknown log format {chosen!r}: use one of {', '.join(LOG_FORMATS)}")
-    return chosen  # type: ignore[return-value]
+    return chosen
 
 
 def make_handler(log_format: LogFormat, stream: TextIO | None = None) -> logging.Handler:

@@ -76,7 +76,7 @@ class _CallbackGauges(Collector):
 
     def _workflows(self) -> Iterable[Metric]:
         family = GaugeMetricFamily(f"{PREFIX}_workflows", "Workflows by state.", labels=["state"])
-        counts = _safely(self.workflow_states, {})
+        counts: Mapping[str, int] = _safely(self.workflow_states, {})
         for state, n in sorted(counts.items()):
             family.add_metric([str(state)], float(n))
         yield family

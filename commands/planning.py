@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from commands.policy import Actor
-from commands.ports import Target
+from commands.ports import SigfoxApi, Target
 from commands.preflight import (
     Refusal,
     TransferImpact,
@@ -50,9 +50,9 @@ class Plan:
     restart_advice: tuple[str, ...] = ()
 
 
-def plan_request(api: Any, now: float, request: Request) -> Plan:
+def plan_request(api: SigfoxApi, now: float, request: Request) -> Plan:
     devices = [require_device(api, device_id) for device_id in request.device_ids]
-    planners: dict[Kind, Callable[[Any, float, Request, list[Device]], Plan]] = {
+    planners: dict[Kind, Callable[[SigfoxApi, float, Request, list[Device]], Plan]] = {
         Kind.RENEW: _plan_renew,
         Kind.DELETE: _plan_delete,
         Kind.TRANSFER: _plan_transfer,
@@ -62,7 +62,7 @@ def plan_request(api: Any, now: float, request: Request) -> Plan:
     return planners[request.kind](api, now, request, devices)
 
 
-def _plan_renew(api: Any, now: float, request: Request, devices: list[Device]) -> Plan:
+def _plan_renew(api: SigfoxApi, now: float, request: Request, devices: list[Device]) -> Plan:
     for device in devices:
         require_deletable(device, "renew")
     target_type = resolve_device_type(api, request.device_type) if request.device_type else None
@@ -84,7 +84,7 @@ def _plan_renew(api: Any, now: float, request: Request, devices: list[Device]) -
     return Plan(devices, summary, params, True, tuple(advice))
 
 
-def _plan_delete(api: Any, now: float, request: Request, devices: list[Device]) -> Plan:
+def _plan_delete(api: SigfoxApi, now: float, request: Request, devices: list[Device]) -> Plan:
     for device in devices:
         require_deletable(device, "delete")
     summary = (
@@ -94,7 +94,7 @@ def _plan_delete(api: Any, now: float, request: Request, devices: list[Device]) 
     return Plan(devices, summary, {}, True)
 
 
-def _plan_transfer(api: Any, now: float, request: Request, devices: list[Device]) -> Plan:
+def _plan_transfer(api: SigfoxApi, now: float, request: Request, devices: list[Device]) -> Plan:
     if not request.device_type:
         raise Refusal("Say where to: `/sigfox transfer <id> to <device-type>`.")
     target_type = resolve_device_type(api, request.device_type)
@@ -123,7 +123,7 @@ def _plan_transfer(api: Any, now: float, request: Request, devices: list[Device]
     return Plan(devices, summary, params, loses_a_token)
 
 
-def _plan_restart(api: Any, now: float, request: Request, devices: list[Device]) -> Plan:
+def _plan_restart(api: SigfoxApi, now: float, request: Request, devices: list[Device]) -> Plan:
     for device in devices:
         if device.token is None or device.token.state != TokenState.OFF_CONTRACT:
             raise Refusal(
@@ -134,7 +134,7 @@ def _plan_restart(api: Any, now: float, request: Request, devices: list[Device])
     return Plan(devices, f"Restart {describe(devices)} on their contracts.", {}, False)
 
 
-def _plan_unsubscribe(api: Any, now: float, request: Request, devices: list[Device]) -> Plan:
+def _plan_unsubscribe(api: SigfoxApi, now: float, request: Request, devices: list[Device]) -> Plan:
     if request.unsubscribe_at_ms is None:
         raise Refusal("Say when: `/sigfox unsubscribe <id> 2027-01-31`.")
     summary = (

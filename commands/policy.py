@@ -11,8 +11,15 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
+from typing import cast
 
-from commands.config import ANYONE, BotConfig, OperationPolicy, PolicyConfig
+from commands.config import (
+    ANYONE,
+    BotConfig,
+    GuardedOperationName,
+    OperationPolicy,
+    PolicyConfig,
+)
 
 
 class Operation(StrEnum):
@@ -170,7 +177,8 @@ class Policy:
     # -- helpers ---------------------------------------------------------------------------------
 
     def _override(self, operation: Operation) -> OperationPolicy | None:
-        return self.settings.operations.get(operation.value)  # type: ignore[call-overload]
+        # A read-only operation is not a key of the table: `get` then finds nothing.
+        return self.settings.operations.get(cast(GuardedOperationName, operation.value))
 
     def _table(self, operation: Operation, key: str) -> str:
         """Name the table a rule comes from, so a refusal tells the admin what to edit."""

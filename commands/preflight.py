@@ -6,17 +6,10 @@ Every refusal says why and what to do instead; nothing here writes to Sigfox.
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Protocol
 
 from commands import human
+from commands.ports import SigfoxApi
 from sigfox.models import ContractInfo, Device, DeviceType, TokenState
-
-
-class PreflightApi(Protocol):
-    def find_device(self, device_id: str) -> Device | None: ...
-    def get_device_type(self, device_type_id: str) -> DeviceType: ...
-    def get_contract_info(self, contract_id: str) -> ContractInfo: ...
-    def iter_device_types(self) -> object: ...
 
 
 class Refusal(Exception):
@@ -40,7 +33,7 @@ def token_label(device: Device) -> str:
     return names.get(device.token.state, str(device.token.state))
 
 
-def require_device(api: PreflightApi, device_id: str) -> Device:
+def require_device(api: SigfoxApi, device_id: str) -> Device:
     device = api.find_device(device_id)
     if device is None:
         raise Refusal(
@@ -78,9 +71,9 @@ def require_deletable(device: Device, operation: str) -> None:
     )
 
 
-def resolve_device_type(api: PreflightApi, wanted: str) -> DeviceType:
+def resolve_device_type(api: SigfoxApi, wanted: str) -> DeviceType:
     """Find a device type by id or by name (case-insensitive), or say what exists."""
-    types = list(api.iter_device_types())  # type: ignore[call-overload]
+    types = list(api.iter_device_types())
     for device_type in types:
         if device_type.id == wanted:
             return device_type
@@ -112,7 +105,7 @@ def require_contract_usable(contract: ContractInfo, now: float) -> None:
         )
 
 
-def contract_of(api: PreflightApi, device_type: DeviceType) -> ContractInfo:
+def contract_of(api: SigfoxApi, device_type: DeviceType) -> ContractInfo:
     if device_type.contract is None or not device_type.contract.id:
         raise Refusal(
             f"Device type {device_type.name or device_type.id} is bound to no contract: "

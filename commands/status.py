@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
+from commands.ports import SigfoxApi
 from commands.preflight import Refusal, contract_of, day, token_label
 from sigfox.errors import SigfoxError
 
@@ -35,7 +35,7 @@ def mask_pac(pac: str | None) -> str:
     return "•" * 12 + pac[-4:] if len(pac) > 4 else "•" * 12
 
 
-def read_device_status(api: Any, device_id: str) -> DeviceStatus | None:
+def read_device_status(api: SigfoxApi, device_id: str) -> DeviceStatus | None:
     """Read one device (through the list endpoint, never GET /devices/{id}), its type and
     contract; None when the account has no such device."""
     try:

@@ -21,8 +21,8 @@ from sigfox.errors import (
     SigfoxForbidden,
     SigfoxNotFound,
 )
-from sigfox.models import BulkJob, Device, DeviceCreate, JobKind, TokenState
-from storage.records import WorkflowRecord
+from sigfox.models import BulkJob, Callback, Device, DeviceCreate, JobKind, TokenState
+from storage.records import DeviceStep, Snapshot, WorkflowRecord
 
 JOB_POLL_SECONDS = 5.0
 JOB_TIMEOUT_SECONDS = 3600.0
@@ -33,7 +33,7 @@ DELETE_CONFIRM_TIMEOUT_SECONDS = 3600.0
 class DeviceSteps(WorkflowBookkeeping):
     """The per-device steps of renew, delete, transfer, restart and unsubscribe."""
 
-    def _runner(self, kind: Kind) -> Callable[[WorkflowRecord, Any], None]:
+    def _runner(self, kind: Kind) -> Callable[[WorkflowRecord, DeviceStep], None]:
         return {
             Kind.RENEW: self._step_renew,
             Kind.DELETE: self._step_delete,
@@ -42,12 +42,12 @@ class DeviceSteps(WorkflowBookkeeping):
             Kind.UNSUBSCRIBE: self._step_unsubscribe,
         }[kind]
 
-    def _step_delete(self, workflow: WorkflowRecord, step: Any) -> None:
+    def _step_delete(self, workflow: WorkflowRecord, step: DeviceStep) -> None:
         if self._delete_once(workflow, step):
             self._move(workflow, step.device_id, Step.DELETING, Step.DONE,
                        "Deleted; Sigfox no longer lists it. The PAC is recorded.")
 
-    def _step_renew(self, workflow: WorkflowRecord, step: Any) -> None:
+    def _step_renew(self, workflow: WorkflowRecord, step: DeviceStep) -> None:
         handlers = {
             Step.PENDING: self._renew_delete,
             Step.DELETING: self._renew_delete,
@@ -58,7 +58,7 @@ class DeviceSteps(WorkflowBookkeeping):
         }
         handlers[Step(step.state)](workflow, step)
 
-    def _delete_once(self, workflow: WorkflowRecord, step: Any) -> bool:
+    def _delete_once(self, workflow: WorkflowRecord, step: DeviceStep) -> bool:
         """Send the delete at most once; True once a read shows the device gone from Sigfox."""
         device_id = step.device_id
         if step.state == Step.PENDING and not self.store.cas_device(
@@ -106,7 +106,7 @@ class DeviceSteps(WorkflowBookkeeping):
         self._schedule(workflow.id, now + retry)
         return False
 
-    def _renew_delete(self, workflow: WorkflowRecord, step: Any) -> None:
+    def _renew_delete(self, workflow: WorkflowRecord, step: DeviceStep) -> None:
         if not self._delete_once(workflow, step):
             return
         now = self.clock.now()
@@ -114,9 +114,9 @@ class DeviceSteps(WorkflowBookkeeping):
         if self._move(workflow, step.device_id, Step.DELETING, Step.AWAITING_RELEASE,
                       "Deleted. Waiting for Sigfox to release the id before registering it "
                       "again.", data=data):
-            self._renew_register(workflow, self.store.device_step(workflow.id, step.device_id))
+            self._renew_register(workflow, self._device_step(workflow, step.device_id))
 
-    def _renew_register(self, workflow: WorkflowRecord, step: Any) -> None:
+    def _renew_register(self, workflow: WorkflowRecord, step: DeviceStep) -> None:
         device_id = step.device_id
         snapshot = self.store.snapshot(workflow.id, device_id)
         assert snapshot is not None  # taken before the approval; the schema keeps it
@@ -140,9 +140,9 @@ class DeviceSteps(WorkflowBookkeeping):
         if self._move(workflow, device_id, Step.AWAITING_RELEASE, Step.REGISTERED,
                       "Registered again with the recorded PAC; its token is not consumed yet.",
                       data=data):
-            self._renew_report_contract(workflow, self.store.device_step(workflow.id, device_id))
+            self._renew_report_contract(workflow, self._device_step(workflow, device_id))
 
-    def _creation(self, workflow: WorkflowRecord, snapshot: Any) -> DeviceCreate:
+    def _creation(self, workflow: WorkflowRecord, snapshot: Snapshot) -> DeviceCreate:
         flags = snapshot.flags
         return DeviceCreate(
             id=snapshot.device_id,
@@ -157,7 +157,7 @@ class DeviceSteps(WorkflowBookkeeping):
             product_certificate=flags.get("productCertificate"),
         )
 
-    def _wait_for_release(self, workflow: WorkflowRecord, step: Any) -> None:
+    def _wait_for_release(self, workflow: WorkflowRecord, step: DeviceStep) -> None:
         now = self.clock.now()
         deleted_at = step.data.get("deleted_at", now)
         waited = now - deleted_at
@@ -174,7 +174,7 @@ class DeviceSteps(WorkflowBookkeeping):
         self._report_wait(workflow, step, waited, "release",
                           f"Waiting for Sigfox to release the id, {elapsed_text(waited)}")
 
-    def _renew_report_contract(self, workflow: WorkflowRecord, step: Any) -> None:
+    def _renew_report_contract(self, workflow: WorkflowRecord, step: DeviceStep) -> None:
         device_id = step.device_id
         type_id = target_type_id(workflow, device_id)
         device_type = self._call(workflow, device_id, "read device type",
@@ -190,7 +190,7 @@ class DeviceSteps(WorkflowBookkeeping):
         data = {**step.data, "contract": contract.name or contract.id, "contract_end": end}
         self._move(workflow, device_id, Step.REGISTERED, Step.AWAITING_UPLINK, text, data=data)
 
-    def _renew_await_uplink(self, workflow: WorkflowRecord, step: Any) -> None:
+    def _renew_await_uplink(self, workflow: WorkflowRecord, step: DeviceStep) -> None:
         device_id = step.device_id
         device = self._call(workflow, device_id, "read device", self.api.find_device, device_id)
         registered_ms = step.data.get("registered_at", 0) * 1000
@@ -206,13 +206,11 @@ class DeviceSteps(WorkflowBookkeeping):
             )
             if self._move(workflow, device_id, Step.AWAITING_UPLINK, Step.CHECKING_CALLBACKS,
                           text, data=data):
-                self._check_callbacks(
-                    workflow, self.store.device_step(workflow.id, device_id)
-                )
+                self._check_callbacks(workflow, self._device_step(workflow, device_id))
             return
         self._keep_waiting_for_uplink(workflow, step)
 
-    def _keep_waiting_for_uplink(self, workflow: WorkflowRecord, step: Any) -> None:
+    def _keep_waiting_for_uplink(self, workflow: WorkflowRecord, step: DeviceStep) -> None:
         now = self.clock.now()
         waited = now - step.data.get("registered_at", now)
         if waited > self.config.timing.first_message_timeout.total_seconds():
@@ -226,7 +224,7 @@ class DeviceSteps(WorkflowBookkeeping):
         self._report_wait(workflow, step, waited, "uplink",
                           f"Waiting for the first message, {elapsed_text(waited)}")
 
-    def _check_callbacks(self, workflow: WorkflowRecord, step: Any) -> None:
+    def _check_callbacks(self, workflow: WorkflowRecord, step: DeviceStep) -> None:
         device_id = step.device_id
         snapshot = self.store.snapshot(workflow.id, device_id)
         type_id = target_type_id(workflow, device_id)
@@ -251,11 +249,11 @@ class DeviceSteps(WorkflowBookkeeping):
         data = {**step.data, **details}
         self._move(workflow, device_id, Step.CHECKING_CALLBACKS, Step.DONE, text, data=data)
 
-    def _callbacks(self, workflow: WorkflowRecord, device_id: str, type_id: str) -> list[Any]:
+    def _callbacks(self, workflow: WorkflowRecord, device_id: str, type_id: str) -> list[Callback]:
         return list(self._call(workflow, device_id, "read callbacks",
                                lambda: list(self.api.iter_device_type_callbacks(type_id))))
 
-    def _step_transfer(self, workflow: WorkflowRecord, step: Any) -> None:
+    def _step_transfer(self, workflow: WorkflowRecord, step: DeviceStep) -> None:
         if step.state == Step.CHECKING_CALLBACKS:
             self._check_callbacks(workflow, step)
             return
@@ -272,7 +270,7 @@ class DeviceSteps(WorkflowBookkeeping):
                         f"Transferred to {workflow.params.get('device_type_name')}.",
                         then=Step.CHECKING_CALLBACKS)
 
-    def _step_restart(self, workflow: WorkflowRecord, step: Any) -> None:
+    def _step_restart(self, workflow: WorkflowRecord, step: DeviceStep) -> None:
         def back(device: Device | None) -> bool:
             return (
                 device is not None
@@ -286,7 +284,7 @@ class DeviceSteps(WorkflowBookkeeping):
     def _bulk_step(
         self,
         workflow: WorkflowRecord,
-        step: Any,
+        step: DeviceStep,
         kind: JobKind,
         submit: Callable[[list[str]], str],
         reached: Callable[[Device | None], bool],
@@ -303,7 +301,7 @@ class DeviceSteps(WorkflowBookkeeping):
         if reached(device):
             moved = self._move(workflow, device_id, step.state, then, done_text)
             if moved and then == Step.CHECKING_CALLBACKS:
-                self._check_callbacks(workflow, self.store.device_step(workflow.id, device_id))
+                self._check_callbacks(workflow, self._device_step(workflow, device_id))
             return
         now = self.clock.now()
         submitted_at = float(step.data.get("submitted_at", step.updated_at))
@@ -326,7 +324,7 @@ class DeviceSteps(WorkflowBookkeeping):
         self.store.update_device_step(workflow.id, device_id, now, next_run=now + JOB_POLL_SECONDS)
         self._schedule(workflow.id, now + JOB_POLL_SECONDS)
 
-    def _resubmit(self, workflow: WorkflowRecord, step: Any, kind: JobKind) -> None:
+    def _resubmit(self, workflow: WorkflowRecord, step: DeviceStep, kind: JobKind) -> None:
         """The submission was cut off (a crash, a timeout) and did not take effect: send it
         again. Transfers and restarts aim at a state, so a late first job does no harm."""
         now = self.clock.now()
@@ -372,7 +370,7 @@ class DeviceSteps(WorkflowBookkeeping):
                    f"Sigfox {kind.value} job {job_id} started for {len(claimed)} device(s).",
                    job_id=job_id)
 
-    def _step_unsubscribe(self, workflow: WorkflowRecord, step: Any) -> None:
+    def _step_unsubscribe(self, workflow: WorkflowRecord, step: DeviceStep) -> None:
         device_id = step.device_id
         when = int(workflow.params["unsubscribe_at_ms"])
         if step.state == Step.PENDING and not self.store.cas_device(
@@ -414,6 +412,6 @@ def _unsubscription_time(device: Device) -> int | None:
     return device.unsubscription_time
 
 
-def missing_callbacks(previous: Sequence[Any], current: Sequence[Any]) -> list[Any]:
+def missing_callbacks(previous: Sequence[Any], current: Sequence[Any]) -> list[Callback]:
     have = {(c.callback_type, c.url, c.channel) for c in current}
     return [c for c in previous if (c.callback_type, c.url, c.channel) not in have]

@@ -21,7 +21,7 @@ from commands.bookkeeping import elapsed_text, public_details
 from commands.config import BotConfig
 from commands.planning import Plan, Request, plan_request, type_id_of
 from commands.policy import Actor, Operation, Policy
-from commands.ports import Clock, Notifier, ProgressKind
+from commands.ports import Clock, Notifier, ProgressKind, SigfoxApi
 from commands.preflight import Refusal, day
 from commands.states import (
     ACTIVE,
@@ -34,7 +34,7 @@ from commands.status import DeviceStatus, read_device_status
 from commands.steps import DeviceSteps, missing_callbacks, target_type_id
 from sigfox.errors import SigfoxError
 from sigfox.models import Device
-from storage.records import WorkflowRecord, job_label
+from storage.records import ApprovalRecord, DeviceStep, WorkflowRecord, job_label
 from storage.store import Store
 
 log = logging.getLogger(__name__)
@@ -65,7 +65,7 @@ class Core(DeviceSteps):
     def __init__(
         self,
         *,
-        api: Any,
+        api: SigfoxApi,
         store: Store,
         notifier: Notifier,
         clock: Clock,
@@ -125,7 +125,7 @@ class Core(DeviceSteps):
         )
         workflow = self._workflow(workflow_id)
         advice = list(plan.restart_advice)
-        details = {"summary": plan.summary, "restart_advice": advice}
+        details: dict[str, Any] = {"summary": plan.summary, "restart_advice": advice}
         self._tell(workflow, ProgressKind.REQUESTED, plan.summary, **details)
         approval_id = None
         if plan.needs_approval:
@@ -337,7 +337,12 @@ class Core(DeviceSteps):
                 self._run_step(workflow, step.device_id, runner)
         self._finish_if_done(self._workflow(workflow.id))
 
-    def _run_step(self, workflow: WorkflowRecord, device_id: str, runner: Callable) -> None:
+    def _run_step(
+        self,
+        workflow: WorkflowRecord,
+        device_id: str,
+        runner: Callable[[WorkflowRecord, DeviceStep], None],
+    ) -> None:
         step = self.store.device_step(workflow.id, device_id)
         if step is None:
             return
@@ -400,7 +405,7 @@ class Core(DeviceSteps):
                    results={s.device_id: {"state": s.state, **public_details(s.data),
                                           "error": s.last_error} for s in steps})
 
-    def _announce_renewed(self, workflow: WorkflowRecord, steps: Sequence[Any]) -> None:
+    def _announce_renewed(self, workflow: WorkflowRecord, steps: Sequence[DeviceStep]) -> None:
         if self.on_renewed is None or workflow.kind not in (Kind.RENEW, Kind.RESTART):
             return
         for step in steps:
@@ -418,7 +423,7 @@ class Core(DeviceSteps):
             else:
                 self._remind(approval)
 
-    def _remind(self, approval: Any) -> None:
+    def _remind(self, approval: ApprovalRecord) -> None:
         reminder = self.config.timing.approval_reminder.total_seconds()
         now = self.clock.now()
         key = f"approval-reminder:{approval.id}"
@@ -497,7 +502,7 @@ class Core(DeviceSteps):
                        callback.to_create())
         return len(missing)
 
-def _summary(kind: Kind, steps: Sequence[Any]) -> str:
+def _summary(kind: Kind, steps: Sequence[DeviceStep]) -> str:
     done = [s for s in steps if s.state == Step.DONE]
     failed = [s for s in steps if s.state == Step.FAILED]
     head = f"{kind.value.capitalize()} finished: {len(done)} of {len(steps)} device(s) done"

@@ -21,7 +21,7 @@ import secrets
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -259,7 +259,7 @@ def signed_request(signing_secret: str, body: str) -> BoltRequest:
     timestamp = str(int(time.time()))  # Bolt compares with real time, not the virtual clock
     signature = SignatureVerifier(signing_secret).generate_signature(timestamp=timestamp,
                                                                      body=body)
-    headers = {
+    headers: dict[str, str | Sequence[str]] = {
         "content-type": ["application/x-www-form-urlencoded"],
         "x-slack-request-timestamp": [timestamp],
         "x-slack-signature": [signature or ""],

@@ -20,7 +20,7 @@ import random
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, Self, TypedDict, TypeVar
 from urllib.parse import quote, urljoin, urlsplit
 
 import httpx
@@ -560,6 +560,13 @@ def _error_body(response: httpx.Response) -> tuple[str, list[FieldError]]:
     return str(body.get("message") or response.reason_phrase), errors
 
 
+class _Where(TypedDict):
+    """The request an error answered, as `SigfoxError` takes it."""
+
+    method: str
+    path: str
+
+
 def error_from_response(
     response: httpx.Response, method: str, *, attempts: int = 1, secrets: tuple[str, ...] = ()
 ) -> SigfoxError:
@@ -568,7 +575,7 @@ def error_from_response(
     path = response.request.url.path
     text, field_errors = _error_body(response)
     text = scrub(text, secrets)
-    where = {"method": method, "path": path}
+    where: _Where = {"method": method, "path": path}
     if status == 400:
         cleaned = [
             FieldError(e.type, e.field, scrub(e.message or "", secrets) or None)

@@ -211,7 +211,9 @@ class SafeDatabase:
                 raise
             conn.execute("COMMIT")
 
-    def query(self, sql: str, params: tuple | dict = ()) -> list[dict]:
+    def query(
+        self, sql: str, params: tuple[Any, ...] | dict[str, Any] = ()
+    ) -> list[dict[str, Any]]:
         with self.lock:
             return list(self.db.query(sql, params))
 

@@ -103,6 +103,7 @@ class Store:
     def list_workflows(
         self, *, states: Iterable[str] | None = None, limit: int = 50
     ) -> list[WorkflowRecord]:
+        params: list[str | int]
         if states is None:
             sql, params = "SELECT * FROM workflows ORDER BY id DESC LIMIT ?", [limit]
         else:
@@ -282,7 +283,8 @@ class Store:
     def audit_entries(
         self, *, workflow_id: int | None = None, device_id: str | None = None
     ) -> list[AuditEntry]:
-        clauses, params = [], []
+        clauses: list[str] = []
+        params: list[str | int] = []
         if workflow_id is not None:
             clauses.append("workflow_id = ?")
             params.append(workflow_id)

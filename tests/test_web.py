@@ -266,6 +266,7 @@ def test_uplink_without_the_right_secret_is_refused(served: Served, secret: str 
     ("body", "fragment"),
     [
         ("{not json", "not valid JSON"),
+        (b'{"device": "\x80"}', "not UTF-8"),
         ("[1, 2]", "JSON object"),
         (json.dumps({"device": "1A2B3C"}), "missing field(s): time, data, seqNumber"),
         (json.dumps({**UPLINK, "device": "XYZ"}), "device"),
@@ -276,7 +277,7 @@ def test_uplink_without_the_right_secret_is_refused(served: Served, secret: str 
     ],
 )
 def test_bad_uplink_body_is_400_with_a_clear_message(
-    served: Served, body: str, fragment: str
+    served: Served, body: str | bytes, fragment: str
 ) -> None:
     response = post_uplink(served, body, CALLBACK_SECRET)
     assert response.status_code == 400

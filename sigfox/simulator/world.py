@@ -27,7 +27,7 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeGuard
 
 from sigfox.simulator.clock import SimClock
 from sigfox.simulator.errors import ApiError, field_error, not_found
@@ -598,12 +598,13 @@ class World:
         return len(data)
 
     def _run_job(self, job: Job) -> None:
-        handler = {
+        handlers: dict[str, Callable[[dict[str, Any], Any], str]] = {
             "create": self._job_create_one,
             "transfer": self._job_transfer_one,
             "restart": self._job_restart_one,
             "unsubscribe": self._job_unsubscribe_one,
-        }[job.kind]
+        }
+        handler = handlers[job.kind]
         for item in job.payload["data"]:
             entity = item if isinstance(item, str) else item["id"]
             try:
@@ -694,7 +695,7 @@ class World:
 # ---------------------------------------------------------------------- validation helpers
 
 
-def _is_int(value: Any) -> bool:
+def _is_int(value: Any) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
