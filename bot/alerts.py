@@ -175,9 +175,7 @@ def digest_blocks(digest: AlertDigest) -> list[dict[str, Any]]:
 
 
 def _item_text(item: AlertItem, tz: ZoneInfo, now: float) -> str:
-    name = f" {item.name}" if item.name else ""
-    kind = f" ({item.device_type})" if item.device_type else ""
-    return f"`{item.device_id}`{name}{kind}: {item.what(tz, now)}"
+    return item.describe(tz, now, code=True)
 
 
 def _note_text(item: AlertItem, digest: AlertDigest) -> str:

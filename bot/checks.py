@@ -33,6 +33,10 @@ class CheckResult:
     def line(self) -> str:
         return f"[{self.status.value:^4}] {self.name}: {redact(self.detail)}"
 
+    def as_dict(self) -> dict[str, str]:
+        return {"name": self.name, "status": self.status.value.lower(),
+                "detail": redact(self.detail)}
+
 
 Env = Mapping[str, str]
 Check = Callable[[Env], CheckResult]

@@ -23,12 +23,54 @@ def _known_errors() -> tuple[type[Exception], ...]:
     return (ConfigError, SigfoxError, SlackApiError, SlackClientError, OSError)
 
 
+# Options of the whole program that people also type after the subcommand
+# (`sigfox-bot serve --log-format json`): moved in front of it before Click parses.
+GLOBAL_OPTIONS = ("--log-format", "--log-level")
+
+
+def hoist_global_options(args: list[str]) -> list[str]:
+    """`serve --log-format json` -> `--log-format json serve`; `--` ends the search."""
+    front: list[str] = []
+    rest: list[str] = []
+    index = 0
+    while index < len(args):
+        arg = args[index]
+        if arg == "--":
+            rest += args[index:]
+            break
+        name = arg.split("=", 1)[0]
+        if name in GLOBAL_OPTIONS:
+            takes_next = "=" not in arg and index + 1 < len(args)
+            front += args[index:index + 2] if takes_next else [arg]
+            index += 2 if takes_next else 1
+            continue
+        rest.append(arg)
+        index += 1
+    return front + rest
+
+
+def _failure_status(error: click.UsageError) -> click.UsageError:
+    # Click exits 2 on a usage error; here 2 means "critical alerts are open" (scan), so a
+    # mistyped command line is an ordinary failure, 1, and a script never takes one for other.
+    error.exit_code = 1
+    return error
+
+
 class BotGroup(click.Group):
-    """Turns known failures of any subcommand into a one-line click error, not a traceback."""
+    """Turns known failures of any subcommand into a one-line click error, not a traceback,
+    and accepts the global options before or after the subcommand."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, hoist_global_options(list(args)))
+        except click.UsageError as error:
+            raise _failure_status(error) from None
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except click.UsageError as error:
+            raise _failure_status(error) from None
         except (click.exceptions.Exit, click.ClickException, click.Abort, SystemExit):
             raise
         except _known_errors() as error:
@@ -97,34 +139,79 @@ def simulator(
     )
 
 
+def _db_option(*, envvar: str | None = "SIGFOX_BOT_DB", help_text: str) -> Any:
+    return click.option("--db", "db_path", type=click.Path(dir_okay=False, path_type=Path),
+                        envvar=envvar, show_envvar=envvar is not None, default=None,
+                        help=help_text)
+
+
+def _env_with_db(db_path: Path | None) -> dict[str, str]:
+    import os
+
+    env = dict(os.environ)
+    if db_path is not None:
+        env["SIGFOX_BOT_DB"] = str(db_path)
+    return env
+
+
 @main.command()
+def version() -> None:
+    """Print the installed version (as `sigfox-bot --version` does)."""
+    click.echo(f"sigfox-bot {_installed_version('sigfox-chatops')}")
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True,
+              help="Print one JSON document on stdout (the scan, totals, every alert).")
+@click.option("--changes", is_flag=True,
+              help="Print only what changed since the previous scan recorded in --db.")
 @click.option(
     "--csv-dir",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
-    help="Keep the digest's complete CSV list in this directory.",
+    help="Write the complete list of alerts here, one CSV per channel (every run).",
 )
-def scan(csv_dir: Path | None) -> None:
-    """Scan the fleet once (SIGFOX_API_URL, ...) and print the alert digest."""
-    from commands.terminal_alerts import run_terminal_scan
+# Deliberately not SIGFOX_BOT_DB: a one-off scan sharing the running bot's database would mark
+# its alerts as told, and the bot's next digest would stay silent about them.
+@_db_option(envvar=None, help_text="Keep scan state in this SQLite file (needed by "
+                                   "--changes). Without it nothing is written to disk.")
+def scan(as_json: bool, changes: bool, csv_dir: Path | None, db_path: Path | None) -> None:
+    """Scan the fleet once and print every open alert (SIGFOX_API_URL/LOGIN/PASSWORD,
+    SIGFOX_BOT_CONFIG for thresholds and channels).
 
-    raise SystemExit(run_terminal_scan(csv_dir))
+    \b
+    Exit status: 0 nothing critical is open, 2 critical alerts are open, 1 the scan failed.
+    """
+    from commands.terminal_alerts import ScanOptions, run_terminal_scan
+
+    if changes and db_path is None:
+        raise click.UsageError("--changes compares with the previous scan, which is kept only "
+                               "in a database: add --db FILE (the same file every run).")
+    options = ScanOptions(as_json=as_json, changes=changes, csv_dir=csv_dir, db_path=db_path)
+    raise SystemExit(run_terminal_scan(options))
 
 
 @main.command()
-def check() -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")
+@_db_option(help_text="The database `serve` will use (checked, not created).")
+def check(as_json: bool, db_path: Path | None) -> None:
     """Check the configuration, the Sigfox credentials and the Slack token (one line each).
 
     Reads SIGFOX_BOT_CONFIG, SIGFOX_API_URL/LOGIN/PASSWORD, SLACK_BOT_TOKEN, SLACK_API_URL,
     SLACK_APP_TOKEN or SLACK_SIGNING_SECRET, SIGFOX_CALLBACK_SECRET and SIGFOX_BOT_DB. Exits
     with status 1 when any check failed.
     """
+    import json
+
     from bot.checks import Status, run_checks
 
-    results = run_checks()
+    results = run_checks(_env_with_db(db_path))
+    failed = [r for r in results if r.status is Status.FAIL]
+    if as_json:
+        click.echo(json.dumps({"ok": not failed, "checks": [r.as_dict() for r in results]}))
+        raise SystemExit(1 if failed else 0)
     for result in results:
         click.echo(result.line())
-    failed = [r for r in results if r.status is Status.FAIL]
     if failed:
         click.echo(f"{len(failed)} of {len(results)} checks failed.", err=True)
         raise SystemExit(1)
@@ -140,7 +227,9 @@ def check() -> None:
 @click.option("--speed", type=click.FloatRange(60, 1_000_000), default=1800.0,
               show_default=True,
               help="Virtual seconds per real second while waiting (1800: 30 min in 1 s).")
-def demo(interactive: bool, devices: int, seed: int, speed: float) -> None:
+@_db_option(envvar=None, help_text="Keep the demo's database in this file (default: a "
+                                   "temporary one, deleted at exit).")
+def demo(interactive: bool, devices: int, seed: int, speed: float, db_path: Path | None) -> None:
     """Try the bot with no account: simulated Sigfox, real bot, a terminal for Slack.
 
     Plays a short scripted tour (alert digest, status, a renewal approved by a colleague, the
@@ -149,7 +238,7 @@ def demo(interactive: bool, devices: int, seed: int, speed: float) -> None:
     """
     from demo import DemoSettings, run_demo
 
-    settings = DemoSettings(devices=devices, seed=seed, speed=speed)
+    settings = DemoSettings(devices=devices, seed=seed, speed=speed, db_path=db_path)
     try:
         status = run_demo(settings, interactive=interactive)
     except KeyboardInterrupt:
@@ -164,19 +253,18 @@ def demo(interactive: bool, devices: int, seed: int, speed: float) -> None:
 @click.option("--port", type=int, default=3000, show_default=True,
               help="Port of /slack/events (HTTP mode), /healthz, /metrics, /sigfox/uplink.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-def serve(http_mode: bool, port: int, host: str) -> None:
+@_db_option(help_text="The SQLite database (created if missing).  [default: sigfox-bot.db]")
+def serve(http_mode: bool, port: int, host: str, db_path: Path | None) -> None:
     """Run the bot: Socket Mode when SLACK_APP_TOKEN is set, else use --http.
 
     Reads SLACK_BOT_TOKEN, SLACK_SIGNING_SECRET, SLACK_APP_TOKEN, SLACK_API_URL,
     SIGFOX_API_URL/LOGIN/PASSWORD, SIGFOX_BOT_DB, SIGFOX_BOT_CONFIG, SIGFOX_CALLBACK_SECRET.
     """
-    import os
-
     from bot.service import ServiceError, build_services
     from bot.service import serve as run
 
     try:
-        services = build_services(os.environ, http=http_mode)
+        services = build_services(_env_with_db(db_path), http=http_mode)
         run(services, http=http_mode, host=host, port=port)
     except ServiceError as error:
         raise click.ClickException(str(error)) from None

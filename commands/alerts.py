@@ -99,11 +99,9 @@ class AlertItem:
     resolution: str = ""
     state: str = "open"
 
-    def describe(self, tz: ZoneInfo, now: float | None = None) -> str:
-        """`1A2B3C Water meter 1A2B3C (Water meter v2): token ends 2025-06-01 (in 3 days)`."""
-        who = f"{self.device_id} {self.name}".strip()
-        if self.device_type:
-            who += f" ({self.device_type})"
+    def describe(self, tz: ZoneInfo, now: float | None = None, *, code: bool = False) -> str:
+        """`1A2B3C Water meter v2: token ends 2025-06-01 (in 3 days)`: each fact once."""
+        who = human.device(self.device_id, self.name, self.device_type, code=code)
         return f"{who}: {self.what(tz, now)}"
 
     def what(self, tz: ZoneInfo, now: float | None = None) -> str:
@@ -111,7 +109,11 @@ class AlertItem:
             return f"token ends {human.day_and_relative(self.token_end, tz, now)}"
         if self.condition is Condition.INVALID:
             return f"token Invalid since {human.day_and_relative(self.token_end, tz, None)}"
-        return "Off Contract: the device no longer communicates"
+        # When the token ended is known; whether the device still sends is not (the scan
+        # reads the token, and Sigfox stops delivering an Off Contract device's messages).
+        if self.token_end is None:
+            return "Off Contract"
+        return f"Off Contract since {human.day(self.token_end, tz)}"
 
 
 @dataclass(frozen=True)
@@ -498,13 +500,28 @@ class AlertService:
 
     # -- digests -----------------------------------------------------------------------------
 
-    def _build_digests(self, scan_id: int, now: float) -> tuple[AlertDigest, ...]:
+    def open_digests(self, scan_id: int) -> tuple[AlertDigest, ...]:
+        """The whole picture after scan `scan_id`, one digest per channel with anything open or
+        changed by that scan, changed or not (what a one-off `sigfox-bot scan` prints). The
+        caller owns the CSV files: remove them when done."""
+        return self._build_digests(scan_id, self.clock.now(), everything=True)
+
+    def alert_items(self, scan_id: int) -> Iterator[tuple[str | None, AlertItem]]:
+        """Every open alert, and every one scan `scan_id` changed, with its channel."""
+        router = _Router(self.settings)
+        for row in self.fleet.iter_alerts(open_only=True, changed_in={scan_id}):
+            changed = row["change_scan"] == scan_id and bool(row["change"])
+            yield router.channel(row["details"]), alert_item(row, changed=changed)
+
+    def _build_digests(self, scan_id: int, now: float, *, everything: bool = False
+                       ) -> tuple[AlertDigest, ...]:
         """Stream the open and changed alerts once, aggregating per channel (flat memory).
 
         Changes of earlier scans whose digest did not reach a channel count as this scan's.
+        With `everything`, channels without a change get their digest too.
         """
         router = _Router(self.settings)
-        pending = self._undelivered()
+        pending = {} if everything else self._undelivered()
         scans = {scan_id}.union(*pending.values())
         groups: dict[str | None, _ChannelDigest] = {}
         try:
@@ -518,10 +535,11 @@ class AlertService:
                 if channel not in groups:
                     groups[channel] = _ChannelDigest(channel, scan_id, self.settings.tz, now)
                 groups[channel].add(item)
-            return tuple(g.finish(self.settings.timezone) for g in groups.values() if g.changed)
+            return tuple(g.finish(self.settings.timezone) for g in groups.values()
+                         if g.changed or everything)
         finally:
             for group in groups.values():
-                group.discard_unless_changed()
+                group.discard_unless(group.changed or everything)
 
     def _deliver(self, scan_id: int, digests: Iterable[AlertDigest]) -> None:
         """Deliver each digest; remember the channels it failed for, to tell them next scan."""
@@ -940,10 +958,10 @@ class _ChannelDigest:
             csv_name=f"sigfox-alerts-{stamp}.csv", csv_rows=self.rows,
         )
 
-    def discard_unless_changed(self) -> None:
+    def discard_unless(self, kept: bool) -> None:
         if not self._file.closed:
             self._file.close()
-        if not self.changed:
+        if not kept:
             _remove(self.csv_path)
 
 

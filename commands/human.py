@@ -109,6 +109,13 @@ def moment(ts: float | datetime | None, tz: tzinfo | None = None, *, seconds: bo
     return _moment(ts, tz).strftime(fmt)
 
 
+def iso(ts: float | None) -> str | None:
+    """For machines (JSON): `2026-11-24T04:11:13Z`; None stays None."""
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def clock(ts: float, tz: tzinfo | None = None) -> str:
     """The time of day only: `04:11`."""
     return _moment(ts, tz).strftime("%H:%M")
@@ -170,6 +177,20 @@ def slack_person(user_id: str) -> str:
 def slack_channel(channel_id: str | None, *, none: str = "no channel") -> str:
     """A channel link Slack shows as `#name`."""
     return f"<#{channel_id}>" if channel_id else none
+
+
+# --------------------------------------------------------------------------- devices
+
+
+def device(device_id: str, name: str = "", device_type: str = "", *, code: bool = False) -> str:
+    """A device said once: `801B103 Pallet tracker`, not `801B103 Pallet tracker 801B103
+    (Pallet tracker)`. The id leads (in code font for Slack with `code`); the name follows
+    without the id it often repeats; the type only when the name does not already say it."""
+    words = " ".join(w for w in name.split() if w.casefold() != device_id.casefold())
+    if device_type and device_type.casefold() not in words.casefold():
+        words = f"{words} ({device_type})" if words else device_type
+    lead = f"`{device_id}`" if code else device_id
+    return f"{lead} {words}".rstrip()
 
 
 # --------------------------------------------------------------------------- pictures

@@ -87,3 +87,13 @@ def test_no_other_module_formats_dates_itself() -> None:
                 if isinstance(node, ast.Attribute) and node.attr == "strftime":
                     offenders.append(f"{name}:{node.lineno}")
     assert offenders == []
+
+
+def test_a_device_is_said_once() -> None:
+    assert human.device("801B103", "Pallet tracker 801B103", "Pallet tracker") == (
+        "801B103 Pallet tracker")
+    assert human.device("801B103", "Dock 4", "Pallet tracker", code=True) == (
+        "`801B103` Dock 4 (Pallet tracker)")
+    assert human.device("801B103", "", "Gas meter") == "801B103 Gas meter"
+    assert human.device("801B103") == "801B103"
+    assert human.iso(1795407073.0) == "2026-11-23T04:11:13Z" and human.iso(None) is None
