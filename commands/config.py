@@ -97,6 +97,8 @@ def _positive(value: timedelta) -> timedelta:
 
 
 Duration = Annotated[timedelta, BeforeValidator(_to_duration), AfterValidator(_positive)]
+# A wait that may be none at all: `wait_timer = "0m"` says "start at once" explicitly.
+ZeroOrDuration = Annotated[timedelta, BeforeValidator(_to_duration)]
 
 # ---------------------------------------------------------------------------------------------
 # Slack ids
@@ -202,6 +204,11 @@ class OperationPolicy(_Section):
     requesters: tuple[RequesterId, ...] | None = None
     approvers: tuple[PrincipalId, ...] | None = None
     allow_self_approval: StrictBool | None = None
+    # Distinct approvers this operation needs; None: as built in (0 for a restart and for a
+    # transfer that keeps its token, 1 otherwise). 0 lets it run without anyone's approval.
+    approvals: StrictInt | None = Field(default=None, ge=0, le=10)
+    # An approved job waits this long before its first call to Sigfox: time to cancel.
+    wait_timer: ZeroOrDuration = timedelta(0)
 
 
 class PolicyConfig(_Section):
@@ -209,7 +216,24 @@ class PolicyConfig(_Section):
     approvers: tuple[PrincipalId, ...] = ()
     allow_self_approval: StrictBool = False
     approval_ttl: Duration = timedelta(hours=24)
+    # From this many devices a job needs `large_job_approvals` distinct approvers, none of them
+    # the requester (the two-person rule); a renewal or delete that large also asks the
+    # requester for a reason. None: no size rule.
+    large_job_devices: StrictInt | None = Field(default=None, ge=1)
+    large_job_approvals: StrictInt = Field(default=2, ge=1, le=10)
+    # Direct-message reminders to those who may decide; None: every [timing] approval_reminder.
+    remind_every: Duration | None = None
+    # After this long without a decision, `escalation_approvers` may decide too; None: never.
+    escalate_after: Duration | None = None
+    escalation_approvers: tuple[PrincipalId, ...] = ()
     operations: dict[GuardedOperationName, OperationPolicy] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _escalation_needs_both(self) -> PolicyConfig:
+        if self.escalate_after is not None and not self.escalation_approvers:
+            raise ValueError("escalate_after is set but escalation_approvers is empty: name the "
+                             "users or user groups to ask (or remove escalate_after)")
+        return self
 
 
 class AlertRoute(_Section):

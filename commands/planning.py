@@ -39,6 +39,7 @@ class Request:
     target: Target = field(default_factory=Target)
     device_type: str | None = None
     unsubscribe_at_ms: int | None = None
+    reason: str = ""  # why the requester asks (required for a large renewal or delete)
 
 
 @dataclass(frozen=True)

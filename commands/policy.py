@@ -129,6 +129,33 @@ class Policy:
             return override.allow_self_approval
         return self.settings.allow_self_approval
 
+    def approvals_needed(self, operation: Operation, devices: int, built_in: int) -> int:
+        """Distinct approvers a request needs: the operation's `approvals` (else `built_in`, what
+        the workflow needs without configuration), raised to `large_job_approvals` for a job of
+        `large_job_devices` or more. An operation that needs none stays at none."""
+        override = self._override(operation)
+        needed = built_in if override is None or override.approvals is None else override.approvals
+        if needed and self.is_large(devices):
+            needed = max(needed, self.settings.large_job_approvals)
+        return needed
+
+    def is_large(self, devices: int) -> bool:
+        threshold = self.settings.large_job_devices
+        return threshold is not None and devices >= threshold
+
+    def wait_timer(self, operation: Operation) -> timedelta:
+        """How long an approved job of this operation waits before it starts."""
+        override = self._override(operation)
+        return override.wait_timer if override is not None else timedelta(0)
+
+    def remind_every(self, fallback: timedelta) -> timedelta:
+        return self.settings.remind_every or fallback
+
+    def requester_may_approve(self, operation: Operation, needed: int) -> bool:
+        """Self-approval counts only for a one-person decision: the two-person rule means two
+        people besides the requester."""
+        return needed <= 1 and self.self_approval_allowed(operation)
+
     def allowed_operations(self, actor: Actor) -> set[Operation]:
         """Everything `actor` may request (for a help text that shows only those)."""
         return {op for op in Operation if self.can_request(actor, op).allowed}
@@ -150,20 +177,38 @@ class Policy:
                                f"groups listed in {where} may; ask an admin to add you or one "
                                "of your user groups.")
 
-    def can_approve(self, actor: Actor, operation: Operation, requester_id: str) -> Decision:
+    def can_approve(self, actor: Actor, operation: Operation, requester_id: str, *,
+                    needed: int = 1, escalated: bool = False) -> Decision:
+        """May `actor` decide a request of `requester_id` needing `needed` approvers? Once the
+        request is escalated, [policy] escalation_approvers may too (the first list keeps its
+        right)."""
         if not operation.guarded:
             return Decision(False, f"`{operation.value}` needs no approval; there is nothing to "
                                    "approve.")
         approvers = self.approvers_for(operation)
         where = self._table(operation, "approvers")
         match = actor.matches(approvers)
+        if match is None and escalated:
+            match = actor.matches(self.settings.escalation_approvers)
+            where = "[policy] escalation_approvers (the request was escalated)"
         if match is None:
             return Decision(False, self._not_an_approver(operation, where, bool(approvers)))
-        if actor.user_id == requester_id and not self.self_approval_allowed(operation):
+        if actor.user_id == requester_id and needed > 1:
+            return Decision(False, f"You requested this {operation.noun}; it needs {needed} "
+                                   "approvers other than you (the two-person rule for large "
+                                   "jobs).")
+        if actor.user_id == requester_id and not self.requester_may_approve(operation, needed):
             return Decision(False, f"You requested this {operation.noun}; a colleague listed as "
                                    f"approver in {where} must approve it (allow_self_approval "
                                    "is off).")
         return Decision(True, f"you are an approver in {where} (as {match})")
+
+    def deciders(self, operation: Operation, *, escalated: bool = False) -> tuple[str, ...]:
+        """Users and user groups who may decide a request of `operation` now."""
+        first = self.approvers_for(operation)
+        if not escalated:
+            return first
+        return first + tuple(p for p in self.settings.escalation_approvers if p not in first)
 
     def can_cancel(self, actor: Actor, operation: Operation, requester_id: str) -> Decision:
         """A job may be cancelled by whoever requested it or by anyone who could approve it."""

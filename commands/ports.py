@@ -76,6 +76,9 @@ class ProgressKind(StrEnum):
     REQUESTED = "requested"
     APPROVAL_NEEDED = "approval_needed"
     DECIDED = "decided"
+    VOTE = "vote"  # one approval of several needed; the request stays open
+    REMINDER = "reminder"  # remind those who may decide, privately
+    ESCALATED = "escalated"  # a second list of approvers is asked too
     STEP_DONE = "step_done"
     WAITING = "waiting"
     FINISHED = "finished"

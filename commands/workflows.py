@@ -17,7 +17,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from commands.bookkeeping import elapsed_text, public_details
+from commands.approvals import ApprovalRounds, clean_reason
+from commands.bookkeeping import public_details
 from commands.config import BotConfig
 from commands.planning import Plan, Request, plan_request, type_id_of
 from commands.policy import Actor, Operation, Policy
@@ -34,7 +35,7 @@ from commands.status import DeviceStatus, read_device_status
 from commands.steps import DeviceSteps, missing_callbacks, target_type_id
 from sigfox.errors import SigfoxError
 from sigfox.models import Device
-from storage.records import ApprovalRecord, DeviceStep, WorkflowRecord, job_label
+from storage.records import DeviceStep, WorkflowRecord, job_label
 from storage.store import Store
 
 log = logging.getLogger(__name__)
@@ -59,7 +60,7 @@ class Outcome:
         return job_label(self.workflow_id) if self.workflow_id else ""
 
 
-class Core(DeviceSteps):
+class Core(ApprovalRounds, DeviceSteps):
     """The operations of the bot, free of Slack: the Slack app, the CLI and the demo drive it."""
 
     def __init__(
@@ -90,6 +91,10 @@ class Core(DeviceSteps):
         decision = self.policy.can_request(request.actor, operation)
         if not decision.allowed:
             return Outcome(False, decision.reason)
+        missing_reason = self.reason_refusal(operation, len(request.device_ids),
+                                             clean_reason(request.reason))
+        if missing_reason:
+            return Outcome(False, missing_reason)
         try:
             plan = plan_request(self.api, self.clock.now(), request)
         except Refusal as refusal:
@@ -101,7 +106,10 @@ class Core(DeviceSteps):
 
     def _open_workflow(self, request: Request, plan: Plan) -> Outcome:
         now = self.clock.now()
-        state = WorkflowState.AWAITING_APPROVAL if plan.needs_approval else WorkflowState.APPROVED
+        operation = Operation(request.kind.value)
+        needed = self.approvals_needed(operation, len(request.device_ids), plan.needs_approval)
+        reason = clean_reason(request.reason)
+        state = WorkflowState.AWAITING_APPROVAL if needed else WorkflowState.APPROVED
         workflow_id, busy = self.store.create_workflow(
             kind=request.kind.value,
             state=state.value,
@@ -121,23 +129,30 @@ class Core(DeviceSteps):
             f"request {request.kind.value}",
             now,
             workflow_id=workflow_id,
-            details={"devices": list(request.device_ids)},
+            details={"devices": list(request.device_ids), "reason": reason,
+                     "approvals_needed": needed},
         )
+        if not needed:  # no approval: the wait timer (if any) runs from now
+            self._schedule(workflow_id, self.start_time(operation, now))
         workflow = self._workflow(workflow_id)
         advice = list(plan.restart_advice)
-        details: dict[str, Any] = {"summary": plan.summary, "restart_advice": advice}
-        self._tell(workflow, ProgressKind.REQUESTED, plan.summary, **details)
+        details: dict[str, Any] = {"summary": plan.summary, "restart_advice": advice,
+                                   "reason": reason}
+        said = plan.summary + (f"\nReason: {reason}" if reason else "")
+        self._tell(workflow, ProgressKind.REQUESTED, said, **details)
         approval_id = None
-        if plan.needs_approval:
-            approval_id = self._ask_approval(workflow, request.actor.user_id, plan.summary)
+        if needed:
+            approval_id = self._ask_approval(workflow, request.actor.user_id, plan.summary,
+                                             needed, reason)
         message = f"{job_label(workflow_id)}: {plan.summary}"
         if advice:
             message += (
                 f"\nA restart would bring {', '.join(advice)} back without deleting its "
                 f"history: `/sigfox restart {' '.join(advice)}` is the better first choice."
             )
-        if plan.needs_approval:
-            message += "\nWaiting for an approver."
+        if needed:
+            message += ("\nWaiting for an approver." if needed == 1 else
+                        f"\nWaiting for {needed} approvers other than you.")
         return Outcome(True, message, workflow_id, approval_id, details=details)
 
     def _join(self, busy: dict[str, int]) -> Outcome:
@@ -175,10 +190,15 @@ class Core(DeviceSteps):
                 },
             )
 
-    def _ask_approval(self, workflow: WorkflowRecord, requester: str, summary: str) -> int:
+    def _ask_approval(self, workflow: WorkflowRecord, requester: str, summary: str,
+                      needed: int = 1, reason: str = "") -> int:
         now = self.clock.now()
         ttl = self.config.policy.approval_ttl.total_seconds()
-        approval_id = self.store.create_approval(workflow.id, requester, summary, now, now + ttl)
+        operation = Operation(workflow.kind)
+        approval_id = self.store.create_approval(
+            workflow.id, requester, summary, now, now + ttl, required=needed,
+            deciders=self.policy.deciders(operation), request_reason=reason,
+            requester_may_approve=self.policy.requester_may_approve(operation, needed))
         self._tell(
             workflow,
             ProgressKind.APPROVAL_NEEDED,
@@ -187,6 +207,8 @@ class Core(DeviceSteps):
             expires_at=now + ttl,
             summary=summary,
             requester=requester,
+            reason=reason,
+            **self.deciding(approval_id),
         )
         return approval_id
 
@@ -206,35 +228,66 @@ class Core(DeviceSteps):
             return Outcome(
                 False, "This request expired; nothing was deleted. Ask again if still needed."
             )
-        verdict = self.policy.can_approve(actor, Operation(workflow.kind), approval.requested_by)
+        verdict = self.policy.can_approve(actor, Operation(workflow.kind), approval.requested_by,
+                                          needed=approval.required,
+                                          escalated=bool(approval.escalated_at))
         if not verdict.allowed:
             self.store.audit(actor.user_id, "approval refused", now, workflow_id=workflow.id,
                              outcome="denied", details={"reason": verdict.reason})
             return Outcome(False, verdict.reason, workflow.id, approval_id)
-        new_state = "approved" if approve else "rejected"
-        if not self.store.decide_approval(approval_id, new_state, actor.user_id, now, reason):
+        reason = clean_reason(reason)
+        vote = self.store.cast_vote(approval_id, actor.user_id,
+                                    "approved" if approve else "rejected", now, reason)
+        if vote.result == "closed":
             fresh = self.store.get_approval(approval_id)
             state, by = (fresh.state, fresh.decided_by) if fresh else ("decided", "")
             return Outcome(False, self._already_decided(state, by))
+        if vote.result == "duplicate":
+            return Outcome(False, "You already approved this request; it needs "
+                                  f"{approval.required} different approvers, so one more "
+                                  "colleague must approve it.", workflow.id, approval_id)
+        if vote.result == "recorded":
+            return self._partial_approval(workflow, actor, approval_id, vote.approvers)
         return self._apply_decision(workflow, actor, approve, approval_id, reason)
+
+    def _partial_approval(self, workflow: WorkflowRecord, actor: Actor, approval_id: int,
+                          approvers: Sequence[str]) -> Outcome:
+        """One approval of several: recorded and shown; the request stays open."""
+        now = self.clock.now()
+        state = self.deciding(approval_id)
+        count = f"{len(approvers)} of {state['required']}"
+        self.store.audit(actor.user_id, "approval vote", now, workflow_id=workflow.id,
+                         outcome="approved", details={"approvals": count})
+        self._tell(workflow, ProgressKind.VOTE, f"Approved by <@{actor.user_id}> ({count}).",
+                   approval_id=approval_id, decided_by=actor.user_id, **state)
+        left = state["required"] - len(approvers)
+        return Outcome(True, f"{job_label(workflow.id)}: your approval is recorded ({count}); "
+                             f"waiting for {left} more approver(s).", workflow.id, approval_id)
 
     def _apply_decision(
         self, workflow: WorkflowRecord, actor: Actor, approve: bool, approval_id: int, reason: str
     ) -> Outcome:
         now = self.clock.now()
         target = WorkflowState.APPROVED if approve else WorkflowState.REJECTED
+        starts_at = self.start_time(Operation(workflow.kind), now) if approve else now
         moved = self.store.cas_workflow(
-            workflow.id, [WorkflowState.AWAITING_APPROVAL.value], target.value, now, next_run=now
+            workflow.id, [WorkflowState.AWAITING_APPROVAL.value], target.value, now,
+            next_run=starts_at,
         )
         verb = "approved" if approve else "rejected"
-        self.store.audit(actor.user_id, verb, now, workflow_id=workflow.id, outcome=verb)
+        self.store.audit(actor.user_id, verb, now, workflow_id=workflow.id, outcome=verb,
+                         details={"reason": reason} if reason else None)
         if not moved:
             return Outcome(False, "This job was cancelled meanwhile; nothing will run.")
         if not approve:
             self.store.release_device_locks(workflow.id)
         text = f"{verb.capitalize()} by <@{actor.user_id}>" + (f": {reason}" if reason else "")
         self._tell(self._workflow(workflow.id), ProgressKind.DECIDED, text,
-                   approval_id=approval_id, decision=verb, decided_by=actor.user_id)
+                   approval_id=approval_id, decision=verb, decided_by=actor.user_id,
+                   reason=reason)
+        if approve and starts_at > now:
+            self.store.set_approval_start(approval_id, starts_at)
+            self.report_wait_timer(self._workflow(workflow.id), now)
         if not approve:
             self._tell(self._workflow(workflow.id), ProgressKind.FINISHED,
                        "Rejected: nothing was changed.", outcome="rejected")
@@ -290,6 +343,9 @@ class Core(DeviceSteps):
                          device_id=device_id, outcome="shown" if verdict.allowed else "denied")
         if not verdict.allowed:
             return Outcome(False, "Only approvers may see a recorded PAC.")
+        # In the open: the team sees who looked (never what they saw).
+        self._tell(workflow, ProgressKind.STEP_DONE,
+                   f"<@{actor.user_id}> viewed the PAC of {device_id}.", pac_viewed=device_id)
         return Outcome(True, snapshot.current_pac, workflow_id, details={"device_id": device_id})
 
     # -- advancing ---------------------------------------------------------------------------
@@ -297,14 +353,16 @@ class Core(DeviceSteps):
     def resume(self) -> int:
         """At start: free leases left by a dead process and advance everything unfinished."""
         self.store.break_leases()
+        # An approved job keeps its start (its wait timer ends when it ends, restart or not).
         for workflow in self.store.list_workflows(states=[s.value for s in ACTIVE], limit=100000):
-            if workflow.state in (WorkflowState.APPROVED, WorkflowState.RUNNING):
+            if workflow.state == WorkflowState.RUNNING:
                 self.store.update_workflow(workflow.id, self.clock.now(), next_run=0)
         return self.tick()
 
     def tick(self) -> int:
         """Advance every workflow that can move now; returns how many were looked at."""
         self._expire_approvals()
+        self.count_down_wait_timers()
         now = self.clock.now()
         due = self.store.workflows_due(
             [WorkflowState.APPROVED.value, WorkflowState.RUNNING.value], now
@@ -421,21 +479,7 @@ class Core(DeviceSteps):
             if approval.expires_at <= now:
                 self._expire(approval.id, self._workflow(approval.workflow_id))
             else:
-                self._remind(approval)
-
-    def _remind(self, approval: ApprovalRecord) -> None:
-        reminder = self.config.timing.approval_reminder.total_seconds()
-        now = self.clock.now()
-        key = f"approval-reminder:{approval.id}"
-        last = self.store.get_value(key) or approval.created_at
-        if now - last < reminder:
-            return
-        self.store.set_value(key, now)
-        workflow = self._workflow(approval.workflow_id)
-        self._tell(workflow, ProgressKind.WAITING,
-                   f"Still waiting for an approver ({elapsed_text(now - approval.created_at)}); "
-                   f"the request expires in {elapsed_text(approval.expires_at - now)}.",
-                   wait="approval", approval_id=approval.id, elapsed=now - approval.created_at)
+                self.escalate_and_remind(approval)
 
     def _expire(self, approval_id: int, workflow: WorkflowRecord) -> None:
         now = self.clock.now()

@@ -182,6 +182,25 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE scans ADD COLUMN duration REAL NOT NULL DEFAULT 0;
     ALTER TABLE scans ADD COLUMN started_by TEXT NOT NULL DEFAULT '';
     """,
+    # 4: approvals that scale with the risk: N distinct approvers (one vote each), who may
+    # decide, escalation, reminders counted, the requester's reason, the wait timer's end.
+    """
+    ALTER TABLE approvals ADD COLUMN required INTEGER NOT NULL DEFAULT 1;
+    ALTER TABLE approvals ADD COLUMN deciders TEXT NOT NULL DEFAULT '[]';
+    ALTER TABLE approvals ADD COLUMN requester_may_approve INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE approvals ADD COLUMN escalated_at REAL NOT NULL DEFAULT 0;
+    ALTER TABLE approvals ADD COLUMN reminders INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE approvals ADD COLUMN request_reason TEXT NOT NULL DEFAULT '';
+    ALTER TABLE approvals ADD COLUMN starts_at REAL NOT NULL DEFAULT 0;
+    CREATE TABLE approval_votes (
+        approval_id INTEGER NOT NULL REFERENCES approvals(id),
+        user_id TEXT NOT NULL,
+        decision TEXT NOT NULL,
+        reason TEXT NOT NULL DEFAULT '',
+        time REAL NOT NULL,
+        PRIMARY KEY (approval_id, user_id)
+    );
+    """,
 )
 
 

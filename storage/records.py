@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 R = TypeVar("R")
 
 # Columns stored as JSON text; every other column maps to its field as it is.
-JSON_COLUMNS = frozenset({"params", "data", "details", "flags", "message_ref"})
+JSON_COLUMNS = frozenset({"params", "data", "details", "flags", "message_ref", "deciders"})
 
 
 def from_row(cls: type[R], row: dict[str, Any]) -> R:
@@ -86,6 +86,34 @@ class ApprovalRecord:
     created_at: float
     expires_at: float
     message_ref: dict[str, Any] = field(default_factory=dict)
+    required: int = 1  # distinct approvers needed
+    deciders: list[str] = field(default_factory=list)  # users and groups asked, in order
+    requester_may_approve: int = 0
+    escalated_at: float = 0.0
+    reminders: int = 0  # direct-message reminders sent so far
+    request_reason: str = ""
+    starts_at: float = 0.0  # approved: the job starts then (the wait timer's end)
+
+
+@dataclass(frozen=True)
+class VoteRecord:
+    """One person's Approve or Reject on an approval request."""
+
+    approval_id: int
+    user_id: str
+    decision: str
+    reason: str
+    time: float
+
+
+@dataclass(frozen=True)
+class VoteResult:
+    """What a vote did: `recorded` (more approvals needed), `approved`, `rejected`,
+    `duplicate` (this person already voted) or `closed` (no longer pending: `state`)."""
+
+    result: str
+    state: str
+    approvers: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

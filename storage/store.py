@@ -19,6 +19,8 @@ from storage.records import (
     DeviceStep,
     EventRecord,
     Snapshot,
+    VoteRecord,
+    VoteResult,
     WorkflowRecord,
     from_row,
 )
@@ -298,15 +300,74 @@ class Store:
     # -- approvals ---------------------------------------------------------------------------
 
     def create_approval(
-        self, workflow_id: int, requested_by: str, summary: str, now: float, expires_at: float
+        self, workflow_id: int, requested_by: str, summary: str, now: float, expires_at: float,
+        *, required: int = 1, deciders: Sequence[str] = (), requester_may_approve: bool = False,
+        request_reason: str = "",
     ) -> int:
         with self.database.transaction() as db:
             cursor = db.execute(
                 "INSERT INTO approvals (workflow_id, state, requested_by, summary, created_at, "
-                "expires_at) VALUES (?, 'pending', ?, ?, ?, ?)",
-                [workflow_id, requested_by, summary, now, expires_at],
+                "expires_at, required, deciders, requester_may_approve, request_reason) "
+                "VALUES (?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?)",
+                [workflow_id, requested_by, summary, now, expires_at, required,
+                 json.dumps(list(deciders)), int(requester_may_approve), request_reason],
             )
             return int(cursor.lastrowid or 0)
+
+    def cast_vote(self, approval_id: int, user_id: str, decision: str, now: float,
+                  reason: str = "") -> VoteResult:
+        """Record one person's Approve or Reject, once, and settle the request when it is due:
+        one Reject refuses, `required` distinct approvals approve. One transaction, so two
+        approvers clicking together can neither both settle it nor vote twice."""
+        with self.database.transaction() as db:
+            rows = db.execute("SELECT state, required FROM approvals WHERE id = ?",
+                              [approval_id]).fetchall()
+            if not rows or rows[0][0] != "pending":
+                return VoteResult("closed", rows[0][0] if rows else "missing")
+            required = int(rows[0][1])
+            inserted = db.execute(
+                "INSERT OR IGNORE INTO approval_votes (approval_id, user_id, decision, reason, "
+                "time) VALUES (?, ?, ?, ?, ?)", [approval_id, user_id, decision, reason, now])
+            approvers = tuple(r[0] for r in db.execute(
+                "SELECT user_id FROM approval_votes WHERE approval_id = ? AND decision = "
+                "'approved' ORDER BY time, rowid", [approval_id]).fetchall())
+            if inserted.rowcount != 1:
+                return VoteResult("duplicate", "pending", approvers)
+            if decision == "approved" and len(approvers) < required:
+                return VoteResult("recorded", "pending", approvers)
+            db.execute("UPDATE approvals SET state = ?, decided_by = ?, decided_at = ?, "
+                       "reason = ? WHERE id = ? AND state = 'pending'",
+                       [decision, user_id, now, reason, approval_id])
+            return VoteResult(decision, decision, approvers)
+
+    def votes(self, approval_id: int) -> list[VoteRecord]:
+        rows = self.database.query(
+            "SELECT * FROM approval_votes WHERE approval_id = ? ORDER BY time, rowid",
+            (approval_id,))
+        return [from_row(VoteRecord, r) for r in rows]
+
+    def escalate_approval(self, approval_id: int, now: float, deciders: Sequence[str]) -> bool:
+        """Mark a pending request escalated, once; False when it was already or is decided."""
+        with self.database.transaction() as db:
+            cursor = db.execute(
+                "UPDATE approvals SET escalated_at = ?, deciders = ? "
+                "WHERE id = ? AND state = 'pending' AND escalated_at = 0",
+                [now, json.dumps(list(deciders)), approval_id])
+            return cursor.rowcount == 1
+
+    def count_reminder(self, approval_id: int, sent_before: int, sent_now: int) -> bool:
+        """Move the reminder count on, once: two workers due together send one reminder."""
+        with self.database.transaction() as db:
+            cursor = db.execute(
+                "UPDATE approvals SET reminders = ? "
+                "WHERE id = ? AND state = 'pending' AND reminders = ?",
+                [sent_now, approval_id, sent_before])
+            return cursor.rowcount == 1
+
+    def set_approval_start(self, approval_id: int, starts_at: float) -> None:
+        with self.database.transaction() as db:
+            db.execute("UPDATE approvals SET starts_at = ? WHERE id = ?",
+                       [starts_at, approval_id])
 
     def get_approval(self, approval_id: int) -> ApprovalRecord | None:
         rows = self.database.query("SELECT * FROM approvals WHERE id = ?", (approval_id,))

@@ -269,3 +269,42 @@ def test_every_problem_is_listed_in_file_order(tmp_path: Path) -> None:
 def test_dotted_keys_are_located(tmp_path: Path) -> None:
     err = error_for(tmp_path, '[policy]\noperations.delete.approvers = ["nope"]\n')
     assert (err.line, err.key) == (2, "policy.operations.delete.approvers[0]")
+
+
+# -- approvals that scale with the risk -------------------------------------------------------
+
+
+def test_scaled_approval_keys_load() -> None:
+    config = parse_config(
+        '[policy]\napprovers = ["U0123ABCD"]\nlarge_job_devices = 50\nlarge_job_approvals = 2\n'
+        'remind_every = "4h"\nescalate_after = "8h"\nescalation_approvers = ["S0789IJKL"]\n'
+        '[policy.operations.restart]\napprovals = 0\nwait_timer = "0m"\n'
+        '[policy.operations.delete]\napprovals = 2\nwait_timer = "10m"\n'
+    )
+    policy = config.policy
+    assert (policy.large_job_devices, policy.large_job_approvals) == (50, 2)
+    assert policy.remind_every == timedelta(hours=4)
+    assert policy.escalate_after == timedelta(hours=8)
+    assert policy.escalation_approvers == ("S0789IJKL",)
+    assert policy.operations["restart"].approvals == 0
+    assert policy.operations["restart"].wait_timer == timedelta(0)
+    assert policy.operations["delete"].wait_timer == timedelta(minutes=10)
+
+
+def test_scaled_approval_keys_default_to_todays_rules() -> None:
+    policy = BotConfig().policy
+    assert policy.large_job_devices is None and policy.escalate_after is None
+    assert policy.remind_every is None and policy.escalation_approvers == ()
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("[policy.operations.renew]\napprovals = -1\n", "greater than or equal to 0"),
+    ("[policy.operations.renew]\napprovals = \"2\"\n", "valid integer"),
+    ("[policy.operations.renew]\nwait_timer = \"soon\"\n", 'like "30s"'),
+    ("[policy]\nescalate_after = \"8h\"\n", "escalation_approvers is empty"),
+    ("[policy]\nescalation_approvers = [\"*\"]\n", "not allowed among approvers"),
+    ("[policy]\nlarge_job_devices = 0\n", "greater than or equal to 1"),
+])
+def test_scaled_approval_keys_refuse_mistakes(text: str, expected: str) -> None:
+    with pytest.raises(ConfigError, match=expected):
+        parse_config(text)

@@ -148,3 +148,71 @@ def test_cancel_by_requester_or_approver(policy: Policy) -> None:
     refused = policy.can_cancel(DAVE, Operation.RENEW, requester_id=ALICE.user_id)
     assert not refused.allowed
     assert "<@U0000ALICE>" in refused.reason
+
+
+# -- approvals that scale with the risk -------------------------------------------------------
+
+SCALED = parse_config(
+    """
+[policy]
+approvers = ["S0000OPS1", "U000CAROL"]
+allow_self_approval = true
+large_job_devices = 50
+large_job_approvals = 2
+escalate_after = "8h"
+escalation_approvers = ["U0000DAVE"]
+
+[policy.operations.restart]
+approvals = 0
+wait_timer = "0m"
+
+[policy.operations.unsubscribe]
+approvals = 3
+wait_timer = "15m"
+"""
+)
+
+
+def test_approvals_needed_per_operation_and_size() -> None:
+    policy = Policy(SCALED)
+    assert policy.approvals_needed(Operation.RENEW, 1, built_in=1) == 1
+    assert policy.approvals_needed(Operation.RENEW, 49, built_in=1) == 1
+    assert policy.approvals_needed(Operation.RENEW, 50, built_in=1) == 2  # two-person rule
+    assert policy.approvals_needed(Operation.TRANSFER, 80, built_in=0) == 0  # keeps its token
+    assert policy.approvals_needed(Operation.RESTART, 500, built_in=0) == 0  # configured 0
+    assert policy.approvals_needed(Operation.UNSUBSCRIBE, 1, built_in=1) == 3
+    assert policy.approvals_needed(Operation.UNSUBSCRIBE, 60, built_in=1) == 3  # never lowered
+
+
+def test_defaults_are_todays_rules() -> None:
+    policy = Policy(BotConfig())
+    assert policy.approvals_needed(Operation.DELETE, 10_000, built_in=1) == 1
+    assert policy.wait_timer(Operation.DELETE) == timedelta(0)
+    assert not policy.is_large(10_000)
+
+
+def test_wait_timer_per_operation() -> None:
+    policy = Policy(SCALED)
+    assert policy.wait_timer(Operation.UNSUBSCRIBE) == timedelta(minutes=15)
+    assert policy.wait_timer(Operation.RESTART) == timedelta(0)
+    assert policy.wait_timer(Operation.DELETE) == timedelta(0)
+
+
+def test_requester_never_one_of_two_even_with_self_approval() -> None:
+    policy = Policy(SCALED)
+    assert policy.can_approve(CAROL, Operation.RENEW, CAROL.user_id, needed=1).allowed
+    refused = policy.can_approve(CAROL, Operation.RENEW, CAROL.user_id, needed=2)
+    assert not refused.allowed and "two-person rule" in refused.reason
+    assert policy.can_approve(BOB, Operation.RENEW, CAROL.user_id, needed=2).allowed
+
+
+def test_escalation_approvers_decide_only_once_escalated() -> None:
+    policy = Policy(SCALED)
+    assert not policy.can_approve(DAVE, Operation.RENEW, ALICE.user_id).allowed
+    allowed = policy.can_approve(DAVE, Operation.RENEW, ALICE.user_id, escalated=True)
+    assert allowed.allowed and "escalation_approvers" in allowed.reason
+    # The first list keeps its right.
+    assert policy.can_approve(CAROL, Operation.RENEW, ALICE.user_id, escalated=True).allowed
+    assert policy.deciders(Operation.RENEW) == ("S0000OPS1", "U000CAROL")
+    assert policy.deciders(Operation.RENEW, escalated=True) == ("S0000OPS1", "U000CAROL",
+                                                                "U0000DAVE")
