@@ -140,11 +140,6 @@ def slack_date(ts: float, fmt: str = "{date_short_pretty} at {time}") -> str:
     return f"<!date^{int(ts)}^{fmt}|{human.moment(ts)}>"
 
 
-def day_of(ms: float | None) -> str:
-    """A Sigfox time (milliseconds) as a UTC date."""
-    return human.day_ms(ms)
-
-
 def devices_text(devices: Sequence[str], limit: int = 10) -> str:
     shown = ", ".join(f"`{d}`" for d in devices[:limit])
     more = len(devices) - limit

@@ -27,9 +27,6 @@ from commands.preflight import (
 from commands.states import Kind
 from sigfox.models import ContractInfo, Device, TokenState
 
-# Kinds that always wait for an approver; a transfer does when it loses a token.
-APPROVAL_KINDS = frozenset({Kind.RENEW, Kind.DELETE, Kind.UNSUBSCRIBE})
-
 
 @dataclass(frozen=True)
 class Request:

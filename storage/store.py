@@ -1,8 +1,10 @@
 """The workflow store: every record that makes a job recoverable after a crash.
 
-Each state change is a compare-and-set (`UPDATE ... WHERE state = ? AND version = ?`): when two
-workers, a double click or a replayed Slack request race, exactly one update matches a row and
-the others see `False`. All SQL of the workflows lives here.
+Each state change is a compare-and-set on the state it leaves (`UPDATE ... WHERE state = ?`):
+when two workers, a double click or a replayed Slack request race, exactly one update matches a
+row and the others see `False`. Every move leaves the state it was made from, so the state alone
+is the guard; `version` only counts a row's changes (for whoever inspects the database), no
+query compares it. All SQL of the workflows lives here.
 """
 
 from __future__ import annotations
@@ -450,14 +452,6 @@ class Store:
         rows = self.database.query(
             "SELECT * FROM snapshots WHERE workflow_id = ? AND device_id = ?",
             (workflow_id, device_id),
-        )
-        return from_row(Snapshot, rows[0]) if rows else None
-
-    def latest_snapshot(self, device_id: str) -> Snapshot | None:
-        rows = self.database.query(
-            "SELECT * FROM snapshots WHERE device_id = ? ORDER BY captured_at DESC, "
-            "workflow_id DESC LIMIT 1",
-            (device_id,),
         )
         return from_row(Snapshot, rows[0]) if rows else None
 

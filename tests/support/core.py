@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from commands.config import BotConfig, parse_config
 from commands.policy import Actor
-from commands.ports import ManualClock
-from commands.terminal import RecordingNotifier
+from commands.ports import ManualClock, Progress, ProgressKind
 from commands.workflows import Core
 from sigfox.client import SigfoxClient
 from sigfox.simulator import SimulatorServer
@@ -34,6 +34,24 @@ first_message_poll = "5m"
 first_message_timeout = "7d"
 approval_reminder = "20m"
 """
+
+
+class RecordingNotifier:
+    """Keeps every progress event the core hands out, for tests to read."""
+
+    def __init__(self) -> None:
+        self.events: list[Progress] = []
+        self._lock = threading.Lock()
+
+    def notify(self, progress: Progress) -> None:
+        with self._lock:
+            self.events.append(progress)
+
+    def texts(self) -> list[str]:
+        return [p.text for p in self.events]
+
+    def kinds(self) -> list[ProgressKind]:
+        return [p.kind for p in self.events]
 
 
 def core_config(extra: str = "") -> BotConfig:
