@@ -71,7 +71,10 @@ def create_bolt_app(
     refused click); when the core reports elsewhere, pass None. `listener_executor` runs the
     lazy listeners (Bolt's default: a pool of 10 threads).
     """
-    app = App(client=client, signing_secret=signing_secret,
+    # Signatures are verified by the HTTP edge (`bot.slack_edge`), which hands Bolt the parsed
+    # document; Socket Mode needs none. `signing_secret` is kept for callers that pass it.
+    app = App(client=client, signing_secret=signing_secret or "verified-by-bot.slack_edge",
+              request_verification_enabled=False,
               token_verification_enabled=token_verification_enabled,
               process_before_response=process_before_response,
               listener_executor=listener_executor)

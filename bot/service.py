@@ -181,7 +181,9 @@ def serve(services: Services, *, http: bool, host: str = "127.0.0.1", port: int 
         if not http:
             # Events come over the socket; the HTTP server below serves health and uplinks.
             handler = connect_socket_mode(services)
-        web = create_web_app(services.bolt_app, uplink_handler=services.handle_uplink,
+        signing_secret = services.env.get("SLACK_SIGNING_SECRET", "").strip() if http else None
+        web = create_web_app(services.bolt_app, signing_secret=signing_secret,
+                             uplink_handler=services.handle_uplink,
                              callback_secret=services.env.get("SIGFOX_CALLBACK_SECRET") or None,
                              health=services.health)
         run_http(web, host=host, port=port)

@@ -3,9 +3,9 @@
 Bolt's own Starlette adapter calls the *sync* `App.dispatch` straight from an `async def`, which
 stalls the event loop for as long as a listener runs (with `process_before_response=True`, the
 whole command). Here every dispatch goes through `run_in_threadpool`, so health checks, metrics
-and other deliveries keep being served meanwhile. Bolt verifies Slack's signature itself
-(`X-Slack-Signature` over `v0:{timestamp}:{body}`, timestamps older than five minutes refused);
-this module hands it the raw bytes untouched so that check stays meaningful.
+and other deliveries keep being served meanwhile. Before Bolt sees a request, `bot.slack_edge`
+caps its size, verifies Slack's signature over the raw bytes and parses it (without Bolt's
+"payload" heuristic); Bolt gets the parsed document and does not verify again.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from bot.slack_edge import MAX_SLACK_BYTES, Refusal, check_size, parse, verify
 from commands.metrics import render_metrics
 
 log = logging.getLogger(__name__)
@@ -34,8 +35,9 @@ Health = Callable[[], dict[str, Any]]
 
 CALLBACK_SECRET_HEADER = "X-Sigfox-Callback-Secret"
 MAX_UPLINK_BYTES = 16 * 1024  # a DATA callback is a few hundred bytes; refuse anything huge
-_DEVICE_ID = re.compile(r"^[0-9A-Fa-f]{1,8}$")
-_PAYLOAD = re.compile(r"^(?:[0-9A-Fa-f]{2}){0,12}$")  # Sigfox uplinks carry 0 to 12 bytes
+# Used with fullmatch: `$` alone would let a trailing newline through ("1A2B3C\n").
+_DEVICE_ID = re.compile(r"[0-9A-Fa-f]{1,8}")
+_PAYLOAD = re.compile(r"(?:[0-9A-Fa-f]{2}){0,12}")  # Sigfox uplinks carry 0 to 12 bytes
 MAX_SEQ_NUMBER = 4095  # Sigfox sequence numbers are 12 bits
 
 
@@ -46,15 +48,31 @@ class UplinkError(ValueError):
 # --------------------------------------------------------------------------- Slack
 
 
-def to_bolt_request(request: Request, body: bytes) -> BoltRequest:
-    """Raw body as text (Bolt signs over it), multi-valued headers and query kept whole."""
+async def read_capped(request: Request, limit: int) -> bytes:
+    """The body, refused (413) as soon as it is known to exceed `limit`: by its declared length
+    before reading, else while streaming, so a huge body never sits in memory."""
+    check_size(request.headers.get("content-length"), limit)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise Refusal(413, f"body larger than {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def to_bolt_request(request: Request, body: dict[str, Any]) -> BoltRequest:
+    """The verified, parsed document as JSON (so Bolt parses nothing itself), with the
+    multi-valued headers and query kept whole."""
     headers: dict[str, str | Sequence[str]] = {
-        k: request.headers.getlist(k) for k in request.headers
+        k: request.headers.getlist(k) for k in request.headers if k != "content-type"
     }
+    headers["content-type"] = ["application/json"]
     query: dict[str, Sequence[str]] = {
         k: request.query_params.getlist(k) for k in request.query_params
     }
-    return BoltRequest(body=body.decode("utf-8"), query=query, headers=headers)
+    return BoltRequest(body=json.dumps(body), query=query, headers=headers)
 
 
 def to_response(bolt_response: BoltResponse) -> Response:
@@ -65,10 +83,16 @@ def to_response(bolt_response: BoltResponse) -> Response:
     )
 
 
-def _slack_events(bolt_app: App) -> Callable[[Request], Any]:
+def _slack_events(bolt_app: App, signing_secret: str) -> Callable[[Request], Any]:
     async def slack_events(request: Request) -> Response:
-        body = await request.body()
-        bolt_response = await run_in_threadpool(bolt_app.dispatch, to_bolt_request(request, body))
+        try:
+            raw = await read_capped(request, MAX_SLACK_BYTES)
+            text = verify(raw, request.headers, signing_secret)
+            body = parse(text, request.headers.get("content-type", ""))
+        except Refusal as refusal:
+            return _error(refusal.status, refusal.message)
+        bolt_request = to_bolt_request(request, body)
+        bolt_response = await run_in_threadpool(bolt_app.dispatch, bolt_request)
         return to_response(bolt_response)
 
     return slack_events
@@ -125,13 +149,13 @@ def parse_uplink(raw: bytes) -> dict[str, Any]:
 
 
 def _device(value: Any) -> str:
-    if not isinstance(value, str) or not _DEVICE_ID.match(value):
+    if not isinstance(value, str) or not _DEVICE_ID.fullmatch(value):
         raise UplinkError("device must be a Sigfox device id: 1 to 8 hexadecimal digits")
     return value.upper()
 
 
 def _payload(value: Any) -> str:
-    if not isinstance(value, str) or not _PAYLOAD.match(value):
+    if not isinstance(value, str) or not _PAYLOAD.fullmatch(value):
         raise UplinkError("data must be hexadecimal, an even number of digits, at most 12 bytes")
     return value.lower()
 
@@ -161,12 +185,17 @@ def _uplink(secret: str, handler: UplinkHandler | None) -> Callable[[Request], A
     expected = secret.encode()
 
     async def uplink(request: Request) -> Response:
-        given = request.headers.get(CALLBACK_SECRET_HEADER, "").encode()
+        try:
+            check_size(request.headers.get("content-length"), MAX_UPLINK_BYTES)
+        except Refusal as refusal:
+            return _error(refusal.status, refusal.message)
+        given = request.headers.get(CALLBACK_SECRET_HEADER, "").encode("utf-8", "replace")
         if not hmac.compare_digest(given, expected):  # constant time: no guessing byte by byte
             return _error(401, f"missing or wrong {CALLBACK_SECRET_HEADER}")
-        raw = await request.body()
-        if len(raw) > MAX_UPLINK_BYTES:
-            return _error(413, f"body larger than {MAX_UPLINK_BYTES} bytes")
+        try:
+            raw = await read_capped(request, MAX_UPLINK_BYTES)
+        except Refusal as refusal:
+            return _error(refusal.status, refusal.message)
         try:
             message = parse_uplink(raw)
         except UplinkError as exc:
@@ -190,16 +219,21 @@ def _uplink(secret: str, handler: UplinkHandler | None) -> Callable[[Request], A
 def create_web_app(
     bolt_app: App,
     *,
+    signing_secret: str | None = None,
     uplink_handler: UplinkHandler | None = None,
     callback_secret: str | None = None,
     health: Health | None = None,
 ) -> Starlette:
-    """The HTTP mode server. `/sigfox/uplink` exists only when `callback_secret` is set."""
+    """The HTTP mode server. `/slack/events` exists only when `signing_secret` is set (HTTP
+    mode; Socket Mode needs only health, metrics and the uplink), `/sigfox/uplink` only when
+    `callback_secret` is."""
     routes = [
-        Route("/slack/events", _slack_events(bolt_app), methods=["POST"]),
         Route("/healthz", _healthz(health), methods=["GET"]),
         Route("/metrics", _metrics, methods=["GET"]),
     ]
+    if signing_secret:
+        routes.append(Route("/slack/events", _slack_events(bolt_app, signing_secret),
+                            methods=["POST"]))
     if callback_secret:
         routes.append(
             Route("/sigfox/uplink", _uplink(callback_secret, uplink_handler), methods=["POST"])

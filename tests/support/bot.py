@@ -175,7 +175,8 @@ def running_bot(simulator: SimulatorServer, db_path: Path, *, config: BotConfig 
         bolt = create_bolt_app(core=core, client=client, signing_secret=SIGNING_SECRET,
                                alerts=alerts, notifier=notifier, listener_executor=executor,
                                groups=GroupResolver(client, core.config, ttl=0.0))
-        web = create_web_app(bolt, callback_secret=CALLBACK_SECRET,
+        web = create_web_app(bolt, signing_secret=SIGNING_SECRET,
+                             callback_secret=CALLBACK_SECRET,
                              uplink_handler=lambda m: core.handle_uplink(m["device"]))
         with BackgroundServer(web) as server:
             yield BotHarness(server.root, standin, core, clock, simulator, fleet, executor,
