@@ -129,11 +129,14 @@ def parse_uplink(raw: bytes) -> dict[str, Any]:
     JSON numbers or as digit strings; both are accepted. Other fields are passed through.
     """
     try:
-        body = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise UplinkError(f"body is not valid JSON ({exc.msg} at position {exc.pos})") from None
+        # Decoded here: json.loads on bytes guesses UTF-16/32 from the first bytes.
+        text = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise UplinkError("body is not UTF-8 text") from None
+    try:
+        body = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UplinkError(f"body is not valid JSON ({exc.msg} at position {exc.pos})") from None
     if not isinstance(body, dict):
         raise UplinkError("body must be a JSON object with device, time, data and seqNumber")
     missing = [k for k in ("device", "time", "data", "seqNumber") if k not in body]
