@@ -1,0 +1,63 @@
+"""Everything Sigfox: the API v2 client and, in `sigfox.simulator`, a simulated backend.
+
+- `SigfoxClient` (client.py): Basic auth, `paging.next`, pacing to the published limits,
+  back-off on 429, every answer validated into a model;
+- the models (models.py): `Device`, `DeviceType`, `ContractInfo`, `Group`, `Callback`,
+  `BulkJob`, the requests `DeviceCreate` and `CallbackCreate`, the enums `TokenState` and
+  `JobKind`, and `normalize_device_id`;
+- the errors (errors.py): `SigfoxError` and one subclass per answer a caller handles apart.
+"""
+
+from sigfox.client import SigfoxClient
+from sigfox.errors import (
+    SigfoxBadRequest,
+    SigfoxConfigError,
+    SigfoxConflict,
+    SigfoxConnectionError,
+    SigfoxError,
+    SigfoxForbidden,
+    SigfoxNotFound,
+    SigfoxPacingRefused,
+    SigfoxRateLimited,
+    SigfoxServerError,
+    SigfoxUnauthorized,
+)
+from sigfox.models import (
+    BulkJob,
+    Callback,
+    CallbackCreate,
+    ContractInfo,
+    Device,
+    DeviceCreate,
+    DeviceType,
+    Group,
+    JobKind,
+    TokenState,
+    normalize_device_id,
+)
+
+__all__ = [
+    "BulkJob",
+    "Callback",
+    "CallbackCreate",
+    "ContractInfo",
+    "Device",
+    "DeviceCreate",
+    "DeviceType",
+    "Group",
+    "JobKind",
+    "SigfoxBadRequest",
+    "SigfoxClient",
+    "SigfoxConfigError",
+    "SigfoxConflict",
+    "SigfoxConnectionError",
+    "SigfoxError",
+    "SigfoxForbidden",
+    "SigfoxNotFound",
+    "SigfoxPacingRefused",
+    "SigfoxRateLimited",
+    "SigfoxServerError",
+    "SigfoxUnauthorized",
+    "TokenState",
+    "normalize_device_id",
+]

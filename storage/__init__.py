@@ -1,0 +1,38 @@
+"""The bot's database: SQLite through sqlite-utils, and all of the bot's SQL.
+
+- `open_database`, `SafeDatabase`, `DEFAULT_DB_PATH` (db.py): the file, its migrations, one
+  connection shared under a lock;
+- `Store` (store.py): workflows, their devices, approvals, PAC snapshots, events, the audit log
+  and idempotency keys, each state change a compare-and-set;
+- `FleetStore` (fleet.py): the last fleet scan, alert state and snoozes;
+- the typed rows (records.py): `WorkflowRecord`, `DeviceStep`, `ApprovalRecord`, `Snapshot`,
+  `EventRecord`, `AuditEntry`, and `job_label` (how people see a workflow id, `J-0042`).
+"""
+
+from storage.db import DEFAULT_DB_PATH, SafeDatabase, open_database
+from storage.fleet import FleetStore
+from storage.records import (
+    ApprovalRecord,
+    AuditEntry,
+    DeviceStep,
+    EventRecord,
+    Snapshot,
+    WorkflowRecord,
+    job_label,
+)
+from storage.store import Store
+
+__all__ = [
+    "DEFAULT_DB_PATH",
+    "ApprovalRecord",
+    "AuditEntry",
+    "DeviceStep",
+    "EventRecord",
+    "FleetStore",
+    "SafeDatabase",
+    "Snapshot",
+    "Store",
+    "WorkflowRecord",
+    "job_label",
+    "open_database",
+]

@@ -1,0 +1,36 @@
+"""Each package says what it offers: a docstring, and `__all__` names that all resolve."""
+
+from __future__ import annotations
+
+import importlib
+import subprocess
+import sys
+
+import pytest
+
+PACKAGES = ["bot", "commands", "storage", "sigfox", "sigfox.simulator", "demo"]
+
+
+@pytest.mark.parametrize("name", PACKAGES)
+def test_package_declares_its_public_names_and_each_resolves(name: str) -> None:
+    package = importlib.import_module(name)
+    assert (package.__doc__ or "").strip(), f"{name}/__init__.py should say what it offers"
+    offered = package.__all__
+    assert offered and len(set(offered)) == len(offered)
+    for public in offered:
+        assert getattr(package, public) is not None, f"{name}.{public}"
+
+
+@pytest.mark.parametrize("name", ["bot", "commands"])
+def test_an_unknown_name_is_an_attribute_error(name: str) -> None:
+    with pytest.raises(AttributeError, match="no attribute 'nothing_here'"):
+        getattr(importlib.import_module(name), "nothing_here")
+
+
+def test_importing_the_cli_loads_neither_slack_nor_the_core() -> None:
+    # `sigfox-bot --help` imports bot.cli: the package surfaces must stay lazy for that.
+    probe = ("import sys, bot.cli; "
+             "print(sorted(m for m in ('slack_bolt', 'commands.workflows') if m in sys.modules))")
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                            check=True).stdout.strip()
+    assert loaded == "[]"
