@@ -93,6 +93,8 @@ class SlackAlertSink:
             log.warning("daily alert digest not posted: no [alerts] channel configured")
             return
         text = f"{digest.summary.total:,} Sigfox tokens end in the next {digest.summary.days} days"
+        if digest.late_note:
+            text += f" ({digest.late_note})"
         answer = self.client.chat_postMessage(
             channel=digest.channel, text=text, blocks=daily_blocks(digest)
         )
@@ -218,6 +220,9 @@ def daily_blocks(digest: DailyDigest) -> list[dict[str, Any]]:
         {"type": "section", "text": _mrkdwn(f"*{summary.total:,}* tokens end by "
                                             f"{_day(summary.now + summary.days * 86400, tz)}")},
     ]
+    if digest.late_note:
+        blocks.insert(1, {"type": "context",
+                          "elements": [_mrkdwn(f":hourglass: {digest.late_note}")]})
     for week in summary.weeks[:20]:
         names = ", ".join(f"`{d.device_id}`" for d in week.devices)
         more = f" and {week.count - len(week.devices):,} more" if week.count > len(week.devices) \

@@ -25,10 +25,11 @@ from bot.groups import GroupResolver
 from bot.notifier import SlackNotifier
 from bot.slack_client import make_web_client
 from commands import metrics
-from commands.alerts import AlertService, alert_jobs, schedule_daily_digest
+from commands.alerts import AlertService
 from commands.config import BotConfig, load_config
 from commands.policy import Actor
 from commands.ports import Clock, SystemClock
+from commands.schedules import AlertSchedule
 from commands.workflows import Core
 from storage.db import DEFAULT_DB_PATH, open_database
 from storage.store import Store
@@ -73,8 +74,7 @@ class Services:
             self.uplink_workers.submit(self.core.advance, workflow_id)
 
     def extra_jobs(self) -> dict[str, Any]:
-        return {**alert_jobs(self.alerts),
-                "forget-idempotency-keys": (IDEMPOTENCY_KEEP, self.forget_old_deliveries)}
+        return {"forget-idempotency-keys": (IDEMPOTENCY_KEEP, self.forget_old_deliveries)}
 
     def forget_old_deliveries(self) -> None:
         """Slack redelivers within minutes; a day of keys is plenty, and the table stays small."""
@@ -129,16 +129,20 @@ def _alert_service(api: Any, database: Any, client: WebClient, config: BotConfig
                         clock=clock, audit=store.audit)
 
 
-def start(services: Services) -> Any:
-    """Resume unfinished workflows, publish metrics, start the scheduler; returns it."""
+def start(services: Services, *, paused: bool = False) -> Any:
+    """Resume unfinished workflows, publish metrics, start the scheduler; returns it.
+
+    The fleet scan and the daily digest take their dates from the database (see
+    `commands.schedules`): a restart moves neither. `paused` starts the scheduler without running
+    anything, for whoever plays its part on a virtual clock (tests)."""
     from commands.runtime import start_scheduler
 
     register_metrics(services.core, services.alerts)
     resumed = services.core.resume()
     log.info("resumed %d workflow(s)", resumed)
     scheduler = start_scheduler(services.core, tick=services.config.timing.tick,
-                                extra_jobs=services.extra_jobs())
-    schedule_daily_digest(scheduler, services.alerts)
+                                extra_jobs=services.extra_jobs(), paused=paused)
+    AlertSchedule(services.alerts).attach(scheduler)
     return scheduler
 
 

@@ -28,6 +28,7 @@ from commands import human, metrics
 from commands.config import AlertsConfig, BotConfig
 from commands.policy import Actor, Operation, Policy
 from commands.ports import Clock, SigfoxApi
+from commands.schedules import ScanTiming, scan_timing
 from sigfox.errors import SigfoxError
 from sigfox.models import Device, normalize_device_id
 from storage.db import SafeDatabase
@@ -199,7 +200,7 @@ class ScanProblem:
             return ("Fleet scans work again: the last one completed. Alerts are up to date "
                     "again.")
         return (f"The fleet scan failed: {self.error} Alerts are not up to date until a scan "
-                "completes; the bot keeps trying at each scan interval.")
+                "completes; the bot retries, within minutes at first, then at each scan interval.")
 
 
 @dataclass(frozen=True)
@@ -248,6 +249,7 @@ class DailyDigest:
     open_alerts: tuple[ConditionCount, ...]
     csv_path: Path | None = None
     csv_name: str = ""
+    late_note: str = ""  # why the digest comes after digest_time, when it is more than a bit late
 
 
 @dataclass(frozen=True)
@@ -305,6 +307,7 @@ class AlertsOverview:
     last_scan: ScanInfo | None
     scan_problem: ScanProblem | None
     timezone: str
+    timing: ScanTiming | None = None
 
 
 @dataclass(frozen=True)
@@ -318,6 +321,7 @@ class FleetSummary:
     open_alerts: int
     last_scan: ScanInfo | None
     scan_failing: bool
+    timing: ScanTiming | None = None
 
 
 @dataclass(frozen=True)
@@ -378,6 +382,8 @@ class AlertService:
         self.clock = clock
         self._audit = audit
         self._scan_lock = threading.Lock()
+        # Called after every scan that completed, ok or not (the schedule moves the next one).
+        self.scan_listeners: list[Callable[[], None]] = []
 
     @property
     def settings(self) -> AlertsConfig:
@@ -391,13 +397,18 @@ class AlertService:
         if not self._scan_lock.acquire(blocking=False):
             return ScanReport(0, False, 0, 0.0, "A fleet scan is already running; wait for it.")
         try:
-            return self._scan(started_by, progress)
+            report = self._scan(started_by, progress)
         finally:
             self._scan_lock.release()
+        self._tell_listeners()
+        return report
 
-    def scheduled_scan(self) -> None:
-        """The scheduler's job (see `alert_jobs`)."""
-        self.scan(started_by="schedule")
+    def _tell_listeners(self) -> None:
+        for listener in list(self.scan_listeners):
+            try:
+                listener()
+            except Exception:  # a listener's trouble must not fail the scan that completed
+                log.exception("scan listener %r failed", listener)
 
     def _scan(self, started_by: str, progress: ScanProgress | None) -> ScanReport:
         started = time.monotonic()
@@ -579,9 +590,11 @@ class AlertService:
 
     # -- daily digest ------------------------------------------------------------------------
 
-    def send_daily_digest(self) -> list[DailyDigest]:
-        """The daily "what ends soon" message, one per channel with something ending."""
-        digests = self.daily_digests()
+    def send_daily_digest(self, late_note: str = "") -> list[DailyDigest]:
+        """The daily "what ends soon" message, one per channel with something ending.
+
+        Once a day is the schedule's business (`commands.schedules`), not this method's."""
+        digests = self.daily_digests(late_note)
         for digest in digests:
             try:
                 self._safely(self.sink.deliver_daily, digest)
@@ -589,7 +602,7 @@ class AlertService:
                 _remove(digest.csv_path)
         return digests
 
-    def daily_digests(self) -> list[DailyDigest]:
+    def daily_digests(self, late_note: str = "") -> list[DailyDigest]:
         now = self.clock.now()
         days = self.settings.warn_days
         router = _Router(self.settings)
@@ -604,7 +617,7 @@ class AlertService:
         counts = self._open_counts()
         return [
             DailyDigest(channel, c.summary(days, as_of, now, self.settings.timezone), counts,
-                        c.csv_path, c.csv_name)
+                        c.csv_path, c.csv_name, late_note)
             for channel, c in per_channel.items()
         ]
 
@@ -633,6 +646,7 @@ class AlertService:
             last_scan=self.last_scan(),
             scan_problem=self.current_scan_problem(),
             timezone=self.settings.timezone,
+            timing=self.scan_timing(),
         )
 
     def fleet_summary(self) -> FleetSummary:
@@ -647,6 +661,7 @@ class AlertService:
             open_alerts=sum(self.fleet.count_open_alerts().values()),
             last_scan=self.last_scan(),
             scan_failing=self.fleet.get_kv(SCAN_PROBLEM_KEY) is not None,
+            timing=self.scan_timing(),
         )
 
     def device_report(self, device_id: str) -> DeviceReport:
@@ -666,6 +681,14 @@ class AlertService:
     def last_scan(self) -> ScanInfo | None:
         row = self.fleet.last_scan()
         return scan_info(row) if row else None
+
+    def scan_timing(self) -> ScanTiming:
+        """When the last scan completed and the next is due, from the database alone."""
+        return scan_timing(self)
+
+    def stamp(self, ts: float) -> str:
+        """An instant as people read it here: `2025-06-01 09:00 CEST` in [alerts] timezone."""
+        return _stamp(ts, self.settings.tz)
 
     def _as_of(self) -> float | None:
         row = self.fleet.last_scan(ok_only=True)
@@ -731,35 +754,6 @@ class AlertService:
     def resolve_for_device(self, device_id: str, reason: str = "renewed through the bot") -> int:
         """A renewal through the bot finished: its alerts are resolved (told at the next scan)."""
         return self.fleet.resolve_device(normalize_device_id(device_id), self.clock.now(), reason)
-
-
-# --------------------------------------------------------------------------- scheduling
-
-
-def alert_jobs(service: AlertService) -> dict[str, tuple[timedelta, Callable[[], object]]]:
-    """Interval jobs for `runtime.start_scheduler(extra_jobs=...)`: the fleet scan."""
-    return {"fleet-scan": (service.settings.scan_interval, service.scheduled_scan)}
-
-
-def schedule_daily_digest(scheduler: Any, service: AlertService) -> None:
-    """Add the daily digest at `digest_time` in `timezone` to a running APScheduler."""
-    from apscheduler.triggers.cron import CronTrigger
-
-    settings = service.settings
-    trigger = CronTrigger(hour=settings.digest_time.hour, minute=settings.digest_time.minute,
-                          timezone=settings.tz)
-    scheduler.add_job(_logged(service.send_daily_digest), trigger, id="alerts-daily-digest",
-                      max_instances=1, coalesce=True, replace_existing=True)
-
-
-def _logged(job: Callable[[], object]) -> Callable[[], None]:
-    def run() -> None:
-        try:
-            job()
-        except Exception:  # the scheduler must keep its cron whatever one run hit
-            log.exception("daily alert digest failed")
-
-    return run
 
 
 # --------------------------------------------------------------------------- conversions

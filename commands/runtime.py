@@ -33,6 +33,7 @@ def start_scheduler(
     *,
     tick: timedelta,
     extra_jobs: dict[str, tuple[timedelta, Callable[[], object]]] | None = None,
+    paused: bool = False,
 ) -> BackgroundScheduler:
     """Start ticking the workflows (and any extra interval job) in the background."""
     scheduler = BackgroundScheduler(timezone="UTC")
@@ -53,5 +54,5 @@ def start_scheduler(
             max_instances=1,
             coalesce=True,
         )
-    scheduler.start()
+    scheduler.start(paused=paused)  # paused: jobs are added, nothing runs until resumed
     return scheduler

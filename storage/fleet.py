@@ -189,6 +189,14 @@ class FleetStore:
         rows = self.database.query(f"SELECT * FROM scans {where} ORDER BY id DESC LIMIT 1")
         return rows[0] if rows else None
 
+    def failures_since_success(self) -> int:
+        """Completed scans that failed since the last one that succeeded (back-off count)."""
+        rows = self.database.query(
+            "SELECT COUNT(*) AS n FROM scans WHERE finished_at > 0 AND ok = 0 "
+            "AND id > (SELECT COALESCE(MAX(id), 0) FROM scans WHERE ok = 1)"
+        )
+        return int(rows[0]["n"])
+
     def recent_scans(self, limit: int = 10) -> list[dict[str, Any]]:
         return self.database.query("SELECT * FROM scans ORDER BY id DESC LIMIT ?", (limit,))
 
@@ -396,6 +404,19 @@ class FleetStore:
 
     def set_kv(self, key: str, value: Any) -> None:
         set_value(self.database, key, value)
+
+    def claim_day(self, key: str, day: str, record: dict[str, Any]) -> bool:
+        """Compare-and-set: record `day` (ISO date) under `key` only if it is later than the day
+        recorded there. True for exactly one caller per day, across threads and processes."""
+        value = json.dumps({**record, "day": day}, sort_keys=True)
+        with self.database.transaction() as db:
+            cursor = db.execute(
+                "INSERT INTO kv (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE "
+                "SET value = excluded.value "
+                "WHERE COALESCE(json_extract(kv.value, '$.day'), '') < ?",
+                [key, value, day],
+            )
+            return cursor.rowcount == 1
 
     def delete_kv(self, key: str) -> None:
         with self.database.transaction() as db:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Iterator
-from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -16,9 +15,10 @@ from support.alerts import CHANNEL, add, client_for, config, service
 from support.slack_api import DEFAULT_TOKEN, SlackApiStandIn, check_blocks
 
 from bot.alerts import SlackAlertSink
-from commands.alerts import UNDELIVERED_KEY, schedule_daily_digest
+from commands.alerts import UNDELIVERED_KEY
 from commands.config import parse_config
 from commands.metrics import METRICS
+from commands.schedules import DIGEST_JOB, DIGEST_KEY, AlertSchedule, local_day
 from sigfox.client import SigfoxClient
 from sigfox.simulator import SimulatorServer
 
@@ -218,10 +218,12 @@ def test_daily_digest_is_scheduled_at_digest_time_in_the_timezone(
     scheduler = BackgroundScheduler()
     scheduler.start(paused=True)
     try:
-        schedule_daily_digest(scheduler, svc)
-        job = scheduler.get_job("alerts-daily-digest")
+        # Today's digest already out: the next one is at the next 08:30 in Paris.
+        svc.fleet.claim_day(DIGEST_KEY, local_day(svc.clock.now(), cfg.alerts).isoformat(), {})
+        AlertSchedule(svc).attach(scheduler)
+        job = scheduler.get_job(DIGEST_JOB)
         assert job is not None
-        nxt: datetime = job.trigger.get_next_fire_time(None, datetime.now(cfg.alerts.tz))
+        nxt = job.next_run_time.astimezone(cfg.alerts.tz)
         assert (nxt.hour, nxt.minute, str(nxt.tzinfo)) == (8, 30, "Europe/Paris")
     finally:
         scheduler.shutdown(wait=False)

@@ -1,0 +1,266 @@
+"""When the fleet scan and the daily digest run: derived from the database, never from start.
+
+APScheduler keeps the timing; the database keeps the memory. Each job's next run is computed from
+what the database says happened, so a restart, a crash loop or a daily redeploy changes no date:
+
+- the fleet scan is due `scan_interval` after the last *completed* scan (at once when none has
+  completed); a failed scan is retried sooner, the delay doubling from FIRST_RETRY up to the
+  interval, while the scan-failure alert is told once as before;
+- the daily digest is due at `digest_time` in the [alerts] timezone, once per day: the day is
+  claimed by compare-and-set before anything is sent, so two ticks (or two processes) never both
+  send it, and a bot that was down at `digest_time` sends it when it starts, saying it is late.
+
+A job reschedules itself after each run (`modify_job(next_run_time=...)`, which APScheduler only
+applies once it has stored the trigger's own next time, so the two never race), and the scan job
+is rescheduled too when a scan started elsewhere (`/sigfox scan`) completes. The jobs' interval
+trigger is only a safety net should a reschedule ever be lost.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from commands.bookkeeping import elapsed_text
+from commands.config import AlertsConfig
+
+if TYPE_CHECKING:
+    from commands.alerts import AlertService, DailyDigest, ScanInfo, ScanReport
+
+log = logging.getLogger(__name__)
+
+SCAN_JOB = "fleet-scan"
+DIGEST_JOB = "alerts-daily-digest"
+DIGEST_KEY = "alerts.daily_digest"  # kv: {"day": "YYYY-MM-DD", "sent_at", "due_at", "late_by"}
+FIRST_RETRY = timedelta(minutes=2)  # a failed scan's first retry; doubles up to scan_interval
+START_DELAY = (5.0, 30.0)  # seconds after start before a job already due runs (jittered)
+MIN_GAP = 60.0  # a job found due but unable to run (scan already running) looks again after this
+SAFETY_NET = timedelta(minutes=15)  # the interval trigger under each job's explicit next run
+LATE_AFTER = timedelta(minutes=5)  # a digest sent later than this after digest_time says so
+
+
+# --------------------------------------------------------------------------- scan timing
+
+
+@dataclass(frozen=True)
+class ScanTiming:
+    """When the last scan completed (and the last successful one), and when the next is due."""
+
+    now: float
+    interval: float
+    next_due: float
+    last: ScanInfo | None = None
+    last_ok_at: float | None = None
+    failures: int = 0  # failed scans since the last successful one
+
+    @property
+    def last_ok_age(self) -> float | None:
+        return None if self.last_ok_at is None else max(self.now - self.last_ok_at, 0.0)
+
+    @property
+    def stale(self) -> bool:
+        """No successful scan for more than twice the interval (or ever): alerts are not news."""
+        age = self.last_ok_age
+        return age is None or age > 2 * self.interval
+
+    def sentence(self, stamp: Callable[[float], str]) -> str:
+        """`Last scan completed 07:00 UTC (2 h ago); next scan due 13:00 UTC (in 4 h).`"""
+        return f"{self.last_sentence(stamp)}; {self.next_sentence(stamp)}."
+
+    def last_sentence(self, stamp: Callable[[float], str]) -> str:
+        if self.last is None:
+            return "No fleet scan has completed yet"
+        ago = elapsed_text(max(self.now - self.last.finished_at, 0.0))
+        text = f"Last scan completed {stamp(self.last.finished_at)} ({ago} ago)"
+        if self.last.ok:
+            return text
+        text += f" and failed ({self.failures} in a row)"
+        if self.last_ok_at is None:
+            return text + "; none has succeeded yet"
+        return text + f"; last successful {stamp(self.last_ok_at)}"
+
+    def next_sentence(self, stamp: Callable[[float], str]) -> str:
+        if self.next_due <= self.now:
+            overdue = self.now - self.next_due
+            late = f", overdue by {elapsed_text(overdue)}" if overdue >= MIN_GAP else ""
+            return f"next scan due now{late}"
+        retry = "retry" if self.last is not None and not self.last.ok else "scan"
+        return (f"next {retry} due {stamp(self.next_due)} "
+                f"(in {elapsed_text(self.next_due - self.now)})")
+
+
+def retry_delay(failures: int, interval: timedelta) -> float:
+    """Back-off after `failures` failed scans in a row: 2 min, 4, 8, ... up to the interval."""
+    first = FIRST_RETRY.total_seconds()
+    return min(interval.total_seconds(), first * 2 ** max(failures - 1, 0))
+
+
+def scan_timing(service: AlertService) -> ScanTiming:
+    """From the scans table alone: a restart changes nothing here."""
+    now = service.clock.now()
+    interval = service.settings.scan_interval
+    last = service.last_scan()
+    ok_row = service.fleet.last_scan(ok_only=True)
+    ok_at = float(ok_row["finished_at"]) if ok_row else None
+    if last is None:
+        return ScanTiming(now, interval.total_seconds(), now)
+    failures = 0 if last.ok else service.fleet.failures_since_success()
+    delay = interval.total_seconds() if last.ok else retry_delay(failures, interval)
+    return ScanTiming(now, interval.total_seconds(), last.finished_at + delay, last, ok_at,
+                      failures)
+
+
+# --------------------------------------------------------------------------- digest timing
+
+
+@dataclass(frozen=True)
+class DigestDue:
+    day: date
+    at: float  # digest_time on `day`, in the [alerts] timezone, as epoch seconds
+
+
+def digest_time_on(day: date, settings: AlertsConfig) -> float:
+    return datetime.combine(day, settings.digest_time, tzinfo=settings.tz).timestamp()
+
+
+def local_day(ts: float, settings: AlertsConfig) -> date:
+    return datetime.fromtimestamp(ts, tz=settings.tz).date()
+
+
+def last_digest_day(service: AlertService) -> str:
+    record = service.fleet.get_kv(DIGEST_KEY) or {}
+    return str(record.get("day") or "")
+
+
+def digest_due(service: AlertService) -> DigestDue | None:
+    """Today's digest if its time has passed and it has not gone out yet."""
+    now = service.clock.now()
+    today = local_day(now, service.settings)
+    at = digest_time_on(today, service.settings)
+    if now < at or last_digest_day(service) >= today.isoformat():
+        return None
+    return DigestDue(today, at)
+
+
+def next_digest_at(service: AlertService) -> float:
+    now = service.clock.now()
+    if digest_due(service) is not None:
+        return now
+    today = local_day(now, service.settings)
+    at = digest_time_on(today, service.settings)
+    return at if now < at else digest_time_on(today + timedelta(days=1), service.settings)
+
+
+# --------------------------------------------------------------------------- the two jobs
+
+
+class AlertSchedule:
+    """The fleet scan and the daily digest as APScheduler jobs whose dates come from the DB."""
+
+    def __init__(self, service: AlertService, *, started_at: float | None = None,
+                 rng: random.Random | None = None) -> None:
+        self.service = service
+        self.started_at = service.clock.now() if started_at is None else started_at
+        self._rng = rng or random.Random()
+        self._scheduler: Any = None
+
+    # -- what runs -----------------------------------------------------------------------
+
+    def scan_if_due(self) -> ScanReport | None:
+        if scan_timing(self.service).next_due > self.service.clock.now():
+            return None
+        return self.service.scan(started_by="schedule")
+
+    def digest_if_due(self) -> list[DailyDigest] | None:
+        """Send today's digest unless it went out already; None when nothing was due."""
+        due = digest_due(self.service)
+        if due is None or not self._has_scanned():
+            return None
+        now = self.service.clock.now()
+        record = {"sent_at": now, "due_at": due.at, "late_by": now - due.at}
+        if not self.service.fleet.claim_day(DIGEST_KEY, due.day.isoformat(), record):
+            return None  # another tick or process claimed the day first
+        return self.service.send_daily_digest(late_note=self.late_note(due, now))
+
+    def late_note(self, due: DigestDue, now: float) -> str:
+        late = now - due.at
+        if late <= LATE_AFTER.total_seconds():
+            return ""
+        stamp = self.service.stamp
+        if self.started_at > due.at:
+            why = (f"the bot was not running at {stamp(due.at)} (it started "
+                   f"{stamp(self.started_at)})")
+        else:
+            why = "the bot could not run it on time (its scheduler was held up)"
+        return (f"Late by {elapsed_text(late)}: this is the digest due {stamp(due.at)}; "
+                f"{why}.")
+
+    def _has_scanned(self) -> bool:
+        # A digest of an empty fleet table would claim the day for nothing: wait for a scan.
+        return self.service.fleet.last_scan(ok_only=True) is not None
+
+    # -- when it runs next ---------------------------------------------------------------
+
+    def next_scan_at(self) -> float:
+        return scan_timing(self.service).next_due
+
+    def next_digest_at(self) -> float:
+        if digest_due(self.service) is not None and not self._has_scanned():
+            return self.service.clock.now() + MIN_GAP
+        return next_digest_at(self.service)
+
+    # -- wiring --------------------------------------------------------------------------
+
+    def attach(self, scheduler: Any) -> None:
+        """Add both jobs to `scheduler`; a job already due runs within START_DELAY."""
+        self._scheduler = scheduler
+        now = self.service.clock.now()
+        jobs = ((SCAN_JOB, self.scan_if_due, self.next_scan_at),
+                (DIGEST_JOB, self.digest_if_due, self.next_digest_at))
+        for job_id, run, next_at in jobs:
+            first = max(next_at(), now + self._rng.uniform(*START_DELAY))
+            scheduler.add_job(self._job(job_id, run, next_at), "interval",
+                              seconds=SAFETY_NET.total_seconds(), id=job_id,
+                              next_run_time=_utc(first), max_instances=1, coalesce=True,
+                              misfire_grace_time=None, replace_existing=True)
+        self.service.scan_listeners.append(self._scan_finished)
+
+    def detach(self) -> None:
+        """Stop following scans (the scheduler is shutting down)."""
+        if self._scan_finished in self.service.scan_listeners:
+            self.service.scan_listeners.remove(self._scan_finished)
+        self._scheduler = None
+
+    def _job(self, job_id: str, run: Callable[[], object], next_at: Callable[[], float]
+             ) -> Callable[[], None]:
+        def job() -> None:
+            try:
+                run()
+            except Exception:  # the schedule must go on whatever one run hit
+                log.exception("%s failed; its next run comes from the database", job_id)
+            finally:
+                self._reschedule(job_id, next_at())
+
+        return job
+
+    def _scan_finished(self) -> None:
+        """Any completed scan (scheduled, `/sigfox scan`) moves the next one."""
+        self._reschedule(SCAN_JOB, self.next_scan_at())
+
+    def _reschedule(self, job_id: str, at: float) -> None:
+        scheduler = self._scheduler
+        if scheduler is None:
+            return
+        at = max(at, self.service.clock.now() + MIN_GAP)
+        try:
+            scheduler.modify_job(job_id, next_run_time=_utc(at))
+        except Exception:  # JobLookupError while shutting down; the safety net covers the rest
+            log.debug("could not reschedule %s", job_id, exc_info=True)
+
+
+def _utc(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, tz=UTC)

@@ -1,0 +1,295 @@
+"""Schedules that survive restarts: the real service wiring (`bot.service.start`) on a virtual
+clock, its scheduler driven by `support.virtual_time`, restarted as often as an operator might.
+
+Every restart is a new process as far as the bot can tell: new services, new scheduler, the same
+database file. Only the database remembers."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from support.alerts import CHANNEL, add
+from support.slack_api import SlackApiStandIn
+from support.virtual_time import VirtualScheduler
+
+from bot.service import Services, build_services, start
+from commands import metrics
+from commands.ports import ManualClock
+from commands.schedules import (
+    DIGEST_JOB,
+    DIGEST_KEY,
+    FIRST_RETRY,
+    SCAN_JOB,
+    AlertSchedule,
+    retry_delay,
+)
+from sigfox.simulator import SimulatorServer
+
+MakeSim = Callable[..., SimulatorServer]
+HOUR = 3600.0
+MINUTE = 60.0
+DIGEST_HEADER = "Tokens ending in the next"
+
+
+def _virtual_day(days_ahead: int = 3) -> datetime:
+    """Midnight UTC a few days ahead of the wall clock: every wall-based trigger start (at most
+    a day after now) is already behind the virtual clock, as in production."""
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    return today + timedelta(days=days_ahead)
+
+
+class Bot:
+    """The bot's process, restartable on one database, Slack stand-in and Sigfox simulator."""
+
+    def __init__(self, sim: SimulatorServer, slack: SlackApiStandIn, tmp: Path, clock: ManualClock,
+                 alerts_toml: str = "") -> None:
+        config = tmp / "bot.toml"
+        config.write_text(f'[alerts]\nchannel = "{CHANNEL}"\n{alerts_toml}\n'
+                          '[timing]\ntick = "10m"\n')
+        self.env = {
+            "SLACK_BOT_TOKEN": slack.token, "SLACK_API_URL": slack.url,
+            "SIGFOX_API_URL": sim.base_url, "SIGFOX_API_LOGIN": sim.login,
+            "SIGFOX_API_PASSWORD": sim.password, "SIGFOX_BOT_DB": str(tmp / "bot.db"),
+            "SIGFOX_BOT_CONFIG": str(config),
+        }
+        self.clock = clock
+        self.services: Services | None = None
+        self.driver: VirtualScheduler | None = None
+
+    @contextmanager
+    def running(self) -> Iterator[VirtualScheduler]:
+        """One process lifetime: started now (virtual), stopped when the block ends."""
+        self.services = build_services(self.env, clock=self.clock)
+        scheduler = start(self.services, paused=True)
+        self.driver = VirtualScheduler(scheduler, self.clock)
+        try:
+            yield self.driver
+        finally:
+            scheduler.shutdown(wait=False)
+            self.services.alerts.api.close()
+            # `start` published this process's figures in the global registry: unpublish.
+            metrics.set_scan_source(None)
+            metrics.set_workflow_state_source(None)
+            metrics.set_approvals_waiting_source(None)
+
+    def live_for(self, seconds: float) -> VirtualScheduler:
+        with self.running() as driver:
+            driver.run_until(self.clock.now() + seconds)
+        return driver
+
+    def scans(self) -> list[dict]:
+        assert self.services is not None
+        return list(reversed(self.services.alerts.fleet.recent_scans(1000)))
+
+
+@pytest.fixture
+def slack() -> Iterator[SlackApiStandIn]:
+    with SlackApiStandIn() as standin:
+        yield standin
+
+
+@pytest.fixture
+def sim(make_simulator: MakeSim) -> SimulatorServer:
+    sim = make_simulator(devices=0, rate_limits=False)
+    for n in range(3):
+        add(sim, f"5C00{n}", end_in_days=8 + n)  # ending within [alerts] warn_days
+    return sim
+
+
+def digests(slack: SlackApiStandIn) -> list[dict]:
+    return [m for m in slack.messages(CHANNEL) if any(
+        b.get("type") == "header" and b["text"]["text"].startswith(DIGEST_HEADER)
+        for b in m.get("blocks") or [])]
+
+
+# --------------------------------------------------------------------------- scans
+
+
+def test_a_fresh_database_scans_within_a_minute_of_start(
+    sim: SimulatorServer, slack: SlackApiStandIn, tmp_path: Path
+) -> None:
+    started = _virtual_day().timestamp() + 10 * HOUR
+    clock = ManualClock(started)
+    bot = Bot(sim, slack, tmp_path, clock, 'scan_interval = "6h"')
+    with bot.running() as driver:
+        job = driver.scheduler.get_job(SCAN_JOB)
+        assert job.next_run_time.timestamp() - started < MINUTE
+        driver.run_until(started + MINUTE)
+        (scan,) = bot.scans()
+        assert scan["ok"] == 1 and scan["started_by"] == "schedule"
+        assert scan["finished_at"] - started < MINUTE
+        # The next is due one interval after that scan completed, and the job says so.
+        assert job.id == SCAN_JOB
+        nxt = driver.scheduler.get_job(SCAN_JOB).next_run_time.timestamp()
+        assert nxt == pytest.approx(scan["finished_at"] + 6 * HOUR)
+
+
+def test_a_restart_every_hour_still_scans_every_six_hours(
+    sim: SimulatorServer, slack: SlackApiStandIn, tmp_path: Path
+) -> None:
+    started = _virtual_day().timestamp() + 1 * HOUR
+    clock = ManualClock(started)
+    bot = Bot(sim, slack, tmp_path, clock, 'scan_interval = "6h"\ndigest_time = "23:59"')
+    for _ in range(13):  # a crash loop, a redeploy every hour: 13 processes over 13 hours
+        bot.live_for(HOUR)
+    finished = [s["finished_at"] for s in bot.scans()]
+    assert all(s["ok"] == 1 for s in bot.scans())
+    assert len(finished) == 3  # at start, then 6 and 12 hours later
+    assert finished[0] - started < MINUTE
+    gaps = [b - a for a, b in itertools.pairwise(finished)]
+    # Each restart lands in the middle of an interval; none moves the next scan.
+    assert all(6 * HOUR <= gap < 6 * HOUR + MINUTE for gap in gaps), gaps
+
+
+def test_a_restart_shortly_after_a_scan_does_not_scan_again(
+    sim: SimulatorServer, slack: SlackApiStandIn, tmp_path: Path
+) -> None:
+    clock = ManualClock(_virtual_day().timestamp() + 2 * HOUR)
+    bot = Bot(sim, slack, tmp_path, clock, 'scan_interval = "24h"\ndigest_time = "23:59"')
+    bot.live_for(10 * MINUTE)
+    with bot.running() as driver:
+        (first,) = bot.scans()
+        job = driver.scheduler.get_job(SCAN_JOB)
+        assert job.next_run_time.timestamp() == pytest.approx(first["finished_at"] + 24 * HOUR)
+        driver.run_until(clock.now() + 23 * HOUR)
+        assert len(bot.scans()) == 1
+
+
+def test_a_failed_scan_is_retried_sooner_with_back_off_bounded_by_the_interval(
+    sim: SimulatorServer, slack: SlackApiStandIn, tmp_path: Path
+) -> None:
+    clock = ManualClock(_virtual_day().timestamp() + 3 * HOUR)
+    bot = Bot(sim, slack, tmp_path, clock, 'scan_interval = "30m"\ndigest_time = "23:59"')
+    sim.control("POST", "/faults", {"method": "GET", "path": "/v2/device-types*",
+                                   "status": 401, "count": 1000})
+    with bot.running() as driver:
+        driver.run_until(clock.now() + 2 * HOUR)
+        scans = bot.scans()
+        assert scans and not any(s["ok"] for s in scans)
+        gaps = [b["finished_at"] - a["finished_at"] for a, b in itertools.pairwise(scans)]
+        first = FIRST_RETRY.total_seconds()
+        assert gaps[:5] == pytest.approx([first, 2 * first, 4 * first, 8 * first, 30 * MINUTE])
+        assert all(gap == pytest.approx(30 * MINUTE) for gap in gaps[4:])
+        failures = [m for m in slack.messages(CHANNEL) if "fleet scan failed" in m["text"]]
+        assert len(failures) == 1  # the failure alert is told once, as before
+
+    # Restarted while failing: the back-off continues from the database, not from zero.
+    sim.control("DELETE", "/faults")
+    with bot.running() as driver:
+        last = bot.scans()[-1]
+        job = driver.scheduler.get_job(SCAN_JOB)
+        assert job.next_run_time.timestamp() == pytest.approx(
+            max(last["finished_at"] + 30 * MINUTE, clock.now() + 5), abs=30)
+        driver.run_until(clock.now() + 31 * MINUTE)
+        assert bot.scans()[-1]["ok"] == 1
+        posted = [str(c.params.get("text", "")) for c in slack.calls_to("chat.postMessage")]
+        assert any("work again" in text for text in posted)
+
+
+def test_back_off_doubles_up_to_the_interval() -> None:
+    interval = timedelta(hours=6)
+    delays = [retry_delay(n, interval) for n in range(1, 12)]
+    assert delays[:4] == [120, 240, 480, 960]
+    assert delays == sorted(delays) and max(delays) == interval.total_seconds()
+
+
+def test_a_manual_scan_moves_the_next_scheduled_one(
+    sim: SimulatorServer, slack: SlackApiStandIn, tmp_path: Path
+) -> None:
+    clock = ManualClock(_virtual_day().timestamp() + 4 * HOUR)
+    bot = Bot(sim, slack, tmp_path, clock, 'scan_interval = "6h"\ndigest_time = "23:59"')
+    with bot.running() as driver:
+        driver.run_until(clock.now() + HOUR)
+        assert bot.services is not None
+        report = bot.services.alerts.scan(started_by="U0SOMEONE")  # `/sigfox scan`
+        assert report.ok
+        manual = bot.scans()[-1]
+        job = driver.scheduler.get_job(SCAN_JOB)
+        assert job.next_run_time.timestamp() == pytest.approx(manual["finished_at"] + 6 * HOUR)
+        driver.run_until(clock.now() + 6 * HOUR - MINUTE)
+        assert len(bot.scans()) == 2
+
+
+# --------------------------------------------------------------------------- daily digest
+
+
+def test_a_bot_down_across_digest_time_sends_it_once_at_start_marked_late(
+    sim: SimulatorServer, slack: SlackApiStandIn, tmp_path: Path
+) -> None:
+    day = _virtual_day()
+    clock = ManualClock(day.timestamp() + 7 * HOUR)
+    bot = Bot(sim, slack, tmp_path, clock, 'scan_interval = "6h"\ndigest_time = "09:00"')
+    bot.live_for(HOUR)  # 07:00 to 08:00: scanned, the digest not yet due
+    assert digests(slack) == []
+    clock.advance(3 * HOUR)  # down from 08:00 to 11:00, across 09:00
+
+    with bot.running() as driver:
+        assert driver.scheduler.get_job(DIGEST_JOB).next_run_time.timestamp() < clock.now() + 60
+        driver.run_until(clock.now() + HOUR)
+    (late,) = digests(slack)
+    assert "Late by 2 h" in late["text"] and "not running at" in late["text"]
+    context = [b for b in late["blocks"] if b["type"] == "context"]
+    assert any("the bot was not running at" in e["text"] for b in context for e in b["elements"])
+
+    for _ in range(3):  # restarted again the same day (12:00 to 15:00): nothing more
+        bot.live_for(HOUR)
+    assert len(digests(slack)) == 1
+
+    clock.advance(day.timestamp() + 33 * HOUR - clock.now())  # next day 09:00, bot up
+    with bot.running() as driver:
+        driver.run_until(clock.now() + 2 * HOUR)
+    assert len(digests(slack)) == 2
+    on_time = digests(slack)[-1]
+    assert "Late" not in on_time["text"]
+    assert bot.services is not None
+    sent = bot.services.alerts.fleet.get_kv(DIGEST_KEY)
+    assert sent["day"] == (day + timedelta(days=1)).date().isoformat() and sent["late_by"] < 60
+
+
+def test_the_digest_of_a_running_bot_goes_out_at_digest_time_in_the_timezone(
+    sim: SimulatorServer, slack: SlackApiStandIn, tmp_path: Path
+) -> None:
+    day = _virtual_day()
+    clock = ManualClock(day.timestamp() + 10 * HOUR)  # 05:00 or 06:00 in New York
+    bot = Bot(sim, slack, tmp_path, clock,
+              'digest_time = "08:30"\ntimezone = "America/New_York"')
+    with bot.running() as driver:
+        ran = driver.run_until(clock.now() + 24 * HOUR)
+    sent_at = [r.at for r in ran if r.job_id == DIGEST_JOB]
+    assert len(digests(slack)) == 1 and len(sent_at) == 1
+    local = datetime.fromtimestamp(sent_at[0], tz=bot.services.alerts.settings.tz)
+    assert (local.hour, local.minute) == (8, 30)
+
+
+def test_two_ticks_racing_for_the_digest_send_it_once(
+    sim: SimulatorServer, slack: SlackApiStandIn, tmp_path: Path
+) -> None:
+    day = _virtual_day()
+    clock = ManualClock(day.timestamp() + 10 * HOUR)
+    bot = Bot(sim, slack, tmp_path, clock, 'digest_time = "09:00"')
+    with bot.running():
+        assert bot.services is not None
+        assert bot.services.alerts.scan().ok
+        other = build_services(bot.env, clock=clock)  # a second process on the same file
+        schedules = [AlertSchedule(bot.services.alerts), AlertSchedule(other.alerts)] * 4
+        barrier = threading.Barrier(len(schedules))
+        results: list[object] = []
+
+        def tick(schedule: AlertSchedule) -> None:
+            barrier.wait()
+            results.append(schedule.digest_if_due())
+
+        threads = [threading.Thread(target=tick, args=(s,)) for s in schedules]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        other.alerts.api.close()
+    assert sum(1 for r in results if r is not None) == 1
+    assert len(digests(slack)) == 1
