@@ -688,7 +688,7 @@ class AlertService:
 
     def stamp(self, ts: float) -> str:
         """An instant as people read it here: `2025-06-01 09:00 CEST` in [alerts] timezone."""
-        return _stamp(ts, self.settings.tz)
+        return human.moment(ts, self.settings.tz)
 
     def _as_of(self) -> float | None:
         row = self.fleet.last_scan(ok_only=True)

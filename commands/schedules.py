@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from commands.bookkeeping import elapsed_text
+from commands import human
 from commands.config import AlertsConfig
 
 if TYPE_CHECKING:
@@ -74,7 +74,7 @@ class ScanTiming:
     def last_sentence(self, stamp: Callable[[float], str]) -> str:
         if self.last is None:
             return "No fleet scan has completed yet"
-        ago = elapsed_text(max(self.now - self.last.finished_at, 0.0))
+        ago = human.duration(max(self.now - self.last.finished_at, 0.0))
         text = f"Last scan completed {stamp(self.last.finished_at)} ({ago} ago)"
         if self.last.ok:
             return text
@@ -86,17 +86,17 @@ class ScanTiming:
     def next_sentence(self, stamp: Callable[[float], str]) -> str:
         if self.next_due <= self.now:
             overdue = self.now - self.next_due
-            late = f", overdue by {elapsed_text(overdue)}" if overdue >= MIN_GAP else ""
+            late = f", overdue by {human.duration(overdue)}" if overdue >= MIN_GAP else ""
             return f"next scan due now{late}"
         retry = "retry" if self.last is not None and not self.last.ok else "scan"
         return (f"next {retry} due {stamp(self.next_due)} "
-                f"(in {elapsed_text(self.next_due - self.now)})")
+                f"(in {human.duration(self.next_due - self.now)})")
 
 
 def retry_delay(failures: int, interval: timedelta) -> float:
     """Back-off after `failures` failed scans in a row: 2 min, 4, 8, ... up to the interval."""
     first = FIRST_RETRY.total_seconds()
-    return min(interval.total_seconds(), first * 2 ** max(failures - 1, 0))
+    return min(interval.total_seconds(), first * float(2 ** max(failures - 1, 0)))
 
 
 def scan_timing(service: AlertService) -> ScanTiming:
@@ -196,7 +196,7 @@ class AlertSchedule:
                    f"{stamp(self.started_at)})")
         else:
             why = "the bot could not run it on time (its scheduler was held up)"
-        return (f"Late by {elapsed_text(late)}: this is the digest due {stamp(due.at)}; "
+        return (f"Late by {human.duration(late)}: this is the digest due {stamp(due.at)}; "
                 f"{why}.")
 
     def _has_scanned(self) -> bool:

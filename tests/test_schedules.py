@@ -233,7 +233,7 @@ def test_a_bot_down_across_digest_time_sends_it_once_at_start_marked_late(
         assert driver.scheduler.get_job(DIGEST_JOB).next_run_time.timestamp() < clock.now() + 60
         driver.run_until(clock.now() + HOUR)
     (late,) = digests(slack)
-    assert "Late by 2 h" in late["text"] and "not running at" in late["text"]
+    assert "Late by 2 hours" in late["text"] and "not running at" in late["text"]
     context = [b for b in late["blocks"] if b["type"] == "context"]
     assert any("the bot was not running at" in e["text"] for b in context for e in b["elements"])
 
