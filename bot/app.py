@@ -344,6 +344,7 @@ def register_metrics(core: Core, alerts: Any = None) -> None:
     metrics.set_approvals_waiting_source(lambda: len(core.store.pending_approvals()))
     if alerts is not None:
         metrics.set_scan_source(ScanFigures(alerts))
+        metrics.set_last_success_source(alerts.last_success)
 
 
 class ScanFigures:

@@ -457,6 +457,7 @@ class AlertService:
         self, scan_id: int, started: float, seen: int, error: Exception
     ) -> ScanReport:
         text = _error_sentence(error, seen)
+        metrics.record_scan_failure()
         if not isinstance(error, SigfoxError):
             log.exception("fleet scan %d failed", scan_id)
         now = self.clock.now()
@@ -689,6 +690,10 @@ class AlertService:
     def stamp(self, ts: float) -> str:
         """An instant as people read it here: `2025-06-01 09:00 CEST` in [alerts] timezone."""
         return human.moment(ts, self.settings.tz)
+
+    def last_success(self) -> float | None:
+        """When the last scan that completed finished; None before the first."""
+        return self._as_of()
 
     def _as_of(self) -> float | None:
         row = self.fleet.last_scan(ok_only=True)

@@ -39,6 +39,8 @@ Count = Callable[[], int]
 # The last fleet scan: its duration in seconds and the devices it saw by token state.
 ScanFigures = tuple[float, Mapping[str, int]]
 ScanSource = Callable[[], ScanFigures | None]
+# When the last fleet scan that completed finished (Unix time), None before any.
+LastSuccess = Callable[[], float | None]
 T = TypeVar("T")
 
 # A path segment that is an identifier (device id such as "1A2B3C", a 24-hex object id, a number)
@@ -64,6 +66,7 @@ class _CallbackGauges(Collector):
         self.approvals_waiting: Count | None = None
         self.scan: ScanSource | None = None
         self.recorded_scan: ScanFigures | None = None
+        self.last_success: LastSuccess | None = None
 
     def collect(self) -> Iterable[Metric]:
         yield from self._workflows()
@@ -105,6 +108,13 @@ class _CallbackGauges(Collector):
                 devices.add_metric([str(state)], float(n))
         yield duration
         yield devices
+        last = GaugeMetricFamily(f"{PREFIX}_last_successful_scan_timestamp_seconds",
+                                 "When the last fleet scan that completed finished (Unix time); "
+                                 "alert on time() minus this.")
+        finished = _safely(self.last_success, None)
+        if finished is not None:
+            last.add_metric([], float(finished))
+        yield last
 
 
 def _safely(source: Callable[[], T] | None, default: T) -> T:
@@ -147,6 +157,11 @@ class Metrics:
             ["method", "error"],
             registry=r,
         )
+        self.scan_failures = Counter(
+            f"{PREFIX}_scan_failures",
+            "Fleet scans that did not complete (Sigfox refused, unreachable, or an error).",
+            registry=r,
+        )
         self._callbacks = _CallbackGauges()
         r.register(self._callbacks)
 
@@ -170,6 +185,12 @@ class Metrics:
     def set_scan_source(self, source: ScanSource | None) -> None:
         """Read the last scan at scrape time (it wins over `record_scan`)."""
         self._callbacks.scan = source
+
+    def set_last_success_source(self, source: LastSuccess | None) -> None:
+        self._callbacks.last_success = source
+
+    def record_scan_failure(self) -> None:
+        self.scan_failures.inc()
 
     def set_workflow_state_source(self, source: StateCounts | None) -> None:
         self._callbacks.workflow_states = source
@@ -210,6 +231,14 @@ def set_approvals_waiting_source(source: Count | None) -> None:
 
 def set_scan_source(source: ScanSource | None) -> None:
     METRICS.set_scan_source(source)
+
+
+def set_last_success_source(source: LastSuccess | None) -> None:
+    METRICS.set_last_success_source(source)
+
+
+def record_scan_failure() -> None:
+    METRICS.record_scan_failure()
 
 
 def render_metrics(metrics: Metrics | None = None) -> tuple[bytes, str]:
