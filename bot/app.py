@@ -47,6 +47,19 @@ _SILENT = logging.Logger("bot.silent", level=logging.CRITICAL + 1)
 _SILENT.propagate = False
 
 SLASH_COMMAND = g.SLASH_COMMAND
+
+
+class _GivenClientNotice(logging.Filter):
+    """Bolt reads SLACK_BOT_TOKEN from the environment even when handed a client, then warns
+    that the token "will be unused" at every start. The bot builds that client from that very
+    token on purpose: the warning says nothing an operator can act on."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "`token` will be unused" not in record.getMessage()
+
+
+_GIVEN_CLIENT_NOTICE = _GivenClientNotice()
+logging.getLogger("slack_bolt.App").addFilter(_GIVEN_CLIENT_NOTICE)  # idempotent: one object
 # Commands that read or change things at Sigfox: worth a "working on it" while they run.
 _SLOW = {"status", "renew", "delete", "transfer", "restart", "unsubscribe", "scan"}
 

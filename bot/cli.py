@@ -49,11 +49,15 @@ def hoist_global_options(args: list[str]) -> list[str]:
     return front + rest
 
 
+class CommandLineError(click.UsageError):
+    """Click exits 2 on a usage error; here 2 means "critical alerts are open" (scan), so a
+    mistyped command line is an ordinary failure, 1: a script never takes one for the other."""
+
+    exit_code = 1
+
+
 def _failure_status(error: click.UsageError) -> click.UsageError:
-    # Click exits 2 on a usage error; here 2 means "critical alerts are open" (scan), so a
-    # mistyped command line is an ordinary failure, 1, and a script never takes one for other.
-    error.exit_code = 1  # type: ignore[misc]  # click types it ClassVar; its show() reads the instance
-    return error
+    return CommandLineError(error.message, error.ctx)
 
 
 class BotGroup(click.Group):

@@ -10,6 +10,7 @@ callback), else HTTP mode with Slack posting to /slack/events.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -23,6 +24,14 @@ from bot.alerts import SlackAlertSink, register_alert_actions
 from bot.app import create_bolt_app, register_metrics
 from bot.groups import GroupResolver
 from bot.notifier import SlackNotifier
+from bot.readiness import (
+    DependencyLog,
+    Readiness,
+    last_scan_check,
+    scheduler_check,
+    sigfox_check,
+    slack_check,
+)
 from bot.slack_client import make_web_client
 from commands import metrics
 from commands.alerts import AlertService
@@ -37,6 +46,8 @@ from storage.store import Store
 log = logging.getLogger(__name__)
 
 IDEMPOTENCY_KEEP = timedelta(days=1)
+WATCH_EVERY = timedelta(minutes=1)  # how often Sigfox and Slack are looked at (cached probes)
+PROBE_TIMEOUT = 5.0  # seconds: a readiness probe answers quickly or counts as unreachable
 
 
 class ServiceError(ValueError):
@@ -58,14 +69,23 @@ class Services:
     uplink_workers: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(max_workers=2, thread_name_prefix="uplink")
     )
+    # /readyz: named checks, filled by `add_readiness_checks` (others may add theirs).
+    readiness: Readiness = field(default_factory=Readiness)
+    scheduler: Any = None
+    started_at: float = field(default_factory=time.time)
 
     def actor_for(self, user_id: str) -> Actor:
         """For `bot.alerts.register_alert_actions`: the user with their groups resolved."""
         return self.groups.actor(user_id)
 
     def health(self) -> dict[str, Any]:
+        """Liveness: the process answers and its database does."""
         self.core.store.count_workflows_by_state()  # raises when the database is unusable
         return {"ok": True, "database": "ok"}
+
+    def ready(self) -> dict[str, Any]:
+        """Readiness: every named check (Sigfox, Slack, scheduler, last scan) with its reason."""
+        return self.readiness.report()
 
     def handle_uplink(self, message: dict[str, Any]) -> None:
         """The DATA callback: answered at once, the renewal moves on in a worker thread, so
@@ -138,12 +158,43 @@ def start(services: Services, *, paused: bool = False) -> Any:
     from commands.runtime import start_scheduler
 
     register_metrics(services.core, services.alerts)
+    add_readiness_checks(services)
+    watch = DependencyLog(services.readiness, ["slack", "sigfox"])
+    watch.observe()  # one line per dependency at start, loud when one is not usable
     resumed = services.core.resume()
     log.info("resumed %d workflow(s)", resumed)
+    jobs = {**services.extra_jobs(), "watch-dependencies": (WATCH_EVERY, watch.observe)}
     scheduler = start_scheduler(services.core, tick=services.config.timing.tick,
-                                extra_jobs=services.extra_jobs(), paused=paused)
+                                extra_jobs=jobs, paused=paused)
     AlertSchedule(services.alerts).attach(scheduler)
+    services.scheduler = scheduler
     return scheduler
+
+
+def add_readiness_checks(services: Services) -> None:
+    """Sigfox and Slack probed with their own short timeouts (a dead dependency is said within
+    seconds, not after the clients' long retries), the scheduler, and the last scan's age."""
+    readiness = services.readiness
+    readiness.add("sigfox", sigfox_check(_sigfox_probe(services)), cached=True)
+    readiness.add("slack", slack_check(_slack_probe(services)), cached=True)
+    readiness.add("scheduler", scheduler_check(lambda: services.scheduler))
+    readiness.add("last_scan", last_scan_check(
+        services.alerts.last_success, services.config.alerts.scan_interval.total_seconds(),
+        services.core.clock.now, services.core.clock.now()))
+
+
+def _sigfox_probe(services: Services) -> Any:
+    from sigfox.client import SigfoxClient
+
+    if not services.env.get("SIGFOX_API_LOGIN"):
+        return services.core.api  # built by the caller (tests, the demo): probe that one
+    return SigfoxClient.from_env(services.env, max_retries=0, timeout=PROBE_TIMEOUT)
+
+
+def _slack_probe(services: Services) -> WebClient:
+    return make_web_client(services.client.token or "", services.client.base_url,
+                           max_rate_limit_retries=0, max_connection_retries=0,
+                           timeout=int(PROBE_TIMEOUT))
 
 
 def connect_socket_mode(services: Services) -> Any:
@@ -189,7 +240,7 @@ def serve(services: Services, *, http: bool, host: str = "127.0.0.1", port: int 
         web = create_web_app(services.bolt_app, signing_secret=signing_secret,
                              uplink_handler=services.handle_uplink,
                              callback_secret=services.env.get("SIGFOX_CALLBACK_SECRET") or None,
-                             health=services.health)
+                             health=services.health, ready=services.ready)
         run_http(web, host=host, port=port)
     finally:
         if handler is not None:

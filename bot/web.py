@@ -114,6 +114,17 @@ def _healthz(health: Health | None) -> Callable[[Request], Any]:
     return healthz
 
 
+def _readyz(ready: Health | None) -> Callable[[Request], Any]:
+    async def readyz(_: Request) -> Response:
+        if ready is None:
+            report: dict[str, Any] = {"ok": True, "checks": [], "failing": []}
+        else:
+            report = await run_in_threadpool(ready)
+        return JSONResponse(report, status_code=200 if report.get("ok") else 503)
+
+    return readyz
+
+
 async def _metrics(_: Request) -> Response:
     content, content_type = render_metrics()
     return Response(content, headers={"Content-Type": content_type})
@@ -226,12 +237,17 @@ def create_web_app(
     uplink_handler: UplinkHandler | None = None,
     callback_secret: str | None = None,
     health: Health | None = None,
+    ready: Health | None = None,
 ) -> Starlette:
     """The HTTP mode server. `/slack/events` exists only when `signing_secret` is set (HTTP
     mode; Socket Mode needs only health, metrics and the uplink), `/sigfox/uplink` only when
-    `callback_secret` is."""
+    `callback_secret` is.
+
+    `/healthz` is liveness (the process and its database answer); `/readyz` readiness (every
+    named check of `ready`, 503 with the failing ones' reasons when one fails)."""
     routes = [
         Route("/healthz", _healthz(health), methods=["GET"]),
+        Route("/readyz", _readyz(ready), methods=["GET"]),
         Route("/metrics", _metrics, methods=["GET"]),
     ]
     if signing_secret:
@@ -246,4 +262,7 @@ def create_web_app(
 
 def run_http(app: Starlette, host: str = "127.0.0.1", port: int = 3000) -> None:
     """Serve until interrupted. Behind a TLS-terminating proxy in production: Slack posts HTTPS."""
-    uvicorn.run(app, host=host, port=port, log_level="info", proxy_headers=True)
+    # log_config=None: uvicorn installs no handler of its own, so its server and access lines
+    # reach the root logger and come out in the bot's format (JSON with --log-format json),
+    # on stderr, redacted, instead of uvicorn's plain lines (access lines even on stdout).
+    uvicorn.run(app, host=host, port=port, log_config=None, log_level=None, proxy_headers=True)

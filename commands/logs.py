@@ -170,6 +170,26 @@ def configure_logging(
     chosen = level or os.environ.get(LEVEL_ENV_VAR) or logging.INFO
     root.setLevel(chosen.upper() if isinstance(chosen, str) else chosen)
     # Per-request chatter from libraries would drown the bot's own events.
-    for noisy in ("httpx", "httpcore", "uvicorn.access", "apscheduler"):
+    for noisy in ("httpx", "httpcore", "apscheduler"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # uvicorn's access lines are kept (Slack's deliveries are worth a line each), except the
+    # successful probes an orchestrator and Prometheus make every few seconds.
+    access = logging.getLogger("uvicorn.access")
+    access.setLevel(logging.NOTSET)
+    if not any(isinstance(f, QuietProbes) for f in access.filters):
+        access.addFilter(QuietProbes())
     return handler
+
+
+PROBE_PATHS = ("/healthz", "/readyz", "/metrics")
+
+
+class QuietProbes(logging.Filter):
+    """Drops uvicorn access lines of answered probes (`GET /healthz 200`); failures stay."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if not isinstance(args, tuple) or len(args) < 5:
+            return True
+        path, status = str(args[2]).split("?", 1)[0], args[4]
+        return not (path in PROBE_PATHS and isinstance(status, int) and status < 400)
