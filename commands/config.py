@@ -384,12 +384,67 @@ def _syntax_error(
         return ConfigError(f"{name}: invalid TOML: {reason}", path=source)
     lines = text.splitlines()
     content = lines[line - 1].strip() if 0 < line <= len(lines) else ""
+    unclosed = _unclosed_before(lines, line)
+    if unclosed is not None:
+        return _unclosed_error(unclosed, lines, name, source, line)
     entries = _KeyIndex("\n".join(lines[:line])).entries
     key = _dotted(entries[-1][0]) if entries and entries[-1][1] == line else _line_key(content)
     where = f"{name}, line {line}" + (f", key {key}" if key else "")
     return ConfigError(
-        f"{where}: invalid TOML ({reason}): {content!r} "
-        '(hint: text values such as durations and ids need quotes, e.g. tick = "30s")',
+        f"{where}: invalid TOML ({reason}): {content!r}{_syntax_hint(content)}",
+        path=source, line=line, key=key,
+    )
+
+
+_BARE_VALUE = re.compile(r"^[^=]+=\s*[A-Za-z0-9][^\"'\[{]*$")
+_STATEMENT = re.compile(r"^\s*(\[|[A-Za-z0-9_\-\"']+(\s*\.\s*[A-Za-z0-9_\-\"']+)*\s*=)")
+_CLOSING = {"[": "]", "{": "}"}
+
+
+def _syntax_hint(content: str) -> str:
+    if _BARE_VALUE.match(content) and not re.search(r"=\s*(true|false|[-+]?\d[\d_.]*)\s*$",
+                                                     content):
+        return ' (hint: text values such as durations and ids need quotes, e.g. tick = "30s")'
+    return ""
+
+
+def _unclosed_before(lines: list[str], error_line: int) -> tuple[int, str] | None:
+    """The line and bracket of a list or inline table still open when the parser met line
+    `error_line`, if that line starts a new statement: the mistake is where it was opened."""
+    if error_line > len(lines) or not _STATEMENT.match(lines[error_line - 1]):
+        return None
+    stack: list[tuple[int, str]] = []
+    for number, raw in enumerate(lines[: error_line - 1], start=1):
+        quote = ""
+        for char in raw:
+            if quote:
+                quote = "" if char == quote else quote
+            elif char in "\"'":
+                quote = char
+            elif char == "#":
+                break
+            elif char in _CLOSING:
+                stack.append((number, char))
+            elif char in "]}" and stack:
+                stack.pop()
+        if quote:
+            return None  # a multi-line string: not this heuristic's business
+        if not stack and _HEADER.match(raw):
+            continue
+    return stack[0] if stack else None
+
+
+def _unclosed_error(unclosed: tuple[int, str], lines: list[str], name: str,
+                    source: Path | None, error_line: int) -> ConfigError:
+    line, bracket = unclosed
+    content = lines[line - 1].strip()
+    entries = _KeyIndex("\n".join(lines[:line])).entries
+    key = _dotted(entries[-1][0]) if entries and entries[-1][1] == line else _line_key(content)
+    what = "list" if bracket == "[" else "inline table"
+    where = f"{name}, line {line}" + (f", key {key}" if key else "")
+    return ConfigError(
+        f"{where}: invalid TOML: the {what} opened here is not closed with "
+        f"{_CLOSING[bracket]} before line {error_line}: {content!r}",
         path=source, line=line, key=key,
     )
 
@@ -434,9 +489,91 @@ def _explain(error: Any, loc: Sequence[str | int]) -> str:
     if loc and loc[-1] == "[key]":
         allowed = ", ".join(typing.get_args(GuardedOperationName))
         return f"{loc[-2]!r} is not an operation that takes its own policy; use one of {allowed}"
+    worded = _type_error(error, loc)
+    if worded:
+        return worded
     message = str(error["msg"])
     # Our own validators raise ValueError; pydantic prefixes those with "Value error, ".
     return message.removeprefix("Value error, ")
+
+
+# What a key expects, in the bot's words, by pydantic's error type.
+_EXPECTED = {
+    "tuple_type": "a list", "list_type": "a list",
+    "int_type": "a whole number", "int_parsing": "a whole number",
+    "int_from_float": "a whole number",
+    "bool_type": "true or false (without quotes)", "bool_parsing": "true or false (without quotes)",
+    "string_type": "text in quotes",
+    "dict_type": "a table", "model_type": "a table",
+}
+# An example of a right value per key; keys not named here get one from their kind.
+_EXAMPLES = {
+    "requesters": '["*"] or ["U0123ABCD", "S0456EFGH"]',
+    "approvers": '["U0123ABCD"]',
+    "escalation_approvers": '["S0789IJKL"]',
+    "device_types": '["Gas meter"]',
+    "groups": '["Acme Logistics"]',
+    "routes": '[[alerts.routes]] tables',
+    "operations": "[policy.operations.restart]",
+}
+
+
+def _type_error(error: Any, loc: Sequence[str | int]) -> str:
+    """`approvers must be a list of ids, like ["U0123ABCD"]; got the text "U0123ABCD"`."""
+    kind = error["type"]
+    names = [part for part in loc if isinstance(part, str)]
+    key = names[-1] if names else "this value"
+    given = _described(error.get("input"))
+    ctx = error.get("ctx") or {}
+    if kind in ("greater_than_equal", "less_than_equal"):
+        bound = ctx.get("ge", ctx.get("le"))
+        side = "at least" if kind == "greater_than_equal" else "at most"
+        return f"{key} must be {side} {bound}; got {given}"
+    expected = _EXPECTED.get(kind)
+    if expected is None:
+        return ""
+    if expected == "a list" and key in ("requesters", "approvers", "escalation_approvers"):
+        expected = "a list of ids"
+    example = _EXAMPLES.get(key) or _example_of(kind, loc)
+    like = f", like {example}" if example else ""
+    return f"{key} must be {expected}{like}; got {given}"
+
+
+def _example_of(kind: str, loc: Sequence[str | int]) -> str:
+    if kind.startswith("int"):
+        default = _default_of(loc)
+        return str(default) if isinstance(default, int) and not isinstance(default, bool) else "1"
+    return ""
+
+
+def _default_of(loc: Sequence[str | int]) -> Any:
+    model: Any = BotConfig
+    value: Any = None
+    for part in loc:
+        if not (isinstance(part, str) and isinstance(model, type)
+                and issubclass(model, BaseModel)):
+            return None
+        field = model.model_fields.get(part)
+        if field is None:
+            return None
+        value = field.default
+        model = field.annotation
+    return value
+
+
+def _described(value: Any) -> str:
+    """A given value as words: `the text "30"`, `the number 5`, `true`, `a list`, `a table`."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return f'the text "{value}"'
+    if isinstance(value, int | float):
+        return f"the number {value}"
+    if isinstance(value, list | tuple):
+        return "a list"
+    if isinstance(value, dict):
+        return "a table"
+    return f"{value!r}"
 
 
 def _known_keys(loc: Sequence[str | int]) -> list[str]:

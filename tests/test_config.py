@@ -298,13 +298,42 @@ def test_scaled_approval_keys_default_to_todays_rules() -> None:
 
 
 @pytest.mark.parametrize(("text", "expected"), [
-    ("[policy.operations.renew]\napprovals = -1\n", "greater than or equal to 0"),
-    ("[policy.operations.renew]\napprovals = \"2\"\n", "valid integer"),
+    ("[policy.operations.renew]\napprovals = -1\n", "must be at least 0"),
+    ("[policy.operations.renew]\napprovals = \"2\"\n", "a whole number, like 1; got the text"),
     ("[policy.operations.renew]\nwait_timer = \"soon\"\n", 'like "30s"'),
     ("[policy]\nescalate_after = \"8h\"\n", "escalation_approvers is empty"),
     ("[policy]\nescalation_approvers = [\"*\"]\n", "not allowed among approvers"),
-    ("[policy]\nlarge_job_devices = 0\n", "greater than or equal to 1"),
+    ("[policy]\nlarge_job_devices = 0\n", "must be at least 1"),
 ])
 def test_scaled_approval_keys_refuse_mistakes(text: str, expected: str) -> None:
     with pytest.raises(ConfigError, match=expected):
         parse_config(text)
+
+
+def test_an_unclosed_list_is_blamed_on_the_line_that_opened_it() -> None:
+    text = ('[policy]\nrequesters = ["*"]\nallow_self_approval = false\napproval_ttl = "24h"\n\n'
+            '[alerts]\nwarn_days = 30\napprovers = ["U0123ABCD",\ncritical_days = 7\n')
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, Path("bot.toml"))
+    assert info.value.line == 8
+    message = str(info.value)
+    assert message.startswith("bot.toml, line 8, key alerts.approvers:")
+    assert "not closed with ]" in message and "need quotes" not in message
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ('[policy]\napprovers = "U0123ABCD"\n',
+     'approvers must be a list of ids, like ["U0123ABCD"]; got the text "U0123ABCD"'),
+    ('[alerts]\nwarn_days = "30"\n',
+     'warn_days must be a whole number, like 30; got the text "30"'),
+    ('[alerts]\ncritical_days = "3"\n',
+     'critical_days must be a whole number, like 7; got the text "3"'),
+    ('[policy]\nallow_self_approval = "no"\n',
+     'allow_self_approval must be true or false (without quotes); got the text "no"'),
+    ('[alerts]\nwarn_days = 0\n', "warn_days must be at least 1; got the number 0"),
+])
+def test_type_errors_in_the_bots_words(text: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, Path("bot.toml"))
+    assert str(info.value).endswith(expected)
+    assert "Input should be" not in str(info.value) and info.value.line == 2
