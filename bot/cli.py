@@ -127,12 +127,29 @@ def main(log_format: str, log_level: str) -> None:
     help="Seconds a deleted id stays held (creating it again answers 409 meanwhile).",
 )
 @click.option("--no-rate-limits", is_flag=True, help="Switch the published rate limits off.")
+@click.option(
+    "--latency",
+    default="0ms",
+    show_default=True,
+    help="Median answer time, like 300ms or 0.5s (log-normal spread, 1% slow answers).",
+)
+@click.option(
+    "--no-id-ranges",
+    is_flag=True,
+    help="Refuse minId/maxId on the device list (400), as a backend without them would.",
+)
 def simulator(
-    port: int, host: str, devices: int, seed: int, delete_hold: float, no_rate_limits: bool
+    port: int, host: str, devices: int, seed: int, delete_hold: float, no_rate_limits: bool,
+    latency: str, no_id_ranges: bool,
 ) -> None:
     """Serve a simulated Sigfox API v2 under http://HOST:PORT/v2."""
+    from sigfox.simulator.latency import parse_latency
     from sigfox.simulator.server import run_simulator
 
+    try:
+        median = parse_latency(latency)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--latency") from None
     run_simulator(
         host=host,
         port=port,
@@ -140,6 +157,8 @@ def simulator(
         seed=seed,
         delete_hold=delete_hold,
         rate_limits=not no_rate_limits,
+        latency=median,
+        id_ranges=not no_id_ranges,
     )
 
 

@@ -441,7 +441,7 @@ class AlertService:
         # short lists give the names routes may use, for a handful of calls per scan.
         type_names = {t.id: t.name or "" for t in self.api.iter_device_types()}
         group_names = {g.id: g.name or "" for g in self.api.iter_groups()}
-        for device in self.api.iter_devices():
+        for device in self.api.iter_all_devices():
             seen.count += 1
             yield fleet_row(device, type_names, group_names)
 

@@ -200,6 +200,39 @@ class SigfoxClient:
         )
         return self._iter_list("/devices/", "/devices/", params, Device)
 
+    def iter_all_devices(self, *, workers: int = 8, page_size: int = 100) -> Iterator[Device]:
+        """Every device of the fleet, walked over disjoint id ranges at once (see `fleet_walk`).
+
+        The same devices as `iter_devices()`, not in id order, much sooner when each answer
+        takes a while; one walk where the backend refuses id ranges.
+        """
+        from sigfox.fleet_walk import walk_fleet
+
+        return walk_fleet(self, workers=workers, page_size=_page_size(page_size))
+
+    def iter_device_pages(
+        self, *, min_id: str | None = None, max_id: str | None = None, page_size: int = 100
+    ) -> Iterator[list[Device]]:
+        """Pages of the devices whose id lies in [min_id, max_id] (inclusive, either open),
+        by id (`sort=id`), following `paging.next`."""
+        params = _query(
+            sort="id",
+            minId=normalize_device_id(min_id) if min_id else None,
+            maxId=normalize_device_id(max_id) if max_id else None,
+            limit=_page_size(page_size),
+        )
+        for page in self._iter_pages("/devices/", "/devices/", params):
+            yield [Device.model_validate(item) for item in page]
+
+    def device_id_at(self, offset: int, *, min_id: str | None = None) -> str | None:
+        """The id of the device `offset` places after the first (from `min_id` on), by id;
+        None when the fleet is shorter. One list call of one device."""
+        params = _query(sort="id", minId=normalize_device_id(min_id) if min_id else None,
+                        offset=offset, limit=1)
+        page = self._json("GET", "/devices/", "/devices/", params=params)
+        data = page.get("data") or []
+        return str(data[0]["id"]).upper() if data and isinstance(data[0], dict) else None
+
     def find_device(self, device_id: str) -> Device | None:
         """The device, read through the list endpoint (GET /devices/{id} is 1/hour/device)."""
         wanted = normalize_device_id(device_id)
@@ -387,12 +420,19 @@ class SigfoxClient:
         device_id: str | None = None,
     ) -> Iterator[M]:
         """Yield items page by page, following `paging.next` verbatim until it is absent."""
+        for page in self._iter_pages(endpoint, path, params, device_id=device_id):
+            for item in page:
+                yield model.model_validate(item)
+
+    def _iter_pages(
+        self, endpoint: str, path: str, params: dict[str, Any], *, device_id: str | None = None
+    ) -> Iterator[list[Any]]:
+        """The raw `data` of each page, following `paging.next` verbatim until it is absent."""
         url: str | None = path
         query: dict[str, Any] | None = params
         while url is not None:
             page = self._json("GET", endpoint, url, params=query, device_id=device_id)
-            for item in page.get("data") or []:
-                yield model.model_validate(item)
+            yield list(page.get("data") or [])
             url, query = self._next_url(page, url), None
 
     def _next_url(self, page: dict[str, Any], current: str) -> str | None:

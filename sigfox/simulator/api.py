@@ -1,9 +1,13 @@
 """The /v2 routes of the simulated Sigfox API: request parsing, one World call, rendering.
 
 Choices where the spec leaves room (see also the package docstring):
-- lists are always sorted by id ascending (the `sort` parameter is accepted and ignored), so an
-  opaque `pageId` cursor (the last id shown) stays valid at any depth; `offset` > 40,000 answers
-  400 as the later revision does, and `paging.next` carries the cursor, never an offset;
+- lists are sorted by id (by its hexadecimal value) ascending, or descending for the device list
+  with `sort=-id`; any other `sort` is accepted and ignored. An opaque `pageId` cursor (the last
+  id shown) stays valid at any depth; `offset` > 40,000 answers 400 as the later revision does,
+  and `paging.next` carries the cursor, never an offset;
+- the device list honours `minId` / `maxId` (inclusive) with `sort=id` or `-id`, as the spec
+  says, and answers 400 with a field error for them otherwise; a simulator started with
+  `id_ranges=False` (`--no-id-ranges`) refuses them always, as a backend without them would;
 - creation and transfer jobs are both read at GET /devices/bulk/{jobId} (the spec's
   registrationJobStatus counts devices "created, edited or transferred"); restart and
   unsubscribe jobs at their own /{jobId} paths (actionJob);
@@ -23,8 +27,8 @@ from starlette.routing import Route
 
 from sigfox.simulator import render
 from sigfox.simulator.errors import ApiError, field_error
-from sigfox.simulator.index import decode_cursor, encode_cursor
-from sigfox.simulator.world import World
+from sigfox.simulator.index import ALL_IDS, IdRange, decode_cursor, encode_cursor
+from sigfox.simulator.world import HEX_ID, World
 
 MAX_OFFSET = 40_000
 MAX_LIMIT = 100
@@ -96,9 +100,34 @@ def page_by_id(items: list[Any], paging: Paging) -> tuple[list[Any], bool]:
     return ordered[: paging.limit], len(ordered) > paging.limit
 
 
+def id_span(request: Request, allowed: bool) -> IdRange:
+    """The `sort` direction and `minId` / `maxId` bounds of a device list request."""
+    query = request.query_params
+    sort = query.get("sort")
+    descending = sort == "-id"
+    bounds: dict[str, int] = {}
+    for name in ("minId", "maxId"):
+        raw = query.get(name)
+        if raw is None:
+            continue
+        if not allowed:
+            raise field_error(name, f"{name} is not supported: list without it", "query")
+        if sort not in ("id", "-id"):
+            raise field_error(name, f"{name} is only available with sort=id or sort=-id",
+                              "query")
+        if not HEX_ID.match(raw):
+            raise field_error(name, f"{name} must be a device id (1 to 8 hexadecimal digits)",
+                              "query")
+        bounds[name] = int(raw, 16)
+    if not bounds and not descending:
+        return ALL_IDS
+    return IdRange(bounds.get("minId"), bounds.get("maxId"), descending)
+
+
 class Api:
-    def __init__(self, world: World) -> None:
+    def __init__(self, world: World, *, id_ranges: bool = True) -> None:
         self.world = world
+        self.id_ranges = id_ranges
 
     def routes(self) -> list[Route]:
         r = Route
@@ -140,6 +169,7 @@ class Api:
             "device_id": query.get("id") or None,
             "device_type_id": query.get("deviceTypeId") or None,
             "group_ids": [g for g in group_ids.split(",") if g] if group_ids else None,
+            "span": id_span(request, self.id_ranges),
         })
 
     def _device_page(

@@ -14,6 +14,7 @@ import binascii
 import gc
 import logging
 import os
+import random
 import secrets
 import socket
 import threading
@@ -37,6 +38,7 @@ from sigfox.simulator.clock import SimClock
 from sigfox.simulator.control import CallLog, Faults, parse_fault
 from sigfox.simulator.errors import ApiError, field_error
 from sigfox.simulator.fleet import build_fleet
+from sigfox.simulator.latency import LatencyModel
 from sigfox.simulator.ratelimit import RateLimiter
 from sigfox.simulator.world import World
 
@@ -73,18 +75,21 @@ class SimulatorApp:
     service (auth, limits) and of the test harness (faults, call log)."""
 
     def __init__(
-        self, world: World, login: str, password: str, *, rate_limits: bool = True
+        self, world: World, login: str, password: str, *, rate_limits: bool = True,
+        latency: LatencyModel | None = None, id_ranges: bool = True,
     ) -> None:
         self.world = world
         self.login = login
         self.password = password
         self.limiter = RateLimiter(world.clock.now, enabled=rate_limits)
+        self.latency = latency
+        self.waiting = _InFlight()
         self.faults = Faults()
         self.calls = CallLog()
         self.dispatcher = Dispatcher()
         logging.getLogger("uvicorn.error").addFilter(_DROP_FILTER)  # idempotent for one filter
         self.routes = Starlette(
-            routes=[*Api(world).routes(), *self._control_routes()],
+            routes=[*Api(world, id_ranges=id_ranges).routes(), *self._control_routes()],
             exception_handlers={ApiError: api_error, HTTPException: http_error},
         )
 
@@ -117,6 +122,9 @@ class SimulatorApp:
         if fault is not None and fault.delay is not None:
             await asyncio.sleep(fault.delay)
         response = self._gate(scope, fault)
+        # After the gate: the rate limiter dates a call when it arrives, as a gateway would,
+        # and the answer then takes its time.
+        await self._answer_time()
         if response is not None:
             entry["status"] = response.status_code
             await response(scope, receive, send)
@@ -142,6 +150,12 @@ class SimulatorApp:
         if not self.limiter.allow(scope["method"], scope["path"]):
             return JSONResponse({"message": "Too many requests"}, status_code=429)
         return None
+
+    async def _answer_time(self) -> None:
+        if self.latency is None:
+            return
+        with self.waiting:
+            await asyncio.sleep(self.latency.sample())
 
     def _authorized(self, scope: Scope) -> bool:
         header = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")
@@ -170,6 +184,7 @@ class SimulatorApp:
             r("/_sim/calls", self.list_calls, methods=["GET"]),
             r("/_sim/calls", self.clear_calls, methods=["DELETE"]),
             r("/_sim/callbacks", self.list_deliveries, methods=["GET"]),
+            r("/_sim/latency", self.get_latency, methods=["GET"]),
         ]
 
     async def uplink(self, request: Request) -> Response:
@@ -225,6 +240,30 @@ class SimulatorApp:
     async def list_deliveries(self, request: Request) -> Response:
         return JSONResponse(list(self.dispatcher.deliveries))
 
+    async def get_latency(self, request: Request) -> Response:
+        """The latency model and how many answers wait at once (now and at the most)."""
+        model = self.latency
+        return JSONResponse({
+            "medianMs": 0 if model is None else model.median * 1000,
+            "description": "off" if model is None else model.describe(),
+            "waiting": self.waiting.now, "peakWaiting": self.waiting.peak,
+        })
+
+
+class _InFlight:
+    """Counts answers waiting out their latency; the peak shows they overlap."""
+
+    def __init__(self) -> None:
+        self.now = 0
+        self.peak = 0
+
+    def __enter__(self) -> None:
+        self.now += 1
+        self.peak = max(self.peak, self.now)
+
+    def __exit__(self, *exc: object) -> None:
+        self.now -= 1
+
 
 # ---------------------------------------------------------------------- running it
 
@@ -269,11 +308,13 @@ class SimulatorServer:
         self, *, devices: int = 20, seed: int = 1, delete_hold: float = 1800.0,
         rate_limits: bool = True, job_delay: float = 0.2, login: str | None = None,
         password: str | None = None, host: str = "127.0.0.1", port: int = 0,
+        latency: LatencyModel | None = None, id_ranges: bool = True,
     ) -> None:
         self.world = make_world(devices, seed, delete_hold, job_delay)
         self.clock = self.world.clock
         self.login, self.password, _ = credentials(login or "sim-user", password or "sim-pass")
-        self.app = SimulatorApp(self.world, self.login, self.password, rate_limits=rate_limits)
+        self.app = SimulatorApp(self.world, self.login, self.password, rate_limits=rate_limits,
+                                latency=latency, id_ranges=id_ranges)
         self._host, self._port = host, port
         self._server: _QuickServer | None = None
         self._thread: threading.Thread | None = None
@@ -390,7 +431,8 @@ class SimulatorServer:
 
 def run_simulator(
     host: str = "127.0.0.1", port: int = 8040, devices: int = 1000, seed: int = 1,
-    delete_hold: float = 1800.0, rate_limits: bool = True,
+    delete_hold: float = 1800.0, rate_limits: bool = True, latency: float = 0.0,
+    id_ranges: bool = True,
 ) -> None:
     """Serve the simulator in the foreground (the `sigfox-bot simulator` command)."""
     started = time.monotonic()
@@ -401,14 +443,18 @@ def run_simulator(
     # a frozen world would outlive its stop() (the world and its clock reference each other).
     gc.freeze()
     login, password, generated = credentials(None, None)
-    app = SimulatorApp(world, login, password, rate_limits=rate_limits)
+    model = LatencyModel(latency, rng=random.Random(seed)) if latency > 0 else None
+    app = SimulatorApp(world, login, password, rate_limits=rate_limits, latency=model,
+                       id_ranges=id_ranges)
     print(f"Simulated Sigfox API v2: http://{host}:{port}/v2 "
           f"({devices} devices, seed {seed}, built in {time.monotonic() - started:.1f}s)")
     if generated:
         print(f"SIGFOX_API_LOGIN={login}")
         print(f"SIGFOX_API_PASSWORD={password}")
     print(f"Controls (no auth): http://{host}:{port}/_sim/  "
-          f"rate limits {'on' if rate_limits else 'off'}, delete hold {delete_hold:g}s")
+          f"rate limits {'on' if rate_limits else 'off'}, delete hold {delete_hold:g}s, "
+          f"latency {'off' if model is None else model.describe()}, "
+          f"id ranges {'on' if id_ranges else 'refused'}")
     try:
         uvicorn.run(app, host=host, port=port, log_level="info", lifespan="off")
     finally:

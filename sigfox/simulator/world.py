@@ -31,7 +31,7 @@ from typing import Any, TypeGuard
 
 from sigfox.simulator.clock import SimClock
 from sigfox.simulator.errors import ApiError, field_error, not_found
-from sigfox.simulator.index import SortedIds, select
+from sigfox.simulator.index import ALL_IDS, IdRange, SortedIds, select
 from sigfox.simulator.model import (
     Callback,
     Contract,
@@ -312,12 +312,13 @@ class World:
     def query_devices(
         self, *, device_id: str | None = None, device_type_id: str | None = None,
         group_ids: list[str] | None = None, contract_id: str | None = None,
-        after: str | None = None, offset: int = 0, limit: int = 100,
+        after: str | None = None, offset: int = 0, limit: int = 100, span: IdRange = ALL_IDS,
     ) -> tuple[list[Device], bool]:
-        """One page of devices sorted by id, and whether more follow (keyset after `after`)."""
+        """One page of devices sorted by id within `span`, and whether more follow (keyset
+        after `after`)."""
         with self.lock:
             index, keep = self._plan(device_id, device_type_id, group_ids, contract_id)
-            ids, more = select(index, keep, after, offset, limit)
+            ids, more = select(index, keep, after, offset, limit, span)
             return [self.devices[i] for i in ids], more
 
     def _plan(
