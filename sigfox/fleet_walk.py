@@ -137,7 +137,7 @@ class RangePlanner:
     def _wave(self, position: int, step: int, reach: int) -> list[tuple[int, int]]:
         """Up to `workers` next positions, each with the position it counts from, as long as
         that base is known (a base deeper in the same wave waits for the next wave)."""
-        wave = []
+        wave: list[tuple[int, int]] = []
         while len(wave) < self._workers:
             base = (position - 1) // reach * reach
             if base not in self._known:
