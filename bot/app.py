@@ -64,38 +64,17 @@ logging.getLogger("slack_bolt.App").addFilter(_GIVEN_CLIENT_NOTICE)  # idempoten
 _SLOW = {"status", "renew", "delete", "transfer", "restart", "unsubscribe", "scan"}
 
 
-def create_bolt_app(
-    *,
-    core: Core,
-    client: WebClient,
-    signing_secret: str,
-    config: BotConfig | None = None,
-    alerts: Any = None,
-    token_verification_enabled: bool = False,
-    notifier: SlackNotifier | None = None,
-    groups: GroupResolver | None = None,
-    process_before_response: bool = True,
-    listener_executor: Executor | None = None,
-) -> App:
-    """A Bolt app serving `/sigfox`, the approval/PAC/cancel buttons and App Home.
+def create_bolt_app(client: WebClient, *, listener_executor: Executor | None = None) -> App:
+    """A Bolt app with no listener yet: `bot.service.assemble` registers them all.
 
-    Pass `client=` (as tests do): Bolt then calls no `auth.test` while building the app.
-    `notifier` is the `SlackNotifier` the core reports to (it redraws approval messages after a
-    refused click); when the core reports elsewhere, pass None. `listener_executor` runs the
-    lazy listeners (Bolt's default: a pool of 10 threads).
+    Given `client`, Bolt calls no `auth.test` while building the app. `listener_executor` runs
+    the lazy listeners (Bolt's default: a pool of 10 threads).
     """
     # Signatures are verified by the HTTP edge (`bot.slack_edge`), which hands Bolt the parsed
-    # document; Socket Mode needs none. `signing_secret` is kept for callers that pass it.
-    app = App(client=client, signing_secret=signing_secret or "verified-by-bot.slack_edge",
-              request_verification_enabled=False,
-              token_verification_enabled=token_verification_enabled,
-              process_before_response=process_before_response,
-              listener_executor=listener_executor)
-    listeners = Listeners(core=core, config=config or core.config, alerts=alerts,
-                          notifier=notifier,
-                          groups=groups or GroupResolver(client, lambda: core.config))
-    listeners.register(app)
-    return app
+    # document; Socket Mode needs none.
+    return App(client=client, signing_secret="verified-by-bot.slack_edge",
+               request_verification_enabled=False, token_verification_enabled=False,
+               process_before_response=True, listener_executor=listener_executor)
 
 
 class Listeners:

@@ -65,10 +65,14 @@ class Pacer:
             self._sleep(at - now)
 
 
+DEFAULT_POST_INTERVAL = 1.0  # seconds between two writes in one channel (Slack: about 1/s)
+
+
 class SlackNotifier:
     """Implements `commands.ports.Notifier` with Slack messages."""
 
-    def __init__(self, client: WebClient, store: Store, *, min_interval: float = 1.0,
+    def __init__(self, client: WebClient, store: Store, *,
+                 min_interval: float = DEFAULT_POST_INTERVAL,
                  pacer: Pacer | None = None) -> None:
         self.client = client
         self.store = store

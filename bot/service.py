@@ -1,7 +1,8 @@
 """Wiring the bot from the environment, and running it (`sigfox-bot serve`).
 
-`build_services(env)` builds everything and starts nothing: the store, the Slack client, the
-notifier, the Sigfox client, the alerts, the core and the Bolt app. `serve()`
+`build_services(env)` reads the environment and `assemble` builds everything from the parts
+and starts nothing: the store, the notifier, the alerts, the core, the Bolt app and its
+listeners (the demo and the tests call `assemble` with their own parts). `serve()`
 resumes the unfinished workflows, starts the scheduler and listens: Socket Mode when
 SLACK_APP_TOKEN is set (plus the small HTTP server for /healthz, /metrics and the uplink
 callback), else HTTP mode with Slack posting to /slack/events.
@@ -12,18 +13,20 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from slack_bolt import App
 from slack_sdk import WebClient
 
-from bot.alerts import SlackAlertSink, register_alert_actions
+from bot.alerts import SlackAlertSink
 from bot.app import create_bolt_app, register_metrics
+from bot.groups import DEFAULT_TTL as DEFAULT_GROUP_TTL
 from bot.groups import GroupResolver
-from bot.notifier import SlackNotifier
+from bot.listeners import register_listeners
+from bot.notifier import DEFAULT_POST_INTERVAL, SlackNotifier
 from bot.readiness import (
     DependencyLog,
     Readiness,
@@ -37,11 +40,14 @@ from commands import metrics
 from commands.alerts import AlertService
 from commands.config import BotConfig, load_config
 from commands.policy import Actor
-from commands.ports import Clock, SystemClock
+from commands.ports import Clock, SigfoxApi, SystemClock
 from commands.schedules import AlertSchedule
 from commands.workflows import Core
-from storage.db import DEFAULT_DB_PATH, open_database
+from storage.db import DEFAULT_DB_PATH, SafeDatabase, open_database
 from storage.store import Store
+
+if TYPE_CHECKING:
+    from sigfox.client import SigfoxClient
 
 log = logging.getLogger(__name__)
 
@@ -110,43 +116,60 @@ def _require(env: Mapping[str, str], name: str, what: str) -> str:
 
 
 def build_services(env: Mapping[str, str], *, clock: Clock | None = None,
-                   api: Any = None, client: WebClient | None = None,
+                   api: SigfoxApi | None = None, client: WebClient | None = None,
                    http: bool = False) -> Services:
     """Build the bot from `env` (os.environ in production). Starts no thread, no server."""
     token = _require(env, "SLACK_BOT_TOKEN", "the app's Bot User OAuth Token (xoxb-...)")
-    secret = env.get("SLACK_SIGNING_SECRET", "").strip()
-    if http and not secret:
+    if http:
+        # Socket Mode verifies nothing with the signing secret; HTTP mode requires it.
         _require(env, "SLACK_SIGNING_SECRET", "the app's Signing Secret (Basic Information)")
     config = load_config(env.get("SIGFOX_BOT_CONFIG") or None)
-    database = open_database(env.get("SIGFOX_BOT_DB") or DEFAULT_DB_PATH)
+    return assemble(
+        api=api or _sigfox_client(env),
+        database=open_database(env.get("SIGFOX_BOT_DB") or DEFAULT_DB_PATH),
+        client=client or make_web_client(token, env.get("SLACK_API_URL") or None),
+        config=config,
+        clock=clock or SystemClock(),
+        env=env,
+    )
+
+
+def assemble(
+    *,
+    api: SigfoxApi,
+    database: SafeDatabase,
+    client: WebClient,
+    config: BotConfig,
+    clock: Clock,
+    env: Mapping[str, str] | None = None,
+    post_interval: float = DEFAULT_POST_INTERVAL,
+    group_ttl: float = DEFAULT_GROUP_TTL,
+    listener_executor: Executor | None = None,
+) -> Services:
+    """The running bot from its parts: the one wiring `serve`, the demo and the tests share.
+
+    The core reports to the Slack notifier and tells the alerts when a device is renewed; every
+    listener is registered (`bot.listeners`). Starts no thread, no server. `post_interval`
+    paces a job's thread posts; `group_ttl` is how long a user group's members are cached.
+    """
     store = Store(database)
-    client = client or make_web_client(token, env.get("SLACK_API_URL") or None)
-    notifier = SlackNotifier(client, store)
-    clock = clock or SystemClock()
-    api = api or _sigfox_client(env)
-    alerts = _alert_service(api, database, client, config, clock, store)
+    notifier = SlackNotifier(client, store, min_interval=post_interval)
+    alerts = AlertService(api=api, database=database, sink=SlackAlertSink(client), config=config,
+                          clock=clock, audit=store.audit)
     core = Core(api=api, store=store, notifier=notifier, clock=clock, config=config,
                 on_renewed=alerts.resolve_for_device)
-    groups = GroupResolver(client, config)
-    # Socket Mode verifies nothing with the signing secret; HTTP mode required it above.
-    bolt_app = create_bolt_app(core=core, client=client, signing_secret=secret, config=config,
-                               alerts=alerts, notifier=notifier, groups=groups)
-    services = Services(core, client, bolt_app, notifier, groups, config, alerts, env)
-    register_alert_actions(bolt_app, services)
+    groups = GroupResolver(client, config, ttl=group_ttl)
+    bolt_app = create_bolt_app(client, listener_executor=listener_executor)
+    services = Services(core, client, bolt_app, notifier, groups, config, alerts, env or {})
+    register_listeners(bolt_app, services)
     return services
 
 
-def _sigfox_client(env: Mapping[str, str]) -> Any:
+def _sigfox_client(env: Mapping[str, str]) -> SigfoxClient:
     from sigfox.client import SigfoxClient
 
     # Every HTTP answer (and every call that got none) counts in /metrics, 429s by endpoint.
     return SigfoxClient.from_env(env, on_call=metrics.record_sigfox_call)
-
-
-def _alert_service(api: Any, database: Any, client: WebClient, config: BotConfig, clock: Clock,
-                   store: Store) -> AlertService:
-    return AlertService(api=api, database=database, sink=SlackAlertSink(client), config=config,
-                        clock=clock, audit=store.audit)
 
 
 def start(services: Services, *, paused: bool = False) -> Any:

@@ -3,8 +3,8 @@
 - the simulated Sigfox backend (`SimulatorServer`, in-process, a generated fleet);
 - the real core, its SQLite store (in a temporary directory) and the APScheduler tick;
 - the real alert service with the Slack alert sink;
-- the real Bolt app from `create_bolt_app` and the real `SlackNotifier`, whose Web API calls go to
-  `TerminalSlack`, which prints them;
+- the real Bolt app, its listeners and the real `SlackNotifier`, built by `bot.service.assemble`
+  as `serve` builds them, whose Web API calls go to `TerminalSlack`, which prints them;
 - people: `/sigfox` commands and button clicks are `BoltRequest`s signed with the app's signing
   secret exactly as Slack signs them, handed to `app.dispatch`.
 
@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 from urllib.parse import urlencode
 
 from slack_bolt import App, BoltRequest
@@ -34,6 +34,10 @@ from slack_sdk.signature import SignatureVerifier
 from commands.config import BotConfig, parse_config
 from demo.terminal_slack import TEAM_ID, Person, Posted, TerminalSlack
 from sigfox.simulator import SimulatorServer
+
+if TYPE_CHECKING:
+    from commands.alerts import AlertService
+    from commands.workflows import Core
 
 log = logging.getLogger(__name__)
 
@@ -96,8 +100,8 @@ class DemoWorld:
         self._stoppers: list[Callable[[], object]] = []
         self.simulator: SimulatorServer
         self.slack: TerminalSlack
-        self.core: Any
-        self.alerts: Any
+        self.core: Core
+        self.alerts: AlertService
         self.app: App
 
     # ------------------------------------------------------------------ assembly
@@ -125,31 +129,19 @@ class DemoWorld:
         self._stoppers.append(self.slack.stop)
 
     def _start_bot(self) -> None:
-        from bot.alerts import SlackAlertSink
-        from bot.app import create_bolt_app
-        from bot.notifier import SlackNotifier
+        from bot.service import assemble
         from bot.slack_client import make_web_client
-        from commands.alerts import AlertService
         from commands.runtime import start_scheduler
-        from commands.workflows import Core
         from sigfox.client import SigfoxClient
         from storage.db import open_database
-        from storage.store import Store
 
-        database = open_database(self._db_path())
-        store = Store(database)
-        client = make_web_client(self.slack.token, self.slack.api_url)
         api = SigfoxClient(self.simulator.base_url, self.simulator.login,
                            self.simulator.password, rate_limits=False, timeout=10.0)
         self._stoppers.append(api.close)
-        notifier = SlackNotifier(client, store, min_interval=0.0)
-        self.core = Core(api=api, store=store, notifier=notifier, clock=self.simulator.clock,
-                         config=self.config)
-        self.alerts = AlertService(api=api, database=database, sink=SlackAlertSink(client),
-                                   config=self.config, clock=self.simulator.clock)
-        self.app = create_bolt_app(core=self.core, client=client,
-                                   signing_secret=self.signing_secret, config=self.config,
-                                   alerts=self.alerts, notifier=notifier)
+        services = assemble(api=api, database=open_database(self._db_path()),
+                            client=make_web_client(self.slack.token, self.slack.api_url),
+                            config=self.config, clock=self.simulator.clock, post_interval=0.0)
+        self.core, self.alerts, self.app = services.core, services.alerts, services.bolt_app
         scheduler = start_scheduler(self.core, tick=timedelta(seconds=TICK_SECONDS))
         self._stoppers.append(lambda: scheduler.shutdown(wait=True))
 

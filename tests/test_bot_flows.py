@@ -408,8 +408,8 @@ def test_approve_from_app_home_decides_and_republishes_the_home(bot: BotHarness)
 
 def test_app_home_shows_the_fleet_at_a_glance(make_simulator, tmp_path: Path) -> None:
     simulator = make_simulator(devices=0, rate_limits=False)
-    alerts = alert_support.service(simulator, tmp_path / "alerts.db", alert_support.RecordingSink())
-    with running_bot(simulator, tmp_path / "bot.db", alerts=alerts) as bot:
+    with running_bot(simulator, tmp_path / "bot.db") as bot:
+        alerts = bot.alerts
         bot.event(app_home_opened_event(APPROVER_ID))
         assert "after the first fleet scan" in home_blocks(bot, APPROVER_ID)
         for n, days in enumerate((3, 5, 20)):

@@ -100,6 +100,21 @@ def test_cli_demo_interactive_with_two_people() -> None:
     assert "No button labelled [ Frobnicate ]" in output
 
 
+def test_demo_alert_buttons_are_answered_after_a_scan() -> None:
+    # The demo is wired by the same builder as `serve`: the alert actions have listeners.
+    with DemoWorld(DemoSettings(devices=25, seed=7, speed=100_000.0), io.StringIO()) as world:
+        assert world.alerts.scan(started_by="schedule").ok
+        world.settle()
+        alice = world.person("alice")
+        assert alice is not None
+        found = world.slack.find_button("Details")
+        assert found is not None, "the scan's thread should list alerts with their buttons"
+        device = found[1]["value"].split("|")[0]
+        assert world.click(alice, "Details")
+        answers = [e["text"] for e in world.slack.ephemerals if e["user"] == alice.user_id]
+    assert any(text.startswith(f"*{device}*") and "Token:" in text for text in answers), answers
+
+
 def test_interactive_ends_at_end_of_input() -> None:
     result = CliRunner().invoke(main, ["demo", "-i", "--devices", "50"], input="")
     assert result.exit_code == 0

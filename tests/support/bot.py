@@ -15,17 +15,16 @@ from typing import Any
 
 import httpx
 
-from bot.app import create_bolt_app
-from bot.groups import GroupResolver
 from bot.notifier import SlackNotifier
+from bot.service import assemble
 from bot.slack_client import make_web_client
 from bot.web import CALLBACK_SECRET_HEADER, create_web_app
+from commands.alerts import AlertService
 from commands.config import BotConfig
 from commands.ports import ManualClock
 from commands.workflows import Core
 from sigfox.simulator import SimulatorServer
 from storage.db import open_database
-from storage.store import Store
 
 from .core import Fleet, build_fleet, core_config, sigfox_client
 from .slack_api import BackgroundServer, SlackApiStandIn
@@ -81,6 +80,7 @@ class BotHarness:
     fleet: Fleet
     executor: TrackingExecutor
     notifier: SlackNotifier
+    alerts: AlertService
 
     # -- requests as Slack sends them ------------------------------------------------------
 
@@ -161,24 +161,22 @@ def buttons(message: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 @contextmanager
-def running_bot(simulator: SimulatorServer, db_path: Path, *, config: BotConfig | None = None,
-                alerts: Any = None) -> Iterator[BotHarness]:
+def running_bot(simulator: SimulatorServer, db_path: Path, *, config: BotConfig | None = None
+                ) -> Iterator[BotHarness]:
+    """The bot as `serve` builds it (`bot.service.assemble`), in HTTP mode."""
     fleet = build_fleet(simulator)
     with SlackApiStandIn(usergroups={APPROVERS_GROUP: [GROUP_APPROVER_ID]}) as standin:
-        client = make_web_client(standin.token, standin.url)
-        store = Store(open_database(db_path))
-        notifier = SlackNotifier(client, store, min_interval=0.0)
         clock = ManualClock(simulator.clock.now())
-        core = Core(api=sigfox_client(simulator), store=store, notifier=notifier, clock=clock,
-                    config=config or core_config())
         executor = TrackingExecutor()
-        bolt = create_bolt_app(core=core, client=client, signing_secret=SIGNING_SECRET,
-                               alerts=alerts, notifier=notifier, listener_executor=executor,
-                               groups=GroupResolver(client, core.config, ttl=0.0))
-        web = create_web_app(bolt, signing_secret=SIGNING_SECRET,
+        services = assemble(api=sigfox_client(simulator), database=open_database(db_path),
+                            client=make_web_client(standin.token, standin.url),
+                            config=config or core_config(), clock=clock, post_interval=0.0,
+                            group_ttl=0.0, listener_executor=executor)
+        core = services.core
+        web = create_web_app(services.bolt_app, signing_secret=SIGNING_SECRET,
                              callback_secret=CALLBACK_SECRET,
                              uplink_handler=lambda m: core.handle_uplink(m["device"]))
         with BackgroundServer(web) as server:
             yield BotHarness(server.root, standin, core, clock, simulator, fleet, executor,
-                             notifier)
+                             services.notifier, services.alerts)
         executor.shutdown(wait=True)
