@@ -149,7 +149,7 @@ def simulator(
     try:
         median = parse_latency(latency)
     except ValueError as error:
-        raise click.BadParameter(str(error), param_hint="--latency") from None
+        raise click.BadParameter(f"--latency: {error}", param_hint="--latency") from None
     run_simulator(
         host=host,
         port=port,
