@@ -170,9 +170,12 @@ def digest_blocks(digest: AlertDigest) -> list[dict[str, Any]]:
     for item in digest.top:
         blocks.append({"type": "section", "accessory": _device_menu(item),
                        "text": _mrkdwn(f"{_ICON[item.level]} {_item_text(item, tz, now)}")})
+    more = human.and_more(digest.total_open, len(digest.top))
+    listed = f"{more}: every" if more else "Every"
     blocks.append({"type": "context", "elements": [_mrkdwn(
-        f"Scan {digest.scan_id} · complete list in the thread ({digest.csv_name}) · "
-        "Renew asks for an approval first")]})
+        f":paperclip: {listed} alert is in the CSV file in this message's thread "
+        f"({digest.csv_name}, {human.plural(digest.csv_rows, 'row')}) · Renew asks for an "
+        "approval first")]})
     return blocks
 
 

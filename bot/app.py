@@ -226,6 +226,8 @@ def deliver(reply: Reply, *, client: WebClient, respond: Respond | None, channel
             user: str, thread: str = "") -> None:
     """Send a reply: to the channel when public, else privately to `user`. Never raises."""
     message = reply.message
+    if reply.attachment is not None and _upload(client, channel, reply, thread):
+        return
     try:
         if reply.public and _post(client, channel, message, thread):
             return
@@ -235,6 +237,22 @@ def deliver(reply: Reply, *, client: WebClient, respond: Respond | None, channel
                                   blocks=message.blocks, thread_ts=thread or None)
     except (SlackApiError, SlackClientError) as error:
         log.warning("could not answer %s in %s (%s)", user, channel, _describe(error))
+
+
+def _upload(client: WebClient, channel: str, reply: Reply, thread: str) -> bool:
+    """The file with the answer as its comment; False (answer without it) when refused."""
+    attachment = reply.attachment
+    assert attachment is not None
+    try:
+        client.files_upload_v2(channel=channel, file=str(attachment.path),
+                               filename=attachment.name, title=attachment.title,
+                               initial_comment=reply.message.text, thread_ts=thread or None)
+        return True
+    except (SlackApiError, SlackClientError) as error:
+        log.warning("could not post %s in %s (%s)", attachment.name, channel, _describe(error))
+        return False
+    finally:
+        attachment.path.unlink(missing_ok=True)
 
 
 def _post(client: WebClient, channel: str, message: Message, thread: str) -> bool:
@@ -324,7 +342,17 @@ def fleet_view(alerts: Any) -> blocks.FleetView | None:
         return None
     return blocks.FleetView(summary.devices, dict(summary.by_token_state), summary.ending_7_days,
                             summary.ending_30_days, summary.open_alerts,
-                            summary.last_scan.finished_at or summary.last_scan.started_at)
+                            summary.last_scan.finished_at or summary.last_scan.started_at,
+                            weeks=_coming_weeks(alerts))
+
+
+def _coming_weeks(alerts: Any) -> tuple[tuple[str, int], ...]:
+    try:
+        expiring = alerts.expiring(limit=0)
+    except Exception:  # the chart is a picture: its absence must not cost the Home tab
+        log.exception("weekly chart unavailable")
+        return ()
+    return tuple((week.label, week.count) for week in expiring.weeks)
 
 
 # --------------------------------------------------------------------------- metrics

@@ -383,6 +383,19 @@ class FleetView:
     ending_30_days: int
     open_alerts: int = 0
     scanned_at: float | None = None
+    weeks: tuple[tuple[str, int], ...] = ()  # (label, tokens ending that week), coming weeks
+
+
+def week_chart(weeks: Sequence[tuple[str, int]], width: int = 20) -> str:
+    """The coming weeks as a bar chart in text, one line a week, in a code block so the bars
+    line up in every Slack client: `week of Mon 30 Nov │██████████ 10`."""
+    if not weeks:
+        return ""
+    largest = max(n for _, n in weeks)
+    label_width = max(len(label) for label, _ in weeks)
+    lines = [f"{label:<{label_width}} │{human.bar(n, largest, width):<{width}} {n:,}"
+             for label, n in weeks]
+    return "```" + "\n".join(lines) + "```"
 
 
 def app_home(*, approvals: Sequence[ApprovalView], jobs: Sequence[JobLineView],
@@ -415,6 +428,8 @@ def _fleet_blocks(fleet: FleetView | None) -> list[Block]:
         ("Tokens ending in 30 days", f"{fleet.ending_30_days:,}"),
         ("Open alerts", f"{fleet.open_alerts:,}"),
     ])]
+    if fleet.weeks:
+        blocks.append(section("*Tokens ending, week by week*\n" + week_chart(fleet.weeks)))
     if fleet.scanned_at:
         blocks.append(context(f"As of the fleet scan of {slack_date(fleet.scanned_at)}."))
     return blocks

@@ -13,6 +13,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from pathlib import Path
 from typing import Any
 
 from bot import blocks
@@ -35,11 +36,21 @@ NO_ALERTS = ("Fleet alerts are not set up on this bot yet, so there is no scan d
 
 
 @dataclass(frozen=True)
+class Attachment:
+    """A file to post with the answer (a CSV). The file is removed once sent."""
+
+    path: Path
+    name: str
+    title: str
+
+
+@dataclass(frozen=True)
 class Reply:
     """What to answer: privately to the person who typed, or to the whole channel."""
 
     message: Message
     public: bool = False
+    attachment: Attachment | None = None
 
     @property
     def text(self) -> str:
@@ -205,7 +216,14 @@ class CommandHandler:
     def _expiring(self, command: g.ExpiringCommand, actor: Actor, target: Target) -> Reply:
         if self.alerts is None:
             return private(NO_ALERTS)
-        return Reply(expiring_message(self.alerts.expiring(command.days)))
+        if command.csv:
+            path, name, rows = self.alerts.expiring_csv(command.days)
+            text = (f"The {human.plural(rows, 'token')} ending within "
+                    f"{human.plural(command.days, 'day')}, as a CSV file.")
+            return Reply(blocks.text_message(text), public=True,
+                         attachment=Attachment(path, name, text))
+        return Reply(expiring_message(self.alerts.expiring(command.days, limit=EXPIRING_SHOWN),
+                                      command.days))
 
     def _alerts(self, command: g.AlertsCommand, actor: Actor, target: Target) -> Reply:
         if self.alerts is None:
@@ -263,29 +281,46 @@ def job_lines(core: Core, active_only: bool = True) -> list[blocks.JobLineView]:
     return lines
 
 
-def expiring_message(summary: Any) -> Message:
-    as_of = (f"as of the fleet scan of {blocks.slack_date(summary.as_of)}" if summary.as_of
-             else "no fleet scan has completed yet")
-    lines = [f"*{summary.total:,} token(s) end within {summary.days} days* ({as_of})"]
-    for week in summary.weeks:
-        lines.append(f"*{week.label}*: {week.count:,}")
-        lines += [f"• `{d.device_id}` {d.name} ({d.device_type}) ends {human.day(d.token_end)}"
-                  for d in week.devices]
+EXPIRING_SHOWN = 8  # devices named; the rest is one `csv` away
+
+
+def expiring_message(summary: Any, days: int | None = None) -> Message:
+    """The coming weeks as a bar chart, the soonest devices, and what was left out."""
+    days = summary.days if days is None else days
+    if summary.as_of is None:
+        text = ("No fleet scan has completed yet, so nothing is known about tokens ending. "
+                "`/sigfox scan` runs one now.")
+        return blocks.text_message(text)
+    head = (f"*{human.plural(summary.total, 'token')} end within {human.plural(days, 'day')}* "
+            f"(fleet scan of {blocks.slack_date(summary.as_of)})")
+    if not summary.total:
+        return blocks.text_message(head)
+    chart = blocks.week_chart([(w.label, w.count) for w in summary.weeks])
+    soonest = [f"• {human.device(d.device_id, d.name, d.device_type, code=True)}: "
+               f"{human.day_and_relative(d.token_end, summary.tz, summary.now)}"
+               for d in summary.devices]
+    more = human.and_more(summary.total, len(summary.devices), f"`/sigfox expiring {days} csv`")
+    lines = [head, chart, "*Soonest*", *soonest] + ([more] if more else [])
     return blocks.text_message("\n".join(lines))
 
 
 def alerts_message(overview: Any) -> Message:
-    lines = [f"*{overview.total_open:,} open alert(s)*"]
+    lines = [f"*{human.plural(overview.total_open, 'open alert')}*"]
     lines += [f"• {c.label}: {c.count:,}" for c in overview.counts]
     if overview.top:
         lines.append("*Most urgent*")
-        lines += [f"• {item.device_id} {item.name}: {item.condition.label}"
-                  for item in overview.top]
-    lines.append(f"*{overview.snoozes_total:,} active snooze(s)*")
+        lines += [f"• {human.device(item.device_id, item.name, item.device_type, code=True)}: "
+                  f"{item.condition.label}" for item in overview.top]
+        more = human.and_more(overview.total_open, len(overview.top),
+                              "every one is in the CSV of the last alert digest")
+        lines += [more] if more else []
+    lines.append(f"*{human.plural(overview.snoozes_total, 'active snooze')}*")
     lines += [f"• {s.device_id} by <@{s.snoozed_by}>"
               + (f" until {human.day(s.until)}" if s.until else " until resolved")
               + (f": {s.reason}" if s.reason else "")
               for s in overview.snoozes]
+    more = human.and_more(overview.snoozes_total, len(overview.snoozes))
+    lines += [more] if more else []
     if overview.scan_problem:
         lines.append(f":warning: {overview.scan_problem.text()}")
     return blocks.text_message("\n".join(lines))

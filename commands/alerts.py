@@ -222,7 +222,7 @@ class WeekBucket:
 
     @property
     def label(self) -> str:
-        return f"week of {self.start:%a %d %b %Y}"
+        return human.week_of(self.start)
 
 
 @dataclass(frozen=True)
@@ -634,6 +634,19 @@ class AlertService:
         for row in self.fleet.iter_ending(now + days * DAY):
             collector.add(expiring_device(row))
         return collector.summary(days, self._as_of(), now, self.settings.timezone)
+
+    def expiring_csv(self, days: int | None = None) -> tuple[Path, str, int]:
+        """Every token ending within `days` as a CSV file: (path, file name, rows). The caller
+        removes the file once it has sent it."""
+        days = self.settings.warn_days if days is None else days
+        now = self.clock.now()
+        collector = _ExpiringCollector(self.settings.tz, limit=0, csv_prefix="ending")
+        for row in self.fleet.iter_ending(now + days * DAY):
+            collector.add(expiring_device(row))
+        collector.summary(days, self._as_of(), now, self.settings.timezone)  # closes the file
+        assert collector.csv_path is not None
+        name = f"sigfox-tokens-ending-{days}d-{human.file_stamp(now, self.settings.tz)}.csv"
+        return collector.csv_path, name, collector.total
 
     def list_alerts_and_snoozes(self, *, limit: int = 10) -> AlertsOverview:
         now = self.clock.now()

@@ -99,6 +99,7 @@ class UnsubscribeCommand:
 @dataclass(frozen=True)
 class ExpiringCommand:
     days: int = EXPIRING_DEFAULT_DAYS
+    csv: bool = False  # the complete list as a CSV file in the channel
     operation: ClassVar[Operation | None] = Operation.EXPIRING
 
 
@@ -191,9 +192,10 @@ COMMANDS: dict[str, CommandSpec] = {
                                "end a device's subscription on a date, YYYY-MM-DD in UTC "
                                "(needs approval)", Operation.UNSUBSCRIBE,
                                "unsubscribe 1A2B3C 2030-01-31"),
-    "expiring": CommandSpec("expiring [days]",
+    "expiring": CommandSpec("expiring [days] [csv]",
                             f"devices whose token ends within that many days "
-                            f"(default {EXPIRING_DEFAULT_DAYS})", Operation.EXPIRING,
+                            f"(default {EXPIRING_DEFAULT_DAYS}), week by week; `csv` posts "
+                            "the complete list as a file", Operation.EXPIRING,
                             "expiring 14"),
     "jobs": CommandSpec("jobs", "list running jobs", Operation.JOBS, "jobs"),
     "cancel": CommandSpec("cancel <job>", "cancel a job that has not reached its point of no "
@@ -471,15 +473,18 @@ def _when(word: str) -> tuple[datetime, bool]:
 
 
 def _expiring(args: Sequence[str], today: date) -> Command:
+    as_csv = bool(args) and args[-1].lower() == "csv"
+    args = args[:-1] if as_csv else args
     if len(args) > 1:
-        raise _usage_error("expiring", "`expiring` takes at most one number of days.")
+        raise _usage_error("expiring", "`expiring` takes at most one number of days, then "
+                                       "`csv` if you want the file.")
     if not args:
-        return ExpiringCommand()
+        return ExpiringCommand(csv=as_csv)
     word = args[0].lower().removesuffix("d")
     if not word.isascii() or not word.isdigit() or not 1 <= int(word) <= EXPIRING_MAX_DAYS:
         raise _usage_error("expiring", f"`{_shorten(args[0])}` is not a number of days from 1 "
                                        f"to {EXPIRING_MAX_DAYS}.")
-    return ExpiringCommand(int(word))
+    return ExpiringCommand(int(word), csv=as_csv)
 
 
 def _cancel(args: Sequence[str], today: date) -> Command:

@@ -38,7 +38,7 @@ TOUR_STEPS = [
     r"First message received; token OK until",
     r"Renew finished: 1 of 1 device\(s\) done",                  # the final summary
     r"alice › /sigfox expiring",
-    r"token\(s\) end within 30 days",
+    r"tokens end within 30 days",
 ]
 
 

@@ -70,6 +70,8 @@ def error(text: str) -> str:
         ("expiring", ExpiringCommand(30)),
         ("expiring 7", ExpiringCommand(7)),
         ("expiring 14d", ExpiringCommand(14)),
+        ("expiring 7 csv", ExpiringCommand(7, csv=True)),
+        ("expiring CSV", ExpiringCommand(30, csv=True)),
         ("jobs", JobsCommand()),
         ("cancel J-0042", CancelCommand("J-0042")),
         ("history 0X00AB", HistoryCommand("00AB")),
