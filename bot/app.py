@@ -32,6 +32,7 @@ from bot import blocks
 from bot.blocks import Message
 from bot.groups import GroupResolver
 from bot.handler import CommandHandler, Reply, job_lines
+from bot.modals import ReasonForms
 from bot.notifier import SlackNotifier
 from commands import grammar as g
 from commands import metrics
@@ -88,6 +89,7 @@ class Listeners:
         self.notifier = notifier
         self.groups = groups
         self.handler = CommandHandler(core, alerts)
+        self.forms = ReasonForms(core=core, handler=self.handler, groups=groups)
 
     def register(self, app: App) -> None:
         app.command(SLASH_COMMAND)(ack=self.ack_command, lazy=[self.run_command])
@@ -96,6 +98,7 @@ class Listeners:
                                 (blocks.COPY_CALLBACKS, self.copy_callbacks)):
             app.action(action_id)(ack=_ack, lazy=[work])
         app.event("app_home_opened")(ack=_ack, lazy=[self.home_opened])
+        self.forms.register(app)
         app.error(_log_error)
 
     # -- /sigfox --------------------------------------------------------------------------
@@ -111,6 +114,13 @@ class Listeners:
         if not self._first_delivery(f"slack.command:{command.get('trigger_id', '')}"):
             return
         actor = self.groups.actor(command["user_id"])
+        prompt = self.handler.reason_prompt(command.get("text") or "", actor)
+        if prompt:  # a large renewal or delete: the requester says why, in a form
+            trouble = self.forms.open_request(command, client, prompt)
+            if trouble:
+                deliver(Reply(blocks.text_message(trouble)), client=client, respond=respond,
+                        channel=command.get("channel_id", ""), user=command["user_id"])
+            return
         reply = self.handler.handle(command.get("text") or "", actor,
                                     channel=command.get("channel_id", ""))
         deliver(reply, client=client, respond=respond, channel=command.get("channel_id", ""),
@@ -122,7 +132,15 @@ class Listeners:
         self._decide(body, client, respond, approve=True)
 
     def reject(self, body: dict[str, Any], client: WebClient, respond: Respond) -> None:
-        self._decide(body, client, respond, approve=False)
+        """Reject asks why first: a form (modal) whose submission decides."""
+        value = _action_value(body)
+        if not value.isdigit():
+            self._tell_clicker(body, client, respond, "This button is not an approval request.")
+            return
+        refusal = self.forms.open_reject(body, client, int(value))
+        if refusal:
+            self._tell_clicker(body, client, respond, refusal)
+            self._redraw_if_settled(int(value))
 
     def _decide(self, body: dict[str, Any], client: WebClient, respond: Respond, *,
                 approve: bool) -> None:
@@ -314,10 +332,7 @@ def home_view(core: Core, actor: Actor, alerts: Any = None) -> dict[str, Any]:
 
 
 def _may_approve(core: Core, actor: Actor, approval: Any) -> bool:
-    workflow = core.store.get_workflow(approval.workflow_id)
-    if workflow is None or approval.expires_at <= core.clock.now():
-        return False
-    return core.policy.can_approve(actor, Operation(workflow.kind), approval.requested_by).allowed
+    return not core.may_decide(approval.id, actor)
 
 
 def _approval_view(core: Core, approval: Any) -> blocks.ApprovalView:

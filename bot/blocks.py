@@ -164,14 +164,35 @@ class ApprovalView:
     summary: str
     requester: str
     expires_at: float
+    required: int = 1
+    approved_by: tuple[str, ...] = ()  # user ids, in the order they approved
+    # Who may still decide, as mentions (users; a user group whose members the bot can't read).
+    waiting_for: tuple[str, ...] = ()
+    reason: str = ""  # the requester's
+    escalated_at: float = 0.0
 
 
 def _approval_head(view: ApprovalView) -> list[Block]:
-    return [
+    blocks = [
         section(f"*{view.job}: {view.operation} {devices_text(view.devices)}* requested by "
                 f"<@{view.requester}>"),
         section(view.summary),
     ]
+    if view.reason:
+        blocks.append(section(f"*Reason:* {view.reason}"))
+    return blocks
+
+
+def approval_progress(view: ApprovalView) -> str:
+    """"1 of 2 approvals: @bob; waiting for one more of @carol, @dan"."""
+    left = view.required - len(view.approved_by)
+    who = ", ".join(view.waiting_for[:15]) or "nobody (no approver can decide it: ask an admin)"
+    if view.required == 1:
+        return f"Waiting for one of {who} to decide."
+    more = "one more" if left == 1 else f"{left} more"
+    done = ", ".join(f"<@{u}>" for u in view.approved_by) or "none yet"
+    return (f"{len(view.approved_by)} of {view.required} approvals: {done}; waiting for {more} "
+            f"of {who} (different people, not the requester).")
 
 
 def approve_confirmation(view: ApprovalView) -> dict[str, Any]:
@@ -189,8 +210,9 @@ def approval_request(view: ApprovalView) -> Message:
     value = str(view.approval_id)
     blocks = [
         *_approval_head(view),
-        context(f"An approver decides; it expires {slack_date(view.expires_at)}. "
-                "The first decision counts."),
+        section(approval_progress(view)),
+        context(f"It expires {slack_date(view.expires_at)}. One Reject refuses it."
+                + (f" Escalated {slack_date(view.escalated_at)}." if view.escalated_at else "")),
         *actions([button(APPROVE, "Approve", value, style="primary",
                          confirm=approve_confirmation(view)),
                   button(REJECT, "Reject", value, style="danger")],
@@ -235,6 +257,9 @@ class JobView:
     latest: str = ""
     approval_note: str = ""
     cancellable: bool = False
+    starts_at: float = 0.0  # approved, in its wait timer: when it starts
+
+
 
 
 def job_parent(view: JobView) -> Message:
@@ -245,7 +270,10 @@ def job_parent(view: JobView) -> Message:
     ]
     if view.approval_note:
         blocks.append(section(view.approval_note))
-    if view.latest:
+    if view.starts_at and view.state == "approved":
+        blocks.append(section(f":stopwatch: {clip(view.latest, 300)} "
+                              f"(at {slack_date(view.starts_at, '{time}')})"))
+    elif view.latest:
         blocks.append(context(f"Latest: {clip(view.latest, 1500)}"))
     if view.cancellable:
         blocks += actions([button(CANCEL, "Cancel job", str(view.workflow_id))],
@@ -433,3 +461,86 @@ def _fleet_blocks(fleet: FleetView | None) -> list[Block]:
     if fleet.scanned_at:
         blocks.append(context(f"As of the fleet scan of {slack_date(fleet.scanned_at)}."))
     return blocks
+
+
+# --------------------------------------------------------------------------- modals
+
+REJECT_MODAL = "sigfox_reject_reason"
+SNOOZE_MODAL = "sigfox_snooze_reason"
+REQUEST_REASON_MODAL = "sigfox_request_reason"
+REASON_BLOCK = "reason"
+REASON_INPUT = "reason_input"
+DURATION_BLOCK = "duration"
+DURATION_INPUT = "duration_input"
+MAX_REASON_INPUT = 500
+MAX_METADATA = 3000
+
+
+def _reason_input(label: str, hint: str) -> Block:
+    return {"type": "input", "block_id": REASON_BLOCK, "label": plain(label, 2000),
+            "hint": plain(hint, 2000),
+            "element": {"type": "plain_text_input", "action_id": REASON_INPUT,
+                        "multiline": True, "min_length": 3, "max_length": MAX_REASON_INPUT}}
+
+
+def _modal(callback_id: str, title: str, submit: str, metadata: str,
+           blocks: list[Block]) -> dict[str, Any]:
+    if len(metadata) > MAX_METADATA:
+        raise ValueError(f"private_metadata holds at most {MAX_METADATA} characters")
+    return {"type": "modal", "callback_id": callback_id, "title": plain(title, 24),
+            "submit": plain(submit, 24), "close": plain("Cancel", 24),
+            "private_metadata": metadata, "blocks": fit(blocks, MAX_HOME_BLOCKS)}
+
+
+def reject_modal(view: ApprovalView, metadata: str) -> dict[str, Any]:
+    """Reject asks why: the reason goes to the thread, `/sigfox history` and the audit log."""
+    return _modal(REJECT_MODAL, "Reject the request", "Reject", metadata, [
+        section(f"*{view.job}: {view.operation} {devices_text(view.devices)}* requested by "
+                f"<@{view.requester}>"),
+        context(clip(view.summary, MAX_CONTEXT_TEXT)),
+        _reason_input("Why do you reject it?", "The requester and the team see it in the "
+                                               "job's thread."),
+    ])
+
+
+def request_reason_modal(prompt: str, metadata: str) -> dict[str, Any]:
+    """A large renewal or delete: the requester says why before approvers are asked."""
+    return _modal(REQUEST_REASON_MODAL, "Why this large job?", "Ask for approval", metadata, [
+        section(prompt),
+        _reason_input("Reason", "Approvers see it on the request; it stays in the history."),
+    ])
+
+
+def snooze_modal(device_id: str, choices: Sequence[tuple[str, str]], chosen: str,
+                 metadata: str) -> dict[str, Any]:
+    """How long to silence a device's alert, and why (`choices`: value, label)."""
+    options = [{"text": plain(label, 75), "value": value} for value, label in choices]
+    initial = [o for o in options if o["value"] == chosen]
+    select: Block = {"type": "static_select", "action_id": DURATION_INPUT, "options": options}
+    if initial:
+        select["initial_option"] = initial[0]
+    return _modal(SNOOZE_MODAL, "Snooze an alert", "Snooze", metadata, [
+        section(f"Silence the alerts of `{device_id}` for the team."),
+        {"type": "input", "block_id": DURATION_BLOCK, "label": plain("For how long", 2000),
+         "element": select},
+        _reason_input("Why", "Shown with the snooze in `/sigfox alerts`."),
+    ])
+
+
+def approval_reminder(view: ApprovalView, *, text: str, link: str = "",
+                      escalated: bool = False) -> Message:
+    """A direct message to someone who may decide: what waits, where, and the buttons."""
+    lead = (":arrow_up: *Escalated to you*" if escalated else ":bell: *Reminder*")
+    where = f" (<{link}|the request in its channel>)" if link else ""
+    value = str(view.approval_id)
+    blocks = [
+        section(f"{lead}: {view.job} waits for a decision{where}. {text}"),
+        *_approval_head(view),
+        section(approval_progress(view)),
+        *actions([button(APPROVE, "Approve", value, style="primary",
+                         confirm=approve_confirmation(view)),
+                  button(REJECT, "Reject", value, style="danger")],
+                 block_id=f"dm-approval-{view.approval_id}"),
+    ]
+    return Message(f"{view.job} waits for your decision: {view.operation} "
+                   f"{', '.join(view.devices[:5])}", fit(blocks))

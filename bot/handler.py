@@ -22,7 +22,7 @@ from commands import grammar as g
 from commands import human
 from commands.config import BotConfig
 from commands.planning import Request
-from commands.policy import GUARDED_OPERATIONS, Actor
+from commands.policy import GUARDED_OPERATIONS, Actor, Operation
 from commands.ports import Target
 from commands.states import Kind
 from commands.status import BackendUnavailable
@@ -70,7 +70,10 @@ class CommandHandler:
         self.alerts = alerts
         self._today = today or (lambda: datetime.fromtimestamp(core.clock.now(), UTC).date())
 
-    def handle(self, text: str, actor: Actor, *, channel: str, thread: str = "") -> Reply:
+    def handle(self, text: str, actor: Actor, *, channel: str, thread: str = "",
+               reason: str = "") -> Reply:
+        """`reason`: why the requester asks, for a renewal or delete (asked by a form when
+        the job is large)."""
         try:
             command = g.parse_command(text, today=self._today())
             if isinstance(command, g.CommandError):
@@ -78,13 +81,32 @@ class CommandHandler:
             refusal = self._refusal(command, actor)
             if refusal:
                 return private(refusal)
-            return self._run(command, actor, Target(channel, thread))
+            target = Target(channel, thread)
+            if reason and isinstance(command, g.RenewCommand):
+                return self._renew(command, actor, target, reason)
+            if reason and isinstance(command, g.DeleteCommand):
+                return self._delete(command, actor, target, reason)
+            return self._run(command, actor, target)
         except BackendUnavailable as error:
             return private(f"{error}; nothing was changed. Try again in a moment.")
         except Exception as error:  # the person typing must always get an answer
             log.exception("command failed (%s)", type(error).__name__)
             return private("Something went wrong on the bot's side; nothing was changed. Try "
                            "again, and tell the bot's admins if it keeps happening.")
+
+    def reason_prompt(self, text: str, actor: Actor) -> str:
+        """What to ask the requester before a large renewal or delete runs, or "" when the
+        command needs no reason (or will be refused anyway: `handle` says why)."""
+        command = g.parse_command(text, today=self._today())
+        if isinstance(command, g.RenewCommand):
+            operation, devices = Operation.RENEW, len(command.device_ids)
+        elif isinstance(command, g.DeleteCommand):
+            operation, devices = Operation.DELETE, 1
+        else:
+            return ""
+        if self._refusal(command, actor):
+            return ""
+        return self.core.reason_refusal(operation, devices, "")
 
     def _refusal(self, command: g.Command, actor: Actor) -> str:
         if command.operation is None:
@@ -178,16 +200,20 @@ class CommandHandler:
     # -- requests --------------------------------------------------------------------------
 
     def _request(self, kind: Kind, actor: Actor, target: Target, device_ids: tuple[str, ...],
-                 device_type: str | None = None, unsubscribe_at_ms: int | None = None) -> Reply:
+                 device_type: str | None = None, unsubscribe_at_ms: int | None = None,
+                 reason: str = "") -> Reply:
         outcome = self.core.request(Request(kind, actor, device_ids, target, device_type,
-                                            unsubscribe_at_ms))
+                                            unsubscribe_at_ms, reason))
         return _outcome_reply(outcome)
 
-    def _renew(self, command: g.RenewCommand, actor: Actor, target: Target) -> Reply:
-        return self._request(Kind.RENEW, actor, target, command.device_ids, command.device_type)
+    def _renew(self, command: g.RenewCommand, actor: Actor, target: Target,
+               reason: str = "") -> Reply:
+        return self._request(Kind.RENEW, actor, target, command.device_ids, command.device_type,
+                             reason=reason)
 
-    def _delete(self, command: g.DeleteCommand, actor: Actor, target: Target) -> Reply:
-        return self._request(Kind.DELETE, actor, target, (command.device_id,))
+    def _delete(self, command: g.DeleteCommand, actor: Actor, target: Target,
+                reason: str = "") -> Reply:
+        return self._request(Kind.DELETE, actor, target, (command.device_id,), reason=reason)
 
     def _transfer(self, command: g.TransferCommand, actor: Actor, target: Target) -> Reply:
         return self._request(Kind.TRANSFER, actor, target, command.device_ids,

@@ -20,6 +20,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from slack_sdk import WebClient
@@ -27,17 +28,21 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 
 from bot import blocks
 from bot.blocks import ApprovalView, JobView, Message
+from commands import human
 from commands.ports import Progress, ProgressKind
 from commands.states import CANCELLABLE, Kind
-from storage.records import job_label, parse_job_label
+from storage.records import ApprovalRecord, job_label, parse_job_label
 from storage.store import Store
 
 log = logging.getLogger(__name__)
 
 KV_PREFIX = "slack.job."
+DM_PREFIX = "slack.approval-dms."  # the direct messages sent about one approval request
 _MARKS = {
     ProgressKind.REQUESTED: ":inbox_tray:",
     ProgressKind.DECIDED: ":ballot_box_with_check:",
+    ProgressKind.VOTE: ":ballot_box_with_check:",
+    ProgressKind.ESCALATED: ":arrow_up:",
     ProgressKind.STEP_DONE: ":small_blue_diamond:",
     ProgressKind.WAITING: ":hourglass:",
     ProgressKind.FAILED: ":x:",
@@ -103,6 +108,9 @@ class SlackNotifier:
         handler = {
             ProgressKind.APPROVAL_NEEDED: self._approval_needed,
             ProgressKind.DECIDED: self._decided,
+            ProgressKind.VOTE: self._vote,
+            ProgressKind.REMINDER: self._reminder,
+            ProgressKind.ESCALATED: self._escalated,
             ProgressKind.WAITING: self._waiting,
             ProgressKind.FINISHED: self._finished,
             ProgressKind.FAILED: self._failed,
@@ -166,17 +174,69 @@ class SlackNotifier:
 
     def _approval_needed(self, progress: Progress, ref: dict[str, Any]) -> None:
         approval_id = int(progress.details["approval_id"])
-        view = ApprovalView(approval_id, progress.workflow_id, progress.operation,
-                            progress.devices, str(progress.details.get("summary", progress.text)),
-                            str(progress.details.get("requester", "")),
-                            float(progress.details.get("expires_at", 0)))
-        ts = self._reply(ref, blocks.approval_request(view))
+        approval = self.store.get_approval(approval_id)
+        if approval is None:
+            return
+        ts = self._reply(ref, blocks.approval_request(self._approval_view(approval)))
         if ts is None:
             return
         self.store.set_approval_message(approval_id, {"channel": ref["channel"], "ts": ts})
         link = self._permalink(ref["channel"], ts)
         where = f"<{link}|the request in the thread>" if link else "the request in the thread"
         ref["approval_note"] = f":raised_hand: Waiting for an approver: see {where}."
+
+    def _vote(self, progress: Progress, ref: dict[str, Any]) -> None:
+        """One approval of several: the request shows who approved and who may still."""
+        self.refresh_approval(int(progress.details["approval_id"]))
+        self._line(progress, ref)
+
+    def _reminder(self, progress: Progress, ref: dict[str, Any]) -> None:
+        """Privately to each person who may decide; the thread keeps one waiting line."""
+        reminded = self._ask_privately(progress, ref, progress.details.get("deciders") or [])
+        if reminded:
+            names = ", ".join(f"<@{u}>" for u in reminded)
+            progress = replace(progress, text=f"{progress.text} Reminded {names} by direct "
+                                              "message.")
+        self._waiting(progress, ref)
+
+    def _escalated(self, progress: Progress, ref: dict[str, Any]) -> None:
+        """The second list is asked in the channel (the thread line is broadcast) and by DM."""
+        self.refresh_approval(int(progress.details["approval_id"]))
+        at = float(progress.details.get("at") or 0)
+        when = f" ({blocks.slack_date(at)})" if at else ""
+        message = blocks.job_line(progress.text + when, mark=_MARKS[ProgressKind.ESCALATED])
+        answer = self._post(ref["channel"], message, thread=ref["thread"], broadcast=True)
+        if answer is not None:
+            ref["last"] = answer["ts"]
+        self._ask_privately(progress, ref, progress.details.get("asked") or [], escalated=True)
+
+    def _ask_privately(self, progress: Progress, ref: dict[str, Any], principals: list[str],
+                       *, escalated: bool = False) -> list[str]:
+        """DM every user among `principals` (user groups expanded) who may decide; returns
+        those reached."""
+        approval = self.store.get_approval(int(progress.details["approval_id"]))
+        if approval is None or approval.state != "pending":
+            return []
+        view = self._approval_view(approval)
+        excluded = set(self._users(progress.details.get("excluded") or []))
+        link = ""
+        if approval.message_ref:
+            link = self._permalink(approval.message_ref["channel"], approval.message_ref["ts"])
+        message = blocks.approval_reminder(view, text=progress.text, link=link,
+                                           escalated=escalated)
+        reached: list[str] = []
+        for user in self._users(principals):
+            if user in excluded:
+                continue
+            answer = self._post(user, message)  # a user id: the app's Messages tab
+            if answer is not None:
+                reached.append(user)
+                self._note_dm(approval.id, answer)
+        return reached
+
+    def _note_dm(self, approval_id: int, answer: dict[str, Any]) -> None:
+        sent = self.store.get_value(f"{DM_PREFIX}{approval_id}") or []
+        self.store.set_value(f"{DM_PREFIX}{approval_id}", [*sent, answer])
 
     def _decided(self, progress: Progress, ref: dict[str, Any]) -> None:
         approval_id = progress.details.get("approval_id")
@@ -200,13 +260,53 @@ class SlackNotifier:
                                               by=approval.decided_by, at=approval.decided_at,
                                               reason=approval.reason)
         self._update(approval.message_ref["channel"], approval.message_ref["ts"], message)
+        if approval.state != "pending":  # the reminders sent lose their buttons too
+            for dm in self.store.get_value(f"{DM_PREFIX}{approval_id}") or []:
+                self._update(dm["channel"], dm["ts"], message)
 
-    def _approval_view(self, approval: Any) -> ApprovalView:
+    def _approval_view(self, approval: ApprovalRecord) -> ApprovalView:
+        """The request as the store has it now: who approved, who may still decide."""
         workflow = self.store.get_workflow(approval.workflow_id)
         devices = tuple(s.device_id for s in self.store.workflow_devices(approval.workflow_id))
+        approved = tuple(v.user_id for v in self.store.votes(approval.id)
+                         if v.decision == "approved")
+        excluded = set(approved) | (set() if approval.requester_may_approve
+                                    else {approval.requested_by})
         return ApprovalView(approval.id, job_label(approval.workflow_id),
                             workflow.kind if workflow else "", devices, approval.summary,
-                            approval.requested_by, approval.expires_at)
+                            approval.requested_by, approval.expires_at,
+                            required=approval.required, approved_by=approved,
+                            waiting_for=self._who_may_decide(approval.deciders, excluded),
+                            reason=approval.request_reason, escalated_at=approval.escalated_at)
+
+    def _who_may_decide(self, principals: list[str], excluded: set[str]) -> tuple[str, ...]:
+        """Mentions of the users who may still decide: groups expanded where the bot can read
+        them, else named as the group."""
+        names: list[str] = []
+        for principal in principals:
+            members = self._members(principal) if principal.startswith("S") else [principal]
+            if members is None:
+                names.append(human.slack_person(principal))
+                continue
+            names += [f"<@{u}>" for u in members
+                      if u not in excluded and f"<@{u}>" not in names]
+        return tuple(names)
+
+    def _users(self, principals: list[str]) -> list[str]:
+        users: list[str] = []
+        for principal in principals:
+            members = self._members(principal) if principal.startswith("S") else [principal]
+            users += [u for u in members or [] if u not in users]
+        return users
+
+    def _members(self, group_id: str) -> list[str] | None:
+        """A user group's members, or None when the bot cannot read them."""
+        try:
+            answer = self.client.usergroups_users_list(usergroup=group_id)
+        except (SlackApiError, SlackClientError) as error:
+            log.warning("usergroups.users.list %s failed (%s)", group_id, _describe(error))
+            return None
+        return [str(u) for u in answer.get("users") or []]
 
     # -- the end ---------------------------------------------------------------------------
 
@@ -243,11 +343,14 @@ class SlackNotifier:
 
     def _refresh_parent(self, progress: Progress, ref: dict[str, Any]) -> None:
         state = self._state(progress)
-        important = progress.kind in (ProgressKind.APPROVAL_NEEDED, ProgressKind.DECIDED,
-                                      ProgressKind.FINISHED)
+        countdown = progress.details.get("wait") == "wait_timer"
+        important = countdown or progress.kind in (ProgressKind.APPROVAL_NEEDED,
+                                                   ProgressKind.DECIDED, ProgressKind.FINISHED)
         if state == ref.get("state") and not important:
             return  # one edit per state change, not one per step: fewer writes to pace
         view = self._job_view(progress, state=state, note=ref.get("approval_note", ""))
+        if countdown:
+            view = replace(view, starts_at=float(progress.details.get("starts_at") or 0))
         if self._update(ref["channel"], ref["ts"], blocks.job_parent(view)):
             ref["state"] = state
 
@@ -268,12 +371,14 @@ class SlackNotifier:
 
     # -- Slack calls -----------------------------------------------------------------------
 
-    def _post(self, channel: str, message: Message, *, thread: str = "") -> dict[str, Any] | None:
+    def _post(self, channel: str, message: Message, *, thread: str = "",
+              broadcast: bool = False) -> dict[str, Any] | None:
         self.pacer.wait(channel)
         try:
             answer = self.client.chat_postMessage(
                 channel=channel, text=message.text, blocks=message.blocks,
-                thread_ts=thread or None, unfurl_links=False)
+                thread_ts=thread or None, unfurl_links=False,
+                reply_broadcast=True if broadcast and thread else None)
         except (SlackApiError, SlackClientError) as error:
             log.warning("chat.postMessage to %s failed (%s)", channel, _describe(error))
             return None

@@ -14,7 +14,8 @@ import math
 from typing import Any
 
 from commands.bookkeeping import WorkflowBookkeeping, elapsed_text
-from commands.policy import Operation, Policy
+from commands.human import slack_person
+from commands.policy import Actor, Operation, Policy
 from commands.ports import ProgressKind
 from commands.states import WorkflowState
 from storage.records import ApprovalRecord, WorkflowRecord
@@ -22,11 +23,6 @@ from storage.records import ApprovalRecord, WorkflowRecord
 # Operations whose large requests must say why (Teleport's request reason).
 REASON_OPERATIONS = frozenset({Operation.RENEW, Operation.DELETE})
 MAX_REASON = 500
-
-
-def mention(principal: str) -> str:
-    """How chat names a user (`<@U…>`) or a user group (`<!subteam^S…>`)."""
-    return f"<!subteam^{principal}>" if principal.startswith("S") else f"<@{principal}>"
 
 
 def clean_reason(text: str) -> str:
@@ -53,6 +49,26 @@ class ApprovalRounds(WorkflowBookkeeping):
                 "[policy] large_job_devices): say why you ask. In Slack the bot asks in a form; "
                 "nothing was changed.")
 
+    def may_decide(self, approval_id: int, actor: Actor) -> str:
+        """Why `actor` cannot decide this request now, or "" when they can. Changes nothing:
+        for showing a form or a button only to those whose decision would count."""
+        approval = self.store.get_approval(approval_id)
+        workflow = self.store.get_workflow(approval.workflow_id) if approval else None
+        if approval is None or workflow is None:
+            return f"There is no approval request {approval_id}."
+        if approval.state != "pending":
+            return f"This request was already {approval.state}; nothing more to do."
+        if self.clock.now() >= approval.expires_at:
+            return "This request expired; nothing was changed. Ask again if still needed."
+        verdict = self.policy.can_approve(actor, Operation(workflow.kind), approval.requested_by,
+                                          needed=approval.required,
+                                          escalated=bool(approval.escalated_at))
+        if not verdict.allowed:
+            return verdict.reason
+        if any(v.user_id == actor.user_id for v in self.store.votes(approval_id)):
+            return "You already approved this request; another approver must decide now."
+        return ""
+
     # -- while a request waits ------------------------------------------------------------
 
     def escalate_and_remind(self, approval: ApprovalRecord) -> None:
@@ -60,10 +76,12 @@ class ApprovalRounds(WorkflowBookkeeping):
         (from the database) has come."""
         now = self.clock.now()
         workflow = self._workflow(approval.workflow_id)
+        just_asked: list[str] = []
         if self._escalation_due(approval, now):
-            self._escalate(approval, workflow, now)
+            just_asked = self._escalate(approval, workflow, now)
             approval = self.store.get_approval(approval.id) or approval
-        self._remind_if_due(approval, workflow, now)
+        # Those just asked by the escalation need no reminder in the same minute.
+        self._remind_if_due(approval, workflow, now, skip=just_asked)
 
     def _escalation_due(self, approval: ApprovalRecord, now: float) -> bool:
         settings = self.policy.settings
@@ -73,23 +91,26 @@ class ApprovalRounds(WorkflowBookkeeping):
             return False
         return now >= approval.created_at + settings.escalate_after.total_seconds()
 
-    def _escalate(self, approval: ApprovalRecord, workflow: WorkflowRecord, now: float) -> None:
+    def _escalate(self, approval: ApprovalRecord, workflow: WorkflowRecord,
+                  now: float) -> list[str]:
+        """Ask the second list; returns who was asked (none when another worker did)."""
         asked = [p for p in self.policy.settings.escalation_approvers
                  if p not in approval.deciders]
         deciders = [*approval.deciders, *asked]
         if not self.store.escalate_approval(approval.id, now, deciders):
-            return  # another worker did, or it was decided meanwhile
+            return []  # another worker did, or it was decided meanwhile
         waited = elapsed_text(now - approval.created_at)
-        names = ", ".join(mention(p) for p in asked) or "nobody new"
+        names = ", ".join(slack_person(p) for p in asked) or "nobody new"
         text = (f"No decision after {waited}: now also asked {names} "
                 "(escalation_approvers); the first approvers keep their right to decide.")
         self.store.audit("bot", "escalate", now, workflow_id=workflow.id,
                          details={"approval_id": approval.id, "asked": asked})
         self._tell(workflow, ProgressKind.ESCALATED, text, approval_id=approval.id,
                    asked=asked, at=now, **self.deciding(approval.id))
+        return asked
 
     def _remind_if_due(self, approval: ApprovalRecord, workflow: WorkflowRecord,
-                       now: float) -> None:
+                       now: float, skip: list[str]) -> None:
         every = self.policy.remind_every(self.config.timing.approval_reminder).total_seconds()
         due = approval.created_at + (approval.reminders + 1) * every
         if now < due:
@@ -100,10 +121,12 @@ class ApprovalRounds(WorkflowBookkeeping):
             return
         text = (f"Still waiting for an approver ({elapsed_text(now - approval.created_at)}); the "
                 f"request expires in {elapsed_text(approval.expires_at - now)}.")
+        deciding = self.deciding(approval.id)
+        deciding["excluded"] = [*deciding.get("excluded", []), *skip]
         self._tell(workflow, ProgressKind.REMINDER, text, wait="approval",
                    approval_id=approval.id, elapsed=now - approval.created_at,
                    expires_at=approval.expires_at, summary=approval.summary,
-                   reminder=sent_now, **self.deciding(approval.id))
+                   reminder=sent_now, **deciding)
 
     def deciding(self, approval_id: int) -> dict[str, Any]:
         """Who has approved and who may still decide: for the message and the reminders."""

@@ -78,6 +78,9 @@ def test_fewest_bot_scopes(manifest: dict[str, Any]) -> None:
 def test_bot_user_home_tab_interactivity_and_socket_mode(manifest: dict[str, Any]) -> None:
     assert manifest["features"]["bot_user"]["display_name"] == "sigfox-bot"
     assert manifest["features"]["app_home"]["home_tab_enabled"] is True
+    # Reminders and escalations arrive in the Messages tab; nobody is invited to write there.
+    assert manifest["features"]["app_home"]["messages_tab_enabled"] is True
+    assert manifest["features"]["app_home"]["messages_tab_read_only_enabled"] is True
     settings = manifest["settings"]
     assert settings["event_subscriptions"]["bot_events"] == ["app_home_opened"]
     assert settings["interactivity"]["is_enabled"] is True
@@ -106,6 +109,7 @@ SCOPES_OF_CALLS: dict[str, set[str]] = {
     "chat_postEphemeral": {"chat:write"},
     "chat_getPermalink": set(),
     "views_publish": set(),
+    "views_open": set(),  # modals asking for a reason
     "usergroups_users_list": {"usergroups:read"},
     "files_upload_v2": {"files:write"},  # files.getUploadURLExternal + completeUploadExternal
     "auth_test": set(),

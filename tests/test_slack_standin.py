@@ -391,3 +391,59 @@ def test_rate_limit_retries_are_bounded(standin: SlackApiStandIn) -> None:
     assert error.response.status_code == 429
     assert len(standin.calls_to("chat.postMessage")) == 2
     assert time.monotonic() - started < 3
+
+
+# --------------------------------------------------------------------------- modals, DMs
+
+
+def reason_modal(**changes: Any) -> dict[str, Any]:
+    view = {"type": "modal", "callback_id": "why", "title": {"type": "plain_text", "text": "Why"},
+            "submit": {"type": "plain_text", "text": "Send"},
+            "blocks": [{"type": "input", "block_id": "reason",
+                        "label": {"type": "plain_text", "text": "Reason"},
+                        "element": {"type": "plain_text_input", "action_id": "text"}}]}
+    return {**view, **changes}
+
+
+def test_views_open_needs_the_specs_parameters_and_a_fresh_trigger(
+    standin: SlackApiStandIn, client: WebClient
+) -> None:
+    assert required_params()["views.open"] == {"trigger_id", "view"}
+    missing = slack_error(lambda: client.api_call("views.open", json={"view": reason_modal()}))
+    assert missing.response["error"] == "invalid_arguments"
+    trigger = "1700000000.0SIGFOX1.abc123"
+    opened = client.views_open(trigger_id=trigger, view=reason_modal())
+    assert opened["view"]["id"].startswith("V") and opened["view"]["callback_id"] == "why"
+    assert standin.modals_opened()[0]["id"] == opened["view"]["id"]
+    again = slack_error(lambda: client.views_open(trigger_id=trigger, view=reason_modal()))
+    assert again.response["error"] == "trigger_exchanged"
+    bad = slack_error(lambda: client.views_open(trigger_id="nope", view=reason_modal()))
+    assert bad.response["error"] == "invalid_trigger_id"
+
+
+@pytest.mark.parametrize(("changes", "pointer"), [
+    ({"type": "home"}, "/view/type"),
+    ({"submit": None}, "/view/submit"),
+    ({"title": {"type": "plain_text", "text": "A title far too long for a modal"}},
+     "/view/title/text"),
+    ({"private_metadata": "x" * 3001}, "/view/private_metadata"),
+])
+def test_views_open_refuses_a_modal_slack_would_refuse(
+    client: WebClient, changes: dict[str, Any], pointer: str
+) -> None:
+    view = {k: v for k, v in reason_modal(**changes).items() if v is not None}
+    error = slack_error(lambda: client.views_open(trigger_id=f"{time.time_ns()}.T.x", view=view))
+    assert error.response["error"] == "invalid_arguments"
+    assert any(pointer in m for m in error.response["response_metadata"]["messages"])
+
+
+def test_direct_messages_by_user_id_or_conversations_open(
+    standin: SlackApiStandIn, client: WebClient
+) -> None:
+    client.chat_postMessage(channel=USER, text="reminder")
+    opened = client.conversations_open(users=USER)
+    client.chat_postMessage(channel=opened["channel"]["id"], text="again")
+    assert [m["text"] for m in standin.direct_messages(USER)] == ["reminder", "again"]
+    assert standin.messages(CHANNEL) == []
+    nobody = slack_error(lambda: client.api_call("conversations.open", json={}))
+    assert nobody.response["error"] == "users_list_not_supplied"

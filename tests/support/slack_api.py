@@ -168,6 +168,46 @@ def _check_element(element: dict[str, Any], where: str) -> list[str]:
     return errors
 
 
+# Modal limits (api.slack.com/reference/surfaces/views): title, submit and close are plain text
+# of at most 24 characters; at most 100 blocks; private_metadata 3,000 characters.
+_VIEW_TEXT_LIMIT = 24
+_TRIGGER_ID = re.compile(r"^\d+\.\w+\.\w+$")
+
+
+def check_modal(view: Any) -> list[str]:
+    """Slack-style messages for a view passed to views.open that Slack would refuse."""
+    if not isinstance(view, dict) or view.get("type") != "modal":
+        return ["[ERROR] must be 'modal' [json-pointer:/view/type]"]
+    errors: list[str] = []
+    for key in ("title", "submit", "close"):
+        text = view.get(key)
+        if key == "title" and not isinstance(text, dict):
+            errors.append("[ERROR] missing required field: title [json-pointer:/view/title]")
+        elif isinstance(text, dict):
+            if text.get("type") != "plain_text":
+                errors.append(f"[ERROR] must be plain_text [json-pointer:/view/{key}/type]")
+            errors += _too_long(text.get("text"), _VIEW_TEXT_LIMIT, f"/view/{key}/text")
+    blocks = view.get("blocks")
+    errors += check_blocks(blocks, max_blocks=100, pointer="/view/blocks")
+    has_input = isinstance(blocks, list) and any(
+        isinstance(b, dict) and b.get("type") == "input" for b in blocks)
+    if has_input and not isinstance(view.get("submit"), dict):
+        errors.append("[ERROR] a view with input blocks needs submit [json-pointer:/view/submit]")
+    errors += _too_long(view.get("private_metadata"), 3000, "/view/private_metadata")
+    errors += _too_long(view.get("callback_id"), 255, "/view/callback_id")
+    for i, block in enumerate(blocks if isinstance(blocks, list) else []):
+        is_input = isinstance(block, dict) and block.get("type") == "input"
+        if is_input and (not isinstance(block.get("element"), dict) or not block.get("label")):
+            errors.append(f"[ERROR] an input needs label and element "
+                          f"[json-pointer:/view/blocks/{i}]")
+    return errors
+
+
+def dm_channel(user_id: str) -> str:
+    """The id the stand-in gives the direct conversation between the bot and `user_id`."""
+    return "D" + user_id[1:]
+
+
 # --------------------------------------------------------------------------- serving on loopback
 
 
@@ -503,6 +543,9 @@ class SlackApiStandIn:
         self.calls: list[Call] = []
         self.ephemerals: list[dict[str, Any]] = []
         self.home_views: dict[str, dict[str, Any]] = {}
+        # Modals opened (views.open), by view id, each with the user whose trigger opened it.
+        self.modals: dict[str, dict[str, Any]] = {}
+        self._used_triggers: set[str] = set()
         self.files: dict[str, UploadedFile] = {}
         self.usergroups: dict[str, list[str]] = {k: list(v) for k, v in (usergroups or {}).items()}
         self.users: dict[str, dict[str, Any]] = {}
@@ -602,6 +645,8 @@ class SlackApiStandIn:
             self.calls.clear()
             self.ephemerals.clear()
             self.home_views.clear()
+            self.modals.clear()
+            self._used_triggers.clear()
             self.files.clear()
             self._messages.clear()
             self._response_urls.clear()
@@ -633,6 +678,16 @@ class SlackApiStandIn:
                 if (ts == thread_ts or v[-1].get("thread_ts") == thread_ts)
                 and not v[-1].get("deleted")
             ]
+
+    def direct_messages(self, user_id: str) -> list[dict[str, Any]]:
+        """What the bot sent to `user_id` in their direct conversation with it (the app's
+        Messages tab), oldest first, each in its latest version."""
+        return self.messages(dm_channel(user_id))
+
+    def modals_opened(self) -> list[dict[str, Any]]:
+        """Modals opened with views.open, oldest first."""
+        with self._lock:
+            return list(self.modals.values())
 
     def message(self, channel: str, ts: str) -> dict[str, Any]:
         """The latest version of one message (KeyError if never posted)."""
@@ -746,6 +801,8 @@ class SlackApiStandIn:
             "chat.postEphemeral": self._post_ephemeral,
             "chat.getPermalink": self._permalink,
             "views.publish": self._views_publish,
+            "views.open": self._views_open,
+            "conversations.open": self._conversations_open,
             "users.info": self._users_info,
             "usergroups.users.list": self._usergroup_members,
             "conversations.info": self._conversations_info,
@@ -877,6 +934,46 @@ class SlackApiStandIn:
         self.home_views[user_id] = published
         return {"view": published}
 
+    def _views_open(self, p: dict[str, Any]) -> dict[str, Any]:
+        """A modal from a trigger_id: each trigger opens one view (`trigger_exchanged` for a
+        second), and the view must be a modal Slack would render."""
+        trigger = str(p["trigger_id"])
+        if not _TRIGGER_ID.match(trigger):
+            raise SlackError("invalid_trigger_id")
+        if trigger in self._used_triggers:
+            raise SlackError("trigger_exchanged")
+        view = _json_param(p, "view", "invalid_arguments")
+        errors = check_modal(view)
+        if errors:
+            raise SlackError("invalid_arguments", *errors)
+        self._used_triggers.add(trigger)
+        opened = {
+            **view,
+            "id": f"V{next(self._seq):08d}",
+            "team_id": self.team_id,
+            "app_id": API_APP_ID,
+            "bot_id": self.bot_id,
+            "hash": f"{time.time():.6f}.{next(self._seq):08x}",
+            "state": {"values": {}},
+            "root_view_id": None,
+            "trigger_id": trigger,
+        }
+        opened["root_view_id"] = opened["id"]
+        self.modals[opened["id"]] = opened
+        return {"view": opened}
+
+    def _conversations_open(self, p: dict[str, Any]) -> dict[str, Any]:
+        """The direct conversation with one user (a multi-person one is not faked)."""
+        if p.get("channel"):
+            return {"channel": {"id": self._known_channel(str(p["channel"]))}}
+        users = [u for u in str(p.get("users") or "").split(",") if u]
+        if len(users) != 1:
+            raise SlackError("users_list_not_supplied" if not users else
+                             "not_implemented_by_stand_in")
+        self._known_user(users[0])
+        channel = self._known_channel(dm_channel(users[0]))
+        return {"channel": {"id": channel}, "already_open": True, "no_op": True}
+
     def _users_info(self, p: dict[str, Any]) -> dict[str, Any]:
         return {"user": self._known_user(str(p.get("user") or ""))}
 
@@ -1001,7 +1098,7 @@ class SlackApiStandIn:
 
     def _known_channel(self, channel: str) -> str:
         if channel.startswith(("U", "W")) and _USER_ID.match(channel):
-            channel = "D" + channel[1:]  # posting to a user id goes to the DM with that user
+            channel = dm_channel(channel)  # posting to a user id goes to the DM with that user
         if channel not in self.channels:
             if not (self.lenient and _CONVERSATION_ID.match(channel)):
                 raise SlackError("channel_not_found")

@@ -219,3 +219,40 @@ def app_home_opened_event(user_id: str = USER_ID, team_id: str = TEAM_ID) -> dic
         "event_time": now,
         "authorizations": [{"team_id": team_id, "user_id": BOT_USER_ID, "is_bot": True}],
     }
+
+
+def view_state(view: dict[str, Any], answers: dict[str, str]) -> dict[str, Any]:
+    """`view.state` as Slack sends it with a submission: for each input block named in
+    `answers` (by block_id), its element's value (a text, or a select's option value)."""
+    values: dict[str, Any] = {}
+    for block in view.get("blocks", []):
+        if block.get("type") != "input" or block.get("block_id") not in answers:
+            continue
+        element = block["element"]
+        answer = answers[block["block_id"]]
+        if element["type"] == "static_select":
+            [option] = [o for o in element["options"] if o["value"] == answer]
+            state = {"type": "static_select", "selected_option": option}
+        else:
+            state = {"type": element["type"], "value": answer}
+        values[block["block_id"]] = {element["action_id"]: state}
+    return {"values": values}
+
+
+def view_submission_payload(view: dict[str, Any], answers: dict[str, str], *,
+                            user_id: str = USER_ID, team_id: str = TEAM_ID) -> dict[str, Any]:
+    """The `view_submission` payload Slack sends when `user_id` presses Submit on a modal
+    (as opened by views.open: `view` carries its id, hash, callback_id and private_metadata)."""
+    return {
+        "type": "view_submission",
+        "team": {"id": team_id, "domain": TEAM_DOMAIN},
+        "user": {"id": user_id, "username": user_id.lower(), "name": user_id.lower(),
+                 "team_id": team_id},
+        "api_app_id": API_APP_ID,
+        "token": VERIFICATION_TOKEN,
+        "trigger_id": trigger_id(),
+        "view": {**view, "state": view_state(view, answers), "previous_view_id": None},
+        "response_urls": [],
+        "is_enterprise_install": False,
+        "enterprise": None,
+    }
