@@ -31,7 +31,7 @@ from slack_sdk.webhook import WebhookClient
 from bot import blocks
 from bot.blocks import Message
 from bot.groups import GroupResolver
-from bot.handler import CommandHandler, Reply, job_lines
+from bot.handler import CommandHandler, Reply, job_lines, scan_timing_line
 from bot.modals import ReasonForms
 from bot.notifier import SlackNotifier
 from commands import grammar as g
@@ -355,10 +355,13 @@ def fleet_view(alerts: Any) -> blocks.FleetView | None:
         return None
     if summary.last_scan is None:
         return None
+    schedule = ""
+    if summary.timing is not None:
+        schedule = scan_timing_line(summary.timing, alerts.settings.timezone)
     return blocks.FleetView(summary.devices, dict(summary.by_token_state), summary.ending_7_days,
                             summary.ending_30_days, summary.open_alerts,
                             summary.last_scan.finished_at or summary.last_scan.started_at,
-                            weeks=_coming_weeks(alerts))
+                            weeks=_coming_weeks(alerts), schedule=schedule)
 
 
 def _coming_weeks(alerts: Any) -> tuple[tuple[str, int], ...]:
@@ -379,7 +382,7 @@ def register_metrics(core: Core, alerts: Any = None) -> None:
     metrics.set_approvals_waiting_source(lambda: len(core.store.pending_approvals()))
     if alerts is not None:
         metrics.set_scan_source(ScanFigures(alerts))
-        metrics.set_last_success_source(alerts.last_success)
+        metrics.set_last_success_source(alerts.last_success, core.clock.now)
 
 
 class ScanFigures:

@@ -412,6 +412,7 @@ class FleetView:
     open_alerts: int = 0
     scanned_at: float | None = None
     weeks: tuple[tuple[str, int], ...] = ()  # (label, tokens ending that week), coming weeks
+    schedule: str = ""  # when the last scan completed and the next is due
 
 
 def week_chart(weeks: Sequence[tuple[str, int]], width: int = 20) -> str:
@@ -460,6 +461,8 @@ def _fleet_blocks(fleet: FleetView | None) -> list[Block]:
         blocks.append(section("*Tokens ending, week by week*\n" + week_chart(fleet.weeks)))
     if fleet.scanned_at:
         blocks.append(context(f"As of the fleet scan of {slack_date(fleet.scanned_at)}."))
+    if fleet.schedule:
+        blocks.append(context(fleet.schedule))
     return blocks
 
 

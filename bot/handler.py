@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from bot import blocks
 from bot.blocks import Message
@@ -24,6 +25,7 @@ from commands.config import BotConfig
 from commands.planning import Request
 from commands.policy import GUARDED_OPERATIONS, Actor, Operation
 from commands.ports import Target
+from commands.schedules import ScanTiming
 from commands.states import Kind
 from commands.status import BackendUnavailable
 from commands.workflows import Core, Outcome
@@ -270,10 +272,11 @@ class CommandHandler:
         if self.alerts is None:
             return private(NO_ALERTS)
         report = self.alerts.scan(started_by=actor.user_id)
+        when = scan_timing_line(self.alerts.scan_timing(), self.alerts.settings.timezone)
         if not report.ok:
-            return private(f"The scan did not complete: {report.error}")
+            return private(f"The scan did not complete: {report.error}\n{when}")
         return private(f"Fleet scan done: {report.devices:,} devices in {report.duration:.0f} s; "
-                       f"{len(report.digests)} alert digest(s) posted.")
+                       f"{len(report.digests)} alert digest(s) posted.\n{when}")
 
 
 # --------------------------------------------------------------------------- reads and renderings
@@ -349,4 +352,12 @@ def alerts_message(overview: Any) -> Message:
     lines += [more] if more else []
     if overview.scan_problem:
         lines.append(f":warning: {overview.scan_problem.text()}")
+    if overview.timing is not None:
+        lines.append(scan_timing_line(overview.timing, overview.timezone))
     return blocks.text_message("\n".join(lines))
+
+
+def scan_timing_line(timing: ScanTiming, timezone: str) -> str:
+    """`Last scan completed ... (2 hours ago); next scan due ... (in 4 hours).`"""
+    tz = ZoneInfo(timezone)
+    return timing.sentence(lambda ts: human.moment(ts, tz))

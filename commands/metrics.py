@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import TypeVar
 
@@ -67,6 +68,7 @@ class _CallbackGauges(Collector):
         self.scan: ScanSource | None = None
         self.recorded_scan: ScanFigures | None = None
         self.last_success: LastSuccess | None = None
+        self.now: Callable[[], float] = time.time  # the bot's clock, for the scan's age
 
     def collect(self) -> Iterable[Metric]:
         yield from self._workflows()
@@ -111,10 +113,16 @@ class _CallbackGauges(Collector):
         last = GaugeMetricFamily(f"{PREFIX}_last_successful_scan_timestamp_seconds",
                                  "When the last fleet scan that completed finished (Unix time); "
                                  "alert on time() minus this.")
+        age = GaugeMetricFamily(f"{PREFIX}_last_successful_scan_age_seconds",
+                                "Seconds since the last successful fleet scan finished, by the "
+                                "bot's clock.")
+        # No sample until a scan has succeeded: absent() says "never", not "since 1970".
         finished = _safely(self.last_success, None)
         if finished is not None:
             last.add_metric([], float(finished))
+            age.add_metric([], max(self.now() - float(finished), 0.0))
         yield last
+        yield age
 
 
 def _safely(source: Callable[[], T] | None, default: T) -> T:
@@ -186,8 +194,11 @@ class Metrics:
         """Read the last scan at scrape time (it wins over `record_scan`)."""
         self._callbacks.scan = source
 
-    def set_last_success_source(self, source: LastSuccess | None) -> None:
+    def set_last_success_source(self, source: LastSuccess | None,
+                                now: Callable[[], float] = time.time) -> None:
+        """`now` is the bot's clock: the age is measured on it."""
         self._callbacks.last_success = source
+        self._callbacks.now = now
 
     def record_scan_failure(self) -> None:
         self.scan_failures.inc()
@@ -233,8 +244,9 @@ def set_scan_source(source: ScanSource | None) -> None:
     METRICS.set_scan_source(source)
 
 
-def set_last_success_source(source: LastSuccess | None) -> None:
-    METRICS.set_last_success_source(source)
+def set_last_success_source(source: LastSuccess | None,
+                            now: Callable[[], float] = time.time) -> None:
+    METRICS.set_last_success_source(source, now)
 
 
 def record_scan_failure() -> None:

@@ -74,7 +74,7 @@ class ScanTiming:
     def last_sentence(self, stamp: Callable[[float], str]) -> str:
         if self.last is None:
             return "No fleet scan has completed yet"
-        ago = human.duration(max(self.now - self.last.finished_at, 0.0))
+        ago = _minutes(max(self.now - self.last.finished_at, 0.0))
         text = f"Last scan completed {stamp(self.last.finished_at)} ({ago} ago)"
         if self.last.ok:
             return text
@@ -86,11 +86,11 @@ class ScanTiming:
     def next_sentence(self, stamp: Callable[[float], str]) -> str:
         if self.next_due <= self.now:
             overdue = self.now - self.next_due
-            late = f", overdue by {human.duration(overdue)}" if overdue >= MIN_GAP else ""
+            late = f", overdue by {_minutes(overdue)}" if overdue >= MIN_GAP else ""
             return f"next scan due now{late}"
         retry = "retry" if self.last is not None and not self.last.ok else "scan"
         return (f"next {retry} due {stamp(self.next_due)} "
-                f"(in {human.duration(self.next_due - self.now)})")
+                f"(in {_minutes(self.next_due - self.now)})")
 
 
 def retry_delay(failures: int, interval: timedelta) -> float:
@@ -196,7 +196,7 @@ class AlertSchedule:
                    f"{stamp(self.started_at)})")
         else:
             why = "the bot could not run it on time (its scheduler was held up)"
-        return (f"Late by {human.duration(late)}: this is the digest due {stamp(due.at)}; "
+        return (f"Late by {_minutes(late)}: this is the digest due {stamp(due.at)}; "
                 f"{why}.")
 
     def _has_scanned(self) -> bool:
@@ -260,6 +260,11 @@ class AlertSchedule:
             scheduler.modify_job(job_id, next_run_time=_utc(at))
         except Exception:  # JobLookupError while shutting down; the safety net covers the rest
             log.debug("could not reschedule %s", job_id, exc_info=True)
+
+
+def _minutes(seconds: float) -> str:
+    """`2 hours`, `3 hours 59 minutes`: schedules are told to the minute, never `1 second`."""
+    return human.duration(round(max(seconds, 0.0) / 60) * 60 if seconds >= 60 else seconds)
 
 
 def _utc(ts: float) -> datetime:

@@ -67,6 +67,7 @@ def test_metrics_count_sigfox_calls_and_show_the_last_scan(make_simulator, tmp_p
             assert duration == pytest.approx(report.duration)
         finally:
             metrics.set_scan_source(None)
+            metrics.set_last_success_source(None)
             metrics.set_workflow_state_source(None)
             metrics.set_approvals_waiting_source(None)
 

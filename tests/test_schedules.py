@@ -7,6 +7,7 @@ database file. Only the database remembers."""
 from __future__ import annotations
 
 import itertools
+import json
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -15,11 +16,14 @@ from pathlib import Path
 
 import pytest
 from support.alerts import CHANNEL, add
+from support.bot import APPROVER_ID, running_bot
+from support.core import core_config
 from support.slack_api import SlackApiStandIn
+from support.slack_signing import app_home_opened_event
 from support.virtual_time import VirtualScheduler
 
 from bot.service import Services, build_services, start
-from commands import metrics
+from commands import human, metrics
 from commands.ports import ManualClock
 from commands.schedules import (
     DIGEST_JOB,
@@ -75,6 +79,7 @@ class Bot:
             self.services.alerts.api.close()
             # `start` published this process's figures in the global registry: unpublish.
             metrics.set_scan_source(None)
+            metrics.set_last_success_source(None)
             metrics.set_workflow_state_source(None)
             metrics.set_approvals_waiting_source(None)
 
@@ -293,3 +298,58 @@ def test_two_ticks_racing_for_the_digest_send_it_once(
         other.alerts.api.close()
     assert sum(1 for r in results if r is not None) == 1
     assert len(digests(slack)) == 1
+
+
+# --------------------------------------------------------------------------- say when
+
+
+def test_slack_says_when_the_last_scan_completed_and_when_the_next_is_due(
+    sim: SimulatorServer, tmp_path: Path
+) -> None:
+    cfg = core_config(f'[alerts]\nchannel = "{CHANNEL}"\nscan_interval = "6h"\n'
+                      'timezone = "Europe/Paris"\n')
+    with running_bot(sim, tmp_path / "bot.db", config=cfg) as bot:
+        alerts, clock = bot.alerts, bot.clock
+        bot.command("alerts", user=APPROVER_ID)
+        assert "No fleet scan has completed yet; next scan due now." in bot.ephemeral_texts(
+            APPROVER_ID)[-1]
+
+        bot.command("scan", user=APPROVER_ID)
+        finished = alerts.last_scan().finished_at
+        due = human.moment(finished + 6 * HOUR, cfg.alerts.tz)
+        reply = bot.ephemeral_texts(APPROVER_ID)[-1]
+        assert "Fleet scan done" in reply
+        assert f"next scan due {due} (in 6 hours)" in reply
+
+        clock.advance(2 * HOUR)
+        bot.command("alerts", user=APPROVER_ID)
+        text = bot.ephemeral_texts(APPROVER_ID)[-1]
+        assert f"Last scan completed {human.moment(finished, cfg.alerts.tz)} (2 hours ago)" \
+            in text and f"next scan due {due} (in 4 hours)" in text
+
+        bot.event(app_home_opened_event(APPROVER_ID))
+        home = json.dumps(bot.standin.home_views[APPROVER_ID]["blocks"], ensure_ascii=False)
+        assert f"next scan due {due} (in 4 hours)" in home
+
+
+def test_metrics_expose_the_last_successful_scan_and_its_age(
+    sim: SimulatorServer, slack: SlackApiStandIn, tmp_path: Path
+) -> None:
+    clock = ManualClock(_virtual_day().timestamp() + 5 * HOUR)
+    bot = Bot(sim, slack, tmp_path, clock, 'scan_interval = "6h"\ndigest_time = "23:59"')
+    at = "sigfox_bot_last_successful_scan_timestamp_seconds"
+    age = "sigfox_bot_last_successful_scan_age_seconds"
+    with bot.running() as driver:
+        assert metrics.METRICS.value(at) is None  # never scanned: no sample, not 1970
+        driver.run_until(clock.now() + HOUR)
+        (scan,) = bot.scans()
+        assert metrics.METRICS.value(at) == pytest.approx(scan["finished_at"])
+        assert metrics.METRICS.value(age) == pytest.approx(clock.now() - scan["finished_at"])
+    # A failing scan leaves the last *successful* one in place, its age growing.
+    sim.control("POST", "/faults", {"method": "GET", "path": "/v2/device-types*",
+                                   "status": 401, "count": 1000})
+    with bot.running() as driver:
+        driver.run_until(clock.now() + 6 * HOUR)
+        assert bot.scans()[-1]["ok"] == 0
+        assert metrics.METRICS.value(at) == pytest.approx(scan["finished_at"])
+        assert metrics.METRICS.value(age) == pytest.approx(clock.now() - scan["finished_at"])
