@@ -18,11 +18,10 @@ from sigfox.simulator.model import TokenState
 DAY_MS = 86_400_000
 
 
-def test_large_fleet_is_quick_and_realistic() -> None:
+def test_large_fleet_is_realistic() -> None:
+    # How fast it builds is a benchmark's business (benchmarks/list_fleet.py), not a test's.
     world = World(seed=7)
-    started = time.monotonic()
     layout = build_fleet(world, 150_000, seed=7)
-    assert time.monotonic() - started < 12  # ~2 s on a laptop; slack for loaded CI
     assert len(world.devices) == 150_000 and len(world.all_ids) == 150_000
     now = world.now_ms()
     kinds: Counter[str] = Counter()

@@ -39,6 +39,10 @@ class Served:
     standin: SlackApiStandIn
     seen: list[tuple[str, str]] = field(default_factory=list)
     uplinks: list[dict[str, Any]] = field(default_factory=list)
+    # The "slow" command holds its listener between these two events, so a test can act while it
+    # is certainly inside (no sleeps, no timed assertions).
+    inside_slow: threading.Event = field(default_factory=threading.Event)
+    release_slow: threading.Event = field(default_factory=threading.Event)
 
     def post_signed(self, body: str, *, timestamp: int | None = None, **kw: Any) -> httpx.Response:
         headers = signed_headers(SIGNING_SECRET, body, timestamp=timestamp, **kw)
@@ -56,7 +60,8 @@ def build_bolt_app(standin: SlackApiStandIn, served: Served) -> App:
     @app.command("/sigfox")
     def sigfox(ack: Ack, command: dict[str, Any], client: WebClient) -> None:
         if command["text"] == "slow":
-            time.sleep(1.0)
+            served.inside_slow.set()
+            served.release_slow.wait(timeout=10)
         ack(text=f"on it: {command['text']}")
         client.chat_postMessage(channel=command["channel_id"], text=f"status {command['text']}")
         served.seen.append(("command", command["text"]))
@@ -190,10 +195,10 @@ def test_missing_signature_headers_are_refused(served: Served) -> None:
 def test_a_slow_listener_does_not_block_the_event_loop(served: Served) -> None:
     slow = threading.Thread(target=served.post_signed, args=(slash_command_body("slow"),))
     slow.start()
-    time.sleep(0.2)  # the slow command is now inside its listener
-    started = time.monotonic()
-    assert httpx.get(f"{served.url}/healthz").status_code == 200
-    assert time.monotonic() - started < 0.5
+    assert served.inside_slow.wait(timeout=10)  # the slow command is now inside its listener
+    assert httpx.get(f"{served.url}/healthz", timeout=5).status_code == 200
+    assert slow.is_alive() and served.seen == []  # answered while the listener still held
+    served.release_slow.set()
     slow.join(timeout=5)
     assert served.seen == [("command", "slow")]
 
