@@ -8,6 +8,7 @@ checked against the policy again, and a refusal is answered to the clicker alone
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from datetime import timedelta
@@ -17,6 +18,7 @@ from zoneinfo import ZoneInfo
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
+from bot import blocks
 from commands import human
 from commands.alerts import (
     AlertDigest,
@@ -28,6 +30,7 @@ from commands.alerts import (
     Level,
     ScanProblem,
 )
+from commands.approvals import clean_reason
 from commands.planning import Request
 from commands.policy import Actor, Operation
 from commands.ports import Target
@@ -277,6 +280,8 @@ def register_alert_actions(bolt_app: Any, services: AlertServices) -> None:
     for action_id, work in (("alert_renew", handlers.renew), ("alert_snooze", handlers.snooze),
                             ("alert_details", handlers.details), ("alert_menu", handlers.menu)):
         bolt_app.action(action_id)(ack=_acknowledge, lazy=[work])
+    # A snooze asks how long and why, in a form; its submission is checked in the ack.
+    bolt_app.view(blocks.SNOOZE_MODAL)(ack=handlers.check_snooze, lazy=[handlers.snooze_form])
 
 
 def _acknowledge(ack: Callable[..., Any]) -> None:
@@ -334,24 +339,67 @@ class _Handlers:
 
     def _snooze(self, body: dict[str, Any], client: WebClient, key: str, device_id: str,
                 condition: str) -> None:
+        """Open the snooze form, the chosen duration preselected; the submission snoozes."""
         actor = self._allowed(body, client, Operation.SNOOZE)
         if actor is None or key not in SNOOZES:
             return
-        outcome = self.services.alerts.snooze(
-            device_id, actor=actor, duration=SNOOZES[key][1], condition=Condition(condition),
-            reason="snoozed from the alert digest in Slack",
-        )
-        if not outcome.ok:
-            _private(client, body, outcome.message)
-            return
         channel, thread = _where(body)
-        _post(client, channel, thread, f":zzz: {outcome.message}")
+        metadata = json.dumps({"device": device_id, "condition": condition, "channel": channel,
+                               "thread": thread})
+        choices = [(k, label) for k, (label, _) in SNOOZES.items()]
+        modal = blocks.snooze_modal(device_id, choices, key, metadata)
+        try:
+            client.views_open(trigger_id=body.get("trigger_id", ""), view=modal)
+        except SlackApiError as error:
+            log.warning("views.open failed: %s", error.response.get("error"))
+            _private(client, body, "Slack did not open the snooze form (it allows 3 seconds "
+                                   "after a click): choose again.")
+
+    def check_snooze(self, ack: Callable[..., Any], view: dict[str, Any]) -> None:
+        key, reason = _snooze_answers(view)
+        if key not in SNOOZES:
+            ack(response_action="errors",
+                errors={blocks.DURATION_BLOCK: "Choose how long to snooze."})
+        elif len(reason) < 3:
+            ack(response_action="errors", errors={blocks.REASON_BLOCK: (
+                "Say why, in a few words: the team reads it with the snooze.")})
+        else:
+            ack()
+
+    def snooze_form(self, body: dict[str, Any], view: dict[str, Any], client: WebClient) -> None:
+        key, reason = _snooze_answers(view)
+        if key not in SNOOZES or len(reason) < 3:
+            return  # refused in the form (Bolt runs the lazy listener anyway)
+        try:
+            meta = json.loads(view.get("private_metadata") or "{}")
+        except ValueError:
+            return
+        actor = self.actor_for(body["user"]["id"])
+        outcome = self.services.alerts.snooze(
+            str(meta.get("device", "")), actor=actor, duration=SNOOZES[key][1],
+            condition=Condition(meta["condition"]) if meta.get("condition") else None,
+            reason=reason,
+        )
+        channel, thread = str(meta.get("channel", "")), str(meta.get("thread", ""))
+        if outcome.ok:
+            _post(client, channel, thread, f":zzz: {outcome.message}")
+            return
+        _private_at(client, channel, thread, body["user"]["id"], outcome.message)
 
     def _details(self, body: dict[str, Any], client: WebClient, device_id: str) -> None:
         if self._allowed(body, client, Operation.ALERTS) is None:
             return
         report = self.services.alerts.device_report(device_id)
         _private(client, body, details_text(report, self.services.alerts.settings.tz))
+
+
+def _snooze_answers(view: dict[str, Any]) -> tuple[str, str]:
+    """The duration chosen and the reason typed in the snooze form."""
+    values = (view.get("state") or {}).get("values") or {}
+    chosen = (values.get(blocks.DURATION_BLOCK) or {}).get(blocks.DURATION_INPUT) or {}
+    key = str((chosen.get("selected_option") or {}).get("value") or "")
+    typed = (values.get(blocks.REASON_BLOCK) or {}).get(blocks.REASON_INPUT) or {}
+    return key, clean_reason(str(typed.get("value") or ""))
 
 
 def _action(body: dict[str, Any]) -> dict[str, Any]:
@@ -373,8 +421,11 @@ def _where(body: dict[str, Any]) -> tuple[str, str]:
 
 def _private(client: WebClient, body: dict[str, Any], text: str) -> None:
     """Answer the clicker alone (in a channel: ephemeral; elsewhere: a direct message)."""
-    user = body["user"]["id"]
     channel, thread = _where(body)
+    _private_at(client, channel, thread, body["user"]["id"], text)
+
+
+def _private_at(client: WebClient, channel: str, thread: str, user: str, text: str) -> None:
     try:
         if channel:
             client.chat_postEphemeral(channel=channel, user=user, text=text,

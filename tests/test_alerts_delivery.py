@@ -6,6 +6,7 @@ import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 from slack_bolt import App
@@ -22,8 +23,14 @@ from support.alerts import (
 from support.bot import TrackingExecutor
 from support.core import POLICY_TOML, make_core
 from support.slack_api import DEFAULT_TOKEN, SlackApiStandIn
-from support.slack_signing import block_actions_payload, interaction_body, signed_headers
+from support.slack_signing import (
+    block_actions_payload,
+    interaction_body,
+    signed_headers,
+    view_submission_payload,
+)
 
+from bot import blocks
 from bot.alerts import SlackAlertSink, register_alert_actions
 from commands.alerts import NOTE_LIMIT, AlertService
 from commands.config import parse_config
@@ -177,15 +184,35 @@ def click(app: App, action_id: str, value: str, user: str = "U0OPERATOR", **sele
     return response.status
 
 
-def test_snooze_button_records_who_and_why(
+def submit(app: App, view: dict, answers: dict[str, str], user: str = "U0OPERATOR") -> Any:
+    body = interaction_body(view_submission_payload(view, answers, user_id=user))
+    response = app.dispatch(BoltRequest(body=body, headers=signed_headers(SECRET, body)))
+    app.listener_runner.listener_executor.drain()
+    return response
+
+
+def test_snooze_asks_how_long_and_why_in_a_form(
     bolt: tuple[App, AlertService, Core], slack: SlackApiStandIn
 ) -> None:
     app, svc, _ = bolt
     assert click(app, "alert_snooze", "", option="7d|3C0001|off_contract") == 200
+    assert svc.list_alerts_and_snoozes().snoozes == ()  # nothing before the form
+    [form] = slack.modals_opened()
+    [duration] = [b for b in form["blocks"] if b.get("block_id") == blocks.DURATION_BLOCK]
+    assert duration["element"]["initial_option"]["value"] == "7d"  # the choice clicked
+
+    refused = submit(app, form, {blocks.DURATION_BLOCK: "1d", blocks.REASON_BLOCK: " "})
+    assert json.loads(refused.body)["response_action"] == "errors"
+    assert svc.list_alerts_and_snoozes().snoozes == ()
+
+    done = submit(app, form, {blocks.DURATION_BLOCK: "1d",
+                              blocks.REASON_BLOCK: "Battery swap planned on Monday"})
+    assert done.status == 200
     (snooze,) = svc.list_alerts_and_snoozes().snoozes
     assert (snooze.device_id, snooze.snoozed_by) == ("3C0001", "U0OPERATOR")
-    assert "Slack" in snooze.reason and snooze.until is not None
-    assert "Snoozed" in slack.calls_to("chat.postMessage")[-1].params["text"]
+    assert snooze.reason == "Battery swap planned on Monday" and snooze.until is not None
+    told = slack.calls_to("chat.postMessage")[-1].params["text"]
+    assert "Snoozed" in told and "Battery swap planned on Monday" in told
 
 
 def test_buttons_refuse_privately_whom_the_policy_refuses(
