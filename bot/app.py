@@ -61,8 +61,6 @@ class _GivenClientNotice(logging.Filter):
 
 _GIVEN_CLIENT_NOTICE = _GivenClientNotice()
 logging.getLogger("slack_bolt.App").addFilter(_GIVEN_CLIENT_NOTICE)  # idempotent: one object
-# Commands that read or change things at Sigfox: worth a "working on it" while they run.
-_SLOW = {"status", "renew", "delete", "transfer", "restart", "unsubscribe", "scan"}
 
 
 def create_bolt_app(client: WebClient, *, listener_executor: Executor | None = None) -> App:
@@ -104,13 +102,22 @@ class Listeners:
     # -- /sigfox --------------------------------------------------------------------------
 
     def ack_command(self, ack: Ack, command: dict[str, Any]) -> None:
-        verb = (command.get("text") or "").strip().split(" ", 1)[0].lower()
-        if verb in _SLOW:
-            ack(response_type="ephemeral", text=f"Working on `{SLASH_COMMAND} {verb}`…")
+        """A typing mistake is answered in the acknowledgement itself (at once, once); a fleet
+        scan, which takes minutes on a large fleet, is acknowledged as started; every other
+        command answers within a second or two, so nothing is said before its answer."""
+        text = command.get("text") or ""
+        parsed = self.handler.parse(text)
+        if isinstance(parsed, g.CommandError):
+            message = blocks.text_message(parsed.message)
+            ack(response_type="ephemeral", text=message.text, blocks=message.blocks)
+        elif isinstance(parsed, g.ScanCommand):
+            ack(response_type="ephemeral", text=f"Working on `{SLASH_COMMAND} scan`…")
         else:
             ack()
 
     def run_command(self, command: dict[str, Any], client: WebClient, respond: Respond) -> None:
+        if isinstance(self.handler.parse(command.get("text") or ""), g.CommandError):
+            return  # the acknowledgement already said what was wrong
         if not self._first_delivery(f"slack.command:{command.get('trigger_id', '')}"):
             return
         actor = self.groups.actor(command["user_id"])

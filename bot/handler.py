@@ -72,6 +72,14 @@ class CommandHandler:
         self.alerts = alerts
         self._today = today or (lambda: datetime.fromtimestamp(core.clock.now(), UTC).date())
 
+    def parse(self, text: str) -> g.Command | g.CommandError:
+        """The typed text as a command, or what is wrong with it (no Slack, no Sigfox)."""
+        try:
+            return g.parse_command(text, today=self._today())
+        except Exception:  # handle() reports it; an acknowledgement must never fail
+            log.exception("command could not be parsed")
+            return g.HelpCommand()
+
     def handle(self, text: str, actor: Actor, *, channel: str, thread: str = "",
                reason: str = "") -> Reply:
         """`reason`: why the requester asks, for a renewal or delete (asked by a form when

@@ -60,7 +60,7 @@ def test_renewal_end_to_end(bot: BotHarness, caplog: pytest.LogCaptureFixture) -
     pac = bot.simulator.world.pac_of(device)
     response = bot.command(f"renew {device}")
     assert response.status_code == 200
-    assert "Working on" in response.text
+    assert "Working on" not in response.text  # its answer comes in a second: nothing before
 
     workflow_id = only_job(bot)
     [parent] = bot.parents()
@@ -457,3 +457,18 @@ def test_after_a_restart_the_job_goes_on_in_the_same_thread(bot: BotHarness,
     assert new_posts and all(c.params.get("thread_ts") == parent["ts"] for c in new_posts)
     assert any("First message received" in t for t in bot.thread_texts(parent["ts"]))
     assert "Done" in bot.standin.message(CHANNEL_ID, parent["ts"])["text"]
+
+
+def test_a_typo_is_answered_once_in_the_acknowledgement(bot: BotHarness) -> None:
+    response = bot.command("renw 1A2B3C")
+    assert response.status_code == 200
+    assert "Did you mean `/sigfox renew 1A2B3C`?" in response.text
+    assert response.json()["response_type"] == "ephemeral"
+    assert bot.core.store.list_workflows() == []
+    said = [t for t in bot.ephemeral_texts(REQUESTER_ID) if "Did you mean" in t]
+    assert said == []  # not a second time through the response URL
+
+
+def test_only_a_fleet_scan_is_acknowledged_as_started(bot: BotHarness) -> None:
+    assert bot.command("status 1A2B3C").text == ""
+    assert "Working on `/sigfox scan`" in bot.command("scan").text
