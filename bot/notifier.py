@@ -344,8 +344,11 @@ class SlackNotifier:
     def _refresh_parent(self, progress: Progress, ref: dict[str, Any]) -> None:
         state = self._state(progress)
         countdown = progress.details.get("wait") == "wait_timer"
-        important = countdown or progress.kind in (ProgressKind.APPROVAL_NEEDED,
-                                                   ProgressKind.DECIDED, ProgressKind.FINISHED)
+        # A wait on Sigfox (a limit, a 429, a 5xx) shows on the card too, with its time.
+        sigfox_wait = (progress.kind == ProgressKind.WAITING
+                       and progress.details.get("wait") == "sigfox")
+        important = countdown or sigfox_wait or progress.kind in (
+            ProgressKind.APPROVAL_NEEDED, ProgressKind.DECIDED, ProgressKind.FINISHED)
         if state == ref.get("state") and not important:
             return  # one edit per state change, not one per step: fewer writes to pace
         view = self._job_view(progress, state=state, note=ref.get("approval_note", ""))

@@ -124,9 +124,10 @@ def build_services(env: Mapping[str, str], *, clock: Clock | None = None,
         # Socket Mode verifies nothing with the signing secret; HTTP mode requires it.
         _require(env, "SLACK_SIGNING_SECRET", "the app's Signing Secret (Basic Information)")
     config = load_config(env.get("SIGFOX_BOT_CONFIG") or None)
+    database = open_database(env.get("SIGFOX_BOT_DB") or DEFAULT_DB_PATH)
     return assemble(
-        api=api or _sigfox_client(env),
-        database=open_database(env.get("SIGFOX_BOT_DB") or DEFAULT_DB_PATH),
+        api=api or _sigfox_client(env, database),
+        database=database,
         client=client or make_web_client(token, env.get("SLACK_API_URL") or None),
         config=config,
         clock=clock or SystemClock(),
@@ -154,10 +155,12 @@ def assemble(
     """
     store = Store(database)
     notifier = SlackNotifier(client, store, min_interval=post_interval)
+    # Fleet scans pace their list walk by sleeping in their own scheduler thread; the workflows
+    # never sleep: a wait comes back as a date the step records (issue 16).
     alerts = AlertService(api=api, database=database, sink=SlackAlertSink(client), config=config,
                           clock=clock, audit=store.audit)
-    core = Core(api=api, store=store, notifier=notifier, clock=clock, config=config,
-                on_renewed=alerts.resolve_for_device)
+    core = Core(api=workflow_api(api), store=store, notifier=notifier, clock=clock,
+                config=config, on_renewed=alerts.resolve_for_device)
     groups = GroupResolver(client, config, ttl=group_ttl)
     bolt_app = create_bolt_app(client, listener_executor=listener_executor)
     services = Services(core, client, bolt_app, notifier, groups, config, alerts, env or {})
@@ -165,11 +168,21 @@ def assemble(
     return services
 
 
-def _sigfox_client(env: Mapping[str, str]) -> SigfoxClient:
+def _sigfox_client(env: Mapping[str, str], database: SafeDatabase) -> SigfoxClient:
     from sigfox.client import SigfoxClient
+    from storage.pacing import SqliteCallLedger
 
     # Every HTTP answer (and every call that got none) counts in /metrics, 429s by endpoint.
-    return SigfoxClient.from_env(env, on_call=metrics.record_sigfox_call)
+    # The per-device hourly calls are counted in the database, so a restart remembers them.
+    return SigfoxClient.from_env(env, on_call=metrics.record_sigfox_call,
+                                 ledger=SqliteCallLedger(database))
+
+
+def workflow_api(api: SigfoxApi) -> SigfoxApi:
+    """The client the workflows use: the same connections and pacing, deferring every wait."""
+    from sigfox.client import SigfoxClient
+
+    return api.deferring() if isinstance(api, SigfoxClient) else api
 
 
 def start(services: Services, *, paused: bool = False) -> Any:

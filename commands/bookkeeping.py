@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from datetime import datetime, tzinfo
 from typing import Any, TypeVar
 
 from commands.config import BotConfig
@@ -133,6 +134,15 @@ def elapsed_text(seconds: float) -> str:
         return f"{minutes} min"
     hours = minutes // 60
     return f"{hours} h" if hours < 48 else f"{hours // 24} days"
+
+
+def clock_time(at: float, tz: tzinfo, now: float) -> str:
+    """`10:42 UTC` today; `Tue 1 Dec 10:42 UTC` when it is not within the day."""
+    moment = datetime.fromtimestamp(at, tz=tz)
+    zone = moment.tzname() or ""
+    if abs(at - now) < 20 * 3600:
+        return f"{moment:%H:%M} {zone}".strip()
+    return f"{moment:%a} {moment.day} {moment:%b %H:%M} {zone}".strip()
 
 
 def public_details(details: dict[str, Any]) -> dict[str, Any]:

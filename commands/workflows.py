@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from commands.approvals import ApprovalRounds, clean_reason
-from commands.bookkeeping import public_details
+from commands.bookkeeping import clock_time, public_details
 from commands.config import BotConfig
 from commands.planning import Plan, Request, plan_request, type_id_of
 from commands.policy import Actor, Operation, Policy
@@ -410,18 +410,43 @@ class Core(ApprovalRounds, DeviceSteps):
             self._retry_later(workflow, device_id, error)
 
     def _retry_later(self, workflow: WorkflowRecord, device_id: str, error: SigfoxError) -> None:
-        """A fault (429, 5xx, timeout): nothing is lost; the step checks the backend next time."""
+        """A fault (429, 5xx, timeout, a limit): nothing is lost; the step checks the backend
+        next time. When the client said when the call may be made (`retry_at`), that date is
+        the step's next run, and the thread says what it waits for until when; the tick has
+        moved on to the next device meanwhile."""
         step = self.store.device_step(workflow.id, device_id)
         attempts = (step.attempts if step else 0) + 1
-        delay = min(MAX_BACKOFF_SECONDS, self._tick_seconds() * 2 ** min(attempts, 10))
         now = self.clock.now()
+        if error.retry_at is not None:
+            next_run = max(error.retry_at, now)
+        else:
+            next_run = now + min(MAX_BACKOFF_SECONDS, self._tick_seconds() * 2 ** min(attempts, 10))
         self.store.update_device_step(
-            workflow.id, device_id, now, attempts=attempts, next_run=now + delay,
+            workflow.id, device_id, now, attempts=attempts, next_run=next_run,
             last_error=str(error),
         )
-        self._schedule(workflow.id, now + delay)
+        self._schedule(workflow.id, next_run)
         log.warning("%s %s: %s; retrying in %.0fs", workflow.label, device_id,
-                    type(error).__name__, delay)
+                    type(error).__name__, next_run - now)
+        if error.retry_at is not None and step is not None:
+            self._report_sigfox_wait(workflow, step, error.waiting_for, next_run)
+
+    def _report_sigfox_wait(self, workflow: WorkflowRecord, step: Any, waiting_for: str,
+                            until: float) -> None:
+        """"Waiting for Sigfox's per-device limit until 10:42": said when the wait starts or
+        changes, and again only when it moved on by more than a minute (a 429 throttle retried
+        every few seconds edits one line, it does not fill the thread)."""
+        told = step.data.get("sigfox_wait") or {}
+        if told.get("for") == waiting_for and until <= float(told.get("until", 0)) + 60:
+            return
+        fresh = self.store.device_step(workflow.id, step.device_id)
+        data = {**(fresh.data if fresh else step.data),
+                "sigfox_wait": {"for": waiting_for, "until": until}}
+        self.store.update_device_step(workflow.id, step.device_id, self.clock.now(), data=data)
+        when = clock_time(until, self.config.alerts.tz, self.clock.now())
+        self._tell(workflow, ProgressKind.WAITING, f"Waiting for {waiting_for} until {when}.",
+                   device_id=step.device_id, wait="sigfox", waiting_for=waiting_for,
+                   retry_at=until)
 
     # -- the first message ---------------------------------------------------------------------
 

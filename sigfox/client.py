@@ -5,20 +5,27 @@ What it guarantees to callers:
 - Lists are walked lazily through `paging.next`, followed verbatim, one page in memory at a
   time; `offset` is never used (the service caps it at 40,000).
 - Requests are paced to the published limits before they are hit (see `pacing`).
-- A 429 is retried, for every method, with bounded exponential back-off and full jitter: the
-  service did not process the request. Reads are also retried on 5xx, timeouts and dropped
-  connections. Writes (POST, PUT, DELETE) are never retried on those: the error says the
+- How the client waits is chosen when it is wired (`WaitMode`). A sleeping client (one-shot CLI
+  commands, where waiting is what the user wants) sleeps for a short rate-limit slot, and
+  retries a 429, for every method, with bounded exponential back-off and full jitter (the
+  service did not process the request); reads are also retried on 5xx, timeouts and dropped
+  connections. A deferring client (workflow steps, scheduled jobs) never sleeps: it raises at
+  once, the error carrying `retry_at`, the date the call may be made again, which the caller
+  records as its next run while it moves on to other work.
+- Writes (POST, PUT, DELETE) are never retried on 5xx or a cut connection: the error says the
   outcome is unknown (`outcome_unknown`) and the caller reconciles by reading the backend.
 - Failures surface as the typed exceptions of `errors`, never carrying a password or a PAC.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import random
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from enum import StrEnum
 from types import TracebackType
 from typing import Any, Self, TypedDict, TypeVar
 from urllib.parse import quote, urljoin, urlsplit
@@ -57,7 +64,7 @@ from sigfox.models import (
     RegistrationJobStatus,
     normalize_device_id,
 )
-from sigfox.pacing import Pacer
+from sigfox.pacing import BackOff, CallLedger, Pacer, Permit, full_jitter_delay
 
 log = logging.getLogger(__name__)
 
@@ -80,24 +87,11 @@ _JOB_STATUS = {
 }
 
 
-def full_jitter_delay(
-    attempt: int,
-    *,
-    base: float,
-    cap: float,
-    rng: random.Random,
-    retry_after: float | None = None,
-) -> float:
-    """Delay before retry number `attempt` (0-based): uniform in [0, min(cap, base*2^n)].
+class WaitMode(StrEnum):
+    """How a client waits for a rate-limit slot or a back-off, chosen at wiring time."""
 
-    Full jitter spreads concurrent clients apart; a Retry-After (undocumented by Sigfox,
-    honoured if ever sent) raises the floor but never past the cap.
-    """
-    ceiling = min(cap, base * (2**attempt))
-    delay = rng.uniform(0.0, ceiling)
-    if retry_after is not None:
-        delay = max(delay, retry_after)
-    return min(delay, cap)
+    SLEEP = "sleep"  # one-shot CLI commands: wait in place, it is what the user asked for
+    DEFER = "defer"  # workflows and scheduled jobs: never sleep, raise with `retry_at`
 
 
 def _segment(value: str) -> str:
@@ -134,16 +128,20 @@ class SigfoxClient:
         on_call: OnCall | None = None,
         transport: httpx.BaseTransport | None = None,
         clock: Callable[[], float] = time.time,
+        waits: WaitMode = WaitMode.SLEEP,
+        ledger: CallLedger | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.max_retries = max_retries
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
+        self.waits = WaitMode(waits)
         self._sleep = sleep
         self._on_call = on_call
         self._secrets: tuple[str, ...] = (password,)
         self._rng = random.Random()
-        self.pacer = Pacer(enabled=rate_limits, clock=clock, sleep=sleep)
+        self.pacer = Pacer(enabled=rate_limits, clock=clock, sleep=sleep, ledger=ledger,
+                           back_off=BackOff(backoff_base, backoff_cap, self._rng))
         self._http = httpx.Client(
             base_url=self.base_url,
             auth=httpx.BasicAuth(login, password),
@@ -166,7 +164,25 @@ class SigfoxClient:
         return cls(url, env["SIGFOX_API_LOGIN"], env["SIGFOX_API_PASSWORD"], **kwargs)
 
     def __repr__(self) -> str:
-        return f"SigfoxClient({self.base_url!r})"
+        return f"SigfoxClient({self.base_url!r}, waits={self.waits.value!r})"
+
+    def with_waits(self, waits: WaitMode) -> Self:
+        """The same client (connections, pacing, ledger, hooks) waiting the other way: wire a
+        deferring one into the workflows and a sleeping one into one-shot commands. Closing
+        either closes the connections of both."""
+        sibling = copy.copy(self)
+        sibling.waits = WaitMode(waits)
+        return sibling
+
+    def deferring(self) -> Self:
+        return self.with_waits(WaitMode.DEFER)
+
+    def forget_unapplied(self, method: str, endpoint: str, device_id: str, since: float) -> int:
+        """The caller read the backend and saw that the `method endpoint` calls on the device
+        sent since `since` did not take effect (a DELETE answered 500, the device still
+        listed): they stop counting against the per-device limit, so a retry is not held an
+        hour for a call the server never executed."""
+        return self.pacer.forget(method, endpoint, normalize_device_id(device_id), since)
 
     def close(self) -> None:
         self._http.close()
@@ -487,29 +503,60 @@ class SigfoxClient:
         device_id: str | None = None,
         secrets: tuple[str, ...] = (),
     ) -> httpx.Response:
-        """One logical call: pacing, the request, retries, and mapping errors to exceptions."""
+        """One logical call: pacing, the request, retries (or `retry_at`), typed errors."""
         secrets = self._secrets + secrets
+        defer = self.waits is WaitMode.DEFER
         attempt = 0
         while True:
-            permit = self.pacer.acquire(method, endpoint, device_id, retry=attempt > 0)
+            permit = self.pacer.acquire(method, endpoint, device_id, defer=defer)
             retry_after: float | None = None
             try:
                 response = self._http.request(method, url, params=params, json=json)
             except httpx.TransportError as exc:
-                self.pacer.settle(permit)
-                self._notify(method, endpoint, None)
-                if method in WRITE_METHODS or attempt >= self.max_retries:
-                    raise self._transport_error(exc, method, url, attempt) from exc
+                error = self._transport_failed(permit, exc, method, endpoint, url, attempt)
+                if defer or method in WRITE_METHODS or attempt >= self.max_retries:
+                    if defer:
+                        error.retry_at = self.pacer.hold(method, endpoint, device_id)
+                    raise error from exc
                 why = f"no answer ({type(exc).__name__})"
             else:
-                self.pacer.settle(permit)
-                self._notify(method, endpoint, response.status_code)
-                if not self._retryable(method, response.status_code, attempt):
+                status = response.status_code
+                self._answered(permit, method, endpoint, device_id, status)
+                if defer and (status == 429 or status >= 500):
+                    refusal = error_from_response(response, method, attempts=1, secrets=secrets)
+                    refusal.retry_at = self.pacer.hold(method, endpoint, device_id,
+                                                       _retry_after(response))
+                    raise refusal
+                if not self._retryable(method, status, attempt):
                     return self._checked(response, method, attempt, secrets)
                 retry_after = _retry_after(response)
                 why = _retry_reason(response.status_code)
             self._back_off(method, endpoint, attempt, retry_after, why)
             attempt += 1
+
+    def _transport_failed(
+        self, permit: Permit, exc: httpx.TransportError, method: str, endpoint: str, url: str,
+        attempt: int,
+    ) -> SigfoxConnectionError:
+        # Refused before connecting: the server never saw it, so it does not count.
+        if _never_sent(exc):
+            self.pacer.release(permit)
+        else:
+            self.pacer.settle(permit)
+        self._notify(method, endpoint, None)
+        return self._transport_error(exc, method, url, attempt)
+
+    def _answered(
+        self, permit: Permit, method: str, endpoint: str, device_id: str | None, status: int
+    ) -> None:
+        # A 429 was not processed: its slot is given back, the back-off holds the call instead.
+        if status == 429:
+            self.pacer.release(permit)
+        else:
+            self.pacer.settle(permit)
+        if status != 429 and status < 500:
+            self.pacer.succeeded(method, endpoint, device_id)
+        self._notify(method, endpoint, status)
 
     def _retryable(self, method: str, status: int, attempt: int) -> bool:
         if attempt >= self.max_retries:
@@ -547,9 +594,7 @@ class SigfoxClient:
     ) -> SigfoxConnectionError:
         path = self._full_path(url)
         # A connect failure never delivered the request; anything later may have.
-        unknown = method in WRITE_METHODS and not isinstance(
-            exc, httpx.ConnectError | httpx.ConnectTimeout
-        )
+        unknown = method in WRITE_METHODS and not _never_sent(exc)
         kind = "timed out" if isinstance(exc, httpx.TimeoutException) else "failed"
         message = f"Connection to Sigfox {kind} ({type(exc).__name__})"
         if unknown:
@@ -576,6 +621,10 @@ def _retry_reason(status: int) -> str:
     if status == 429:
         return "Sigfox's rate limit answered (HTTP 429)"
     return f"Sigfox server error (HTTP {status})"
+
+
+def _never_sent(exc: httpx.TransportError) -> bool:
+    return isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
 
 
 def _retry_after(response: httpx.Response) -> float | None:

@@ -26,9 +26,16 @@ class FieldError:
 
 
 class SigfoxError(Exception):
-    """Base class. `outcome_unknown` is True when a write may or may not have been applied."""
+    """Base class. `outcome_unknown` is True when a write may or may not have been applied.
+
+    `retry_at` (seconds since the Unix epoch) is set when the client knows when the call may be
+    made again: a rate-limit slot, a back-off after a 429, a 5xx or a timeout. A client that
+    defers (see `sigfox.client.WaitMode`) raises instead of sleeping, and the caller records
+    that date as its next run; `waiting_for` names what it waits for, for people.
+    """
 
     default_hint = ""
+    waits_for = "Sigfox"
 
     def __init__(
         self,
@@ -38,13 +45,24 @@ class SigfoxError(Exception):
         method: str | None = None,
         path: str | None = None,
         outcome_unknown: bool = False,
+        retry_at: float | None = None,
     ) -> None:
         self.message = message
         self.status = status
         self.method = method
         self.path = path
         self.outcome_unknown = outcome_unknown
+        self.retry_at = retry_at
         super().__init__(self._render())
+
+    @property
+    def waiting_for(self) -> str:
+        """What a caller deferred by this error waits for, as people read it."""
+        return self.waits_for
+
+    @property
+    def retry_at_datetime(self) -> datetime | None:
+        return None if self.retry_at is None else datetime.fromtimestamp(self.retry_at, tz=UTC)
 
     def _render(self) -> str:
         parts = [self.message]
@@ -99,40 +117,65 @@ class SigfoxBadRequest(SigfoxError):
 
 
 class SigfoxRateLimited(SigfoxError):
-    """429 still answered after every retry; the request was not processed."""
+    """429 (after every retry, or at once for a deferring client); the request was not processed."""
 
     default_hint = "Sigfox rate limit still hit after retries; try again later."
+    waits_for = "Sigfox's rate limit"
 
     def __init__(
-        self, message: str, *, attempts: int, method: str | None = None, path: str | None = None
+        self,
+        message: str,
+        *,
+        attempts: int,
+        method: str | None = None,
+        path: str | None = None,
+        retry_at: float | None = None,
     ) -> None:
         self.attempts = attempts
-        super().__init__(message, status=429, method=method, path=path)
+        super().__init__(message, status=429, method=method, path=path, retry_at=retry_at)
 
 
 class SigfoxServerError(SigfoxError):
     """5xx. For a write, `outcome_unknown` is True: read the backend before trying again."""
 
+    waits_for = "Sigfox to recover from a server error"
+
 
 class SigfoxConnectionError(SigfoxError):
     """Timeout or dropped connection. For a write, `outcome_unknown` says whether it was sent."""
+
+    waits_for = "Sigfox to answer again"
 
 
 class SigfoxPacingRefused(SigfoxError):
     """Refused locally: sending now would exceed a published Sigfox limit.
 
-    Raised instead of sleeping when the wait is long (per-device hourly writes, bulk jobs).
-    `retry_at` is when the call becomes possible, in seconds since the Unix epoch.
+    Raised instead of sleeping when the wait is long (per-device hourly writes, bulk jobs), and
+    for any wait at all by a deferring client. `retry_at` is when the call becomes possible, in
+    seconds since the Unix epoch; `limit` names the limit, `per_device` says whose it is.
     """
 
-    def __init__(self, message: str, *, retry_at: float, method: str, path: str) -> None:
-        self.retry_at = retry_at
+    retry_at: float
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_at: float,
+        method: str,
+        path: str,
+        limit: str = "",
+        per_device: bool = False,
+    ) -> None:
+        self.limit = limit
+        self.per_device = per_device
         when = datetime.fromtimestamp(retry_at, tz=UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-        super().__init__(f"{message}; possible again at {when}", method=method, path=path)
+        super().__init__(f"{message}; possible again at {when}", method=method, path=path,
+                         retry_at=retry_at)
 
     @property
-    def retry_at_datetime(self) -> datetime:
-        return datetime.fromtimestamp(self.retry_at, tz=UTC)
+    def waiting_for(self) -> str:
+        return "Sigfox's per-device limit" if self.per_device else f"Sigfox's {self.limit} limit"
 
 
 def scrub(text: str, secrets: tuple[str, ...]) -> str:

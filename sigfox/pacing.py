@@ -17,18 +17,35 @@ call when it arrives, and its answer time comes after; counting list calls from 
 would add one answer time to every 10 s window (+3 % to a 150,000-device scan at 300 ms a
 call), and a list call that still meets a 429 is simply re-sent.
 
-A short wait (up to `max_wait`) is slept; a long one (an hour for a device write, minutes for
-a bulk job) is refused at once with `SigfoxPacingRefused` saying when the call becomes
-possible: a chat bot must not hold a thread for an hour.
+A caller either sleeps or defers. A sleeping caller (a one-shot
+CLI command) waits for a short slot (up to `max_wait`); a long one (an hour for a device write,
+minutes for a bulk job) is refused at once with `SigfoxPacingRefused` saying when the call
+becomes possible: a chat bot must not hold a thread for an hour. A deferring caller (workflow
+steps, scheduled jobs) never waits: any wait is refused with its `retry_at`, which the caller
+records as its next run, so one device's wait never holds the others.
+
+The long windows (per-device hourly calls, bulk jobs) are counted in a `CallLedger`: the bot's
+database in production (`storage.pacing`), so the count survives a restart. What counts is
+what the server may have executed: a call refused locally, one that failed before connecting,
+or one answered 429 gives its slot back; one answered otherwise, or cut off after it was sent,
+keeps it. A caller that later verifies, by reading the backend, that a call did not take effect
+(a DELETE answered 500 and the device still listed) says so with `Pacer.forget`.
+
+After a 429, a 5xx or a failed connection, the same call is held for a back-off (exponential,
+full jitter, per endpoint and device): every caller of that call, sleeping or deferring, waits
+for it, and the first success clears it.
 """
 
 from __future__ import annotations
 
 import bisect
+import itertools
+import random
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Protocol
 
 from sigfox.errors import SigfoxPacingRefused
 
@@ -44,12 +61,15 @@ class Limit:
     window: float
     per_device: bool
     counted_from_send: bool = False
+    # Counted in the `CallLedger` (the database in production): a restart must not forget an
+    # hour-long window, while a 1-second or 10-second one has lapsed by the time we are back.
+    durable: bool = False
 
 
 DEVICE_LIST = Limit("device list", 50, 10.0, per_device=False, counted_from_send=True)
 DEVICE_MESSAGES = Limit("device messages", 1, 1.0, per_device=True)
-DEVICE_HOURLY = Limit("one call per hour per device", 1, 3600.0, per_device=True)
-BULK_JOBS = Limit("bulk jobs", 5, 600.0, per_device=False)
+DEVICE_HOURLY = Limit("one call per hour per device", 1, 3600.0, per_device=True, durable=True)
+BULK_JOBS = Limit("bulk jobs", 5, 600.0, per_device=False, durable=True)
 
 _BULK_POSTS = {
     ("POST", "/devices/bulk"),
@@ -116,22 +136,131 @@ class SlidingWindow:
         return not self._grants
 
 
+class CallLedger(Protocol):
+    """Where the calls counted against a durable limit are kept. Implementations are safe to
+    share between threads; each `reserve` is atomic (check and record in one step)."""
+
+    def reserve(self, key: str, calls: int, window: float, now: float) -> tuple[int | None, float]:
+        """Record one call at `now` if fewer than `calls` were recorded in the last `window`
+        seconds: `(entry id, now)`; else `(None, the earliest time one fits)`."""
+        ...
+
+    def settle(self, entry: int, done: float) -> None:
+        """The call completed at `done`: count it from then (see `SlidingWindow.settle`)."""
+        ...
+
+    def release(self, entry: int) -> None:
+        """The call never reached the server: it does not count."""
+        ...
+
+    def forget(self, key: str, since: float) -> int:
+        """Calls recorded at or after `since` were verified not to have taken effect."""
+        ...
+
+
+class MemoryLedger:
+    """A `CallLedger` in memory, for a client without a database (CLI, tests)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._ids = itertools.count(1)
+        self._by_key: dict[str, dict[int, float]] = {}
+        self._key_of: dict[int, str] = {}
+
+    def reserve(self, key: str, calls: int, window: float, now: float) -> tuple[int | None, float]:
+        with self._lock:
+            entries = self._by_key.setdefault(key, {})
+            for entry in [e for e, at in entries.items() if at <= now - window]:
+                del entries[entry], self._key_of[entry]
+            recent = sorted(entries.values())
+            if len(recent) >= calls:
+                return None, max(now, recent[-calls] + window)
+            entry = next(self._ids)
+            entries[entry] = now
+            self._key_of[entry] = key
+            return entry, now
+
+    def settle(self, entry: int, done: float) -> None:
+        with self._lock:
+            key = self._key_of.get(entry)
+            if key is not None:
+                entries = self._by_key[key]
+                entries[entry] = max(entries[entry], done)
+
+    def release(self, entry: int) -> None:
+        with self._lock:
+            key = self._key_of.pop(entry, None)
+            if key is not None:
+                del self._by_key[key][entry]
+
+    def forget(self, key: str, since: float) -> int:
+        with self._lock:
+            entries = self._by_key.get(key, {})
+            gone = [e for e, at in entries.items() if at >= since]
+            for entry in gone:
+                del entries[entry], self._key_of[entry]
+            return len(gone)
+
+
 @dataclass
 class Permit:
-    """A granted slot; hand it back to `Pacer.settle` once the request has completed."""
+    """A granted slot; hand it back to `Pacer.settle` once the request has completed, or to
+    `Pacer.release` when it never reached the server."""
 
     wait: float = 0.0
     window: SlidingWindow | None = None
     at: float = 0.0
     sent: float = 0.0  # when the caller was let go (after any wait)
     counted_from_send: bool = False
+    entry: int | None = None
+
+
+@dataclass
+class _Hold:
+    failures: int = 0
+    until: float = 0.0
+
+
+def full_jitter_delay(
+    attempt: int,
+    *,
+    base: float,
+    cap: float,
+    rng: random.Random,
+    retry_after: float | None = None,
+) -> float:
+    """Delay before retry number `attempt` (0-based): uniform in [0, min(cap, base*2^n)].
+
+    Full jitter spreads concurrent clients apart; a Retry-After (undocumented by Sigfox,
+    honoured if ever sent) raises the floor but never past the cap.
+    """
+    ceiling = min(cap, base * (2**attempt))
+    delay = rng.uniform(0.0, ceiling)
+    if retry_after is not None:
+        delay = max(delay, retry_after)
+    return min(delay, cap)
+
+
+@dataclass
+class BackOff:
+    """How long a call is held after a 429, a 5xx or a failed connection: full jitter,
+    `base * 2^n` capped at `cap`, n the number of failures in a row."""
+
+    base: float = 0.5
+    cap: float = 30.0
+    rng: random.Random = field(default_factory=random.Random)
+
+    def delay(self, failures: int, retry_after: float | None = None) -> float:
+        return full_jitter_delay(max(failures - 1, 0), base=self.base, cap=self.cap,
+                                 rng=self.rng, retry_after=retry_after)
 
 
 class Pacer:
     """Thread-safe pacing of Sigfox calls by endpoint template and device.
 
     `clock` gives seconds since the epoch (it also dates `SigfoxPacingRefused.retry_at`);
-    `sleep` waits. Both are injectable so tests run without real time passing.
+    `sleep` waits, and is called only for a caller that sleeps (`defer=False`). Both are
+    injectable so tests run without real time passing. `ledger` keeps the durable windows.
     """
 
     def __init__(
@@ -141,45 +270,66 @@ class Pacer:
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
         max_wait: float = 60.0,
+        ledger: CallLedger | None = None,
+        back_off: BackOff | None = None,
     ) -> None:
         self.enabled = enabled
         self._clock = clock
         self._sleep = sleep
         self._max_wait = max_wait
+        self.ledger: CallLedger = ledger or MemoryLedger()
+        self.back_off = back_off or BackOff()
         self._lock = threading.Lock()
         self._windows: dict[tuple[str, str, str], SlidingWindow] = {}
+        self._holds: dict[tuple[str, str, str], _Hold] = {}
         self._acquisitions = 0
 
     def acquire(
-        self, method: str, endpoint: str, device_id: str | None = None, *, retry: bool = False
+        self, method: str, endpoint: str, device_id: str | None = None, *, defer: bool = False
     ) -> Permit:
-        """Wait for (or refuse) a slot for one request; the permit says how long it slept.
-
-        `retry` marks a re-send after a 429: the call's slot was already taken by its first
-        attempt, so long (refusing) limits are not charged again; short ones still pace.
-        """
+        """A slot for one request: slept for (up to `max_wait`), or refused with `retry_at`
+        (at once when `defer`). The permit says how long it slept."""
+        slept = self._await_hold(method, endpoint, device_id, defer)
         limit = limit_for(method, endpoint)
         if not self.enabled or limit is None:
-            return Permit()
-        if retry and limit.window > self._max_wait:
-            return Permit()
+            return Permit(wait=slept)
+        if limit.durable:
+            return self._acquire_durable(limit, method, endpoint, device_id, defer, slept)
         with self._lock:
             now = self._clock()
             window = self._window(limit, method, endpoint, device_id)
             slot = window.next_slot(now)
             wait = slot - now
-            if wait > self._max_wait:
+            if wait > (0.0 if defer else self._max_wait):
                 raise self._refusal(limit, method, endpoint, device_id, slot)
             # Reserve the slot before sleeping so concurrent callers queue behind it.
             window.grant(slot)
             self._sweep(now)
         if wait > 0:
             self._sleep(wait)
-        return Permit(wait=wait, window=window, at=slot, sent=self._clock(),
+        return Permit(wait=slept + wait, window=window, at=slot, sent=self._clock(),
                       counted_from_send=limit.counted_from_send)
+
+    def _acquire_durable(
+        self, limit: Limit, method: str, endpoint: str, device_id: str | None, defer: bool,
+        slept: float,
+    ) -> Permit:
+        key = ledger_key(limit, method, endpoint, device_id)
+        while True:
+            now = self._clock()
+            entry, slot = self.ledger.reserve(key, limit.calls, limit.window, now)
+            if entry is not None:
+                return Permit(wait=slept, entry=entry, at=now)
+            wait = slot - now
+            if defer or wait > self._max_wait:
+                raise self._refusal(limit, method, endpoint, device_id, slot)
+            self._sleep(wait)
+            slept += wait
 
     def settle(self, permit: Permit) -> None:
         """Record that the permit's request has completed (see `SlidingWindow.settle`)."""
+        if permit.entry is not None:
+            self.ledger.settle(permit.entry, self._clock())
         if permit.window is None:
             return
         with self._lock:
@@ -188,14 +338,55 @@ class Pacer:
                 done = min(done, permit.sent + SEND_ALLOWANCE)
             permit.window.settle(permit.at, done)
 
+    def release(self, permit: Permit) -> None:
+        """The permit's request never reached the server (or was refused with 429 unprocessed):
+        its durable slot is given back. Short windows keep it: they lapse in seconds anyway."""
+        if permit.entry is not None:
+            self.ledger.release(permit.entry)
+        self.settle(Permit(window=permit.window, at=permit.at, sent=permit.sent,
+                           counted_from_send=permit.counted_from_send))
+
+    def forget(self, method: str, endpoint: str, device_id: str | None, since: float) -> int:
+        """The caller verified on the backend that the calls sent since `since` did not take
+        effect: they no longer count against the durable limit."""
+        limit = limit_for(method, endpoint)
+        if limit is None or not limit.durable:
+            return 0
+        return self.ledger.forget(ledger_key(limit, method, endpoint, device_id), since)
+
+    # -- holds after failures ---------------------------------------------------------------
+
+    def hold(
+        self, method: str, endpoint: str, device_id: str | None, retry_after: float | None = None
+    ) -> float:
+        """One more failure in a row of this call: hold it for a back-off; returns until when."""
+        key = (method, endpoint, device_id or "")
+        with self._lock:
+            held = self._holds.setdefault(key, _Hold())
+            held.failures += 1
+            held.until = self._clock() + self.back_off.delay(held.failures, retry_after)
+            return held.until
+
+    def succeeded(self, method: str, endpoint: str, device_id: str | None) -> None:
+        with self._lock:
+            self._holds.pop((method, endpoint, device_id or ""), None)
+
+    def _await_hold(self, method: str, endpoint: str, device_id: str | None, defer: bool) -> float:
+        with self._lock:
+            held = self._holds.get((method, endpoint, device_id or ""))
+            until = held.until if held else 0.0
+            now = self._clock()
+        if until <= now:
+            return 0.0
+        if defer or until - now > self._max_wait:
+            raise self._held(method, endpoint, device_id, until)
+        self._sleep(until - now)
+        return until - now
+
     def _window(
         self, limit: Limit, method: str, endpoint: str, device_id: str | None
     ) -> SlidingWindow:
-        # Per-device limits are per method too: a PUT does not use up the DELETE allowance.
-        if limit.per_device:
-            key = (limit.name, f"{method} {endpoint}", device_id or "")
-        else:
-            key = (limit.name, "", "")
+        key = _window_key(limit, method, endpoint, device_id)
         window = self._windows.get(key)
         if window is None:
             window = self._windows[key] = SlidingWindow(limit.calls, limit.window)
@@ -209,6 +400,8 @@ class Pacer:
             return
         for key in [k for k, w in self._windows.items() if w.idle(now)]:
             del self._windows[key]
+        for key in [k for k, h in self._holds.items() if h.until < now - 3600]:
+            del self._holds[key]
 
     @staticmethod
     def _refusal(
@@ -220,7 +413,33 @@ class Pacer:
             f"per {_human(limit.window)} ({limit.name}) and the allowance is used up"
         )
         path = endpoint.replace("{id}", device_id) if device_id else endpoint
-        return SigfoxPacingRefused(message, retry_at=slot, method=method, path=path)
+        return SigfoxPacingRefused(message, retry_at=slot, method=method, path=path,
+                                   limit=limit.name, per_device=limit.per_device)
+
+    @staticmethod
+    def _held(method: str, endpoint: str, device_id: str | None, until: float
+              ) -> SigfoxPacingRefused:
+        subject = f" on device {device_id}" if device_id else ""
+        message = (f"Not sending {method} {endpoint}{subject}: Sigfox answered the last attempt "
+                   "with a rate limit or an error, and the back-off is not over")
+        path = endpoint.replace("{id}", device_id) if device_id else endpoint
+        return SigfoxPacingRefused(message, retry_at=until, method=method, path=path,
+                                   limit="back-off", per_device=bool(device_id))
+
+
+def _window_key(limit: Limit, method: str, endpoint: str, device_id: str | None
+                ) -> tuple[str, str, str]:
+    # Per-device limits are per method too: a PUT does not use up the DELETE allowance.
+    if limit.per_device:
+        return (limit.name, f"{method} {endpoint}", device_id or "")
+    return (limit.name, "", "")
+
+
+def ledger_key(limit: Limit, method: str, endpoint: str, device_id: str | None) -> str:
+    """The ledger's key for one call: `bulk jobs`, `DELETE /devices/{id} 1A2B3C`."""
+    if limit.per_device:
+        return f"{method} {endpoint} {device_id or ''}"
+    return limit.name
 
 
 def _human(seconds: float) -> str:

@@ -201,6 +201,17 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (approval_id, user_id)
     );
     """,
+    # 5: Sigfox calls counted against the long limits (one per hour per device, bulk jobs), so
+    # a restart remembers them (storage/pacing.py).
+    """
+    CREATE TABLE sigfox_calls (
+        id INTEGER PRIMARY KEY,
+        key TEXT NOT NULL,
+        at REAL NOT NULL
+    );
+    CREATE INDEX sigfox_calls_key ON sigfox_calls(key, at);
+    CREATE INDEX sigfox_calls_at ON sigfox_calls(at);
+    """,
 )
 
 

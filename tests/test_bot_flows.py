@@ -442,7 +442,8 @@ def test_after_a_restart_the_job_goes_on_in_the_same_thread(bot: BotHarness,
     store = Store(open_database(tmp_path / "bot.db"))
     client = make_web_client(bot.standin.token, bot.standin.url)
     notifier = SlackNotifier(client, store, min_interval=0.0)
-    core = Core(api=sigfox_client(bot.simulator), store=store, notifier=notifier,
+    core = Core(api=sigfox_client(bot.simulator, clock=bot.clock.now), store=store,
+                notifier=notifier,
                 clock=bot.clock, config=bot.core.config)
     core.resume()
     for _ in range(7):

@@ -178,11 +178,13 @@ def test_bulk_jobs_five_per_ten_minutes_then_refused() -> None:
     assert info.value.retry_at == pytest.approx(fake.now + 600)
 
 
-def test_retry_is_not_charged_against_an_hourly_allowance() -> None:
+def test_a_call_that_never_reached_the_server_gives_its_hourly_slot_back() -> None:
     fake = FakeTime()
     pacer = Pacer(clock=fake.clock, sleep=fake.sleep)
-    pacer.acquire("PUT", "/devices/{id}", "1A2B")
-    assert pacer.acquire("PUT", "/devices/{id}", "1A2B", retry=True).wait == 0.0
+    pacer.release(pacer.acquire("PUT", "/devices/{id}", "1A2B"))  # refused before connecting
+    assert pacer.acquire("PUT", "/devices/{id}", "1A2B").wait == 0.0
+    with pytest.raises(SigfoxPacingRefused):
+        pacer.acquire("PUT", "/devices/{id}", "1A2B")
 
 
 def test_disabled_pacer_and_unpaced_endpoints_never_wait() -> None:

@@ -11,7 +11,7 @@ import pytest
 from support.core import APPROVER, REQUESTER, build_fleet, make_core, sigfox_client
 
 from commands.planning import Request
-from commands.ports import Target
+from commands.ports import ManualClock, Target
 from commands.states import Kind, WorkflowState
 
 DEVICE = "C0FFEE"
@@ -40,8 +40,10 @@ def test_renewal_survives_faults(make_simulator, tmp_path, method, path, fault) 
     simulator = make_simulator(devices=0, rate_limits=False, delete_hold=0, job_delay=0.0)
     fleet = build_fleet(simulator)
     assert fleet.off_contract == DEVICE
+    clock = ManualClock(simulator.clock.now())
     harness = make_core(
-        simulator, tmp_path / "bot.db", api=sigfox_client(simulator, timeout=0.4, max_retries=3)
+        simulator, tmp_path / "bot.db", clock=clock,
+        api=sigfox_client(simulator, timeout=0.4, max_retries=3, clock=clock.now),
     )
     original_pac = simulator.world.pac_of(DEVICE)
     outcome = harness.core.request(Request(Kind.RENEW, REQUESTER, (DEVICE,), Target("C0CHAN")))
@@ -94,8 +96,9 @@ def test_bulk_jobs_survive_faults_on_submission(make_simulator, tmp_path, kind, 
                                                 fault) -> None:
     simulator = make_simulator(devices=0, rate_limits=False, delete_hold=0, job_delay=0.0)
     fleet = build_fleet(simulator)
-    harness = make_core(simulator, tmp_path / "bot.db",
-                        api=sigfox_client(simulator, timeout=0.4, max_retries=3))
+    clock = ManualClock(simulator.clock.now())
+    harness = make_core(simulator, tmp_path / "bot.db", clock=clock,
+                        api=sigfox_client(simulator, timeout=0.4, max_retries=3, clock=clock.now))
     device, target = ((fleet.no_token, "Fleet B") if kind == Kind.TRANSFER
                       else (fleet.off_contract, None))
     outcome = harness.core.request(Request(kind, REQUESTER, (device,), Target("C0CHAN"), target))

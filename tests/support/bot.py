@@ -23,6 +23,7 @@ from commands.alerts import AlertService
 from commands.config import BotConfig
 from commands.ports import ManualClock
 from commands.workflows import Core
+from sigfox.client import WaitMode
 from sigfox.simulator import SimulatorServer
 from storage.db import open_database
 
@@ -168,7 +169,9 @@ def running_bot(simulator: SimulatorServer, db_path: Path, *, config: BotConfig 
     with SlackApiStandIn(usergroups={APPROVERS_GROUP: [GROUP_APPROVER_ID]}) as standin:
         clock = ManualClock(simulator.clock.now())
         executor = TrackingExecutor()
-        services = assemble(api=sigfox_client(simulator), database=open_database(db_path),
+        # Built as serve builds it: a sleeping client, which `assemble` defers for the workflows.
+        api = sigfox_client(simulator, clock=clock.now, waits=WaitMode.SLEEP)
+        services = assemble(api=api, database=open_database(db_path),
                             client=make_web_client(standin.token, standin.url),
                             config=config or core_config(), clock=clock, post_interval=0.0,
                             group_ttl=0.0, listener_executor=executor)

@@ -11,7 +11,7 @@ from commands.config import BotConfig, parse_config
 from commands.policy import Actor
 from commands.ports import ManualClock, Progress, ProgressKind
 from commands.workflows import Core
-from sigfox.client import SigfoxClient
+from sigfox.client import SigfoxClient, WaitMode
 from sigfox.simulator import SimulatorServer
 from storage.db import open_database
 from storage.store import Store
@@ -62,6 +62,7 @@ def sigfox_client(simulator: SimulatorServer, **options: Any) -> SigfoxClient:
     options.setdefault("rate_limits", False)
     options.setdefault("sleep", lambda _s: None)
     options.setdefault("timeout", 2.0)
+    options.setdefault("waits", WaitMode.DEFER)  # as the bot wires its workflows: never sleep
     return SigfoxClient(simulator.base_url, simulator.login, simulator.password, **options)
 
 
@@ -103,7 +104,8 @@ def make_core(
     notifier = RecordingNotifier()
     clock = clock or ManualClock(simulator.clock.now())
     core = Core(
-        api=api or sigfox_client(simulator),
+        # The client's pacing and back-off dates are on the bot's (virtual) clock.
+        api=api or sigfox_client(simulator, clock=clock.now),
         store=Store(open_database(db_path)),
         notifier=notifier,
         clock=clock,
