@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -21,7 +21,7 @@ from bot import blocks
 from bot.blocks import Message
 from commands import grammar as g
 from commands import human
-from commands.config import BotConfig
+from commands.config import BotConfig, PolicyConfig
 from commands.planning import Request
 from commands.policy import GUARDED_OPERATIONS, Actor, Operation
 from commands.ports import Target
@@ -181,9 +181,15 @@ class CommandHandler:
             f"• self-approval: {'allowed' if policy.allow_self_approval else 'not allowed'}; "
             f"requests expire after {human.duration(policy.approval_ttl)}",
         ]
+        lines += _scaled_approval_lines(policy, config.timing.approval_reminder)
         for name, override in sorted(policy.operations.items()):
-            lines.append(f"• `{name}`: requesters {_principals(override.requesters or ())}, "
-                         f"approvers {_principals(override.approvers or ())}")
+            line = (f"• `{name}`: requesters {_principals(override.requesters or ())}, "
+                    f"approvers {_principals(override.approvers or ())}")
+            if override.approvals is not None:
+                line += f", {human.plural(override.approvals, 'approver')} needed"
+            if override.wait_timer:
+                line += f", starts {human.duration(override.wait_timer)} after its approval"
+            lines.append(line)
         channel = human.slack_channel(alerts.channel, none="no channel")
         lines += [f"*Alerts* to {channel}: warn {human.plural(alerts.warn_days, 'day')} ahead, "
                   f"critical {human.plural(alerts.critical_days, 'day')} ahead, scan every "
@@ -293,6 +299,19 @@ class CommandHandler:
 def _outcome_reply(outcome: Outcome) -> Reply:
     # The job's thread tells the team; the reply tells the person who asked what happens next.
     return private(outcome.message)
+
+
+def _scaled_approval_lines(policy: PolicyConfig, reminder: timedelta) -> list[str]:
+    lines = [f"• reminders by direct message every "
+             f"{human.duration(policy.remind_every or reminder)}"]
+    if policy.large_job_devices is not None:
+        lines.append(f"• from {human.plural(policy.large_job_devices, 'device')}: "
+                     f"{policy.large_job_approvals} different approvers, none the requester, "
+                     "and a reason for a renewal or delete")
+    if policy.escalate_after is not None:
+        lines.append(f"• no decision after {human.duration(policy.escalate_after)}: also ask "
+                     f"{_principals(policy.escalation_approvers)}")
+    return lines
 
 
 def _principals(ids: tuple[str, ...] | list[str]) -> str:

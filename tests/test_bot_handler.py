@@ -123,3 +123,19 @@ def test_config_answer_says_truthfully_where_settings_come_from(
         text = CommandHandler(core).handle("config", REQUESTER, channel="C0CHAN").text
         assert origin in text and "built-in defaults" not in text
         assert "<@U0BOB>" in text and "<#C0ALERTS>" in text
+
+
+def test_config_answer_shows_the_approval_rules(make_simulator, tmp_path: Path) -> None:
+    from commands.config import parse_config
+
+    simulator = make_simulator(devices=0, rate_limits=False)
+    toml = ('[policy]\napprovers = ["U0BOB"]\nlarge_job_devices = 50\nremind_every = "4h"\n'
+            'escalate_after = "8h"\nescalation_approvers = ["S0ONCALL"]\n'
+            '[policy.operations.delete]\napprovals = 2\nwait_timer = "10m"\n')
+    core = make_core(simulator, tmp_path / "bot.db", config=parse_config(toml)).core
+    text = CommandHandler(core).handle("config", REQUESTER, channel="C0CHAN").text
+    assert "reminders by direct message every 4 hours" in text
+    assert "from 50 devices: 2 different approvers, none the requester" in text
+    assert "no decision after 8 hours: also ask <!subteam^S0ONCALL>" in text
+    assert "`delete`" in text and "2 approvers needed" in text
+    assert "starts 10 minutes after its approval" in text

@@ -106,3 +106,10 @@ def test_the_example_configuration_is_valid() -> None:
     assert config.alerts.channel_for("Door sensor", "Acme Logistics") == "C0LOGISTICS"
     assert config.alerts.channel_for("Door sensor") == "C0123ABCD"
     assert config.timing.release_retry.total_seconds() == 300
+    policy = config.policy  # the approval keys, as README explains them
+    assert (policy.large_job_devices, policy.large_job_approvals) == (50, 2)
+    assert policy.remind_every is not None and policy.remind_every.total_seconds() == 4 * 3600
+    assert policy.escalate_after is not None and policy.escalation_approvers == ("S0789IJKL",)
+    assert policy.operations["delete"].approvals == 2
+    assert policy.operations["delete"].wait_timer.total_seconds() == 600
+    assert policy.operations["restart"].approvals == 0
