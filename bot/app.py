@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from concurrent.futures import Executor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any
 
 from slack_bolt import Ack, App, BoltRequest, Respond
@@ -29,6 +29,7 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.webhook import WebhookClient
 
 from bot import blocks
+from bot.ack_gate import AckGate, AcksFirstExecutor, attach
 from bot.blocks import Message
 from bot.groups import GroupResolver
 from bot.handler import CommandHandler, Reply, job_lines, scan_timing_line
@@ -67,13 +68,19 @@ def create_bolt_app(client: WebClient, *, listener_executor: Executor | None = N
     """A Bolt app with no listener yet: `bot.service.assemble` registers them all.
 
     Given `client`, Bolt calls no `auth.test` while building the app. `listener_executor` runs
-    the lazy listeners (Bolt's default: a pool of 10 threads).
+    the lazy listeners (Bolt's default: a pool of 10 threads), each once no request is being
+    acknowledged (`bot.ack_gate`).
     """
+    gate = AckGate()
+    executor = AcksFirstExecutor(
+        listener_executor or ThreadPoolExecutor(max_workers=10, thread_name_prefix="lazy"), gate)
     # Signatures are verified by the HTTP edge (`bot.slack_edge`), which hands Bolt the parsed
     # document; Socket Mode needs none.
-    return App(client=client, signing_secret="verified-by-bot.slack_edge",
-               request_verification_enabled=False, token_verification_enabled=False,
-               process_before_response=True, listener_executor=listener_executor)
+    app = App(client=client, signing_secret="verified-by-bot.slack_edge",
+              request_verification_enabled=False, token_verification_enabled=False,
+              process_before_response=True, listener_executor=executor)
+    attach(app, gate)
+    return app
 
 
 class Listeners:

@@ -20,11 +20,13 @@ from typing import Any
 import uvicorn
 from slack_bolt import App, BoltRequest, BoltResponse
 from starlette.applications import Starlette
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from bot.ack_gate import AckGate, gate_of
 from bot.slack_edge import MAX_SLACK_BYTES, Refusal, check_size, parse, verify
 from commands.metrics import render_metrics
 
@@ -84,7 +86,21 @@ def to_response(bolt_response: BoltResponse) -> Response:
 
 
 def _slack_events(bolt_app: App, signing_secret: str) -> Callable[[Request], Any]:
+    # The work behind a request waits while requests are being answered (bot.ack_gate).
+    gate = gate_of(bolt_app) or AckGate()
+
     async def slack_events(request: Request) -> Response:
+        gate.enter()
+        try:
+            response = await answer(request)
+        except BaseException:
+            gate.leave()
+            raise
+        # Left once the answer is sent, not merely built: the write is part of the ack.
+        response.background = BackgroundTask(gate.leave)
+        return response
+
+    async def answer(request: Request) -> Response:
         try:
             raw = await read_capped(request, MAX_SLACK_BYTES)
             text = verify(raw, request.headers, signing_secret)

@@ -1,0 +1,67 @@
+"""Acknowledgements first: the work behind a Slack request starts once the answers are sent."""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+from slack_bolt import Ack
+from support.slack_api import BackgroundServer, SlackApiStandIn
+from support.slack_signing import signed_headers, slash_command_body
+
+from bot.ack_gate import AckGate, AcksFirstExecutor, gate_of
+from bot.app import create_bolt_app
+from bot.slack_client import make_web_client
+from bot.web import create_web_app
+
+SECRET = "gate-signing-secret"
+
+
+def test_work_waits_while_a_request_is_being_answered() -> None:
+    gate = AckGate(max_hold=30, quiet=0)
+    with ThreadPoolExecutor(max_workers=1) as inner:
+        executor = AcksFirstExecutor(inner, gate)
+        gate.enter()
+        seen = executor.submit(lambda: gate.answering)
+        while not seen.running():  # the worker holds the work at the gate meanwhile
+            time.sleep(0.001)
+        gate.leave()
+        assert seen.result(timeout=10) == 0
+
+
+def test_a_steady_stream_of_requests_cannot_hold_the_work_forever() -> None:
+    gate = AckGate(max_hold=0.05, quiet=0)
+    gate.enter()  # never left
+    with ThreadPoolExecutor(max_workers=1) as inner:
+        assert AcksFirstExecutor(inner, gate).submit(lambda: gate.answering).result(10) == 1
+    assert gate.wait_clear() is False
+
+
+def test_the_web_edge_lets_the_work_go_once_the_answer_is_sent() -> None:
+    with SlackApiStandIn() as standin, ThreadPoolExecutor(max_workers=2) as inner:
+        app = create_bolt_app(make_web_client(standin.token, standin.url),
+                              listener_executor=inner)
+        gate = gate_of(app)
+        assert gate is not None
+        gate.max_hold = 30  # a gate never left would hold the work far longer than this test
+        seen: list[int] = []
+        done = threading.Event()
+
+        def work() -> None:
+            seen.append(gate.answering)
+            done.set()
+
+        def only_ack(ack: Ack) -> None:
+            seen.append(gate.answering)  # this request is being answered
+            ack()
+
+        app.command("/sigfox")(ack=only_ack, lazy=[work])
+        body = slash_command_body("help", user_id="U0GATE")
+        with BackgroundServer(create_web_app(app, signing_secret=SECRET)) as server:
+            answer = httpx.post(f"{server.root}/slack/events", content=body,
+                                headers=signed_headers(SECRET, body), timeout=10)
+            assert answer.status_code == 200
+            assert done.wait(timeout=10)
+        assert seen == [1, 0] and gate.answering == 0
