@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
+from commands import human
 from commands.logs import redact
 
 DEFAULT_DB = "sigfox-bot.db"
@@ -159,8 +160,42 @@ def check_database(env: Env) -> CheckResult:
     return CheckResult("database", Status.OK, f"{path} will be created on first start")
 
 
+def check_schedule(env: Env) -> CheckResult:
+    """When the last fleet scan completed and when the next is due, from the database: the
+    running bot takes its dates from there, so this is what it will do."""
+    import time
+
+    from commands.config import CONFIG_ENV_VAR, ConfigError, load_config
+    from commands.schedules import scan_timing
+    from storage.db import open_database
+    from storage.fleet import FleetStore
+
+    path = Path(env.get("SIGFOX_BOT_DB") or DEFAULT_DB)
+    if not path.exists():
+        return CheckResult("fleet scans", Status.OK, "no database yet: the first scan runs "
+                                                     "within a minute of `sigfox-bot serve`")
+    try:
+        config = load_config(env.get(CONFIG_ENV_VAR) or None)
+    except ConfigError:
+        return CheckResult("fleet scans", Status.WARN, "not known until the configuration "
+                                                       "loads (see above)")
+    settings = config.alerts
+    database = open_database(path)
+    try:
+        timing = scan_timing(FleetStore(database), settings.scan_interval, time.time())
+    finally:
+        database.close()
+    detail = timing.sentence(lambda ts: human.moment(ts, settings.tz))
+    if timing.last_at is not None and timing.stale:
+        return CheckResult("fleet scans", Status.WARN,
+                           f"{detail} No successful scan for more than twice scan_interval "
+                           f"({human.duration(settings.scan_interval)}): is the bot running?")
+    return CheckResult("fleet scans", Status.OK, detail)
+
+
 CHECKS: tuple[Check, ...] = (
     check_config, check_sigfox, check_slack, check_slack_mode, check_callback, check_database,
+    check_schedule,
 )
 
 

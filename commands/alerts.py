@@ -698,7 +698,7 @@ class AlertService:
 
     def scan_timing(self) -> ScanTiming:
         """When the last scan completed and the next is due, from the database alone."""
-        return scan_timing(self)
+        return scan_timing(self.fleet, self.settings.scan_interval, self.clock.now())
 
     def stamp(self, ts: float) -> str:
         """An instant as people read it here: `2025-06-01 09:00 CEST` in [alerts] timezone."""

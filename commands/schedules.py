@@ -27,9 +27,10 @@ from typing import TYPE_CHECKING, Any
 
 from commands import human
 from commands.config import AlertsConfig
+from storage.fleet import FleetStore
 
 if TYPE_CHECKING:
-    from commands.alerts import AlertService, DailyDigest, ScanInfo, ScanReport
+    from commands.alerts import AlertService, DailyDigest, ScanReport
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +54,8 @@ class ScanTiming:
     now: float
     interval: float
     next_due: float
-    last: ScanInfo | None = None
+    last_at: float | None = None  # when the last completed scan finished, ok or not
+    last_ok: bool = False
     last_ok_at: float | None = None
     failures: int = 0  # failed scans since the last successful one
 
@@ -72,11 +74,11 @@ class ScanTiming:
         return f"{self.last_sentence(stamp)}; {self.next_sentence(stamp)}."
 
     def last_sentence(self, stamp: Callable[[float], str]) -> str:
-        if self.last is None:
+        if self.last_at is None:
             return "No fleet scan has completed yet"
-        ago = _minutes(max(self.now - self.last.finished_at, 0.0))
-        text = f"Last scan completed {stamp(self.last.finished_at)} ({ago} ago)"
-        if self.last.ok:
+        ago = _minutes(max(self.now - self.last_at, 0.0))
+        text = f"Last scan completed {stamp(self.last_at)} ({ago} ago)"
+        if self.last_ok:
             return text
         text += f" and failed ({self.failures} in a row)"
         if self.last_ok_at is None:
@@ -88,7 +90,7 @@ class ScanTiming:
             overdue = self.now - self.next_due
             late = f", overdue by {_minutes(overdue)}" if overdue >= MIN_GAP else ""
             return f"next scan due now{late}"
-        retry = "retry" if self.last is not None and not self.last.ok else "scan"
+        retry = "retry" if self.last_at is not None and not self.last_ok else "scan"
         return (f"next {retry} due {stamp(self.next_due)} "
                 f"(in {_minutes(self.next_due - self.now)})")
 
@@ -99,18 +101,17 @@ def retry_delay(failures: int, interval: timedelta) -> float:
     return min(interval.total_seconds(), first * float(2 ** max(failures - 1, 0)))
 
 
-def scan_timing(service: AlertService) -> ScanTiming:
+def scan_timing(fleet: FleetStore, interval: timedelta, now: float) -> ScanTiming:
     """From the scans table alone: a restart changes nothing here."""
-    now = service.clock.now()
-    interval = service.settings.scan_interval
-    last = service.last_scan()
-    ok_row = service.fleet.last_scan(ok_only=True)
+    last = fleet.last_scan()
+    ok_row = fleet.last_scan(ok_only=True)
     ok_at = float(ok_row["finished_at"]) if ok_row else None
     if last is None:
         return ScanTiming(now, interval.total_seconds(), now)
-    failures = 0 if last.ok else service.fleet.failures_since_success()
-    delay = interval.total_seconds() if last.ok else retry_delay(failures, interval)
-    return ScanTiming(now, interval.total_seconds(), last.finished_at + delay, last, ok_at,
+    finished, ok = float(last["finished_at"]), bool(last["ok"])
+    failures = 0 if ok else fleet.failures_since_success()
+    delay = interval.total_seconds() if ok else retry_delay(failures, interval)
+    return ScanTiming(now, interval.total_seconds(), finished + delay, finished, ok, ok_at,
                       failures)
 
 
@@ -171,7 +172,7 @@ class AlertSchedule:
     # -- what runs -----------------------------------------------------------------------
 
     def scan_if_due(self) -> ScanReport | None:
-        if scan_timing(self.service).next_due > self.service.clock.now():
+        if self.service.scan_timing().next_due > self.service.clock.now():
             return None
         return self.service.scan(started_by="schedule")
 
@@ -206,7 +207,7 @@ class AlertSchedule:
     # -- when it runs next ---------------------------------------------------------------
 
     def next_scan_at(self) -> float:
-        return scan_timing(self.service).next_due
+        return self.service.scan_timing().next_due
 
     def next_digest_at(self) -> float:
         if digest_due(self.service) is not None and not self._has_scanned():
@@ -264,7 +265,9 @@ class AlertSchedule:
 
 def _minutes(seconds: float) -> str:
     """`2 hours`, `3 hours 59 minutes`: schedules are told to the minute, never `1 second`."""
-    return human.duration(round(max(seconds, 0.0) / 60) * 60 if seconds >= 60 else seconds)
+    if seconds < 60:
+        return "less than a minute"
+    return human.duration(round(seconds / 60) * 60)
 
 
 def _utc(ts: float) -> datetime:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +12,8 @@ from support.slack_api import DEFAULT_TOKEN, SlackApiStandIn
 
 from bot.cli import main
 from sigfox.simulator import SimulatorServer
+from storage.db import open_database
+from storage.fleet import FleetStore
 
 ENV_NAMES = (
     "SIGFOX_BOT_CONFIG", "SIGFOX_API_URL", "SIGFOX_API_LOGIN", "SIGFOX_API_PASSWORD",
@@ -126,3 +129,29 @@ def test_no_alerts_channel_is_a_warning_not_a_failure(env: dict[str, str],
     assert code == 0, lines
     line = line_for(lines, "configuration")
     assert line.startswith("[warn]") and "no [alerts] channel" in line and "1 route(s)" in line
+
+
+def test_check_says_when_the_last_scan_completed_and_the_next_is_due(
+        env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    code, lines = run_check(env, monkeypatch)
+    assert "first scan runs within a minute" in line_for(lines, "fleet scans")
+
+    result = CliRunner().invoke(main, ["scan", "--db", env["SIGFOX_BOT_DB"]], env=env)
+    assert result.exit_code in (0, 2), result.output
+    code, lines = run_check(env, monkeypatch)
+    line = line_for(lines, "fleet scans")
+    assert code == 0 and line.startswith("[ ok ]")
+    assert "Last scan completed" in line and "next scan due" in line and "(in 6 hours)" in line
+
+
+def test_check_warns_when_no_scan_succeeded_for_twice_the_interval(
+        env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    fleet = FleetStore(open_database(env["SIGFOX_BOT_DB"]))
+    long_ago = time.time() - 13 * 3600
+    fleet.finish_scan(fleet.start_scan(long_ago, "schedule"), now=long_ago, ok=True, devices=1,
+                      duration=1.0)
+    code, lines = run_check(env, monkeypatch)
+    line = line_for(lines, "fleet scans")
+    assert code == 0 and line.startswith("[warn]")
+    assert "(13 hours ago)" in line and "overdue by 7 hours" in line
+    assert "is the bot running?" in line
