@@ -28,6 +28,10 @@ JOB_POLL_SECONDS = 5.0
 JOB_TIMEOUT_SECONDS = 3600.0
 RESUBMIT_AFTER_SECONDS = 60.0
 DELETE_CONFIRM_TIMEOUT_SECONDS = 3600.0
+# How long a DELETE that got no clean answer (a 5xx, a timeout, a cut connection) may still take
+# effect at Sigfox: the client's 15 s timeout with a wide margin. Only after it, a device still
+# listed proves the DELETE did nothing.
+DELETE_MAY_LAND_SECONDS = 60.0
 
 
 class DeviceSteps(WorkflowBookkeeping):
@@ -71,12 +75,18 @@ class DeviceSteps(WorkflowBookkeeping):
         sent_at = step.data.get("delete_sent_at")
         if sent_at is not None:
             return self._await_disappearance(workflow, device_id, float(sent_at))
+        unanswered = step.data.get("delete_unanswered_at")
+        if unanswered is not None and not self._delete_did_nothing(
+            workflow, step, float(unanswered)
+        ):
+            return False
         if not is_deletable(device):
             state = device.token.state.name if device.token and device.token.state else "unknown"
             self._fail(workflow, device_id, "delete",
                        f"{device_id} changed since the request: its token is now {state}; it "
                        "was not deleted. Check it with `/sigfox status`.")
             return False
+        attempted_at = self.clock.now()
         try:
             self._call(workflow, device_id, "delete", self.api.delete_device, device_id)
         except SigfoxNotFound:
@@ -84,12 +94,41 @@ class DeviceSteps(WorkflowBookkeeping):
         except (SigfoxBadRequest, SigfoxForbidden, SigfoxConflict) as error:
             self._fail(workflow, device_id, "delete", f"Sigfox refused the delete: {error}")
             return False
+        except SigfoxError as error:
+            if error.outcome_unknown:
+                self._update_data(workflow, device_id, delete_unanswered_at=attempted_at)
+            raise
         now = self.clock.now()
-        fresh = self.store.device_step(workflow.id, device_id)
-        self.store.update_device_step(workflow.id, device_id, now,
-                                      data={**(fresh.data if fresh else {}), "delete_sent_at": now})
+        self._update_data(workflow, device_id, delete_sent_at=now, delete_unanswered_at=None)
         gone = self._call(workflow, device_id, "read device", self.api.find_device, device_id)
         return gone is None or self._await_disappearance(workflow, device_id, now)
+
+    def _delete_did_nothing(self, workflow: WorkflowRecord, step: DeviceStep, sent_at: float
+                            ) -> bool:
+        """The last DELETE got no clean answer and the device is still listed. Until it could
+        no longer land, wait (sending again could race it); after, it did nothing: it stops
+        counting against the device's hourly limit (issue 11: one 500 used to hold the renewal
+        an hour) and may be sent again."""
+        device_id = step.device_id
+        now = self.clock.now()
+        settled = sent_at + DELETE_MAY_LAND_SECONDS
+        if now < settled:
+            self.store.update_device_step(workflow.id, device_id, now, next_run=settled)
+            self._schedule(workflow.id, settled)
+            self._report_wait(workflow, step, now - sent_at, "delete_unanswered",
+                              "Sigfox gave no clean answer to the delete: checking that it did "
+                              "nothing before sending it again.")
+            return False
+        self.api.forget_unapplied("DELETE", "/devices/{id}", device_id, sent_at)
+        self._update_data(workflow, device_id, delete_unanswered_at=None)
+        return True
+
+    def _update_data(self, workflow: WorkflowRecord, device_id: str, **changes: Any) -> None:
+        """Set (or, with None, drop) keys of the step's data, over its latest version."""
+        fresh = self.store.device_step(workflow.id, device_id)
+        data = {**(fresh.data if fresh else {}), **changes}
+        data = {k: v for k, v in data.items() if v is not None}
+        self.store.update_device_step(workflow.id, device_id, self.clock.now(), data=data)
 
     def _await_disappearance(self, workflow: WorkflowRecord, device_id: str, sent_at: float
                              ) -> bool:
