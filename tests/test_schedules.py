@@ -17,14 +17,15 @@ from pathlib import Path
 import pytest
 from support.alerts import CHANNEL, add
 from support.bot import APPROVER_ID, running_bot
-from support.core import core_config
+from support.core import REQUESTER, build_fleet, core_config
 from support.slack_api import SlackApiStandIn
 from support.slack_signing import app_home_opened_event
 from support.virtual_time import VirtualScheduler
 
 from bot.service import Services, build_services, start
 from commands import human, metrics
-from commands.ports import ManualClock
+from commands.planning import Request
+from commands.ports import ManualClock, Target
 from commands.schedules import (
     DIGEST_JOB,
     DIGEST_KEY,
@@ -33,6 +34,7 @@ from commands.schedules import (
     AlertSchedule,
     retry_delay,
 )
+from commands.states import Kind
 from sigfox.simulator import SimulatorServer
 
 MakeSim = Callable[..., SimulatorServer]
@@ -52,10 +54,10 @@ class Bot:
     """The bot's process, restartable on one database, Slack stand-in and Sigfox simulator."""
 
     def __init__(self, sim: SimulatorServer, slack: SlackApiStandIn, tmp: Path, clock: ManualClock,
-                 alerts_toml: str = "") -> None:
+                 alerts_toml: str = "", policy_toml: str = "") -> None:
         config = tmp / "bot.toml"
-        config.write_text(f'[alerts]\nchannel = "{CHANNEL}"\n{alerts_toml}\n'
-                          '[timing]\ntick = "10m"\n')
+        config.write_text(f'[policy]\n{policy_toml}\n[alerts]\nchannel = "{CHANNEL}"\n'
+                          f'{alerts_toml}\n[timing]\ntick = "10m"\n')
         self.env = {
             "SLACK_BOT_TOKEN": slack.token, "SLACK_API_URL": slack.url,
             "SIGFOX_API_URL": sim.base_url, "SIGFOX_API_LOGIN": sim.login,
@@ -353,3 +355,37 @@ def test_metrics_expose_the_last_successful_scan_and_its_age(
         assert bot.scans()[-1]["ok"] == 0
         assert metrics.METRICS.value(at) == pytest.approx(scan["finished_at"])
         assert metrics.METRICS.value(age) == pytest.approx(clock.now() - scan["finished_at"])
+
+
+# --------------------------------------------------------------------------- the other dates
+
+
+def test_restarts_move_no_approval_reminder_nor_expiry(
+    sim: SimulatorServer, slack: SlackApiStandIn, tmp_path: Path
+) -> None:
+    """Reminders and expiries are dated from the request in the database: a bot restarted
+    every 20 minutes reminds at 1 h and 2 h and lets the request expire at 3 h, no sooner."""
+    fleet = build_fleet(sim)
+    clock = ManualClock(_virtual_day().timestamp() + 6 * HOUR)
+    bot = Bot(sim, slack, tmp_path, clock, 'digest_time = "23:59"',
+              'requesters = ["*"]\napprovers = ["U0APPROVE"]\napproval_ttl = "3h"\n'
+              'remind_every = "1h"')
+    with bot.running():
+        assert bot.services is not None
+        outcome = bot.services.core.request(Request(Kind.RENEW, REQUESTER, (fleet.off_contract,),
+                                                    Target(CHANNEL)))
+        approval = bot.services.core.store.get_approval(outcome.approval_id)
+        assert approval is not None and approval.state == "pending"
+    created, expires = approval.created_at, approval.expires_at
+    seen: list[tuple[float, int, str]] = []
+    for _ in range(10):  # a restart every 20 minutes, 3 h 20 min in all
+        clock.advance(created + (len(seen) + 1) * 20 * MINUTE - clock.now())
+        with bot.running() as driver:  # `start` advances the workflows once, at once
+            now = bot.services.core.store.get_approval(outcome.approval_id)
+            seen.append((clock.now() - created, now.reminders, now.state))
+            assert now.expires_at == expires and now.created_at == created
+            driver.run_until(clock.now() + 20 * MINUTE - 1)
+    expected = [(age, min(int(age // HOUR), 2), "pending" if age < 3 * HOUR else "expired")
+                for age, _, _ in seen]
+    assert [(round(a), r, st) for a, r, st in seen] == [(round(a), r, st)
+                                                        for a, r, st in expected]
