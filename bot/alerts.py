@@ -1,41 +1,30 @@
-"""Alerts in Slack: the `AlertSink` that posts digests, and the digest buttons' handlers.
+"""Alerts in Slack: the `AlertSink` that posts digests with their buttons.
 
 Message budget per channel per scan, whatever the fleet size: one digest, one CSV file in its
 thread, at most NOTE_LIMIT threaded lines for new alerts (or one summary line) and one threaded
-message for resolved ones. Buttons carry only a device id and a condition; every click is
-checked against the policy again, and a refusal is answered to the clicker alone.
+message for resolved ones. Buttons carry only a device id and a condition; their listeners
+(bot/listeners/alert_actions.py) check every click against the policy again.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-from collections.abc import Callable
 from datetime import timedelta
-from typing import Any, Protocol
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from bot import blocks
 from commands import human
 from commands.alerts import (
     AlertDigest,
     AlertItem,
-    AlertService,
-    Condition,
     DailyDigest,
     DeviceReport,
     Level,
     ScanProblem,
 )
-from commands.approvals import clean_reason
-from commands.planning import Request
-from commands.policy import Actor, Operation
-from commands.ports import Target
-from commands.states import Kind
-from commands.workflows import Core
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +33,11 @@ SNOOZES: dict[str, tuple[str, timedelta | None]] = {
     "7d": ("Snooze 7 days", timedelta(days=7)),
     "resolved": ("Snooze until resolved", None),
 }
+# The action ids of the alert buttons (their listeners: bot/listeners/alert_actions.py).
+ALERT_RENEW = "alert_renew"
+ALERT_SNOOZE = "alert_snooze"
+ALERT_DETAILS = "alert_details"
+ALERT_MENU = "alert_menu"
 _ICON = {Level.CRITICAL: ":red_circle:", Level.WARNING: ":large_orange_circle:"}
 
 
@@ -156,7 +150,7 @@ def _device_menu(item: AlertItem) -> dict[str, Any]:
     options.append(("Details", f"details|{value}"))
     return {
         "type": "overflow",
-        "action_id": "alert_menu",
+        "action_id": ALERT_MENU,
         "options": [{"text": {"type": "plain_text", "text": t}, "value": v} for t, v in options],
     }
 
@@ -196,7 +190,7 @@ def device_line_blocks(item: AlertItem, digest: AlertDigest) -> list[dict[str, A
     value = alert_value(item)
     snooze = {
         "type": "static_select",
-        "action_id": "alert_snooze",
+        "action_id": ALERT_SNOOZE,
         "placeholder": {"type": "plain_text", "text": "Snooze…"},
         "options": [{"text": {"type": "plain_text", "text": label}, "value": f"{key}|{value}"}
                     for key, (label, _) in SNOOZES.items()],
@@ -205,8 +199,8 @@ def device_line_blocks(item: AlertItem, digest: AlertDigest) -> list[dict[str, A
         {"type": "section",
          "text": _mrkdwn(f"{_ICON[item.level]} {_note_text(item, digest)}")},
         {"type": "actions", "elements": [
-            _button("alert_renew", "Renew…", value, "primary"), snooze,
-            _button("alert_details", "Details", value),
+            _button(ALERT_RENEW, "Renew…", value, "primary"), snooze,
+            _button(ALERT_DETAILS, "Details", value),
         ]},
     ]
 
@@ -257,187 +251,3 @@ def details_text(report: DeviceReport, tz: ZoneInfo) -> str:
 
 def _day(ts: float | None, tz: ZoneInfo) -> str:
     return human.day(ts, tz, none="never")
-
-
-# --------------------------------------------------------------------------- the buttons
-
-
-class AlertServices(Protocol):
-    """What the handlers need; `actor_for` (optional) resolves a user's user groups."""
-
-    core: Core
-    alerts: AlertService
-
-
-ActorLookup = Callable[[str], Actor]
-
-
-def register_alert_actions(bolt_app: Any, services: AlertServices) -> None:
-    """Register the `alert_*` block action handlers on a Bolt `App`."""
-    handlers = _Handlers(services)
-    # Acknowledge at once, work in a lazy listener: a renewal's pre-flight reads Sigfox and
-    # could outlast Slack's 3 s acknowledgement window.
-    for action_id, work in (("alert_renew", handlers.renew), ("alert_snooze", handlers.snooze),
-                            ("alert_details", handlers.details), ("alert_menu", handlers.menu)):
-        bolt_app.action(action_id)(ack=_acknowledge, lazy=[work])
-    # A snooze asks how long and why, in a form; its submission is checked in the ack.
-    bolt_app.view(blocks.SNOOZE_MODAL)(ack=handlers.check_snooze, lazy=[handlers.snooze_form])
-
-
-def _acknowledge(ack: Callable[..., Any]) -> None:
-    ack()
-
-
-class _Handlers:
-    def __init__(self, services: AlertServices) -> None:
-        self.services = services
-        lookup: ActorLookup | None = getattr(services, "actor_for", None)
-        self.actor_for: ActorLookup = lookup or (lambda user_id: Actor(user_id))
-
-    def renew(self, body: dict[str, Any], client: WebClient) -> None:
-        device_id, _ = _split(_action(body)["value"])
-        self._renew(body, client, device_id)
-
-    def snooze(self, body: dict[str, Any], client: WebClient) -> None:
-        key, device_id, condition = _action(body)["selected_option"]["value"].split("|")
-        self._snooze(body, client, key, device_id, condition)
-
-    def details(self, body: dict[str, Any], client: WebClient) -> None:
-        device_id, _ = _split(_action(body)["value"])
-        self._details(body, client, device_id)
-
-    def menu(self, body: dict[str, Any], client: WebClient) -> None:
-        verb, device_id, condition = _action(body)["selected_option"]["value"].split("|")
-        if verb == "renew":
-            self._renew(body, client, device_id)
-        elif verb.startswith("snooze:"):
-            self._snooze(body, client, verb.split(":", 1)[1], device_id, condition)
-        else:
-            self._details(body, client, device_id)
-
-    # -- the work, each behind its own permission check ------------------------------------
-
-    def _allowed(self, body: dict[str, Any], client: WebClient, operation: Operation
-                 ) -> Actor | None:
-        actor = self.actor_for(body["user"]["id"])
-        decision = self.services.core.policy.can_request(actor, operation)
-        if decision.allowed:
-            return actor
-        _private(client, body, decision.reason)
-        return None
-
-    def _renew(self, body: dict[str, Any], client: WebClient, device_id: str) -> None:
-        actor = self._allowed(body, client, Operation.RENEW)
-        if actor is None:
-            return
-        channel, thread = _where(body)
-        outcome = self.services.core.request(Request(
-            kind=Kind.RENEW, actor=actor, device_ids=(device_id,),
-            target=Target(channel=channel, thread=thread),
-        ))
-        _private(client, body, outcome.message)
-
-    def _snooze(self, body: dict[str, Any], client: WebClient, key: str, device_id: str,
-                condition: str) -> None:
-        """Open the snooze form, the chosen duration preselected; the submission snoozes."""
-        actor = self._allowed(body, client, Operation.SNOOZE)
-        if actor is None or key not in SNOOZES:
-            return
-        channel, thread = _where(body)
-        metadata = json.dumps({"device": device_id, "condition": condition, "channel": channel,
-                               "thread": thread})
-        choices = [(k, label) for k, (label, _) in SNOOZES.items()]
-        modal = blocks.snooze_modal(device_id, choices, key, metadata)
-        try:
-            client.views_open(trigger_id=body.get("trigger_id", ""), view=modal)
-        except SlackApiError as error:
-            log.warning("views.open failed: %s", error.response.get("error"))
-            _private(client, body, "Slack did not open the snooze form (it allows 3 seconds "
-                                   "after a click): choose again.")
-
-    def check_snooze(self, ack: Callable[..., Any], view: dict[str, Any]) -> None:
-        key, reason = _snooze_answers(view)
-        if key not in SNOOZES:
-            ack(response_action="errors",
-                errors={blocks.DURATION_BLOCK: "Choose how long to snooze."})
-        elif len(reason) < 3:
-            ack(response_action="errors", errors={blocks.REASON_BLOCK: (
-                "Say why, in a few words: the team reads it with the snooze.")})
-        else:
-            ack()
-
-    def snooze_form(self, body: dict[str, Any], view: dict[str, Any], client: WebClient) -> None:
-        key, reason = _snooze_answers(view)
-        if key not in SNOOZES or len(reason) < 3:
-            return  # refused in the form (Bolt runs the lazy listener anyway)
-        try:
-            meta = json.loads(view.get("private_metadata") or "{}")
-        except ValueError:
-            return
-        actor = self.actor_for(body["user"]["id"])
-        outcome = self.services.alerts.snooze(
-            str(meta.get("device", "")), actor=actor, duration=SNOOZES[key][1],
-            condition=Condition(meta["condition"]) if meta.get("condition") else None,
-            reason=reason,
-        )
-        channel, thread = str(meta.get("channel", "")), str(meta.get("thread", ""))
-        if outcome.ok:
-            _post(client, channel, thread, f":zzz: {outcome.message}")
-            return
-        _private_at(client, channel, thread, body["user"]["id"], outcome.message)
-
-    def _details(self, body: dict[str, Any], client: WebClient, device_id: str) -> None:
-        if self._allowed(body, client, Operation.ALERTS) is None:
-            return
-        report = self.services.alerts.device_report(device_id)
-        _private(client, body, details_text(report, self.services.alerts.settings.tz))
-
-
-def _snooze_answers(view: dict[str, Any]) -> tuple[str, str]:
-    """The duration chosen and the reason typed in the snooze form."""
-    values = (view.get("state") or {}).get("values") or {}
-    chosen = (values.get(blocks.DURATION_BLOCK) or {}).get(blocks.DURATION_INPUT) or {}
-    key = str((chosen.get("selected_option") or {}).get("value") or "")
-    typed = (values.get(blocks.REASON_BLOCK) or {}).get(blocks.REASON_INPUT) or {}
-    return key, clean_reason(str(typed.get("value") or ""))
-
-
-def _action(body: dict[str, Any]) -> dict[str, Any]:
-    return body["actions"][0]
-
-
-def _split(value: str) -> tuple[str, str]:
-    device_id, _, condition = value.partition("|")
-    return device_id, condition
-
-
-def _where(body: dict[str, Any]) -> tuple[str, str]:
-    """Channel and thread of the clicked message (its thread, or the message itself)."""
-    channel = (body.get("channel") or {}).get("id", "")
-    message = body.get("message") or body.get("container") or {}
-    thread = message.get("thread_ts") or message.get("ts") or message.get("message_ts") or ""
-    return channel, thread
-
-
-def _private(client: WebClient, body: dict[str, Any], text: str) -> None:
-    """Answer the clicker alone (in a channel: ephemeral; elsewhere: a direct message)."""
-    channel, thread = _where(body)
-    _private_at(client, channel, thread, body["user"]["id"], text)
-
-
-def _private_at(client: WebClient, channel: str, thread: str, user: str, text: str) -> None:
-    try:
-        if channel:
-            client.chat_postEphemeral(channel=channel, user=user, text=text,
-                                      thread_ts=thread or None)
-        else:
-            client.chat_postMessage(channel=user, text=text)
-    except SlackApiError as error:
-        log.warning("could not answer %s privately: %s", user, error.response.get("error"))
-
-
-def _post(client: WebClient, channel: str, thread: str, text: str) -> None:
-    try:
-        client.chat_postMessage(channel=channel, thread_ts=thread or None, text=text)
-    except SlackApiError as error:
-        log.warning("could not post in %s: %s", channel, error.response.get("error"))

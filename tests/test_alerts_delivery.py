@@ -31,9 +31,11 @@ from support.slack_signing import (
 )
 
 from bot import blocks
-from bot.alerts import SlackAlertSink, register_alert_actions
+from bot.alerts import SlackAlertSink
+from bot.listeners import alert_actions
 from commands.alerts import NOTE_LIMIT, AlertService
 from commands.config import parse_config
+from commands.policy import Actor
 from commands.workflows import Core
 from sigfox.client import SigfoxClient
 from sigfox.simulator import SimulatorServer
@@ -169,7 +171,7 @@ def bolt(
     app = App(client=web_client(slack), signing_secret=SECRET,
               token_verification_enabled=False, process_before_response=True,
               listener_executor=TrackingExecutor())
-    register_alert_actions(app, SimpleNamespace(core=harness.core, alerts=svc))
+    alert_actions.register(app, SimpleNamespace(core=harness.core, alerts=svc, actor_for=Actor))
     return app, svc, harness.core
 
 

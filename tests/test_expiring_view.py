@@ -12,8 +12,8 @@ from support.core import REQUESTER, CoreHarness, make_core
 from support.slack_api import check_blocks
 
 from bot import blocks
-from bot.app import fleet_view
 from bot.handler import CommandHandler
+from bot.listeners.app_home import fleet_view
 from commands.alerts import AlertService
 
 DAY_MS = 86_400_000

@@ -1,8 +1,17 @@
-"""Every Slack listener of the bot, registered on a Bolt app in one call.
+"""Every Slack listener of the bot, one small module per kind, registered in one call.
 
+- `commands`: the `/sigfox` slash command;
+- `actions`: the job buttons (Approve, Reject, Show PAC, Cancel, Copy callbacks);
+- `alert_actions`: the alert digests' buttons and menus;
+- `events`: `app_home_opened`; `app_home`: the Home tab those listeners draw;
+- the reason forms (modals) of `bot/modals.py`: their `view_submission`s;
+- `replies`: how listeners answer people, and what they share.
+
+Every listener acknowledges at once and does its work in a Bolt lazy listener (a worker thread):
+Slack wants an answer within 3 seconds, and a renewal request reads the backend first.
 `register_listeners(app, services)` is the only way listeners reach an app: `serve`, the demo
 and the tests all build the app with `bot.service.assemble`, which calls it, so none of them
-can miss a listener the others have.
+can miss a listener the others have (tests/test_listeners.py checks every button has one).
 """
 
 from __future__ import annotations
@@ -11,8 +20,10 @@ from typing import TYPE_CHECKING
 
 from slack_bolt import App
 
-from bot.alerts import register_alert_actions
-from bot.app import Listeners
+from bot.handler import CommandHandler
+from bot.listeners import actions, alert_actions, commands, events
+from bot.listeners.replies import log_error
+from bot.modals import ReasonForms
 
 if TYPE_CHECKING:
     from bot.service import Services
@@ -21,7 +32,13 @@ __all__ = ["register_listeners"]
 
 
 def register_listeners(app: App, services: Services) -> None:
-    """`/sigfox`, the job and alert buttons, App Home, and the error logger."""
-    Listeners(core=services.core, config=services.config, alerts=services.alerts,
-              notifier=services.notifier, groups=services.groups).register(app)
-    register_alert_actions(app, services)
+    """`/sigfox`, the job and alert buttons, App Home's event, the reason forms (modals, which
+    the command and Reject open), and the error logger."""
+    handler = CommandHandler(services.core, services.alerts)
+    forms = ReasonForms(core=services.core, handler=handler, groups=services.groups)
+    commands.register(app, services, handler, forms)
+    actions.register(app, services, forms)
+    alert_actions.register(app, services)
+    events.register(app, services)
+    forms.register(app)
+    app.error(log_error)

@@ -1,0 +1,126 @@
+"""Listeners of the job buttons: Approve, Reject, Show PAC, Cancel, Copy callbacks.
+
+Every click is checked by the core against the policy at that moment, with the clicker's user
+groups resolved now (`GroupResolver`); a refusal goes privately to the clicker, nothing changes.
+Double clicks are two distinct clicks that the core's compare-and-set turns into one decision.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from slack_bolt import App, Respond
+from slack_sdk import WebClient
+
+from bot import blocks
+from bot.handler import Reply
+from bot.listeners.app_home import publish_home
+from bot.listeners.replies import (
+    acknowledge,
+    action_value,
+    deliver,
+    from_home,
+    send_secret_privately,
+)
+from bot.modals import ReasonForms
+from storage.records import job_label
+
+if TYPE_CHECKING:
+    from bot.service import Services
+
+
+def register(app: App, services: Services, forms: ReasonForms) -> None:
+    buttons = JobButtons(services, forms)
+    for action_id, work in ((blocks.APPROVE, buttons.approve), (blocks.REJECT, buttons.reject),
+                            (blocks.SHOW_PAC, buttons.show_pac), (blocks.CANCEL, buttons.cancel),
+                            (blocks.COPY_CALLBACKS, buttons.copy_callbacks)):
+        app.action(action_id)(ack=acknowledge, lazy=[work])
+
+
+class JobButtons:
+    def __init__(self, services: Services, forms: ReasonForms) -> None:
+        self.services = services
+        self.forms = forms
+
+    def approve(self, body: dict[str, Any], client: WebClient, respond: Respond) -> None:
+        self._decide(body, client, respond, approve=True)
+
+    def reject(self, body: dict[str, Any], client: WebClient, respond: Respond) -> None:
+        """Reject asks why first: a form (modal) whose submission decides."""
+        value = action_value(body)
+        if not value.isdigit():
+            self._tell_clicker(body, client, respond, "This button is not an approval request.")
+            return
+        refusal = self.forms.open_reject(body, client, int(value))
+        if refusal:
+            self._tell_clicker(body, client, respond, refusal)
+            self._redraw_if_settled(int(value))
+
+    def _decide(self, body: dict[str, Any], client: WebClient, respond: Respond, *,
+                approve: bool) -> None:
+        value = action_value(body)
+        clicker = self.services.groups.actor(body["user"]["id"])
+        if not value.isdigit():
+            self._tell_clicker(body, client, respond, "This button is not an approval request.")
+            return
+        approval_id = int(value)
+        outcome = self.services.core.decide(approval_id, clicker, approve)
+        if not outcome.ok:
+            self._tell_clicker(body, client, respond, outcome.message)
+            self._redraw_if_settled(approval_id)
+        elif from_home(body):
+            publish_home(self.services, client, clicker, notice=outcome.message)
+
+    def _redraw_if_settled(self, approval_id: int) -> None:
+        """An already decided or expired request still showing buttons: show the decision."""
+        approval = self.services.core.store.get_approval(approval_id)
+        if approval is not None and approval.state != "pending":
+            self.services.notifier.refresh_approval(approval_id)
+
+    def show_pac(self, body: dict[str, Any], client: WebClient, respond: Respond) -> None:
+        parsed = blocks.parse_pac_value(action_value(body))
+        clicker = self.services.groups.actor(body["user"]["id"])
+        if parsed is None:
+            self._tell_clicker(body, client, respond, "This button names no recorded PAC.")
+            return
+        workflow_id, device_id = parsed
+        outcome = self.services.core.reveal_pac(workflow_id, device_id, clicker)
+        if not outcome.ok:
+            self._tell_clicker(body, client, respond, outcome.message)
+            return
+        # Ephemeral, to the approver who asked; never logged, never in a channel message.
+        text = (f"PAC of {device_id} recorded by {job_label(workflow_id)}: `{outcome.message}` "
+                "(only you can see this message).")
+        send_secret_privately(body, client, text)
+
+    def cancel(self, body: dict[str, Any], client: WebClient, respond: Respond) -> None:
+        value = action_value(body)
+        clicker = self.services.groups.actor(body["user"]["id"])
+        if not value.isdigit():
+            self._tell_clicker(body, client, respond, "This button names no job.")
+            return
+        outcome = self.services.core.cancel(int(value), clicker)
+        if not outcome.ok:
+            self._tell_clicker(body, client, respond, outcome.message)
+
+    def copy_callbacks(self, body: dict[str, Any], client: WebClient, respond: Respond) -> None:
+        parsed = blocks.parse_pac_value(action_value(body))
+        if parsed is None:
+            self._tell_clicker(body, client, respond, "This button names no device of a job.")
+            return
+        clicker = self.services.groups.actor(body["user"]["id"])
+        outcome = self.services.core.copy_callbacks(*parsed, clicker)
+        # What was copied is told in the job's thread by the core; the clicker hears either way.
+        self._tell_clicker(body, client, respond, outcome.message)
+
+    def _tell_clicker(self, body: dict[str, Any], client: WebClient, respond: Respond,
+                      text: str) -> None:
+        """A private answer to whoever clicked: in the conversation, or on their Home tab."""
+        if from_home(body):
+            clicker = self.services.groups.actor(body["user"]["id"])
+            publish_home(self.services, client, clicker, notice=text)
+            return
+        container = body.get("container") or {}
+        deliver(Reply(blocks.text_message(text)), client=client, respond=respond,
+                channel=container.get("channel_id") or (body.get("channel") or {}).get("id", ""),
+                user=body["user"]["id"], thread=container.get("thread_ts", ""))
