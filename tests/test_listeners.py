@@ -36,9 +36,36 @@ def _resolve(node: ast.expr, module: object) -> str | None:
     return value if isinstance(value, str) else None  # a parameter: resolved at its callers
 
 
-def _action_id_nodes(tree: ast.AST) -> Iterator[ast.expr]:
+def _key(node: ast.Dict, name: str) -> ast.expr | None:
+    return next((v for k, v in zip(node.keys, node.values, strict=True)
+                 if isinstance(k, ast.Constant) and k.value == name), None)
+
+
+def _input_elements(tree: ast.AST) -> set[int]:
+    """The elements of `input` blocks (modal fields): Slack sends their values with the form's
+    submission, not as block actions, so they need no action listener."""
+    assigned = {target.id: node.value for node in ast.walk(tree)
+                if isinstance(node, ast.Assign | ast.AnnAssign) and isinstance(node.value, ast.Dict)
+                for target in (node.targets if isinstance(node, ast.Assign) else [node.target])
+                if isinstance(target, ast.Name)}
+    found: set[int] = set()
     for node in ast.walk(tree):
-        if isinstance(node, ast.Dict):
+        if not isinstance(node, ast.Dict):
+            continue
+        kind = _key(node, "type")
+        if isinstance(kind, ast.Constant) and kind.value == "input":
+            element = _key(node, "element")
+            if isinstance(element, ast.Name):
+                element = assigned.get(element.id)
+            if element is not None:
+                found.add(id(element))
+    return found
+
+
+def _action_id_nodes(tree: ast.AST) -> Iterator[ast.expr]:
+    fields = _input_elements(tree)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Dict) and id(node) not in fields:
             yield from (v for k, v in zip(node.keys, node.values, strict=True)
                         if isinstance(k, ast.Constant) and k.value == "action_id")
         elif isinstance(node, ast.Call) and node.args:
@@ -62,6 +89,7 @@ def test_the_collector_finds_the_ids_of_both_kinds_of_buttons() -> None:
     ids = action_ids_in_blocks()
     # Job buttons (bot/blocks.py constants) and alert buttons and menus (bot/alerts.py).
     assert {"sigfox_approve", "sigfox_show_pac", "alert_details", "alert_menu"} <= ids
+    assert "reason_input" not in ids  # a modal's field, sent with the form
 
 
 def test_every_action_id_in_a_block_has_a_listener(make_simulator, tmp_path: Path) -> None:
