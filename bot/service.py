@@ -81,7 +81,7 @@ class Services:
     started_at: float = field(default_factory=time.time)
 
     def actor_for(self, user_id: str) -> Actor:
-        """For `bot.alerts.register_alert_actions`: the user with their groups resolved."""
+        """For the alert buttons (`bot.listeners.alert_actions`): the user, groups resolved."""
         return self.groups.actor(user_id)
 
     def health(self) -> dict[str, Any]:
