@@ -119,31 +119,20 @@ class CommandHandler:
         return self.core.reason_refusal(operation, devices, "")
 
     def _refusal(self, command: g.Command, actor: Actor) -> str:
-        if command.operation is None:
+        operation = g.spec_of(command).operation
+        if operation is None:
             return ""
-        decision = self.core.policy.can_request(actor, command.operation)
+        decision = self.core.policy.can_request(actor, operation)
         return "" if decision.allowed else decision.reason
 
     def _run(self, command: g.Command, actor: Actor, target: Target) -> Reply:
-        runners: dict[type, Callable[[Any, Actor, Target], Reply]] = {
-            g.HelpCommand: self._help,
-            g.WhoamiCommand: self._whoami,
-            g.ConfigCommand: self._config,
-            g.StatusCommand: self._status,
-            g.RenewCommand: self._renew,
-            g.DeleteCommand: self._delete,
-            g.TransferCommand: self._transfer,
-            g.RestartCommand: self._restart,
-            g.UnsubscribeCommand: self._unsubscribe,
-            g.ExpiringCommand: self._expiring,
-            g.JobsCommand: self._jobs,
-            g.CancelCommand: self._cancel,
-            g.HistoryCommand: self._history,
-            g.AlertsCommand: self._alerts,
-            g.SnoozeCommand: self._snooze,
-            g.ScanCommand: self._scan,
-        }
-        return runners[type(command)](command, actor, target)
+        return self.runner(g.spec_of(command))(command, actor, target)
+
+    def runner(self, spec: g.CommandSpec) -> Callable[[Any, Actor, Target], Reply]:
+        """The method answering a command is named after it (`renew` -> `_renew`), so a command
+        is declared once, in `commands.grammar.COMMANDS`, and found here by its name."""
+        method: Callable[[Any, Actor, Target], Reply] = getattr(self, f"_{spec.name}")
+        return method
 
     # -- help, whoami, config -------------------------------------------------------------
 

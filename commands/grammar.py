@@ -13,7 +13,6 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import ClassVar
 
 from commands.config import parse_duration
 from commands.policy import Operation
@@ -39,51 +38,43 @@ MAX_REASON_LENGTH = 200
 @dataclass(frozen=True)
 class HelpCommand:
     topic: str | None = None
-    operation: ClassVar[Operation | None] = None
 
 
 @dataclass(frozen=True)
 class WhoamiCommand:
-    operation: ClassVar[Operation | None] = None
+    """Show who the bot takes you for, and what you may do."""
 
 
 @dataclass(frozen=True)
 class ConfigCommand:
     """Show the effective policy and alert routing (no secrets live in the config)."""
 
-    operation: ClassVar[Operation | None] = None
-
 
 @dataclass(frozen=True)
 class StatusCommand:
     device_id: str
-    operation: ClassVar[Operation | None] = Operation.STATUS
 
 
 @dataclass(frozen=True)
 class RenewCommand:
     device_ids: tuple[str, ...]
     device_type: str | None = None
-    operation: ClassVar[Operation | None] = Operation.RENEW
 
 
 @dataclass(frozen=True)
 class DeleteCommand:
     device_id: str
-    operation: ClassVar[Operation | None] = Operation.DELETE
 
 
 @dataclass(frozen=True)
 class TransferCommand:
     device_ids: tuple[str, ...]
     device_type: str
-    operation: ClassVar[Operation | None] = Operation.TRANSFER
 
 
 @dataclass(frozen=True)
 class RestartCommand:
     device_ids: tuple[str, ...]
-    operation: ClassVar[Operation | None] = Operation.RESTART
 
 
 @dataclass(frozen=True)
@@ -93,36 +84,32 @@ class UnsubscribeCommand:
     device_id: str
     at: datetime
     date_only: bool
-    operation: ClassVar[Operation | None] = Operation.UNSUBSCRIBE
 
 
 @dataclass(frozen=True)
 class ExpiringCommand:
     days: int = EXPIRING_DEFAULT_DAYS
     csv: bool = False  # the complete list as a CSV file in the channel
-    operation: ClassVar[Operation | None] = Operation.EXPIRING
 
 
 @dataclass(frozen=True)
 class JobsCommand:
-    operation: ClassVar[Operation | None] = Operation.JOBS
+    """List the running jobs."""
 
 
 @dataclass(frozen=True)
 class CancelCommand:
     job_id: str
-    operation: ClassVar[Operation | None] = Operation.CANCEL
 
 
 @dataclass(frozen=True)
 class HistoryCommand:
     device_id: str
-    operation: ClassVar[Operation | None] = Operation.HISTORY
 
 
 @dataclass(frozen=True)
 class AlertsCommand:
-    operation: ClassVar[Operation | None] = Operation.ALERTS
+    """List open alerts and snoozes."""
 
 
 @dataclass(frozen=True)
@@ -132,12 +119,11 @@ class SnoozeCommand:
     device_ids: tuple[str, ...]
     duration: timedelta | None = None
     reason: str = ""
-    operation: ClassVar[Operation | None] = Operation.SNOOZE
 
 
 @dataclass(frozen=True)
 class ScanCommand:
-    operation: ClassVar[Operation | None] = Operation.SCAN
+    """Scan the fleet for alerts now."""
 
 
 Command = (
@@ -159,60 +145,8 @@ class _Refused(Exception):
 
 
 # ---------------------------------------------------------------------------------------------
-# The table of commands (also the help text)
+# Help, read from the declarations (COMMANDS, at the end of this module)
 # ---------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class CommandSpec:
-    usage: str
-    summary: str
-    operation: Operation | None
-    example: str = ""
-
-
-COMMANDS: dict[str, CommandSpec] = {
-    "help": CommandSpec("help [command]", "list the commands you may run, or explain one", None,
-                        "help renew"),
-    "status": CommandSpec("status <id>", "show a device: contract, token, last message",
-                          Operation.STATUS, "status 1A2B3C"),
-    "renew": CommandSpec("renew <id> [<id> ...] [to <device-type>]",
-                         "renew expired devices: delete and re-create them (needs approval)",
-                         Operation.RENEW, 'renew 1A2B3C 0x4d5e6f to "Fleet B"'),
-    "delete": CommandSpec("delete <id>", "delete a device for good (needs approval)",
-                          Operation.DELETE, "delete 1A2B3C"),
-    "transfer": CommandSpec("transfer <id> [<id> ...] to <device-type>",
-                            "move devices to another device type (needs approval when a token "
-                            "would be lost)",
-                            Operation.TRANSFER, 'transfer 1A2B3C to "Fleet B"'),
-    "restart": CommandSpec("restart <id> [<id> ...]",
-                           "bring Off Contract devices back on their contract, history kept",
-                           Operation.RESTART, "restart 1A2B3C"),
-    "unsubscribe": CommandSpec("unsubscribe <id> <date>",
-                               "end a device's subscription on a date, YYYY-MM-DD in UTC "
-                               "(needs approval)", Operation.UNSUBSCRIBE,
-                               "unsubscribe 1A2B3C 2030-01-31"),
-    "expiring": CommandSpec("expiring [days] [csv]",
-                            f"devices whose token ends within that many days "
-                            f"(default {EXPIRING_DEFAULT_DAYS}), week by week; `csv` posts "
-                            "the complete list as a file", Operation.EXPIRING,
-                            "expiring 14"),
-    "jobs": CommandSpec("jobs", "list running jobs", Operation.JOBS, "jobs"),
-    "cancel": CommandSpec("cancel <job>", "cancel a job that has not reached its point of no "
-                          "return", Operation.CANCEL, f"cancel {JOB_ID_EXAMPLE}"),
-    "history": CommandSpec("history <id>", "what the bot did to a device, and who decided",
-                           Operation.HISTORY, "history 1A2B3C"),
-    "alerts": CommandSpec("alerts", "list open alerts and snoozes", Operation.ALERTS, "alerts"),
-    "snooze": CommandSpec("snooze <id> [<id> ...] [for <duration>] [because <reason>]",
-                          "silence alerts for devices (default: the configured repeat_after), "
-                          "saying why", Operation.SNOOZE,
-                          "snooze 1A2B3C for 7d because battery swap booked"),
-    "scan": CommandSpec("scan", "scan the fleet for alerts now", Operation.SCAN, "scan"),
-    "whoami": CommandSpec("whoami", "show your Slack id, groups and what you may do", None,
-                          "whoami"),
-    "config": CommandSpec("config", "show the approval policy and alert routing", None,
-                          "config"),
-}
 
 
 def usage_line(name: str) -> str:
@@ -261,10 +195,10 @@ def parse_command(text: str, *, today: date | None = None) -> Command | CommandE
         if not words:
             return HelpCommand()
         verb, args = words[0].lower(), words[1:]
-        parser = _PARSERS.get(verb)
-        if parser is None:
+        spec = COMMANDS.get(verb)
+        if spec is None:
             raise _Refused(_unknown_verb(words[0], args))
-        return parser(args, today or datetime.now(UTC).date())
+        return spec.parse(spec, args, today or datetime.now(UTC).date())
     except _Refused as refusal:
         return CommandError(str(refusal))
 
@@ -359,10 +293,10 @@ def _exact(name: str, args: Sequence[str], count: int) -> None:
 
 # -- one parser per verb ---------------------------------------------------------------------
 
-Parser = Callable[[Sequence[str], date], Command]
+Parser = Callable[["CommandSpec", Sequence[str], date], Command]
 
 
-def _help(args: Sequence[str], today: date) -> Command:
+def _help(spec: CommandSpec, args: Sequence[str], today: date) -> Command:
     if len(args) > 1:
         raise _usage_error("help", "`help` takes at most one command name.")
     if not args:
@@ -376,39 +310,33 @@ def _help(args: Sequence[str], today: date) -> Command:
     return HelpCommand(topic)
 
 
-def _no_args(name: str, make: Callable[[], Command]) -> Parser:
-    def parse(args: Sequence[str], today: date) -> Command:
-        _exact(name, args, 0)
-        return make()
-
-    return parse
+def _no_args(spec: CommandSpec, args: Sequence[str], today: date) -> Command:
+    _exact(spec.name, args, 0)
+    return spec.command()
 
 
-def _one_device(name: str, make: Callable[[str], Command]) -> Parser:
-    def parse(args: Sequence[str], today: date) -> Command:
-        _exact(name, args, 1)
-        return make(_device_id(name, args[0]))
-
-    return parse
+def _one_device(spec: CommandSpec, args: Sequence[str], today: date) -> Command:
+    _exact(spec.name, args, 1)
+    return spec.command(_device_id(spec.name, args[0]))
 
 
-def _renew(args: Sequence[str], today: date) -> Command:
+def _renew(spec: CommandSpec, args: Sequence[str], today: date) -> Command:
     ids, device_type = _split_on_to("renew", args)
     return RenewCommand(_device_ids("renew", ids), device_type)
 
 
-def _transfer(args: Sequence[str], today: date) -> Command:
+def _transfer(spec: CommandSpec, args: Sequence[str], today: date) -> Command:
     ids, device_type = _split_on_to("transfer", args)
     if device_type is None:
         raise _usage_error("transfer", "`transfer` needs a target: add `to <device-type>`.")
     return TransferCommand(_device_ids("transfer", ids), device_type)
 
 
-def _restart(args: Sequence[str], today: date) -> Command:
+def _restart(spec: CommandSpec, args: Sequence[str], today: date) -> Command:
     return RestartCommand(_device_ids("restart", args))
 
 
-def _snooze(args: Sequence[str], today: date) -> Command:
+def _snooze(spec: CommandSpec, args: Sequence[str], today: date) -> Command:
     args, reason = _split_reason(args)
     lowered = [a.lower() for a in args]
     if "for" not in lowered:
@@ -442,7 +370,7 @@ _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _DATETIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:\d{2})?")
 
 
-def _unsubscribe(args: Sequence[str], today: date) -> Command:
+def _unsubscribe(spec: CommandSpec, args: Sequence[str], today: date) -> Command:
     _exact("unsubscribe", args, 2)
     device_id = _device_id("unsubscribe", args[0])
     at, date_only = _when(args[1])
@@ -472,7 +400,7 @@ def _when(word: str) -> tuple[datetime, bool]:
                                       "(UTC), or a full ISO time like `2030-01-31T12:00Z`.")
 
 
-def _expiring(args: Sequence[str], today: date) -> Command:
+def _expiring(spec: CommandSpec, args: Sequence[str], today: date) -> Command:
     as_csv = bool(args) and args[-1].lower() == "csv"
     args = args[:-1] if as_csv else args
     if len(args) > 1:
@@ -487,7 +415,7 @@ def _expiring(args: Sequence[str], today: date) -> Command:
     return ExpiringCommand(int(word), csv=as_csv)
 
 
-def _cancel(args: Sequence[str], today: date) -> Command:
+def _cancel(spec: CommandSpec, args: Sequence[str], today: date) -> Command:
     _exact("cancel", args, 1)
     if not JOB_ID_PATTERN.fullmatch(args[0]):
         raise _usage_error("cancel", f"`{_shorten(args[0])}` is not a job id; `{SLASH_COMMAND} "
@@ -495,21 +423,79 @@ def _cancel(args: Sequence[str], today: date) -> Command:
     return CancelCommand(args[0])
 
 
-_PARSERS: dict[str, Parser] = {
-    "help": _help,
-    "status": _one_device("status", StatusCommand),
-    "renew": _renew,
-    "delete": _one_device("delete", DeleteCommand),
-    "transfer": _transfer,
-    "restart": _restart,
-    "unsubscribe": _unsubscribe,
-    "expiring": _expiring,
-    "jobs": _no_args("jobs", JobsCommand),
-    "cancel": _cancel,
-    "history": _one_device("history", HistoryCommand),
-    "alerts": _no_args("alerts", AlertsCommand),
-    "snooze": _snooze,
-    "scan": _no_args("scan", ScanCommand),
-    "whoami": _no_args("whoami", WhoamiCommand),
-    "config": _no_args("config", ConfigCommand),
-}
+# ---------------------------------------------------------------------------------------------
+# The commands, each declared once: what it builds, how it parses, its help, the operation the
+# policy checks, whether it runs long. Help, parsing and the bot's dispatch all read this table.
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CommandSpec:
+    """One `/sigfox` command. `usage` starts with its name; `operation` is what the policy
+    checks before it runs (None: anyone may); `slow` commands take minutes, so the bot says it
+    started them before it answers."""
+
+    command: Callable[..., Command]  # the command's class
+    parse: Parser
+    usage: str
+    summary: str
+    operation: Operation | None
+    example: str = ""
+    slow: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.usage.split()[0]
+
+
+_DECLARED = (
+    CommandSpec(HelpCommand, _help, "help [command]",
+                "list the commands you may run, or explain one", None, "help renew"),
+    CommandSpec(StatusCommand, _one_device, "status <id>",
+                "show a device: contract, token, last message", Operation.STATUS,
+                "status 1A2B3C"),
+    CommandSpec(RenewCommand, _renew, "renew <id> [<id> ...] [to <device-type>]",
+                "renew expired devices: delete and re-create them (needs approval)",
+                Operation.RENEW, 'renew 1A2B3C 0x4d5e6f to "Fleet B"'),
+    CommandSpec(DeleteCommand, _one_device, "delete <id>",
+                "delete a device for good (needs approval)", Operation.DELETE, "delete 1A2B3C"),
+    CommandSpec(TransferCommand, _transfer, "transfer <id> [<id> ...] to <device-type>",
+                "move devices to another device type (needs approval when a token would be "
+                "lost)", Operation.TRANSFER, 'transfer 1A2B3C to "Fleet B"'),
+    CommandSpec(RestartCommand, _restart, "restart <id> [<id> ...]",
+                "bring Off Contract devices back on their contract, history kept",
+                Operation.RESTART, "restart 1A2B3C"),
+    CommandSpec(UnsubscribeCommand, _unsubscribe, "unsubscribe <id> <date>",
+                "end a device's subscription on a date, YYYY-MM-DD in UTC (needs approval)",
+                Operation.UNSUBSCRIBE, "unsubscribe 1A2B3C 2030-01-31"),
+    CommandSpec(ExpiringCommand, _expiring, "expiring [days] [csv]",
+                f"devices whose token ends within that many days (default "
+                f"{EXPIRING_DEFAULT_DAYS}), week by week; `csv` posts the complete list as a "
+                "file", Operation.EXPIRING, "expiring 14"),
+    CommandSpec(JobsCommand, _no_args, "jobs", "list running jobs", Operation.JOBS, "jobs"),
+    CommandSpec(CancelCommand, _cancel, "cancel <job>",
+                "cancel a job that has not reached its point of no return", Operation.CANCEL,
+                f"cancel {JOB_ID_EXAMPLE}"),
+    CommandSpec(HistoryCommand, _one_device, "history <id>",
+                "what the bot did to a device, and who decided", Operation.HISTORY,
+                "history 1A2B3C"),
+    CommandSpec(AlertsCommand, _no_args, "alerts", "list open alerts and snoozes",
+                Operation.ALERTS, "alerts"),
+    CommandSpec(SnoozeCommand, _snooze,
+                "snooze <id> [<id> ...] [for <duration>] [because <reason>]",
+                "silence alerts for devices (default: the configured repeat_after), saying why",
+                Operation.SNOOZE, "snooze 1A2B3C for 7d because battery swap booked"),
+    CommandSpec(ScanCommand, _no_args, "scan", "scan the fleet for alerts now", Operation.SCAN,
+                "scan", slow=True),
+    CommandSpec(WhoamiCommand, _no_args, "whoami",
+                "show your Slack id, groups and what you may do", None, "whoami"),
+    CommandSpec(ConfigCommand, _no_args, "config", "show the approval policy and alert routing",
+                None, "config"),
+)
+COMMANDS: dict[str, CommandSpec] = {spec.name: spec for spec in _DECLARED}
+_SPEC_OF_COMMAND: dict[object, CommandSpec] = {spec.command: spec for spec in _DECLARED}
+
+
+def spec_of(command: Command) -> CommandSpec:
+    """The declaration of a parsed command."""
+    return _SPEC_OF_COMMAND[type(command)]

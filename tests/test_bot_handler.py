@@ -139,3 +139,9 @@ def test_config_answer_shows_the_approval_rules(make_simulator, tmp_path: Path) 
     assert "no decision after 8 hours: also ask <!subteam^S0ONCALL>" in text
     assert "`delete`" in text and "2 approvers needed" in text
     assert "starts 10 minutes after its approval" in text
+
+
+def test_every_declared_command_has_a_method_answering_it(harness: CoreHarness) -> None:
+    handler = CommandHandler(harness.core)
+    for spec in COMMANDS.values():
+        assert callable(handler.runner(spec)), spec.name

@@ -33,6 +33,7 @@ from commands.grammar import (
     help_text,
     normalize_device_id,
     parse_command,
+    spec_of,
 )
 from commands.policy import Operation
 
@@ -95,10 +96,16 @@ def test_valid_commands(text: str, expected: Command) -> None:
 def test_commands_are_frozen_and_carry_their_operation() -> None:
     command = parse("renew 1A")
     assert isinstance(command, RenewCommand)
-    assert command.operation is Operation.RENEW
+    assert spec_of(command).operation is Operation.RENEW
     with pytest.raises(dataclasses.FrozenInstanceError):
         command.device_type = "x"  # type: ignore[misc]
-    assert HelpCommand.operation is None
+    assert spec_of(HelpCommand()).operation is None
+
+
+def test_every_command_class_is_declared_once() -> None:
+    declared = [spec.command for spec in COMMANDS.values()]
+    assert sorted(declared, key=str) == sorted(COMMAND_TYPES, key=str)
+    assert len(set(declared)) == len(declared)
 
 
 def test_unsubscribe_dates() -> None:
@@ -214,7 +221,7 @@ def test_every_command_has_a_parser_and_a_parsable_example() -> None:
         assert spec.usage.split()[0] == name
         result = parse_command(spec.example, today=date(2025, 1, 1))
         assert not isinstance(result, CommandError), (name, result)
-        assert result.operation == spec.operation
+        assert spec_of(result) is spec
         assert name in command_help(name)
 
 

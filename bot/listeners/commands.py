@@ -40,8 +40,9 @@ class SlashCommand:
         if isinstance(parsed, g.CommandError):
             message = blocks.text_message(parsed.message)
             ack(response_type="ephemeral", text=message.text, blocks=message.blocks)
-        elif isinstance(parsed, g.ScanCommand):
-            ack(response_type="ephemeral", text=f"Working on `{SLASH_COMMAND} scan`…")
+        elif g.spec_of(parsed).slow:
+            name = g.spec_of(parsed).name
+            ack(response_type="ephemeral", text=f"Working on `{SLASH_COMMAND} {name}`…")
         else:
             ack()
 
