@@ -95,8 +95,12 @@ class SlackAlertSink:
         answer = self.client.chat_postMessage(
             channel=digest.channel, text=text, blocks=daily_blocks(digest)
         )
-        self._upload_csv(answer["channel"], answer["ts"], digest.csv_path, digest.csv_name,
-                         "Every token ending in the window")
+        try:  # posted: from here a failure is logged, or the retry would post it twice
+            self._upload_csv(answer["channel"], answer["ts"], digest.csv_path, digest.csv_name,
+                             "Every token ending in the window")
+        except SlackApiError as error:
+            log.warning("daily digest posted in %s without its CSV: %s", answer["channel"],
+                        error.response.get("error"))
 
     def _upload_csv(self, channel: str, ts: str, path: Any, name: str, title: str) -> None:
         if path is None:

@@ -16,7 +16,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from enum import IntEnum, StrEnum
@@ -595,13 +595,26 @@ class AlertService:
         """The daily "what ends soon" message, one per channel with something ending.
 
         Once a day is the schedule's business (`commands.schedules`), not this method's."""
-        digests = self.daily_digests(late_note)
+        digests, _ = self.deliver_daily_digests(late_note)
+        return digests
+
+    def deliver_daily_digests(self, late_note: str = "", channels: Collection[str] | None = None
+                              ) -> tuple[list[DailyDigest], list[str]]:
+        """Build and hand out the daily digests (only to `channels` when given, "" being the
+        default channel); returns them and the channels whose delivery raised (Slack down)."""
+        digests = [d for d in self.daily_digests(late_note)
+                   if channels is None or (d.channel or "") in channels]
+        failed: list[str] = []
         for digest in digests:
             try:
-                self._safely(self.sink.deliver_daily, digest)
+                self.sink.deliver_daily(digest)
+            except Exception:
+                log.exception("daily digest for %s not delivered; retried",
+                              digest.channel or "the default channel")
+                failed.append(digest.channel or "")
             finally:
                 _remove(digest.csv_path)
-        return digests
+        return digests, failed
 
     def daily_digests(self, late_note: str = "") -> list[DailyDigest]:
         now = self.clock.now()

@@ -42,6 +42,7 @@ START_DELAY = (5.0, 30.0)  # seconds after start before a job already due runs (
 MIN_GAP = 60.0  # a job found due but unable to run (scan already running) looks again after this
 SAFETY_NET = timedelta(minutes=15)  # the interval trigger under each job's explicit next run
 LATE_AFTER = timedelta(minutes=5)  # a digest sent later than this after digest_time says so
+DIGEST_RETRY = timedelta(minutes=5)  # a channel Slack refused the digest for is tried again
 
 
 # --------------------------------------------------------------------------- scan timing
@@ -177,22 +178,54 @@ class AlertSchedule:
         return self.service.scan(started_by="schedule")
 
     def digest_if_due(self) -> list[DailyDigest] | None:
-        """Send today's digest unless it went out already; None when nothing was due."""
+        """Send today's digest unless it went out already (then retry the channels Slack
+        refused it to, if any); None when nothing was due."""
         due = digest_due(self.service)
         if due is None or not self._has_scanned():
-            return None
+            return self._retry_undelivered()
         now = self.service.clock.now()
-        record = {"sent_at": now, "due_at": due.at, "late_by": now - due.at}
+        record = {"sent_at": now, "due_at": due.at, "late_by": now - due.at, "undelivered": []}
         if not self.service.fleet.claim_day(DIGEST_KEY, due.day.isoformat(), record):
             return None  # another tick or process claimed the day first
-        return self.service.send_daily_digest(late_note=self.late_note(due, now))
+        record["day"] = due.day.isoformat()
+        digests, failed = self.service.deliver_daily_digests(self.late_note(due, now))
+        self._keep_undelivered(record, failed)
+        return digests
 
-    def late_note(self, due: DigestDue, now: float) -> str:
+    def _retry_undelivered(self) -> list[DailyDigest] | None:
+        """Today's digest for the channels whose delivery failed: taken by compare-and-set, so
+        one tick retries them and a channel that got it is never sent it again."""
+        record = self.service.fleet.get_kv(DIGEST_KEY) or {}
+        pending = list(record.get("undelivered") or [])
+        now = self.service.clock.now()
+        if not pending or record.get("day") != local_day(now, self.service.settings).isoformat():
+            return None  # nothing left, or yesterday's: a stale digest is not sent
+        taken = {**record, "undelivered": []}
+        if not self.service.fleet.replace_kv(DIGEST_KEY, record, taken):
+            return None
+        due = DigestDue(date.fromisoformat(record["day"]), float(record["due_at"]))
+        note = self.late_note(due, now, retry=True)
+        digests, failed = self.service.deliver_daily_digests(note, channels=pending)
+        self._keep_undelivered(taken, failed)
+        return digests
+
+    def _keep_undelivered(self, record: dict[str, Any], failed: list[str]) -> None:
+        if failed:
+            self.service.fleet.replace_kv(DIGEST_KEY, record, {**record, "undelivered": failed})
+
+    def _undelivered_today(self) -> bool:
+        record = self.service.fleet.get_kv(DIGEST_KEY) or {}
+        today = local_day(self.service.clock.now(), self.service.settings).isoformat()
+        return bool(record.get("undelivered")) and record.get("day") == today
+
+    def late_note(self, due: DigestDue, now: float, *, retry: bool = False) -> str:
         late = now - due.at
         if late <= LATE_AFTER.total_seconds():
             return ""
         stamp = self.service.stamp
-        if self.started_at > due.at:
+        if retry:
+            why = "Slack did not take it at the first attempt"
+        elif self.started_at > due.at:
             why = (f"the bot was not running at {stamp(due.at)} (it started "
                    f"{stamp(self.started_at)})")
         else:
@@ -210,8 +243,11 @@ class AlertSchedule:
         return self.service.scan_timing().next_due
 
     def next_digest_at(self) -> float:
+        now = self.service.clock.now()
         if digest_due(self.service) is not None and not self._has_scanned():
-            return self.service.clock.now() + MIN_GAP
+            return now + MIN_GAP
+        if self._undelivered_today():
+            return now + DIGEST_RETRY.total_seconds()
         return next_digest_at(self.service)
 
     # -- wiring --------------------------------------------------------------------------

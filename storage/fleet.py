@@ -418,6 +418,15 @@ class FleetStore:
             )
             return cursor.rowcount == 1
 
+    def replace_kv(self, key: str, expected: Any, value: Any) -> bool:
+        """Compare-and-set: store `value` only if `expected` is what is stored now."""
+        with self.database.transaction() as db:
+            cursor = db.execute(
+                "UPDATE kv SET value = ? WHERE key = ? AND value = ?",
+                [json.dumps(value, sort_keys=True), key, json.dumps(expected, sort_keys=True)],
+            )
+            return cursor.rowcount == 1
+
     def delete_kv(self, key: str) -> None:
         with self.database.transaction() as db:
             db.execute("DELETE FROM kv WHERE key = ?", [key])

@@ -259,6 +259,25 @@ def test_a_bot_down_across_digest_time_sends_it_once_at_start_marked_late(
     assert sent["day"] == (day + timedelta(days=1)).date().isoformat() and sent["late_by"] < 60
 
 
+def test_a_digest_slack_refused_is_retried_until_it_goes_out_once(
+    sim: SimulatorServer, slack: SlackApiStandIn, tmp_path: Path
+) -> None:
+    day = _virtual_day()
+    clock = ManualClock(day.timestamp() + 8 * HOUR)
+    bot = Bot(sim, slack, tmp_path, clock, 'scan_interval = "6h"\ndigest_time = "09:00"')
+    with bot.running() as driver:
+        driver.run_until(day.timestamp() + 9 * HOUR - MINUTE)  # scanned at 08:00
+        slack.fail("chat.postMessage", "service_unavailable", times=3)
+        ran = driver.run_until(day.timestamp() + 10 * HOUR)
+    attempts = [r.at - day.timestamp() - 9 * HOUR for r in ran if r.job_id == DIGEST_JOB]
+    assert attempts[:4] == [0, 5 * MINUTE, 10 * MINUTE, 15 * MINUTE]  # then tomorrow's
+    (sent,) = digests(slack)
+    assert "Late by 15 minutes" in sent["text"] and "did not take it" in sent["text"]
+    assert bot.services is not None
+    record = bot.services.alerts.fleet.get_kv(DIGEST_KEY)
+    assert record["undelivered"] == [] and record["day"] == day.date().isoformat()
+
+
 def test_the_digest_of_a_running_bot_goes_out_at_digest_time_in_the_timezone(
     sim: SimulatorServer, slack: SlackApiStandIn, tmp_path: Path
 ) -> None:
