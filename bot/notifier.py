@@ -8,6 +8,10 @@
   adding one line every five minutes.
 - Approval requests are replies with Approve/Reject, referenced from the parent; once decided,
   expired or cancelled they are redrawn from the store without buttons (`refresh_approval`).
+- A big job (more devices than `device_lines_up_to`) gets no line per device: the first device
+  to reach each step gets a line for that phase, every failure gets its own, and the card counts
+  the devices where they stand, edited at most every `progress_interval` seconds. A thousand
+  devices make a handful of thread lines and a bounded number of edits, not thousands of posts.
 - Writes to one channel are paced (`min_interval`, Slack accepts about one message per second per
   channel); a 429 is retried after its Retry-After by the WebClient's retry handler.
 - Slack failing never reaches the core: every delivery problem is logged (error code only) and
@@ -71,6 +75,8 @@ class Pacer:
 
 
 DEFAULT_POST_INTERVAL = 1.0  # seconds between two writes in one channel (Slack: about 1/s)
+DEFAULT_PROGRESS_INTERVAL = 5.0  # seconds between two edits of a big job's card
+DEFAULT_DEVICE_LINES = 10  # jobs of more devices get counts on their card instead
 
 
 class SlackNotifier:
@@ -78,10 +84,17 @@ class SlackNotifier:
 
     def __init__(self, client: WebClient, store: Store, *,
                  min_interval: float = DEFAULT_POST_INTERVAL,
-                 pacer: Pacer | None = None) -> None:
+                 pacer: Pacer | None = None,
+                 progress_interval: float = DEFAULT_PROGRESS_INTERVAL,
+                 device_lines_up_to: int = DEFAULT_DEVICE_LINES,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.client = client
         self.store = store
         self.pacer = pacer or Pacer(min_interval)
+        self.progress_interval = progress_interval
+        self.device_lines_up_to = device_lines_up_to
+        self._clock = clock
+        self._card_at: dict[str, float] = {}  # when each big job's card was last edited
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
 
@@ -105,6 +118,9 @@ class SlackNotifier:
         ref = self._thread(progress)
         if ref is None:
             return
+        if self._counted_on_card(progress, ref):
+            self.store.set_value(_key(progress.workflow_id), ref)
+            return
         handler = {
             ProgressKind.APPROVAL_NEEDED: self._approval_needed,
             ProgressKind.DECIDED: self._decided,
@@ -118,6 +134,42 @@ class SlackNotifier:
         handler(progress, ref)
         self._refresh_parent(progress, ref)
         self.store.set_value(_key(progress.workflow_id), ref)
+
+    # -- big jobs --------------------------------------------------------------------------
+
+    def _counted_on_card(self, progress: Progress, ref: dict[str, Any]) -> bool:
+        """A device's step or wait in a big job: a line only for the first device of its
+        phase, else only the card's counts (at a bounded rate). True when handled so."""
+        if progress.kind not in (ProgressKind.STEP_DONE, ProgressKind.WAITING):
+            return False
+        workflow_id = parse_job_label(progress.workflow_id)
+        if len(progress.devices) != 1 or not workflow_id:
+            return False
+        counts = self.store.step_states(workflow_id)
+        total = sum(counts.values())
+        if total <= self.device_lines_up_to:
+            return False
+        detail = progress.details.get("step") or progress.details.get("wait") or ""
+        phase = f"{progress.kind.value}:{detail}"
+        phases: list[str] = ref.setdefault("phases", [])
+        if phase not in phases:
+            phases.append(phase)
+            text = f"{progress.text} (the first of {total:,} devices; the card counts the others)"
+            self._reply(ref, blocks.job_line(text, mark=_MARKS[progress.kind]))
+        self._count_on_card(progress, ref, counts)
+        return True
+
+    def _count_on_card(self, progress: Progress, ref: dict[str, Any],
+                       counts: dict[str, int]) -> None:
+        now = self._clock()
+        if now - self._card_at.get(progress.workflow_id, -1e12) < self.progress_interval:
+            return
+        self._card_at[progress.workflow_id] = now
+        state = self._state(progress)
+        view = replace(self._job_view(progress, state=state, note=ref.get("approval_note", "")),
+                       latest=step_counts_text(counts))
+        if self._update(ref["channel"], ref["ts"], blocks.job_parent(view)):
+            ref["state"] = state
 
     # -- the thread ------------------------------------------------------------------------
 
@@ -402,6 +454,18 @@ class SlackNotifier:
             return str(self.client.chat_getPermalink(channel=channel, message_ts=ts)["permalink"])
         except (SlackApiError, SlackClientError, KeyError):
             return ""  # the note reads fine without a link
+
+
+def step_counts_text(counts: dict[str, int]) -> str:
+    """"412 of 1,000 devices done, 3 failed, 585 under way"."""
+    total = sum(counts.values())
+    done, failed = counts.get("done", 0), counts.get("failed", 0)
+    parts = [f"{done:,} of {total:,} devices done"]
+    if failed:
+        parts.append(f"{failed:,} failed")
+    if total - done - failed:
+        parts.append(f"{total - done - failed:,} under way")
+    return ", ".join(parts)
 
 
 def next_steps(progress: Progress, outcome: str) -> str:

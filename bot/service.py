@@ -154,7 +154,10 @@ def assemble(
     paces a job's thread posts; `group_ttl` is how long a user group's members are cached.
     """
     store = Store(database)
-    notifier = SlackNotifier(client, store, min_interval=post_interval)
+    notifier = SlackNotifier(
+        client, store, min_interval=post_interval,
+        progress_interval=config.timing.progress_interval.total_seconds(),
+        device_lines_up_to=config.timing.device_lines_up_to)
     # Fleet scans pace their list walk by sleeping in their own scheduler thread; the workflows
     # never sleep: a wait comes back as a date the step records (issue 16).
     alerts = AlertService(api=api, database=database, sink=SlackAlertSink(client), config=config,

@@ -78,13 +78,20 @@ class WorkflowBookkeeping:
         now = self.clock.now()
         self.store.add_event(workflow.id, kind.value, text, now, device_id=device_id,
                              details=public_details(details))
-        devices = tuple(s.device_id for s in self.store.workflow_devices(workflow.id))
+        # A device's event reads one count, not the job's device list: a thousand-device job
+        # tells a thousand of them.
+        if device_id:
+            devices: tuple[str, ...] = (device_id,)
+            several = sum(self.store.step_states(workflow.id).values()) > 1
+        else:
+            devices = tuple(s.device_id for s in self.store.workflow_devices(workflow.id))
+            several = len(devices) > 1
         progress = Progress(
             kind=kind,
             workflow_id=job_label(workflow.id),
             operation=workflow.kind,
-            devices=(device_id,) if device_id else devices,
-            text=(f"{device_id}: {text}" if device_id and len(devices) > 1 else text),
+            devices=devices,
+            text=(f"{device_id}: {text}" if device_id and several else text),
             target=Target(workflow.channel, workflow.thread),
             state=workflow.state,
             details={"requester": workflow.requester, **details},

@@ -307,6 +307,11 @@ class TimingConfig(_Section):
     first_message_poll: Duration = timedelta(minutes=5)
     first_message_timeout: Duration = timedelta(days=7)
     approval_reminder: Duration = timedelta(hours=4)
+    # A big job: device steps advanced side by side (each waits for Sigfox's answers), and
+    # its progress shown as one card updated at most this often, not one line per device.
+    concurrent_steps: StrictInt = Field(default=8, ge=1, le=64)
+    progress_interval: Duration = timedelta(seconds=5)
+    device_lines_up_to: StrictInt = Field(default=10, ge=1)
 
 
 class BotConfig(_Section):

@@ -6,6 +6,7 @@ fault is harmless; the bookkeeping (audited calls, compare-and-set moves) is inh
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -32,6 +33,7 @@ DELETE_CONFIRM_TIMEOUT_SECONDS = 3600.0
 # effect at Sigfox: the client's 15 s timeout with a wide margin. Only after it, a device still
 # listed proves the DELETE did nothing.
 DELETE_MAY_LAND_SECONDS = 60.0
+_CLAIMING = threading.Lock()  # see _submit_bulk
 
 
 class DeviceSteps(WorkflowBookkeeping):
@@ -378,14 +380,16 @@ class DeviceSteps(WorkflowBookkeeping):
         self, workflow: WorkflowRecord, kind: JobKind, submit: Callable[[list[str]], str]
     ) -> None:
         now = self.clock.now()
-        pending = [
-            s.device_id for s in self.store.workflow_devices(workflow.id) if s.state == Step.PENDING
-        ]
-        claimed = [
-            d for d in pending
-            if self.store.cas_device(workflow.id, d, Step.PENDING, Step.SUBMITTING, now,
-                                     data={"submitted_at": now})
-        ]
+        # One claimer at a time: the steps of a job run side by side, and two threads claiming
+        # the pending devices at once would split them over two jobs (of 5 per 10 minutes).
+        with _CLAIMING:
+            pending = [s.device_id for s in self.store.workflow_devices(workflow.id)
+                       if s.state == Step.PENDING]
+            claimed = [
+                d for d in pending
+                if self.store.cas_device(workflow.id, d, Step.PENDING, Step.SUBMITTING, now,
+                                         data={"submitted_at": now})
+            ]
         if not claimed:
             return
         try:

@@ -187,6 +187,13 @@ class Store:
         )
         return [from_row(DeviceStep, r) for r in rows]
 
+    def step_states(self, workflow_id: int) -> dict[str, int]:
+        """How many of a job's devices are in each step state (one aggregate, not N rows)."""
+        rows = self.database.query(
+            "SELECT state, COUNT(*) AS n FROM workflow_devices WHERE workflow_id = ? "
+            "GROUP BY state", (workflow_id,))
+        return {str(r["state"]): int(r["n"]) for r in rows}
+
     def device_step(self, workflow_id: int, device_id: str) -> DeviceStep | None:
         rows = self.database.query(
             "SELECT * FROM workflow_devices WHERE workflow_id = ? AND device_id = ?",

@@ -1,0 +1,119 @@
+"""Jobs over many devices: steps side by side within bounds, one bulk job, coalesced progress."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from support.bot import BotHarness, running_bot
+from support.core import CoreHarness, core_config, make_core
+
+from bot.notifier import SlackNotifier
+from commands.planning import Request
+from commands.ports import Progress, ProgressKind, Target
+from commands.states import Kind, WorkflowState
+from sigfox.simulator import SimulatorServer
+from sigfox.simulator.latency import LatencyModel
+
+DEVICES = 30
+BIG_JOB = """
+concurrent_steps = 4
+device_lines_up_to = 5
+progress_interval = "1h"
+"""
+
+
+def off_contract_fleet(sim: SimulatorServer) -> list[str]:
+    contract = sim.world.add_contract("Big", order_id="order-big", order_name="Big",
+                                      max_tokens=1000)
+    dtype = sim.world.add_device_type("Big fleet", contract.id)
+    return [sim.world.add_device(f"B1{n:04X}", device_type_id=dtype.id,
+                                 token="off_contract").id for n in range(DEVICES)]
+
+
+@pytest.fixture
+def slow_backend(make_simulator: Callable[..., SimulatorServer]) -> SimulatorServer:
+    # Every answer takes 50 ms, so steps that overlap are seen overlapping by the backend.
+    model = LatencyModel(0.05, spread=0.0, slow_share=0.0)
+    return make_simulator(devices=0, rate_limits=False, latency=model)
+
+
+def restart_all(harness: CoreHarness, ids: list[str]) -> int:
+    outcome = harness.core.request(Request(Kind.RESTART, _requester(), tuple(ids),
+                                           Target("C0CHAN")))
+    assert outcome.ok, outcome.message
+    assert outcome.workflow_id is not None
+    for _ in range(10):
+        harness.core.tick()
+        workflow = harness.core.store.get_workflow(outcome.workflow_id)
+        if workflow is not None and workflow.state == WorkflowState.DONE:
+            break
+        harness.advance(10)
+    return outcome.workflow_id
+
+
+def _requester():
+    from support.core import REQUESTER
+
+    return REQUESTER
+
+
+def test_steps_run_side_by_side_within_the_bound_and_none_twice(
+    slow_backend: SimulatorServer, tmp_path: Path
+) -> None:
+    ids = off_contract_fleet(slow_backend)
+    harness = make_core(slow_backend, tmp_path / "bot.db",
+                        config=core_config(BIG_JOB.replace("progress", "# progress")))
+    slow_backend.calls.clear()
+    workflow_id = restart_all(harness, ids)
+    assert harness.core.store.get_workflow(workflow_id).state == WorkflowState.DONE
+    waiting = slow_backend.control("GET", "/latency")
+    assert 2 <= waiting["peakWaiting"] <= 4  # side by side, never more than concurrent_steps
+    # One bulk job for the whole job, and every device read back once it took effect.
+    assert len(harness.calls("POST", "/v2/devices/bulk/restart")) == 1
+    assert all(slow_backend.world.devices[i].token.off_contract is False for i in ids)
+
+
+@pytest.fixture
+def bot(make_simulator: Callable[..., SimulatorServer], tmp_path: Path) -> Iterator[BotHarness]:
+    sim = make_simulator(devices=0, rate_limits=False)
+    with running_bot(sim, tmp_path / "bot.db", config=core_config(BIG_JOB)) as harness:
+        yield harness
+
+
+def test_slack_sees_one_card_and_a_few_lines_for_a_big_job(bot: BotHarness) -> None:
+    ids = off_contract_fleet(bot.simulator)
+    bot.command("restart " + " ".join(ids))
+    for _ in range(10):
+        bot.core.tick()
+        bot.advance(10)
+    parent = next(m for m in bot.parents() if "restart" in m.get("text", "").lower())
+    lines = bot.thread_texts(parent["ts"])
+    assert not [line for line in lines if "B10010" in line]  # no line per device
+    # Request, the bulk job, the first device restarted (a phase), the summary: a handful.
+    assert len(lines) <= 6, lines
+    assert any("the first of 30 devices" in line for line in lines)
+    edits = [c for c in bot.standin.calls_to("chat.update") if c.params.get("ts") == parent["ts"]]
+    assert len(edits) <= 6  # state changes and at most one count per progress_interval
+
+
+def test_card_counts_are_edited_at_most_once_per_progress_interval(bot: BotHarness) -> None:
+    ids = off_contract_fleet(bot.simulator)
+    bot.command("restart " + " ".join(ids))
+    bot.core.tick()
+    workflow = bot.core.jobs()[0]
+    now = [0.0]
+    notifier = SlackNotifier(bot.notifier.client, bot.core.store, min_interval=0.0,
+                             progress_interval=5.0, device_lines_up_to=5, clock=lambda: now[0])
+    parent = notifier.thread_of(workflow.label)
+    assert parent is not None
+    before = len(bot.standin.calls_to("chat.update"))
+    for second in range(100):  # one device event a second for 100 s
+        now[0] = float(second)
+        notifier.notify(Progress(ProgressKind.STEP_DONE, workflow.label, workflow.kind,
+                                 (ids[second % DEVICES],), "Restarted.",
+                                 Target(parent["channel"], parent["thread"]),
+                                 details={"step": "done"}))
+    edits = len(bot.standin.calls_to("chat.update")) - before
+    assert edits == 20  # at 0, 5, 10, ... 95 s
