@@ -15,10 +15,17 @@ import bisect
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+# Where an id that is not hexadecimal sorts: after every real one. Sigfox ids are hexadecimal,
+# but tests and hand-made worlds name devices "U1"; the index must not fall over them.
+_NOT_HEX = 1 << 128
+
 
 def id_key(ident: str) -> tuple[int, str]:
     """Sort key of a device id: its hexadecimal value (the text breaks ties like "0A"/"A")."""
-    return int(ident, 16), ident
+    try:
+        return int(ident, 16), ident
+    except ValueError:
+        return _NOT_HEX, ident
 
 
 @dataclass(frozen=True)
@@ -30,7 +37,7 @@ class IdRange:
     descending: bool = False
 
     def holds(self, ident: str) -> bool:
-        value = int(ident, 16)
+        value = id_key(ident)[0]
         return (self.low is None or value >= self.low) and (
             self.high is None or value <= self.high)
 
