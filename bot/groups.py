@@ -27,7 +27,7 @@ DEFAULT_TTL = 60.0
 def configured_groups(config: BotConfig) -> frozenset[str]:
     """User-group ids (S...) named anywhere in [policy]."""
     policy = config.policy
-    names = [*policy.requesters, *policy.approvers]
+    names = [*policy.requesters, *policy.approvers, *policy.escalation_approvers]
     for override in policy.operations.values():
         names += [*(override.requesters or ()), *(override.approvers or ())]
     return frozenset(n for n in names if n.startswith("S"))

@@ -28,6 +28,7 @@ def help_text(world: DemoWorld) -> str:
         (f"/sigfox status {example}", "an expired (Off Contract) device"),
         (f"/sigfox renew {example}", "ask for its renewal (needs an approval)"),
         ("Approve", "click the latest [ Approve ] button (any label works)"),
+        ("/form <text>", "answer the form a button opened (Reject asks why)"),
         ("/as bob", f"switch person ({people})"),
         (f"/uplink {example}", "the device sends a message (after its re-registration)"),
         ("/advance 30m", "move the virtual clock (s, m, h, d)"),
@@ -71,7 +72,8 @@ class Session:
 
     def _actions(self) -> dict[str, Callable[[str], bool]]:
         return {
-            "/as": self._switch, "/uplink": self._uplink, "/advance": self._advance,
+            "/as": self._switch, "/form": self._form, "/uplink": self._uplink,
+            "/advance": self._advance,
             "/scan": self._scan, "/help": self._help, "/quit": self._quit, "/exit": self._quit,
         }
 
@@ -83,6 +85,11 @@ class Session:
         else:
             self.person = person
             self.say(f"You are now {person.name} ({person.real_name}).")
+        return True
+
+    def _form(self, answer: str) -> bool:
+        if not self.world.submit_form(self.person, answer):
+            self.say("No form is open: Reject (or an alert's Snooze) opens one.")
         return True
 
     def _uplink(self, device_id: str) -> bool:

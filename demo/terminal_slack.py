@@ -111,6 +111,7 @@ class TerminalSlack:
         self.ephemerals: list[dict[str, Any]] = []
         self.files: dict[str, dict[str, Any]] = {}
         self.calls: list[str] = []
+        self.modal: dict[str, Any] | None = None  # the form on screen (views.open), if any
         self._response_urls: dict[str, dict[str, str]] = {}
         self._lock = threading.RLock()
         self._ts = itertools.count(1)
@@ -269,6 +270,7 @@ class TerminalSlack:
             "chat.delete": self._delete,
             "chat.getPermalink": self._permalink,
             "views.publish": self._views_publish,
+            "views.open": self._views_open,
             "users.info": self._users_info,
             "usergroups.users.list": lambda p: {"users": []},
             "conversations.info": self._conversations_info,
@@ -350,6 +352,19 @@ class TerminalSlack:
         self._print(f"{INDENT}{self._time()}  🏠 App Home of {self.name_of(user)} refreshed "
                     f"({len(blocks)} blocks)")
         return {"view": {"id": f"V{next(self._ts):08d}", "type": "home", "blocks": blocks}}
+
+    def _views_open(self, p: dict[str, Any]) -> dict[str, Any]:
+        """A form opens for the person who clicked; they answer with `/form <text>`."""
+        view = p.get("view")
+        view = json.loads(view) if isinstance(view, str) else view or {}
+        opened = {**view, "id": f"V{next(self._ts):08d}", "state": {"values": {}}}
+        self.modal = opened
+        title = (view.get("title") or {}).get("text", "")
+        asks = [(b.get("label") or {}).get("text", "") for b in view.get("blocks") or []
+                if b.get("type") == "input"]
+        self._print(f"{INDENT}{self._time()}  📝 A form opens: {title}: {'; '.join(asks)} "
+                    "(answer with /form <your text>)")
+        return {"view": opened}
 
     def _users_info(self, p: dict[str, Any]) -> dict[str, Any]:
         user_id = str(p.get("user") or "")

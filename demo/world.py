@@ -225,6 +225,39 @@ class DemoWorld:
         self._dispatch(urlencode({"payload": json.dumps(payload)}), user, message.channel)
         return True
 
+    def submit_form(self, user: Person, answer: str) -> bool:
+        """`user` fills the open form: `answer` in its text inputs, selects as preset; False
+        when no form is open."""
+        view = self.slack.modal
+        if view is None:
+            return False
+        values: dict[str, Any] = {}
+        for block in view.get("blocks") or []:
+            element = block.get("element") or {}
+            if block.get("type") != "input":
+                continue
+            if element.get("type") == "static_select":
+                state = {"type": "static_select",
+                         "selected_option": element.get("initial_option")}
+            else:
+                state = {"type": element.get("type"), "value": answer}
+            values[block["block_id"]] = {element.get("action_id"): state}
+        payload = {"type": "view_submission", "api_app_id": "A0SIGFOXBOT", "token": "demo",
+                   "team": {"id": TEAM_ID, "domain": "acme-iot-demo"},
+                   "user": {"id": user.user_id, "username": user.name, "name": user.name,
+                            "team_id": TEAM_ID},
+                   "trigger_id": f"{time.time():.6f}.demo",
+                   "view": {**view, "state": {"values": values}}}
+        body = urlencode({"payload": json.dumps(payload)})
+        response = self.app.dispatch(signed_request(self.signing_secret, body))
+        errors = _form_errors(response.body)
+        if errors:  # the form stays open and says what is wrong
+            self.slack.narrate(f"the form answers: {errors}")
+        else:
+            self.slack.modal = None
+        self.settle()
+        return True
+
     def _dispatch(self, body: str, user: Person, channel: str) -> None:
         response = self.app.dispatch(signed_request(self.signing_secret, body))
         if response.status != 200:
@@ -283,6 +316,16 @@ def _action_payload(user: Person, message: Posted, button: dict[str, Any],
                     **({"thread_ts": message.thread_ts} if message.thread_ts else {})},
         "response_url": response_url, "actions": [action],
     }
+
+
+def _form_errors(body: str) -> str:
+    try:
+        answer = json.loads(body) if body else {}
+    except ValueError:
+        return ""
+    if isinstance(answer, dict) and answer.get("response_action") == "errors":
+        return "; ".join(str(e) for e in (answer.get("errors") or {}).values())
+    return ""
 
 
 def _show_ack(slack: TerminalSlack, body: str, user: str, channel: str) -> None:

@@ -290,3 +290,11 @@ def test_show_pac_is_told_in_the_thread_never_the_pac(bot: BotHarness) -> None:
     [row] = [a for a in bot.core.store.audit_entries(workflow_id=workflow_id)
              if a.action == "reveal pac"]
     assert row.actor == APPROVER_ID and row.outcome == "shown"
+
+
+def test_an_escalation_group_counts_for_the_policy() -> None:
+    from bot.groups import configured_groups
+
+    config = parse_config('[policy]\napprovers = ["U0APPROVE"]\nescalate_after = "1h"\n'
+                          'escalation_approvers = ["S0ONCALL"]\n')
+    assert "S0ONCALL" in configured_groups(config)  # so a member's clicks are recognised

@@ -177,3 +177,21 @@ def test_emoji_become_glyphs_for_the_picture() -> None:
     lines = excerpt("── 3. a\n  sigfox-bot (only visible to alice):\n"
                     "         Working on `/sigfox renew`…\nkept 🟢\n── 8. b\n")
     assert lines == ["── 3. a", "kept ●"]
+
+
+def test_interactive_reject_asks_why_in_a_form() -> None:
+    with DemoWorld(FAST, io.StringIO()) as world:
+        device = pick_expired_device(world)
+    keys = "\n".join([
+        "/form too early", f"/sigfox renew {device}", "/as bob", "Reject", "/form no",
+        "/form Wrong device, it was sold", f"/sigfox history {device}", "/quit",
+    ]) + "\n"
+    result = CliRunner().invoke(
+        main, ["demo", "--interactive", "--devices", "120", "--speed", "100000"], input=keys
+    )
+    assert result.exit_code == 0, result.output
+    output = result.output
+    assert "No form is open" in output
+    assert "A form opens: Reject the request" in output
+    assert "the form answers: Say why you reject it" in output
+    assert output.count("Wrong device, it was sold") >= 2  # the thread and the history
