@@ -35,7 +35,7 @@ from bot.blocks import ApprovalView, JobView, Message
 from commands import human
 from commands.ports import Progress, ProgressKind
 from commands.states import CANCELLABLE, Kind
-from storage.records import ApprovalRecord, job_label, parse_job_label
+from storage.records import ApprovalRecord, job_label
 from storage.store import Store
 
 log = logging.getLogger(__name__)
@@ -104,10 +104,10 @@ class SlackNotifier:
         if not progress.target.channel:
             return  # a job started outside Slack (CLI, demo) has no thread to keep
         try:
-            with self._lock_for(progress.workflow_id):
+            with self._lock_for(progress.job):
                 self._deliver(progress)
         except Exception as error:  # never let a chat outage stop a renewal half-way
-            log.warning("could not post progress of %s to Slack (%s)", progress.workflow_id,
+            log.warning("could not post progress of %s to Slack (%s)", progress.job,
                         _describe(error))
 
     def _lock_for(self, job: str) -> threading.Lock:
@@ -133,7 +133,7 @@ class SlackNotifier:
         }.get(progress.kind, self._line)
         handler(progress, ref)
         self._refresh_parent(progress, ref)
-        self.store.set_value(_key(progress.workflow_id), ref)
+        self.store.set_value(_key(progress.job), ref)
 
     # -- big jobs --------------------------------------------------------------------------
 
@@ -178,7 +178,7 @@ class SlackNotifier:
         return self.store.get_value(_key(job))
 
     def _thread(self, progress: Progress) -> dict[str, Any] | None:
-        ref = self.thread_of(progress.workflow_id)
+        ref = self.thread_of(progress.job)
         if ref:
             return ref
         view = self._job_view(progress, state=self._state(progress))
@@ -190,7 +190,7 @@ class SlackNotifier:
         ref = {"channel": str(answer["channel"]), "ts": ts,
                "thread": progress.target.thread or ts, "state": view.state, "last": "",
                "waiting": {}, "approval_note": ""}
-        self.store.set_value(_key(progress.workflow_id), ref)
+        self.store.set_value(_key(progress.job), ref)
         return ref
 
     def _reply(self, ref: dict[str, Any], message: Message) -> str | None:
@@ -364,7 +364,7 @@ class SlackNotifier:
 
     def _finished(self, progress: Progress, ref: dict[str, Any]) -> None:
         outcome = str(progress.details.get("outcome", "done"))
-        approval = self._approval_of(progress.workflow_id)
+        approval = self.store.approval_for(progress.workflow_id)
         if approval is not None:
             self.refresh_approval(approval.id)
         ref["approval_note"] = ""
@@ -382,14 +382,10 @@ class SlackNotifier:
         if pac is None:
             pac = _pac_devices(progress, outcome)
         message = blocks.job_summary(
-            job=progress.workflow_id, workflow_id=parse_job_label(progress.workflow_id) or 0,
+            job=progress.job, workflow_id=progress.workflow_id,
             ok=ok, text=progress.text, next_steps=next_steps(progress, outcome),
             pac_devices=pac, copy_devices=_copy_devices(progress))
         self._reply(ref, message)
-
-    def _approval_of(self, job: str) -> Any:
-        workflow_id = parse_job_label(job)
-        return self.store.approval_for(workflow_id) if workflow_id else None
 
     # -- the parent ------------------------------------------------------------------------
 
@@ -410,18 +406,17 @@ class SlackNotifier:
             ref["state"] = state
 
     def _job_view(self, progress: Progress, *, state: str, note: str = "") -> JobView:
-        workflow_id = parse_job_label(progress.workflow_id) or 0
+        workflow_id = progress.workflow_id
         workflow = self.store.get_workflow(workflow_id)
         devices = (tuple(s.device_id for s in self.store.workflow_devices(workflow_id))
                    if workflow else progress.devices)
         requester = workflow.requester if workflow else str(progress.details.get("requester"))
-        return JobView(progress.workflow_id, workflow_id, progress.operation, devices, state,
+        return JobView(progress.job, workflow_id, progress.operation, devices, state,
                        requester, latest=progress.text.splitlines()[0] if progress.text else "",
                        approval_note=note, cancellable=state in {s.value for s in CANCELLABLE})
 
     def _state(self, progress: Progress) -> str:
-        workflow_id = parse_job_label(progress.workflow_id)
-        workflow = self.store.get_workflow(workflow_id) if workflow_id else None
+        workflow = self.store.get_workflow(progress.workflow_id)
         return workflow.state if workflow else progress.state
 
     # -- Slack calls -----------------------------------------------------------------------

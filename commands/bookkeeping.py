@@ -12,7 +12,7 @@ from commands.config import BotConfig
 from commands.ports import Clock, Notifier, Progress, ProgressKind, SigfoxApi, Target
 from commands.states import Kind, Step
 from sigfox.errors import SigfoxError
-from storage.records import DeviceStep, WorkflowRecord, job_label
+from storage.records import DeviceStep, WorkflowRecord
 from storage.store import Store
 
 log = logging.getLogger(__name__)
@@ -88,7 +88,7 @@ class WorkflowBookkeeping:
             several = len(devices) > 1
         progress = Progress(
             kind=kind,
-            workflow_id=job_label(workflow.id),
+            workflow_id=workflow.id,
             operation=workflow.kind,
             devices=devices,
             text=(f"{device_id}: {text}" if device_id and several else text),

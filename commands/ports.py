@@ -24,6 +24,7 @@ from sigfox.models import (
     Group,
     JobKind,
 )
+from storage.records import job_label
 
 
 class SigfoxApi(Protocol):
@@ -101,13 +102,18 @@ class Progress:
     """One thing worth telling the people following a job. Never carries a PAC."""
 
     kind: ProgressKind
-    workflow_id: str
+    workflow_id: int
     operation: str
     devices: tuple[str, ...]
     text: str
     target: Target = field(default_factory=Target)
     state: str = ""
     details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def job(self) -> str:
+        """The job as people see it: `J-0042`."""
+        return job_label(self.workflow_id)
 
 
 class Notifier(Protocol):
