@@ -94,7 +94,7 @@ class SlackNotifier:
         self.progress_interval = progress_interval
         self.device_lines_up_to = device_lines_up_to
         self._clock = clock
-        self._card_at: dict[str, float] = {}  # when each big job's card was last edited
+        self._card_at: dict[int, float] = {}  # when each big job's card was last edited
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
 
@@ -119,7 +119,7 @@ class SlackNotifier:
         if ref is None:
             return
         if self._counted_on_card(progress, ref):
-            self.store.set_value(_key(progress.workflow_id), ref)
+            self.store.set_value(_key(progress.job), ref)
             return
         handler = {
             ProgressKind.APPROVAL_NEEDED: self._approval_needed,
@@ -142,10 +142,9 @@ class SlackNotifier:
         phase, else only the card's counts (at a bounded rate). True when handled so."""
         if progress.kind not in (ProgressKind.STEP_DONE, ProgressKind.WAITING):
             return False
-        workflow_id = parse_job_label(progress.workflow_id)
-        if len(progress.devices) != 1 or not workflow_id:
+        if len(progress.devices) != 1:
             return False
-        counts = self.store.step_states(workflow_id)
+        counts = self.store.step_states(progress.workflow_id)
         total = sum(counts.values())
         if total <= self.device_lines_up_to:
             return False
