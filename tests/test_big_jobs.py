@@ -111,7 +111,7 @@ def test_card_counts_are_edited_at_most_once_per_progress_interval(bot: BotHarne
     before = len(bot.standin.calls_to("chat.update"))
     for second in range(100):  # one device event a second for 100 s
         now[0] = float(second)
-        notifier.notify(Progress(ProgressKind.STEP_DONE, workflow.label, workflow.kind,
+        notifier.notify(Progress(ProgressKind.STEP_DONE, workflow.id, workflow.kind,
                                  (ids[second % DEVICES],), "Restarted.",
                                  Target(parent["channel"], parent["thread"]),
                                  details={"step": "done"}))
