@@ -200,7 +200,22 @@ class CommandHandler:
         events = self.core.store.device_history(command.device_id, limit=40)
         lines = [blocks.HistoryLineView(e.time, job_label(e.workflow_id), e.kind, e.text)
                  for e in events]
+        lines += self._snooze_lines(command.device_id)
+        lines.sort(key=lambda line: line.time)
         return Reply(blocks.history(command.device_id, lines))
+
+    def _snooze_lines(self, device_id: str) -> list[blocks.HistoryLineView]:
+        """Snoozes belong to a device's history too: who silenced its alerts, and why."""
+        snoozes = getattr(self.alerts, "snooze_history", None)
+        if snoozes is None:
+            return []
+        try:
+            found = snoozes(device_id)
+        except ValueError:  # not a device id the alerts know how to read
+            return []
+        return [blocks.HistoryLineView(s.created_at, "alerts", "snooze",
+                                       f"Alerts snoozed by <@{s.snoozed_by}>: {s.reason}")
+                for s in found]
 
     # -- requests --------------------------------------------------------------------------
 

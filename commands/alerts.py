@@ -691,6 +691,10 @@ class AlertService:
             timing=self.scan_timing(),
         )
 
+    def snooze_history(self, device_id: str) -> list[SnoozeInfo]:
+        """The snoozes of a device, newest first, with who and why (for `/sigfox history`)."""
+        return [snooze_info(r) for r in self.fleet.snoozes_of(normalize_device_id(device_id))]
+
     def device_report(self, device_id: str) -> DeviceReport:
         did = normalize_device_id(device_id)
         row = self.fleet.device(did)

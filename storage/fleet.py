@@ -389,6 +389,13 @@ class FleetStore:
             (now, limit),
         )
 
+    def snoozes_of(self, device_id: str, limit: int = 20) -> list[dict[str, Any]]:
+        """Every snooze of one device, ended or not, newest first (for its history)."""
+        return self.database.query(
+            "SELECT * FROM snoozes WHERE device_id = ? ORDER BY created_at DESC LIMIT ?",
+            (device_id, limit),
+        )
+
     def count_active_snoozes(self, now: float) -> int:
         rows = self.database.query(
             "SELECT COUNT(*) AS n FROM snoozes WHERE ended_at = 0 "

@@ -100,6 +100,9 @@ def test_a_snooze_records_and_lists_why(harness: CoreHarness) -> None:
     listing = handler.handle("alerts", REQUESTER, channel="C0CHAN").text
     assert f"C0FFEE by <@{REQUESTER.user_id}>" in listing
     assert "battery swap booked" in listing
+    history = json.dumps(handler.handle("history C0FFEE", REQUESTER,
+                                        channel="C0CHAN").message.blocks)
+    assert f"Alerts snoozed by <@{REQUESTER.user_id}>: battery swap booked" in history
 
 
 def test_config_answer_says_truthfully_where_settings_come_from(
