@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import platform
+import resource
 import socket
 import subprocess
 import sys
@@ -34,12 +35,14 @@ def free_port() -> int:
 
 
 @contextmanager
-def simulator_process(devices: int, seed: int = 1, *, rate_limits: bool = False) -> Iterator[str]:
-    """The simulated backend in its own process; yields its root URL (API under /v2)."""
+def simulator_process(devices: int, seed: int = 1, *, rate_limits: bool = False,
+                      latency: str = "0ms") -> Iterator[str]:
+    """The simulated backend in its own process; yields its root URL (API under /v2).
+    `latency` is the simulator's --latency (the median answer time, e.g. "300ms")."""
     port = free_port()
     env = {**os.environ, "SIGFOX_API_LOGIN": LOGIN, "SIGFOX_API_PASSWORD": PASSWORD}
     command = [sys.executable, "-m", "bot.cli", "simulator", "--port", str(port),
-               "--devices", str(devices), "--seed", str(seed)]
+               "--devices", str(devices), "--seed", str(seed), "--latency", latency]
     if not rate_limits:
         command.append("--no-rate-limits")
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
@@ -67,6 +70,11 @@ def _wait_until_up(root: str) -> None:
 def list_requests(root: str) -> list[dict]:
     log = httpx.get(f"{root}/_sim/calls", timeout=60).json()
     return [c for c in log if c["method"] == "GET" and c["path"] == "/v2/devices/"]
+
+
+def peak_rss_mib() -> float:
+    """The peak resident memory of this process so far (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def write_section(title: str, section: str) -> None:

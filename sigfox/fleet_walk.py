@@ -134,6 +134,11 @@ class RangePlanner:
         return step_for(min(ended) if ended else None, workers=self._workers,
                         page_size=self._page_size, max_offset=self._max_offset)
 
+    def _end(self) -> float:
+        """The first position known to be past the fleet's end (infinity while none is)."""
+        ended = [p for p, ident in self._known.items() if p and ident is None]
+        return min(ended, default=math.inf)
+
     def _wave(self, position: int, step: int, reach: int) -> list[tuple[int, int]]:
         """Up to `workers` next positions, each with the position it counts from, as long as
         that base is known (a base deeper in the same wave waits for the next wave)."""
@@ -151,8 +156,8 @@ class RangePlanner:
         for position, base in wave:
             if position in self._known:
                 continue
-            if base and self._known[base] is None:
-                self._known[position] = None  # the fleet ended before the base
+            if (base and self._known[base] is None) or position >= self._end():
+                self._known[position] = None  # the fleet ends before: no need to ask
                 continue
             todo.append((position, base))
         answers = self._pool.map(

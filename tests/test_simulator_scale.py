@@ -148,3 +148,10 @@ def test_a_simulator_without_id_ranges_refuses_them(
     assert refused.status_code == 400
     assert refused.json()["errors"][0]["field"] == "minId"
     assert plain.status_code == 200 and len(plain.json()["data"]) == 3
+
+
+def test_collections_answer_without_their_trailing_slash(ranged: SimulatorServer) -> None:
+    with ranged.client(follow_redirects=False) as client:
+        answer = client.get("/devices", params={"limit": "2"})
+    assert answer.status_code == 200  # as Sigfox does: no redirect, no second round trip
+    assert [d["id"] for d in answer.json()["data"]] == ["5", "F"]

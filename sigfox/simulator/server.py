@@ -45,6 +45,9 @@ from sigfox.simulator.world import World
 log = logging.getLogger(__name__)
 
 
+_COLLECTIONS = frozenset({"/v2/devices", "/v2/device-types", "/v2/contract-infos", "/v2/groups"})
+
+
 class DroppedConnection(Exception):
     """Raised after the response has started: uvicorn then aborts the connection, which is
     what a client sees when the network drops mid-response."""
@@ -97,6 +100,10 @@ class SimulatorApp:
         if scope["type"] != "http" or not scope["path"].startswith("/v2"):
             await self.routes(scope, receive, send)
             return
+        if scope["path"] in _COLLECTIONS:
+            # Sigfox answers `/v2/devices` as `/v2/devices/`; a redirect would cost a client
+            # that leaves the slash out a second round trip (and a second answer time).
+            scope = {**scope, "path": scope["path"] + "/"}
         entry: dict[str, Any] = {
             "method": scope["method"], "path": scope["path"],
             "query": scope.get("query_string", b"").decode("latin-1"),
