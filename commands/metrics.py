@@ -21,6 +21,7 @@ from typing import TypeVar
 from prometheus_client import (
     CollectorRegistry,
     Counter,
+    Histogram,
     disable_created_metrics,
     generate_latest,
 )
@@ -170,8 +171,19 @@ class Metrics:
             "Fleet scans that did not complete (Sigfox refused, unreachable, or an error).",
             registry=r,
         )
+        # A tick never sleeps on Sigfox: it takes as long as its due steps' calls. Buckets
+        # from a quiet tick (a few ms) to one cut short by its budget (the tick interval).
+        self.workflow_tick = Histogram(
+            f"{PREFIX}_workflow_tick_seconds",
+            "Duration of one workflow tick (advancing every due workflow), in real seconds.",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
+            registry=r,
+        )
         self._callbacks = _CallbackGauges()
         r.register(self._callbacks)
+
+    def observe_tick(self, seconds: float) -> None:
+        self.workflow_tick.observe(seconds)
 
     def record_sigfox_call(self, method: str, endpoint: str, status: int | None) -> None:
         """`status` None: no HTTP answer at all (connection refused, timeout)."""
@@ -230,6 +242,10 @@ def record_slack_call(method: str, ok: bool, error: str | None = None) -> None:
 
 def record_scan(duration_seconds: float, devices_by_state: Mapping[str, int]) -> None:
     METRICS.record_scan(duration_seconds, devices_by_state)
+
+
+def observe_tick(seconds: float) -> None:
+    METRICS.observe_tick(seconds)
 
 
 def set_workflow_state_source(source: StateCounts | None) -> None:

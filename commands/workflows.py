@@ -12,10 +12,12 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from commands.approvals import ApprovalRounds, clean_reason
@@ -34,6 +36,7 @@ from commands.states import (
 )
 from commands.status import DeviceStatus, read_device_status
 from commands.steps import DeviceSteps, missing_callbacks, target_type_id
+from commands.ticks import Stopwatch, TickStats
 from sigfox.errors import SigfoxError
 from sigfox.models import Device
 from storage.records import DeviceStep, WorkflowRecord, job_label
@@ -74,6 +77,7 @@ class Core(ApprovalRounds, DeviceSteps):
         config: BotConfig,
         owner: str | None = None,
         on_renewed: Callable[[str], object] | None = None,
+        stopwatch: Stopwatch = time.perf_counter,
     ) -> None:
         self.api = api
         self.store = store
@@ -84,6 +88,9 @@ class Core(ApprovalRounds, DeviceSteps):
         self.owner = owner or f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
         # Told the id of every device renewed or restarted through the bot (alerts resolve).
         self.on_renewed = on_renewed
+        # Real elapsed time for the tick's budget and timings (the clock may be virtual).
+        self.stopwatch = stopwatch
+        self.last_tick: TickStats | None = None
 
     # -- requests ----------------------------------------------------------------------------
 
@@ -360,27 +367,36 @@ class Core(ApprovalRounds, DeviceSteps):
                 self.store.update_workflow(workflow.id, self.clock.now(), next_run=0)
         return self.tick()
 
-    def tick(self) -> int:
-        """Advance every workflow that can move now; returns how many were looked at."""
+    def tick(self, budget: float | None = None) -> int:
+        """Advance every workflow that can move now; returns how many were looked at.
+
+        Nothing in it sleeps: a step waiting on Sigfox records when to run again and the tick
+        moves on. `budget` (real seconds) bounds it: once spent, no further step starts, and
+        what is still due goes first at the next tick (due work is taken oldest first).
+        `last_tick` keeps what it did and its slowest step."""
+        self.last_tick = stats = TickStats(self.stopwatch, budget)
         self._expire_approvals()
         self.count_down_wait_timers()
         now = self.clock.now()
         due = self.store.workflows_due(
             [WorkflowState.APPROVED.value, WorkflowState.RUNNING.value], now
         )
-        for workflow_id in due:
-            self.advance(workflow_id)
+        for looked, workflow_id in enumerate(due):
+            if stats.out_of_time():
+                stats.left_due = len(due) - looked
+                return looked
+            self.advance(workflow_id, stats)
         return len(due)
 
-    def advance(self, workflow_id: int) -> None:
+    def advance(self, workflow_id: int, stats: TickStats | None = None) -> None:
         if not self.store.claim_workflow(workflow_id, self.owner, self.clock.now(), LEASE_SECONDS):
             return
         try:
-            self._advance_claimed(self._workflow(workflow_id))
+            self._advance_claimed(self._workflow(workflow_id), stats or TickStats(self.stopwatch))
         finally:
             self.store.release_workflow(workflow_id, self.owner)
 
-    def _advance_claimed(self, workflow: WorkflowRecord) -> None:
+    def _advance_claimed(self, workflow: WorkflowRecord, stats: TickStats) -> None:
         now = self.clock.now()
         if workflow.state == WorkflowState.APPROVED:
             if not self.store.cas_workflow(
@@ -392,26 +408,34 @@ class Core(ApprovalRounds, DeviceSteps):
             return
         runner = self._runner(Kind(workflow.kind))
         now = self.clock.now()
-        due = [step.device_id for step in self.store.workflow_devices(workflow.id)
+        due = [step for step in self.store.workflow_devices(workflow.id)
                if not Step(step.state).finished and step.next_run <= now]
-        self._run_steps(workflow, due, runner)
+        self._run_steps(workflow, due, runner, stats)
         self._finish_if_done(self._workflow(workflow.id))
 
-    def _run_steps(self, workflow: WorkflowRecord, device_ids: list[str],
-                   runner: Callable[[WorkflowRecord, DeviceStep], None]) -> None:
+    def _run_steps(self, workflow: WorkflowRecord, due: list[DeviceStep],
+                   runner: Callable[[WorkflowRecord, DeviceStep], None], stats: TickStats
+                   ) -> None:
         """The due steps side by side, `concurrent_steps` at most: each spends its time waiting
         for Sigfox's answers, so a thousand-device job ticks in steps x latency / width, not
         steps x latency. Nothing else changes: every call still goes through the client's
         pacing (per endpoint, per device), and each step moves by compare-and-set, so a step
         that another thread (or process) moved meanwhile does not run twice."""
-        width = min(self.config.timing.concurrent_steps, len(device_ids))
+        def run(step: DeviceStep) -> None:
+            # Past the tick's budget a step does not start: it stays due, and
+            # `_finish_if_done` schedules the job for now, so the next tick takes it.
+            if not stats.out_of_time():
+                stats.timed(workflow.label, step.device_id, step.state,
+                            partial(self._run_step, workflow, step.device_id, runner))
+
+        width = min(self.config.timing.concurrent_steps, len(due))
         if width <= 1:
-            for device_id in device_ids:
-                self._run_step(workflow, device_id, runner)
+            for step in due:
+                run(step)
             return
         with ThreadPoolExecutor(max_workers=width,
                                 thread_name_prefix=f"{workflow.label}-steps") as pool:
-            for _ in pool.map(lambda d: self._run_step(workflow, d, runner), device_ids):
+            for _ in pool.map(run, due):
                 pass
 
     def _run_step(

@@ -125,7 +125,8 @@ class Store:
         wanted = list(states)
         marks = ", ".join("?" for _ in wanted)
         rows = self.database.query(
-            f"SELECT id FROM workflows WHERE state IN ({marks}) AND next_run <= ? ORDER BY id",
+            f"SELECT id FROM workflows WHERE state IN ({marks}) AND next_run <= ? "
+            "ORDER BY next_run, id",  # oldest due first: a tick cut short never starves one
             (*wanted, now),
         )
         return [row["id"] for row in rows]

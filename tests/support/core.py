@@ -100,6 +100,7 @@ def make_core(
     config: BotConfig | None = None,
     api: Any = None,
     clock: ManualClock | None = None,
+    **core_options: Any,
 ) -> CoreHarness:
     notifier = RecordingNotifier()
     clock = clock or ManualClock(simulator.clock.now())
@@ -110,6 +111,7 @@ def make_core(
         notifier=notifier,
         clock=clock,
         config=config or core_config(),
+        **core_options,
     )
     return CoreHarness(core, notifier, clock, simulator, db_path)
 
