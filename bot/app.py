@@ -55,8 +55,8 @@ def create_bolt_app(client: WebClient, *, listener_executor: Executor | None = N
 
 def register_metrics(core: Core, alerts: Any = None) -> None:
     """Workflows by state, approvals waiting and the last fleet scan, read at scrape time."""
-    metrics.set_workflow_state_source(core.store.count_workflows_by_state)
-    metrics.set_approvals_waiting_source(lambda: len(core.store.pending_approvals()))
+    metrics.set_workflow_state_source(core.workflow_counts)
+    metrics.set_approvals_waiting_source(core.approvals_waiting)
     if alerts is not None:
         metrics.set_scan_source(ScanFigures(alerts))
         metrics.set_last_success_source(alerts.last_success, core.clock.now)

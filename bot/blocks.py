@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from commands import human
+from commands.read_models import ApprovalRequest
 from commands.status import DeviceStatus
 
 Block = dict[str, Any]
@@ -170,6 +171,16 @@ class ApprovalView:
     waiting_for: tuple[str, ...] = ()
     reason: str = ""  # the requester's
     escalated_at: float = 0.0
+
+
+def approval_view(request: ApprovalRequest, waiting_for: tuple[str, ...] = ()) -> ApprovalView:
+    """The view of a request (the core's read model); `waiting_for`: who may still decide,
+    as mentions (only the notifier can expand user groups)."""
+    return ApprovalView(request.approval_id, request.job, request.operation, request.devices,
+                        request.summary, request.requester, request.expires_at,
+                        required=request.required, approved_by=request.approved_by,
+                        waiting_for=waiting_for, reason=request.reason,
+                        escalated_at=request.escalated_at)
 
 
 def _approval_head(view: ApprovalView) -> list[Block]:

@@ -197,7 +197,7 @@ class CommandHandler:
         return Reply(blocks.status_card(view))
 
     def _history(self, command: g.HistoryCommand, actor: Actor, target: Target) -> Reply:
-        events = self.core.store.device_history(command.device_id, limit=40)
+        events = self.core.device_history(command.device_id, limit=40)
         lines = [blocks.HistoryLineView(e.time, job_label(e.workflow_id), e.kind, e.text)
                  for e in events]
         lines += self._snooze_lines(command.device_id)
@@ -334,8 +334,8 @@ def config_origin(config: BotConfig) -> str:
 def job_lines(core: Core, active_only: bool = True) -> list[blocks.JobLineView]:
     lines = []
     for workflow in core.jobs(active_only)[:20]:
-        devices = tuple(s.device_id for s in core.store.workflow_devices(workflow.id))
-        lines.append(blocks.JobLineView(workflow.label, workflow.kind, workflow.state, devices,
+        lines.append(blocks.JobLineView(workflow.label, workflow.kind, workflow.state,
+                                        core.job_devices(workflow.id),
                                         workflow.requester, workflow.updated_at,
                                         workflow.channel))
     return lines

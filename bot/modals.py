@@ -25,7 +25,6 @@ from bot.groups import GroupResolver
 from bot.handler import CommandHandler, Reply
 from commands.approvals import clean_reason
 from commands.workflows import Core
-from storage.records import job_label
 
 log = logging.getLogger(__name__)
 
@@ -53,13 +52,10 @@ class ReasonForms:
         refusal = self.core.may_decide(approval_id, clicker)
         if refusal:
             return refusal
-        approval = self.core.store.get_approval(approval_id)
-        workflow = self.core.store.get_workflow(approval.workflow_id) if approval else None
-        if approval is None or workflow is None:
+        request = self.core.approval_request(approval_id)
+        if request is None:
             return f"There is no approval request {approval_id}."
-        devices = tuple(s.device_id for s in self.core.store.workflow_devices(workflow.id))
-        view = blocks.ApprovalView(approval.id, job_label(workflow.id), workflow.kind, devices,
-                                   approval.summary, approval.requested_by, approval.expires_at)
+        view = blocks.approval_view(request)
         where = _where(body)
         metadata = json.dumps({"approval": approval_id, **where})
         return self._open(client, body.get("trigger_id", ""), blocks.reject_modal(view, metadata))

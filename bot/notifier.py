@@ -23,7 +23,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import replace
 from typing import Any
 
@@ -34,8 +35,9 @@ from bot import blocks
 from bot.blocks import ApprovalView, JobView, Message
 from commands import human
 from commands.ports import Progress, ProgressKind
+from commands.read_models import approval_request
 from commands.states import CANCELLABLE, Kind
-from storage.records import ApprovalRecord, job_label
+from storage.records import ApprovalRecord
 from storage.store import Store
 
 log = logging.getLogger(__name__)
@@ -316,21 +318,15 @@ class SlackNotifier:
                 self._update(dm["channel"], dm["ts"], message)
 
     def _approval_view(self, approval: ApprovalRecord) -> ApprovalView:
-        """The request as the store has it now: who approved, who may still decide."""
-        workflow = self.store.get_workflow(approval.workflow_id)
-        devices = tuple(s.device_id for s in self.store.workflow_devices(approval.workflow_id))
-        approved = tuple(v.user_id for v in self.store.votes(approval.id)
-                         if v.decision == "approved")
-        excluded = set(approved) | (set() if approval.requester_may_approve
-                                    else {approval.requested_by})
-        return ApprovalView(approval.id, job_label(approval.workflow_id),
-                            workflow.kind if workflow else "", devices, approval.summary,
-                            approval.requested_by, approval.expires_at,
-                            required=approval.required, approved_by=approved,
-                            waiting_for=self._who_may_decide(approval.deciders, excluded),
-                            reason=approval.request_reason, escalated_at=approval.escalated_at)
+        """The request as the core has it now: who approved, who may still decide."""
+        request = approval_request(self.store, approval.id)
+        if request is None:
+            raise LookupError(f"approval {approval.id} vanished")
+        return blocks.approval_view(
+            request, waiting_for=self._who_may_decide(request.deciders, request.excluded))
 
-    def _who_may_decide(self, principals: list[str], excluded: set[str]) -> tuple[str, ...]:
+    def _who_may_decide(self, principals: Sequence[str], excluded: AbstractSet[str]
+                        ) -> tuple[str, ...]:
         """Mentions of the users who may still decide: groups expanded where the bot can read
         them, else named as the group."""
         names: list[str] = []

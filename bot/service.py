@@ -86,7 +86,7 @@ class Services:
 
     def health(self) -> dict[str, Any]:
         """Liveness: the process answers and its database does."""
-        self.core.store.count_workflows_by_state()  # raises when the database is unusable
+        self.core.workflow_counts()  # raises when the database is unusable
         return {"ok": True, "database": "ok"}
 
     def ready(self) -> dict[str, Any]:

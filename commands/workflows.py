@@ -27,6 +27,7 @@ from commands.planning import Plan, Request, plan_request, type_id_of
 from commands.policy import Actor, Operation, Policy
 from commands.ports import Clock, Notifier, ProgressKind, SigfoxApi
 from commands.preflight import Refusal, day
+from commands.read_models import ApprovalRequest, approval_request
 from commands.states import (
     ACTIVE,
     CANCELLABLE,
@@ -39,7 +40,7 @@ from commands.steps import DeviceSteps, missing_callbacks, target_type_id
 from commands.ticks import Stopwatch, TickStats
 from sigfox.errors import SigfoxError
 from sigfox.models import Device
-from storage.records import DeviceStep, WorkflowRecord, job_label
+from storage.records import DeviceStep, EventRecord, WorkflowRecord, job_label
 from storage.store import Store
 
 log = logging.getLogger(__name__)
@@ -565,6 +566,31 @@ class Core(ApprovalRounds, DeviceSteps):
     def device_status(self, device_id: str) -> DeviceStatus | None:
         """Raises BackendUnavailable when Sigfox cannot answer."""
         return read_device_status(self.api, device_id)
+
+    def approval_request(self, approval_id: int) -> ApprovalRequest | None:
+        """An approval request as the people deciding see it (a read model, for the edges)."""
+        return approval_request(self.store, approval_id)
+
+    def approvals_awaiting(self, actor: Actor) -> list[ApprovalRequest]:
+        """The pending requests whose decision `actor` may take now, oldest first."""
+        waiting = (approval_request(self.store, a.id) for a in self.store.pending_approvals()
+                   if not self.may_decide(a.id, actor))
+        return [request for request in waiting if request is not None]
+
+    def job_devices(self, workflow_id: int) -> tuple[str, ...]:
+        """The devices of a job, in the order they were asked for."""
+        return tuple(s.device_id for s in self.store.workflow_devices(workflow_id))
+
+    def device_history(self, device_id: str, limit: int = 40) -> list[EventRecord]:
+        """What the bot did to a device, newest last (`/sigfox history`)."""
+        return self.store.device_history(device_id, limit=limit)
+
+    def workflow_counts(self) -> dict[str, int]:
+        """Workflows by state (metrics, health); raises when the database is unusable."""
+        return self.store.count_workflows_by_state()
+
+    def approvals_waiting(self) -> int:
+        return len(self.store.pending_approvals())
 
     def jobs(self, active_only: bool = True) -> list[WorkflowRecord]:
         states = [s.value for s in ACTIVE] if active_only else None

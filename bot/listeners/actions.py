@@ -73,8 +73,8 @@ class JobButtons:
 
     def _redraw_if_settled(self, approval_id: int) -> None:
         """An already decided or expired request still showing buttons: show the decision."""
-        approval = self.services.core.store.get_approval(approval_id)
-        if approval is not None and approval.state != "pending":
+        request = self.services.core.approval_request(approval_id)
+        if request is not None and request.state != "pending":
             self.services.notifier.refresh_approval(approval_id)
 
     def show_pac(self, body: dict[str, Any], client: WebClient, respond: Respond) -> None:

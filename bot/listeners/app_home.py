@@ -15,7 +15,6 @@ from bot.handler import job_lines, scan_timing_line
 from bot.listeners.replies import describe
 from commands.policy import Actor, Operation
 from commands.workflows import Core
-from storage.records import job_label
 
 if TYPE_CHECKING:
     from bot.service import Services
@@ -36,24 +35,11 @@ def publish_home(services: Services, client: WebClient, actor: Actor, notice: st
 
 
 def home_view(core: Core, actor: Actor, alerts: Any = None) -> dict[str, Any]:
-    waiting = [a for a in core.store.pending_approvals() if _may_approve(core, actor, a)]
-    views = [_approval_view(core, a) for a in waiting]
+    views = [blocks.approval_view(request) for request in core.approvals_awaiting(actor)]
     can_approve = any(core.policy.can_approve(actor, op, "").allowed
                       for op in Operation if op.guarded)
     return blocks.app_home(approvals=views, jobs=job_lines(core), fleet=fleet_view(alerts),
                            can_approve=can_approve)
-
-
-def _may_approve(core: Core, actor: Actor, approval: Any) -> bool:
-    return not core.may_decide(approval.id, actor)
-
-
-def _approval_view(core: Core, approval: Any) -> blocks.ApprovalView:
-    workflow = core.store.get_workflow(approval.workflow_id)
-    devices = tuple(s.device_id for s in core.store.workflow_devices(approval.workflow_id))
-    return blocks.ApprovalView(approval.id, job_label(approval.workflow_id),
-                               workflow.kind if workflow else "", devices, approval.summary,
-                               approval.requested_by, approval.expires_at)
 
 
 def fleet_view(alerts: Any) -> blocks.FleetView | None:
