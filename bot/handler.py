@@ -114,9 +114,11 @@ class CommandHandler:
             operation, devices = Operation.DELETE, 1
         else:
             return ""
-        if self._refusal(command, actor):
+        if self._refusal(command, actor) or not self.core.reason_refusal(operation, devices, ""):
             return ""
-        return self.core.reason_refusal(operation, devices, "")
+        return (f"`/sigfox {blocks.clip(text.strip(), 300)}` is a large job "
+                f"({human.plural(devices, 'device')}): say why you ask. The approvers see it "
+                "on the request; it stays in the job's history.")
 
     def _refusal(self, command: g.Command, actor: Actor) -> str:
         operation = g.spec_of(command).operation

@@ -102,6 +102,7 @@ def test_a_large_job_needs_two_people_neither_the_requester(bot: BotHarness) -> 
     bot.command(f"renew {devices}")
     assert bot.core.store.list_workflows() == []  # nothing before the reason
     form = last_modal(bot, blocks.REQUEST_REASON_MODAL)
+    assert "is a large job (2 devices): say why you ask" in json.dumps(form["blocks"])
     blank = submit(bot, form, {blocks.REASON_BLOCK: "  "}, REQUESTER_ID)
     assert blank.json()["response_action"] == "errors"
     assert blocks.REASON_BLOCK in blank.json()["errors"]
