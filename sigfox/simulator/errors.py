@@ -1,7 +1,8 @@
 """Errors the simulated API answers, shaped like the spec's error bodies.
 
 400 carries `ErrorContent` (`message` plus `errors` [{type, field, message}]); 403, 404 and 409
-carry `{"message"}` only, as SOURCE.md and openapi.json describe.
+carry `{"message"}` only, as openapi.json and its notes describe
+(tests/specs/sigfox-api-v2/SOURCE.md).
 """
 
 from __future__ import annotations

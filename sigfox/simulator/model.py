@@ -1,4 +1,5 @@
-"""The simulated backend's entities and the enum codes of the API (from SOURCE.md and the spec).
+"""The simulated backend's entities and the enum codes of the API (from the spec and its notes,
+tests/specs/sigfox-api-v2/SOURCE.md).
 
 Plain mutable dataclasses: the `World` owns them and guards every change with its lock.
 Times are kept in epoch milliseconds, like the API, so rendering never converts.

@@ -1,4 +1,5 @@
-"""The published rate limits of API v2 (SOURCE.md), answered with 429 and no Retry-After.
+"""The published rate limits of API v2, answered with 429 and no Retry-After (the limits:
+tests/specs/sigfox-api-v2/SOURCE.md).
 
 | calls                                   | limit                  | key        |
 |-----------------------------------------|------------------------|------------|

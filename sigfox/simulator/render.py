@@ -1,8 +1,9 @@
 """JSON bodies of the simulated API, following openapi.json's definitions.
 
-A field with no value is left out, never sent as null (SOURCE.md); a device without a token has
-no `token` key at all. Names of linked entities appear only when asked with `fields=`, as the
-real API does (`deviceType(name)`, `group(name,...)`, `contract(name)`, `order(name)`).
+A field with no value is left out, never sent as null (tests/specs/sigfox-api-v2/SOURCE.md); a
+device without a token has no `token` key at all. Names of linked entities appear only when
+asked with `fields=`, as the real API does (`deviceType(name)`, `group(name,...)`,
+`contract(name)`, `order(name)`).
 """
 
 from __future__ import annotations
