@@ -239,3 +239,24 @@ def test_show_pac_is_told_in_the_thread_without_the_pac(harness: CoreHarness,
     [row] = [a for a in harness.core.store.audit_entries(workflow_id=outcome.workflow_id)
              if a.action == "reveal pac"]
     assert row.outcome == "shown" and pac not in str(row)
+
+
+@pytest.mark.parametrize("ending", ["cancelled", "expired"])
+def test_reminders_stop_when_cancelled_or_expired(harness: CoreHarness, fleet: Fleet,
+                                                  ending: str) -> None:
+    outcome = request(harness, Kind.RENEW, fleet.no_token)
+    assert outcome.workflow_id is not None
+    harness.clock.advance(10 * 60)
+    harness.core.tick()
+    if ending == "cancelled":
+        assert harness.core.cancel(outcome.workflow_id, REQUESTER).ok
+    else:
+        harness.clock.advance(2 * 3600)  # approval_ttl
+        harness.core.tick()
+    assert state_of(harness, outcome.workflow_id) == ending
+    sent = len([p for p in harness.notifier.events if p.kind == ProgressKind.REMINDER])
+    assert sent == 1
+    for _ in range(3):
+        harness.clock.advance(10 * 60)
+        harness.core.tick()
+    assert len([p for p in harness.notifier.events if p.kind == ProgressKind.REMINDER]) == sent
