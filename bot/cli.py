@@ -138,9 +138,12 @@ def main(log_format: str, log_level: str) -> None:
     is_flag=True,
     help="Refuse minId/maxId on the device list (400), as a backend without them would.",
 )
+@click.option("--hide-pacs", is_flag=True,
+              help="Play an API user whose profile may not read PACs: devices come without "
+                   "`pac` (the bot must then refuse renewals that delete).")
 def simulator(
     port: int, host: str, devices: int, seed: int, delete_hold: float, no_rate_limits: bool,
-    latency: str, no_id_ranges: bool,
+    latency: str, no_id_ranges: bool, hide_pacs: bool,
 ) -> None:
     """Serve a simulated Sigfox API v2 under http://HOST:PORT/v2."""
     from sigfox.simulator.latency import parse_latency
@@ -159,6 +162,7 @@ def simulator(
         rate_limits=not no_rate_limits,
         latency=median,
         id_ranges=not no_id_ranges,
+        hide_pacs=hide_pacs,
     )
 
 

@@ -223,15 +223,15 @@ class CommandHandler:
 
     def _request(self, kind: Kind, actor: Actor, target: Target, device_ids: tuple[str, ...],
                  device_type: str | None = None, unsubscribe_at_ms: int | None = None,
-                 reason: str = "") -> Reply:
+                 reason: str = "", by_delete: bool = False) -> Reply:
         outcome = self.core.request(Request(kind, actor, device_ids, target, device_type,
-                                            unsubscribe_at_ms, reason))
+                                            unsubscribe_at_ms, reason, by_delete))
         return _outcome_reply(outcome)
 
     def _renew(self, command: g.RenewCommand, actor: Actor, target: Target,
                reason: str = "") -> Reply:
         return self._request(Kind.RENEW, actor, target, command.device_ids, command.device_type,
-                             reason=reason)
+                             reason=reason, by_delete=command.by_delete)
 
     def _delete(self, command: g.DeleteCommand, actor: Actor, target: Target,
                 reason: str = "") -> Reply:

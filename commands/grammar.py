@@ -59,6 +59,7 @@ class StatusCommand:
 class RenewCommand:
     device_ids: tuple[str, ...]
     device_type: str | None = None
+    by_delete: bool = False  # `by delete`: the seed's delete-and-re-register, asked explicitly
 
 
 @dataclass(frozen=True)
@@ -321,8 +322,21 @@ def _one_device(spec: CommandSpec, args: Sequence[str], today: date) -> Command:
 
 
 def _renew(spec: CommandSpec, args: Sequence[str], today: date) -> Command:
+    args, by_delete = _split_by_delete(args)
     ids, device_type = _split_on_to("renew", args)
-    return RenewCommand(_device_ids("renew", ids), device_type)
+    return RenewCommand(_device_ids("renew", ids), device_type, by_delete)
+
+
+def _split_by_delete(args: Sequence[str]) -> tuple[list[str], bool]:
+    """A trailing `by delete`, removed; `by` followed by anything else is an error."""
+    lowered = [a.lower() for a in args]
+    if "by" not in lowered:
+        return list(args), False
+    cut = lowered.index("by")
+    if lowered[cut + 1 :] != ["delete"]:
+        raise _usage_error("renew", "`by` must end the command, followed by `delete` "
+                                    "(`renew <id> by delete` deletes and registers it again).")
+    return list(args[:cut]), True
 
 
 def _transfer(spec: CommandSpec, args: Sequence[str], today: date) -> Command:
@@ -454,8 +468,10 @@ _DECLARED = (
     CommandSpec(StatusCommand, _one_device, "status <id>",
                 "show a device: contract, token, last message", Operation.STATUS,
                 "status 1A2B3C"),
-    CommandSpec(RenewCommand, _renew, "renew <id> [<id> ...] [to <device-type>]",
-                "renew expired devices: delete and re-create them (needs approval)",
+    CommandSpec(RenewCommand, _renew, "renew <id> [<id> ...] [to <device-type>] [by delete]",
+                "renew devices by the least destructive way that works: restart, transfer or "
+                "automatic renewal, else delete and register again (needs approval); "
+                "`by delete` asks for delete and re-register explicitly",
                 Operation.RENEW, 'renew 1A2B3C 0x4d5e6f to "Fleet B"'),
     CommandSpec(DeleteCommand, _one_device, "delete <id>",
                 "delete a device for good (needs approval)", Operation.DELETE, "delete 1A2B3C"),

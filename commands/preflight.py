@@ -1,6 +1,7 @@
 """Checks made before anything changes, and what a transfer costs (seed 001).
 
-Every refusal says why and what to do instead; nothing here writes to Sigfox.
+Every refusal says why and what to do instead; nothing here writes to Sigfox. The fields read
+here, and the reading taken where openapi.json is ambiguous, are in docs/sigfox-semantics.md.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from enum import StrEnum
 
 from commands import human
 from commands.ports import SigfoxApi
-from sigfox.models import ContractInfo, Device, DeviceType, TokenState
+from sigfox.models import ContractInfo, Device, DeviceState, DeviceType, TokenState
 
 
 class Refusal(Exception):
@@ -88,30 +89,70 @@ def resolve_device_type(api: SigfoxApi, wanted: str) -> DeviceType:
 
 
 def require_contract_usable(contract: ContractInfo, now: float) -> None:
-    left = contract.tokens_left
-    if left is not None and left <= 0:
+    """Refuse when a device could not take a new token on `contract` now."""
+    reason = contract.why_no_token(now * 1000)
+    if reason:
         raise Refusal(
-            f"Contract {contract.name or contract.id} has no tokens left "
-            f"({contract.tokens_in_use}/{contract.max_tokens} in use): a renewed device could "
-            "not take a token. Ask for more tokens, or renew to a device type on another "
-            "contract with `renew <id> to <device-type>`."
+            f"{reason[0].upper()}{reason[1:]}: a renewed device could not take a token. "
+            f"{_instead(contract)}"
         )
-    end = contract.end_time
-    if end is not None and end / 1000 <= now:
+
+
+def _instead(contract: ContractInfo) -> str:
+    return (
+        "Ask Sigfox (or your reseller) to extend or refill the contract, or renew onto a "
+        "device type on another contract with `renew <id> to <device-type>`."
+    )
+
+
+def contract_ids_of(device_type: DeviceType) -> list[str]:
+    ids = device_type.contract_ids
+    if not ids:
         raise Refusal(
-            f"Contract {contract.name or contract.id} ended on {day(end)}: a renewed device "
-            "could not take a token. Renew to a device type on a running contract with "
-            "`renew <id> to <device-type>`."
+            f"Device type {device_type.name or device_type.id} lists no contract, neither in "
+            "`contracts` nor in `contract`: devices registered on it cannot take a token. "
+            "Attach a contract to it in the Sigfox portal, or renew onto another device type "
+            "with `renew <id> to <device-type>`."
         )
+    return ids
+
+
+def contracts_of(api: SigfoxApi, device_type: DeviceType) -> list[ContractInfo]:
+    """Every contract the device type lists (`contracts[]`, else the older `contract`)."""
+    return [api.get_contract_info(contract_id) for contract_id in contract_ids_of(device_type)]
 
 
 def contract_of(api: SigfoxApi, device_type: DeviceType) -> ContractInfo:
-    if device_type.contract is None or not device_type.contract.id:
-        raise Refusal(
-            f"Device type {device_type.name or device_type.id} is bound to no contract: "
-            "devices registered on it cannot take a token."
-        )
-    return api.get_contract_info(device_type.contract.id)
+    """The device type's first contract, for reports (end date, tokens left)."""
+    return api.get_contract_info(contract_ids_of(device_type)[0])
+
+
+def require_tokens_available(contracts: list[ContractInfo], now: float) -> None:
+    """Every listed contract must be able to give a token: which one Sigfox picks for a device
+    type with several is not described, so the bot does not bet on the good one."""
+    for contract in contracts:
+        require_contract_usable(contract, now)
+
+
+def require_pac(device: Device) -> None:
+    if device.pac:
+        return
+    raise Refusal(
+        f"Sigfox did not show device {device.id}'s PAC to the bot: its API user's profile "
+        "lacks the right to read device PACs. Without the PAC, a deleted device could not be "
+        "registered again. Give the API user that right in the Sigfox portal (its profile "
+        "must let it see PACs), or renew the device by hand in the portal."
+    )
+
+
+def require_activable(device: Device) -> None:
+    if device.activable is not False and device.state != DeviceState.NOT_ACTIVABLE:
+        return
+    raise Refusal(
+        f"Device {device.id} is not activable (`activable` false, state NOT_ACTIVABLE): it "
+        "cannot take a token whatever the bot does, so nothing destructive is offered. Make "
+        "it activable in the Sigfox portal, then ask again."
+    )
 
 
 class TransferImpact(StrEnum):
@@ -121,10 +162,15 @@ class TransferImpact(StrEnum):
     SEAMLESS = "seamless"
     TOKEN_MOVED = "token_moved"
     TOKEN_LOST = "token_lost"
+    UNKNOWN_SOURCE = "unknown_source"  # the device's own contract can't be read: costly case
 
     @property
     def needs_approval(self) -> bool:
-        return self is TransferImpact.TOKEN_LOST
+        return self in (TransferImpact.TOKEN_LOST, TransferImpact.UNKNOWN_SOURCE)
+
+    @property
+    def loses_token(self) -> bool:
+        return self.needs_approval
 
     @property
     def explanation(self) -> str:
@@ -138,19 +184,44 @@ class TransferImpact(StrEnum):
                 "other order: the token is lost for good, a new one is taken at the next "
                 "message and its subscription fee invoiced"
             ),
+            TransferImpact.UNKNOWN_SOURCE: (
+                "the contract its token came from (or that contract's order) can't be read, so "
+                "the bot counts the token as lost for good, a new one taken at the next message "
+                "and invoiced: the costly case of seed 001"
+            ),
         }[self]
 
 
+_SEVERITY = [
+    TransferImpact.NO_TOKEN, TransferImpact.SEAMLESS, TransferImpact.TOKEN_MOVED,
+    TransferImpact.TOKEN_LOST, TransferImpact.UNKNOWN_SOURCE,
+]
+
+
 def transfer_impact(
-    device: Device, source_contract: ContractInfo | None, target_contract: ContractInfo
+    device: Device, source_contract: ContractInfo | None, target_contracts: list[ContractInfo]
 ) -> TransferImpact:
+    """The token's fate, judged from the device's OWN contract (`device.contract`, the one its
+    token came from), against every contract the target type lists; the worst case wins.
+    Seamless only when both contract ids are known and equal."""
     if device.token is None:
         return TransferImpact.NO_TOKEN
-    if source_contract is None or source_contract.id == target_contract.id:
+    source_id = device.contract_id
+    if source_id is None or not target_contracts:
+        return TransferImpact.UNKNOWN_SOURCE
+    impacts = [_impact_onto(source_id, source_contract, t) for t in target_contracts]
+    return max(impacts, key=_SEVERITY.index)
+
+
+def _impact_onto(
+    source_id: str, source: ContractInfo | None, target: ContractInfo
+) -> TransferImpact:
+    if target.id == source_id:
         return TransferImpact.SEAMLESS
-    same_order = (
-        source_contract.order is not None
-        and target_contract.order is not None
-        and source_contract.order.id == target_contract.order.id
-    )
-    return TransferImpact.TOKEN_MOVED if same_order else TransferImpact.TOKEN_LOST
+    if source is None or source.id != source_id:
+        return TransferImpact.UNKNOWN_SOURCE
+    source_order = source.order.id if source.order else None
+    target_order = target.order.id if target.order else None
+    if source_order is None or target_order is None:
+        return TransferImpact.UNKNOWN_SOURCE
+    return TransferImpact.TOKEN_MOVED if source_order == target_order else TransferImpact.TOKEN_LOST

@@ -2,6 +2,8 @@
 
 Every step reads the backend first and then acts, so running it again after a crash or a
 fault is harmless; the bookkeeping (audited calls, compare-and-set moves) is inherited.
+A renewal is done only when the backend shows the device's token in state OK; how the fields
+read here are understood is in docs/sigfox-semantics.md.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from sigfox.errors import (
     SigfoxForbidden,
     SigfoxNotFound,
 )
-from sigfox.models import BulkJob, Callback, Device, DeviceCreate, JobKind, TokenState
+from sigfox.models import BulkJob, Callback, Device, DeviceCreate, DeviceState, JobKind, TokenState
 from storage.records import DeviceStep, Snapshot, WorkflowRecord
 
 JOB_POLL_SECONDS = 5.0
@@ -54,6 +56,17 @@ class DeviceSteps(WorkflowBookkeeping):
                        "Deleted; Sigfox no longer lists it. The PAC is recorded.")
 
     def _step_renew(self, workflow: WorkflowRecord, step: DeviceStep) -> None:
+        # Workflows recorded before renewals chose their method were all delete-and-re-register.
+        method = workflow.params.get("method", "delete")
+        if method == "restart":
+            self._step_restart(workflow, step)
+            return
+        if method == "transfer":
+            self._renew_by_transfer(workflow, step)
+            return
+        if method == "automatic renewal":
+            self._renew_by_automatic_renewal(workflow, step)
+            return
         handlers = {
             Step.PENDING: self._renew_delete,
             Step.DELETING: self._renew_delete,
@@ -170,8 +183,13 @@ class DeviceSteps(WorkflowBookkeeping):
                 self._wait_for_release(workflow, step)
                 return
             except SigfoxBadRequest as error:
+                if still_held(error):  # some backends answer 400 "already exists" while holding
+                    self._wait_for_release(workflow, step)
+                    return
                 self._fail(workflow, device_id, "re-register",
-                           f"Sigfox refused to register it again: {error}")
+                           f"Sigfox refused to register it again: {error}. The PAC is "
+                           "recorded: an approver can see it with the Show PAC button and "
+                           "register the device in the Sigfox portal.")
                 return
             existing = self._call(workflow, device_id, "read device", self.api.find_device,
                                   device_id)
@@ -206,7 +224,7 @@ class DeviceSteps(WorkflowBookkeeping):
             self._fail(workflow, step.device_id, "re-register",
                        f"Sigfox still holds the id {elapsed_text(waited)} after the delete. The "
                        "PAC is recorded: an approver can see it with the Show PAC button and "
-                       "register the device in the portal, or run `/sigfox renew` again later.")
+                       "register the device in the portal.")
             return
         retry = self.config.timing.release_retry.total_seconds()
         self.store.update_device_step(workflow.id, step.device_id, now, next_run=now + retry,
@@ -232,15 +250,25 @@ class DeviceSteps(WorkflowBookkeeping):
         self._move(workflow, device_id, Step.REGISTERED, Step.AWAITING_UPLINK, text, data=data)
 
     def _renew_await_uplink(self, workflow: WorkflowRecord, step: DeviceStep) -> None:
+        """Done only when Sigfox shows the token in state OK; a message that leaves the device
+        Off Contract, Invalid or not activable fails the step with Sigfox's own words."""
         device_id = step.device_id
+        if "registered_at" not in step.data:  # reached by a transfer: the wait starts now
+            step.data["registered_at"] = self.clock.now()
+            self.store.update_device_step(workflow.id, device_id, self.clock.now(),
+                                          data=step.data)
         device = self._call(workflow, device_id, "read device", self.api.find_device, device_id)
-        registered_ms = step.data.get("registered_at", 0) * 1000
-        heard = device is not None and (
-            (device.token is not None and device.token.state == TokenState.OK)
-            or (device.last_com or 0) >= registered_ms
-        )
-        if heard and device is not None:
-            token_end = device.token.end if device.token else None
+        if device is None:
+            self._fail(workflow, device_id, "first message",
+                       f"{device_id} is no longer listed by Sigfox. Check it in the Sigfox "
+                       "portal; the PAC is recorded.")
+            return
+        failure = first_message_failure(device)
+        if failure:
+            self._fail(workflow, device_id, "first message", failure)
+            return
+        if device.token_state == TokenState.OK and device.token is not None:
+            token_end = device.token.end
             data = {**step.data, "token_end": token_end}
             text = "First message received" + (
                 f"; token OK until {day(token_end)}." if token_end else "."
@@ -250,6 +278,57 @@ class DeviceSteps(WorkflowBookkeeping):
                 self._check_callbacks(workflow, self._device_step(workflow, device_id))
             return
         self._keep_waiting_for_uplink(workflow, step)
+
+    def _renew_by_transfer(self, workflow: WorkflowRecord, step: DeviceStep) -> None:
+        """Renewal by transfer: the job moves the device, then its first message must take a
+        token (state OK) on the new type's contract."""
+        if step.state == Step.AWAITING_UPLINK:
+            self._renew_await_uplink(workflow, step)
+            return
+        if step.state == Step.CHECKING_CALLBACKS:
+            self._check_callbacks(workflow, step)
+            return
+        target = workflow.params["device_type_id"]
+
+        def arrived(device: Device | None) -> bool:
+            return device is not None and type_id_of(device) == target
+
+        def submit(device_ids: list[str]) -> str:
+            return self.api.bulk_transfer(target, device_ids)
+
+        self._bulk_step(workflow, step, JobKind.TRANSFER, submit, arrived,
+                        f"Transferred to {workflow.params.get('device_type_name')}; waiting for "
+                        "its first message to take a token.", then=Step.AWAITING_UPLINK)
+
+    def _renew_by_automatic_renewal(self, workflow: WorkflowRecord, step: DeviceStep) -> None:
+        """Switch on the device's automatic renewal (a PUT, nothing deleted), then check it."""
+        device_id = step.device_id
+        if step.state == Step.PENDING and not self.store.cas_device(
+            workflow.id, device_id, Step.PENDING, Step.SUBMITTING, self.clock.now()
+        ):
+            return
+        device = self._call(workflow, device_id, "read device", self.api.find_device, device_id)
+        if device is None or device.token_state != TokenState.OK:
+            label = device.token_state.name if device and device.token_state else "gone"
+            self._fail(workflow, device_id, "automatic renewal",
+                       f"{device_id}'s token is no longer valid ({label}); automatic renewal was "
+                       "not switched on. Check it with `/sigfox status`.")
+            return
+        if not device.automatic_renewal:
+            self._call(workflow, device_id, "switch on automatic renewal",
+                       lambda: self.api.update_device(device_id, automatic_renewal=True))
+            device = self._call(workflow, device_id, "read device", self.api.find_device,
+                                device_id)
+        if device is None or not device.automatic_renewal:
+            self._fail(workflow, device_id, "automatic renewal",
+                       "Sigfox accepted the change but the device still shows automatic renewal "
+                       "off. Check it in the Sigfox portal.")
+            return
+        end = device.token.end if device.token else None
+        self._move(workflow, device_id, Step.SUBMITTING, Step.DONE,
+                   f"Automatic renewal switched on: the token, OK until {day(end)}, is renewed "
+                   "by the device's first message after that date.",
+                   data={**step.data, "token_end": end})
 
     def _keep_waiting_for_uplink(self, workflow: WorkflowRecord, step: DeviceStep) -> None:
         now = self.clock.now()
@@ -429,6 +508,48 @@ class DeviceSteps(WorkflowBookkeeping):
                        device_id, when)
         self._move(workflow, device_id, Step.SUBMITTING, Step.DONE,
                    f"Unsubscription set for {day(when)}.")
+
+
+_HELD_WORDS = ("already exist", "still exist", "being deleted", "held", "not yet released",
+               "not released")
+
+
+def still_held(error: SigfoxBadRequest) -> bool:
+    """A 400 to a re-create whose text says the id still exists or is held: the backend has not
+    finished with the delete. Message texts may change, so this only widens the wait (the
+    reading that cannot strand a device); any other 400 fails with Sigfox's reason."""
+    text = str(error).lower()
+    return any(word in text for word in _HELD_WORDS)
+
+
+_FIRST_MESSAGE_CAUSES = {
+    TokenState.OFF_CONTRACT: (
+        "the contract had no token left when the message arrived (other devices may have taken "
+        "them meanwhile), or it stopped taking activations",
+        "when the contract has tokens again, `/sigfox restart {id}` brings it back without "
+        "deleting anything",
+    ),
+    TokenState.INVALID: (
+        "its token ended and was not renewed",
+        "make it send another message: it then takes a new token or turns Off Contract",
+    ),
+}
+
+
+def first_message_failure(device: Device) -> str:
+    """Why the device cannot be called renewed ("" while it may still take its token)."""
+    state = device.token_state
+    detail = device.token.detail_message if device.token else None
+    if state in _FIRST_MESSAGE_CAUSES:
+        cause, then = _FIRST_MESSAGE_CAUSES[state]
+        said = f"Sigfox says “{detail}”" if detail else f"Sigfox shows its token {state.name}"
+        return (f"After registering, the device is {state.name.replace('_', ' ').title()}: "
+                f"{said}. Likely cause: {cause}. Next: {then.format(id=device.id)}.")
+    if state is None and (device.activable is False or device.state == DeviceState.NOT_ACTIVABLE):
+        return ("After registering, Sigfox shows the device NOT_ACTIVABLE: it cannot take a "
+                "token. Likely cause: it was registered with activable false. Next: make it "
+                "activable in the Sigfox portal; its next message then takes a token.")
+    return ""
 
 
 def target_type_id(workflow: WorkflowRecord, device_id: str) -> str:

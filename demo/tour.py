@@ -81,7 +81,7 @@ def play(world: DemoWorld) -> None:
 
     narrate(f"3. {cast.requester.name} asks the bot to renew it")
     before = latest_workflow_id(world)
-    world.command(cast.requester, f"renew {device}")
+    world.command(cast.requester, f"renew {device} by delete")
     workflow_id = latest_workflow_id(world)
     if workflow_id is None or workflow_id == before:
         raise TourStopped(f"`/sigfox renew {device}` started no job")

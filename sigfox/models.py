@@ -8,6 +8,9 @@ Field names, types and enum codes come from the service's Swagger document (defi
 Response models tolerate unknown fields (`extra="allow"`) and unknown enum codes, because the
 live service adds both over time and a new code must not break a scan of 150,000 devices.
 Every field the service may omit is optional: Sigfox omits empty fields rather than sending null.
+How each field is read (and what its absence means) is written down, field by field, in
+docs/sigfox-semantics.md; where the description is ambiguous the reading that cannot destroy
+anything is taken, and the properties below say which.
 Request models forbid unknown fields so a typo fails here, not as a 400 from the backend, and
 serialise with camelCase aliases and without None values.
 """
@@ -35,6 +38,13 @@ def normalize_device_id(device_id: str) -> str:
 
 def ms_to_datetime(ms: int | None) -> datetime | None:
     return None if ms is None else datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+
+def _day(ms: int) -> str:
+    try:
+        return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d")
+    except (OverflowError, ValueError, OSError):  # a date Sigfox could send, Python can't show
+        return f"{ms} ms after 1970"
 
 
 class _TolerantIntEnum(IntEnum):
@@ -75,6 +85,15 @@ class ComState(_TolerantIntEnum):
     KO = 3
     NA = 4
     NOT_SEEN = 5
+
+
+class AutomaticRenewalStatus(_TolerantIntEnum):
+    """`device.automaticRenewalStatus`, "computed automatic renewal status" (openapi.json)."""
+
+    ALLOWED = 0
+    NOT_ALLOWED = 1
+    RENEWED = 2
+    ENDED = 3
 
 
 class CallbackType(_TolerantIntEnum):
@@ -162,7 +181,7 @@ class Device(SigfoxModel):
     lqi: int | None = None
     activable: bool | None = None
     automatic_renewal: bool | None = None
-    automatic_renewal_status: int | None = None
+    automatic_renewal_status: AutomaticRenewalStatus | None = None
     creation_time: int | None = None
     activation_time: int | None = None
     unsubscription_time: int | None = None
@@ -200,6 +219,20 @@ class Device(SigfoxModel):
         """Sigfox deletes only devices whose token is Off Contract or that have no token."""
         return self.token is None or self.token.state == TokenState.OFF_CONTRACT
 
+    @property
+    def contract_id(self) -> str | None:
+        """The contract the device's token came from (`device.contract`); None when unknown.
+        Transfers are judged from this one, not from the device type's (seed 001)."""
+        return self.contract.id if self.contract and self.contract.id else None
+
+    @property
+    def renewal_refused(self) -> bool:
+        """Sigfox computed that the token will not be (or was not) renewed automatically.
+        See docs/sigfox-semantics.md: NOT_ALLOWED and ENDED both mean no renewal is coming."""
+        return self.automatic_renewal_status in (
+            AutomaticRenewalStatus.NOT_ALLOWED, AutomaticRenewalStatus.ENDED
+        )
+
 
 class DeviceType(SigfoxModel):
     id: str
@@ -220,6 +253,18 @@ class DeviceType(SigfoxModel):
     created_by: str | None = None
     last_edition_time: int | None = None
     last_edited_by: str | None = None
+
+    @property
+    def contract_ids(self) -> list[str]:
+        """The contracts devices of this type take tokens from: `contracts[]` (the current
+        field), plus the older single `contract` when it names another one. Never
+        `detachedContracts`, which were associated "at some point, but are not anymore"."""
+        refs = [*(self.contracts or []), *([self.contract] if self.contract else [])]
+        ids: list[str] = []
+        for ref in refs:
+            if ref.id and ref.id not in ids:
+                ids.append(ref.id)
+        return ids
 
 
 class ContractInfo(SigfoxModel):
@@ -249,15 +294,50 @@ class ContractInfo(SigfoxModel):
 
     @property
     def tokens_left(self) -> int | None:
-        """Tokens still available; None when unlimited (maxTokens 0) or unknown."""
-        if not self.max_tokens:
+        """Tokens still available; None when unlimited (maxTokens 0).
+
+        The description does not say whether `tokensUsed` (expired or revoked) counts against
+        `maxTokens`; counting it is the reading that cannot approve a renewal onto a contract
+        that has nothing to give (docs/sigfox-semantics.md). An absent `maxTokens` is unknown,
+        read as 0 tokens left: nothing destructive rests on a number Sigfox did not give.
+        """
+        if self.max_tokens == 0:
             return None
-        return max(self.max_tokens - (self.tokens_in_use or 0), 0)
+        if self.max_tokens is None:
+            return 0
+        return max(self.max_tokens - (self.tokens_in_use or 0) - (self.tokens_used or 0), 0)
 
     @property
     def end_time(self) -> int | None:
         """When communication ends under this contract (ms); None when it has no limit."""
         return self.communication_end_time or None
+
+    @property
+    def activation_end(self) -> int | None:
+        """After this (ms) the contract takes no new activations; None when it has no limit."""
+        return self.activation_end_time or None
+
+    def why_no_token(self, now_ms: float) -> str:
+        """Why a device could not take a new token on this contract now ("" when it could)."""
+        name = self.name or self.id
+        left = self.tokens_left
+        if left is not None and left <= 0:
+            if self.max_tokens is None:
+                return f"Sigfox does not say how many tokens contract {name} has"
+            return (
+                f"contract {name} has no tokens left ({self.tokens_in_use or 0} in use and "
+                f"{self.tokens_used or 0} used, expired or revoked, of {self.max_tokens}; used "
+                "tokens are counted against the maximum, the reading that cannot overspend)"
+            )
+        if self.start_time and self.start_time > now_ms:
+            return f"contract {name} has not started yet (it starts {_day(self.start_time)})"
+        if self.end_time is not None and self.end_time <= now_ms:
+            return f"contract {name} ended on {_day(self.end_time)}"
+        if self.activation_end is not None and self.activation_end <= now_ms:
+            return (
+                f"contract {name} takes no new activations since {_day(self.activation_end)}"
+            )
+        return ""
 
     @property
     def end_datetime(self) -> datetime | None:

@@ -232,7 +232,7 @@ def test_buttons_refuse_privately_whom_the_policy_refuses(
     assert slack.calls_to("chat.postMessage") == []
 
 
-def test_renew_button_starts_the_renewal_with_its_approval(
+def test_renew_button_starts_the_least_destructive_renewal(
     bolt: tuple[App, AlertService, Core], slack: SlackApiStandIn
 ) -> None:
     app, _, core = bolt
@@ -240,7 +240,10 @@ def test_renew_button_starts_the_renewal_with_its_approval(
     (answer,) = slack.calls_to("chat.postEphemeral")
     assert answer.params["user"] == "U0OPERATOR"
     jobs = [w for w in core.jobs() if w.kind == "renew"]
-    assert len(jobs) == 1 and jobs[0].state == "awaiting_approval", jobs
+    # Off Contract on a contract with tokens: a restart, which deletes nothing and needs no
+    # approval (a delete would; see test_semantics.py).
+    assert len(jobs) == 1 and jobs[0].params["method"] == "restart", jobs
+    assert jobs[0].state == "approved" and "by a restart" in answer.params["text"]
     assert click(app, "alert_details", "3C0001|off_contract") == 200
     assert "3C0001" in slack.calls_to("chat.postEphemeral")[-1].params["text"]
 

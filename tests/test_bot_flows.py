@@ -58,7 +58,7 @@ def test_renewal_end_to_end(bot: BotHarness, caplog: pytest.LogCaptureFixture) -
     caplog.set_level(logging.DEBUG)
     device = bot.fleet.off_contract
     pac = bot.simulator.world.pac_of(device)
-    response = bot.command(f"renew {device}")
+    response = bot.command(f"renew {device} by delete")
     assert response.status_code == 200
     assert "Working on" not in response.text  # its answer comes in a second: nothing before
 
@@ -171,7 +171,7 @@ def test_transfer_losing_the_token_needs_approval_then_runs(bot: BotHarness) -> 
 
 
 def test_bad_signature_and_stale_timestamp_are_refused(bot: BotHarness) -> None:
-    body = slash_command_body(f"renew {bot.fleet.off_contract}")
+    body = slash_command_body(f"renew {bot.fleet.off_contract} by delete")
     headers = signed_headers("not-the-secret", body)
     assert httpx.post(f"{bot.url}/slack/events", content=body, headers=headers).status_code == 401
     stale = bot.post(body, timestamp=int(time.time()) - 6 * 60)
@@ -183,7 +183,7 @@ def test_bad_signature_and_stale_timestamp_are_refused(bot: BotHarness) -> None:
 
 def test_a_replayed_command_runs_once(bot: BotHarness) -> None:
     url = bot.standin.response_url(CHANNEL_ID, REQUESTER_ID)
-    body = slash_command_body(f"renew {bot.fleet.off_contract}", user_id=REQUESTER_ID,
+    body = slash_command_body(f"renew {bot.fleet.off_contract} by delete", user_id=REQUESTER_ID,
                               response_url=url)
     assert bot.post(body).status_code == 200
     assert bot.post(body).status_code == 200
@@ -222,7 +222,7 @@ def test_double_clicks_decide_once(bot: BotHarness) -> None:
 
 
 def test_an_unauthorised_click_changes_nothing_and_is_told_why(bot: BotHarness) -> None:
-    bot.command(f"renew {bot.fleet.off_contract}")
+    bot.command(f"renew {bot.fleet.off_contract} by delete")
     approval = bot.core.store.pending_approvals()[0]
     request = bot.approval_message(approval.id)
     versions = len(bot.standin.versions(CHANNEL_ID, request["ts"]))
@@ -235,14 +235,14 @@ def test_an_unauthorised_click_changes_nothing_and_is_told_why(bot: BotHarness) 
 
 
 def test_a_group_member_may_approve(bot: BotHarness) -> None:
-    workflow_id, _, _ = request_and_approve(bot, f"renew {bot.fleet.off_contract}",
+    workflow_id, _, _ = request_and_approve(bot, f"renew {bot.fleet.off_contract} by delete",
                                             approver=GROUP_APPROVER_ID)
     assert bot.core.store.get_workflow(workflow_id).state == WorkflowState.APPROVED
     assert f"<@{GROUP_APPROVER_ID}>" in json.dumps(bot.approval_message(1)["blocks"])
 
 
 def test_an_expired_request_says_so(bot: BotHarness) -> None:
-    bot.command(f"renew {bot.fleet.off_contract}")
+    bot.command(f"renew {bot.fleet.off_contract} by delete")
     approval = bot.core.store.pending_approvals()[0]
     bot.advance(3601)
     bot.core.tick()
@@ -253,7 +253,7 @@ def test_an_expired_request_says_so(bot: BotHarness) -> None:
 
 
 def test_cancel_button_and_command(bot: BotHarness) -> None:
-    bot.command(f"renew {bot.fleet.off_contract}")
+    bot.command(f"renew {bot.fleet.off_contract} by delete")
     [parent] = bot.parents()
     [cancel] = [b for b in buttons(parent) if b["action_id"] == blocks.CANCEL]
     bot.click(blocks.CANCEL, cancel["value"], OUTSIDER_ID, message_ts=parent["ts"])
@@ -288,7 +288,7 @@ def test_help_shows_only_what_the_caller_may_run(make_simulator, tmp_path: Path)
 
 
 def test_app_home_lists_approvals_waiting_for_me_and_jobs(bot: BotHarness) -> None:
-    bot.command(f"renew {bot.fleet.off_contract}")
+    bot.command(f"renew {bot.fleet.off_contract} by delete")
     bot.event(app_home_opened_event(APPROVER_ID))
     home = json.dumps(bot.standin.home_views[APPROVER_ID]["blocks"])
     assert "J-0001" in home and blocks.APPROVE in home
@@ -309,14 +309,14 @@ def test_slack_outage_does_not_stop_the_job(bot: BotHarness) -> None:
 
 def test_rate_limited_posts_are_retried_after_retry_after(bot: BotHarness) -> None:
     bot.standin.rate_limit("chat.postMessage", times=1, retry_after=1)
-    bot.command(f"renew {bot.fleet.off_contract}")
+    bot.command(f"renew {bot.fleet.off_contract} by delete")
     assert len(bot.parents()) == 1
     assert bot.core.store.pending_approvals()
 
 
 def test_metrics_show_workflows_by_state_and_approvals_waiting(bot: BotHarness) -> None:
     register_metrics(bot.core)
-    bot.command(f"renew {bot.fleet.off_contract}")
+    bot.command(f"renew {bot.fleet.off_contract} by delete")
     text = httpx.get(f"{bot.url}/metrics").text
     assert 'sigfox_bot_workflows{state="awaiting_approval"} 1.0' in text
     assert "sigfox_bot_approvals_waiting 1.0" in text
@@ -369,7 +369,7 @@ def test_no_copy_offer_when_the_type_did_not_change(bot: BotHarness) -> None:
         "channel": "URL", "callbackType": 0, "callbackSubtype": 3, "enabled": True,
         "url": "https://example.test/up", "httpMethod": "POST"})
     device = bot.fleet.off_contract
-    _, parent = renew_until_done(bot, f"renew {device}", device)
+    _, parent = renew_until_done(bot, f"renew {device} by delete", device)
     assert not [b for m in bot.standin.thread(CHANNEL_ID, parent["ts"]) for b in buttons(m)
                 if b["action_id"] == blocks.COPY_CALLBACKS]
 
@@ -434,7 +434,7 @@ def test_app_home_shows_the_fleet_at_a_glance(make_simulator, tmp_path: Path) ->
 def test_after_a_restart_the_job_goes_on_in_the_same_thread(bot: BotHarness,
                                                            tmp_path: Path) -> None:
     device = bot.fleet.off_contract
-    workflow_id, parent, _ = request_and_approve(bot, f"renew {device}")
+    workflow_id, parent, _ = request_and_approve(bot, f"renew {device} by delete")
     bot.core.tick()  # deleted; now waiting for the backend to release the id
     posted_before = len(bot.standin.calls_to("chat.postMessage"))
 

@@ -42,7 +42,7 @@ def test_a_crash_anywhere_loses_nothing_and_repeats_nothing(make_simulator, tmp_
     device = fleet.off_contract
     original_pac = simulator.world.pac_of(device)
     outcome = harness.core.request(
-        Request(Kind.RENEW, REQUESTER, (device,), Target("C0CHAN"))
+        Request(Kind.RENEW, REQUESTER, (device,), Target("C0CHAN"), by_delete=True)
     )
     harness.core.decide(outcome.approval_id, APPROVER, approve=True)
     harness.core.store.database.close()

@@ -83,7 +83,7 @@ def test_cli_demo_interactive_with_two_people() -> None:
     with DemoWorld(FAST, io.StringIO()) as world:
         device = pick_expired_device(world)
     keys = "\n".join([
-        f"/sigfox renew {device}", "Approve", "/as bob", "[ Approve ]", "/advance 45m",
+        f"/sigfox renew {device} by delete", "Approve", "/as bob", "[ Approve ]", "/advance 45m",
         f"/uplink {device}", "/sigfox jobs", "/as nobody", "/nonsense", "Frobnicate", "/quit",
     ]) + "\n"
     result = CliRunner().invoke(

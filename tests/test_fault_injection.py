@@ -46,7 +46,8 @@ def test_renewal_survives_faults(make_simulator, tmp_path, method, path, fault) 
         api=sigfox_client(simulator, timeout=0.4, max_retries=3, clock=clock.now),
     )
     original_pac = simulator.world.pac_of(DEVICE)
-    outcome = harness.core.request(Request(Kind.RENEW, REQUESTER, (DEVICE,), Target("C0CHAN")))
+    outcome = harness.core.request(Request(Kind.RENEW, REQUESTER, (DEVICE,), Target("C0CHAN"),
+                                                 by_delete=True))
     assert outcome.ok, outcome.message
     harness.core.decide(outcome.approval_id, APPROVER, approve=True)
     simulator.fault(path, method=method, **fault)

@@ -138,7 +138,7 @@ def test_bad_device_id_shows_the_right_form() -> None:
     message = error("renew XYZ")
     assert message.startswith("`XYZ` is not a device id: ids are hexadecimal")
     assert "`1A2B3C` or `0x1a2b3c`" in message
-    assert "Usage: `/sigfox renew <id> [<id> ...] [to <device-type>]`" in message
+    assert "Usage: `/sigfox renew <id> [<id> ...] [to <device-type>] [by delete]`" in message
 
 
 @pytest.mark.parametrize("bad", ["123456789", "0x", "1A-2B", "-1", "0x0x1"])

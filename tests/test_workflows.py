@@ -38,10 +38,12 @@ def harness(backend, fleet, tmp_path: Path) -> CoreHarness:
     return make_core(backend, tmp_path / "bot.db")
 
 
-def renew(harness: CoreHarness, *device_ids: str, device_type: str | None = None, actor=REQUESTER):
-    return harness.core.request(
-        Request(Kind.RENEW, actor, tuple(device_ids), Target("C0CHAN", ""), device_type)
-    )
+def renew(harness: CoreHarness, *device_ids: str, device_type: str | None = None, actor=REQUESTER,
+          by_delete: bool = True):
+    """The seed's delete-and-re-register, asked explicitly (`by delete`) unless told otherwise:
+    the planner's own choice is tested in test_semantics.py."""
+    return harness.core.request(Request(Kind.RENEW, actor, tuple(device_ids), Target("C0CHAN", ""),
+                                        device_type, by_delete=by_delete))
 
 
 def state_of(harness: CoreHarness, workflow_id: int) -> str:
@@ -54,7 +56,6 @@ def test_renewal_from_request_to_first_uplink(harness: CoreHarness, fleet: Fleet
     original_pac = harness.simulator.world.pac_of(fleet.off_contract)
     outcome = renew(harness, fleet.off_contract)
     assert outcome.ok, outcome.message
-    assert "restart" in outcome.message  # Off Contract with tokens left: restart offered first
     assert state_of(harness, outcome.workflow_id) == WorkflowState.AWAITING_APPROVAL
     harness.core.tick()
     assert harness.calls("DELETE", "/v2/devices/") == []  # nothing before the approval

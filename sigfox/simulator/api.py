@@ -266,7 +266,7 @@ class Api:
         contract_id = request.query_params.get("contractId")
         with self.world.lock:
             types = [t for t in self.world.device_types.values()
-                     if contract_id is None or t.contract_id == contract_id]
+                     if contract_id is None or contract_id in t.contract_ids]
             page, more = page_by_id(types, paging)
             data = [render.device_type(self.world, t, fields) for t in page]
         return listing(data, paging.next_url(request, page[-1].id) if more else None)

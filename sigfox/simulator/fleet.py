@@ -2,9 +2,12 @@
 
 Shape: a customer group with three sub-groups; three orders; five contracts (order A has two,
 so same-order transfers exist; order C's contract is nearly full, so renewals can fail);
-seven device types. Devices spread over them with a mix of token states close to a real
-fleet's: mostly Valid with ends spread over the coming year, some ending within 7 and 30 days,
-some Invalid, some Off Contract, some never seen (no token).
+seven device types, one listing two contracts and one a detached contract. Each type shows its
+contracts in `contract`, `contracts[]` or both, as the seed chooses (see world.py). Off Contract
+tokens count as used (`tokensUsed`) on their contract.
+Devices spread over them with a mix of token states close to a real fleet's: mostly Valid
+with ends spread over the coming year, some ending within 7 and 30 days, some Invalid, some
+Off Contract, some never seen (no token).
 """
 
 from __future__ import annotations
@@ -102,8 +105,11 @@ def _scaffold(world: World) -> FleetLayout:
         ("Pallet tracker", 2, 1), ("Container tracker", 3, 1), ("Smoke detector", 4, 2),
         ("Door sensor", 2, 2),
     )
+    extra = {"Water meter v3": {"more_contract_ids": (contracts[0].id,)},
+             "Door sensor": {"detached_contract_ids": (contracts[4].id,)}}
     dtypes = [
-        world.add_device_type(name, contracts[ci].id, group_id=groups[gi].id)
+        world.add_device_type(name, contracts[ci].id, group_id=groups[gi].id,
+                              **extra.get(name, {}))  # type: ignore[arg-type]
         for name, ci, gi in plan
     ]
     return FleetLayout(
@@ -170,6 +176,7 @@ def _token(
     contract = world.contracts[dtype.contract_id]
     end = now + _between(rng, low * DAY_MS, high * DAY_MS)
     if kind == "off_contract":
+        contract.tokens_used += 1
         return Token(contract.id, end, off_contract=True)
     contract.tokens_in_use += 1
     # Approximate months: exact calendar arithmetic per device would double generation time.
@@ -191,5 +198,7 @@ def _size_contracts(world: World, layout: FleetLayout) -> None:
         layout.contracts, CONTRACT_PLAN, strict=True
     ):
         contract = world.contracts[contract_id]
-        # None is unlimited (the API's 0); a small spare makes a nearly full contract.
-        contract.max_tokens = 0 if spare is None else contract.tokens_in_use + spare
+        # None is unlimited (the API's 0); a small spare makes a nearly full contract. Used
+        # tokens count against the maximum, as the bot reads it (docs/sigfox-semantics.md).
+        taken = contract.tokens_in_use + contract.tokens_used
+        contract.max_tokens = 0 if spare is None else taken + spare

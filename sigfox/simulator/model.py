@@ -80,6 +80,7 @@ class Contract:
     start_ms: int
     end_ms: int  # communicationEndTime; 0 means no limit
     automatic_renewal: bool = True
+    activation_end_ms: int | None = None  # activationEndTime; None: the same as end_ms
     tokens_in_use: int = 0
     tokens_used: int = 0
     external_id: str = ""
@@ -90,6 +91,15 @@ class Contract:
 
     def is_open(self, now_ms: int) -> bool:
         return now_ms >= self.start_ms and (self.end_ms == 0 or now_ms < self.end_ms)
+
+    @property
+    def activation_end(self) -> int:
+        return self.end_ms if self.activation_end_ms is None else self.activation_end_ms
+
+    def can_activate(self, now_ms: int) -> bool:
+        """A new token can be taken now: started, not ended, open to activations, not full."""
+        closed = self.activation_end != 0 and now_ms >= self.activation_end
+        return self.is_open(now_ms) and not closed and self.has_free_token()
 
 
 @dataclass(slots=True)
@@ -109,11 +119,18 @@ class Callback:
     dead: bool = False
 
 
+# How a device type shows its contracts (openapi.json: `contract` is the older single field,
+# `contracts[]` the current list; either may be absent). Chosen per type from the world's seed;
+# "none" (neither field: a type the API user sees no contract of) only when asked for.
+TYPE_SHAPES = ("both", "contracts", "contract")
+ALL_TYPE_SHAPES = (*TYPE_SHAPES, "none")
+
+
 @dataclass(slots=True)
 class DeviceType:
     id: str
     name: str
-    contract_id: str
+    contract_id: str  # the first contract; devices take their tokens from these in order
     group_id: str
     description: str = ""
     automatic_renewal: bool = True
@@ -122,6 +139,13 @@ class DeviceType:
     downlink_mode: int = 0
     creation_ms: int = 0
     callbacks: list[Callback] = field(default_factory=list)
+    more_contract_ids: list[str] = field(default_factory=list)  # several contracts
+    detached_contract_ids: list[str] = field(default_factory=list)
+    shape: str = "both"  # one of TYPE_SHAPES
+
+    @property
+    def contract_ids(self) -> list[str]:
+        return [self.contract_id, *self.more_contract_ids]
 
 
 @dataclass(slots=True)

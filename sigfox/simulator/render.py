@@ -49,13 +49,17 @@ def device(world: World, dev: Device, fields: str = "") -> dict[str, Any]:
     dtype = world.device_types[dev.device_type_id]
     group = world.groups[dev.group_id]
     contract = world.contract_of(dev)
+    # Without a token a device has no contract of its own: some fleets (by seed) leave it out.
+    show_contract = dev.token is not None or world.tokenless_devices_show_contract
     body = {
         "id": dev.id,
         "name": dev.name,
         "deviceType": _ref(dtype.id, dtype.name, "deviceType(" in fields),
         "group": _ref(group.id, group.name, "group(" in fields),
-        "contract": _ref(contract.id, contract.name, "contract(" in fields),
-        "pac": dev.pac,
+        "contract": _ref(contract.id, contract.name, "contract(" in fields)
+        if show_contract else None,
+        # An API user whose profile may not read PACs gets devices without `pac`.
+        "pac": None if world.hide_pacs else dev.pac,
         "state": int(world.device_state(dev)),
         "comState": int(com_state(dev.last_com_ms, now)),
         "sequenceNumber": dev.sequence_number,
@@ -83,9 +87,13 @@ def token(world: World, dev: Device) -> dict[str, Any] | None:
 
 
 def device_type(world: World, dtype: DeviceType, fields: str = "") -> dict[str, Any]:
-    contract = world.contracts[dtype.contract_id]
     group = world.groups[dtype.group_id]
-    ref = _ref(contract.id, contract.name, "contract(" in fields)
+    named = "contract(" in fields or "contracts(" in fields
+
+    def refs(ids: list[str]) -> list[dict[str, Any]] | None:
+        return [_ref(c, world.contracts[c].name, named) for c in ids] or None
+
+    contracts = refs(dtype.contract_ids)
     return compact({
         "id": dtype.id,
         "name": dtype.name,
@@ -94,8 +102,9 @@ def device_type(world: World, dtype: DeviceType, fields: str = "") -> dict[str, 
         "payloadType": dtype.payload_type,
         "downlinkMode": dtype.downlink_mode,
         "group": _ref(group.id, group.name, "group(" in fields),
-        "contract": ref,
-        "contracts": [ref],
+        "contract": contracts[0] if contracts and dtype.shape in ("both", "contract") else None,
+        "contracts": contracts if dtype.shape in ("both", "contracts") else None,
+        "detachedContracts": refs(dtype.detached_contract_ids),
         "automaticRenewal": dtype.automatic_renewal,
         "creationTime": dtype.creation_ms,
     })
@@ -111,7 +120,7 @@ def contract(world: World, con: Contract, fields: str = "") -> dict[str, Any]:
         "order": _ref(con.order_id, con.order_name, "order(" in fields),
         "startTime": con.start_ms,
         "communicationEndTime": con.end_ms,
-        "activationEndTime": con.end_ms,
+        "activationEndTime": con.activation_end,
         "maxTokens": con.max_tokens,
         "tokenDuration": con.token_duration,
         "tokensInUse": con.tokens_in_use,

@@ -277,9 +277,10 @@ class _InFlight:
 
 def make_world(
     devices: int = 1000, seed: int = 1, delete_hold: float = 1800.0, job_delay: float = 0.2,
-    clock: SimClock | None = None,
+    clock: SimClock | None = None, hide_pacs: bool = False,
 ) -> World:
-    world = World(clock, delete_hold=delete_hold, job_delay=job_delay, seed=seed)
+    world = World(clock, delete_hold=delete_hold, job_delay=job_delay, seed=seed,
+                  hide_pacs=hide_pacs)
     build_fleet(world, devices, seed)
     return world
 
@@ -315,9 +316,9 @@ class SimulatorServer:
         self, *, devices: int = 20, seed: int = 1, delete_hold: float = 1800.0,
         rate_limits: bool = True, job_delay: float = 0.2, login: str | None = None,
         password: str | None = None, host: str = "127.0.0.1", port: int = 0,
-        latency: LatencyModel | None = None, id_ranges: bool = True,
+        latency: LatencyModel | None = None, id_ranges: bool = True, hide_pacs: bool = False,
     ) -> None:
-        self.world = make_world(devices, seed, delete_hold, job_delay)
+        self.world = make_world(devices, seed, delete_hold, job_delay, hide_pacs=hide_pacs)
         self.clock = self.world.clock
         self.login, self.password, _ = credentials(login or "sim-user", password or "sim-pass")
         self.app = SimulatorApp(self.world, self.login, self.password, rate_limits=rate_limits,
@@ -439,11 +440,11 @@ class SimulatorServer:
 def run_simulator(
     host: str = "127.0.0.1", port: int = 8040, devices: int = 1000, seed: int = 1,
     delete_hold: float = 1800.0, rate_limits: bool = True, latency: float = 0.0,
-    id_ranges: bool = True,
+    id_ranges: bool = True, hide_pacs: bool = False,
 ) -> None:
     """Serve the simulator in the foreground (the `sigfox-bot simulator` command)."""
     started = time.monotonic()
-    world = make_world(devices, seed, delete_hold)
+    world = make_world(devices, seed, delete_hold, hide_pacs=hide_pacs)
     # The fleet lives as long as this process: move it out of the cyclic collector's reach.
     # Otherwise every full collection walks all of it (measured: ~190 ms at 150,000 devices,
     # during which the event loop answers nothing). Not done for in-process SimulatorServer:
@@ -461,7 +462,8 @@ def run_simulator(
     print(f"Controls (no auth): http://{host}:{port}/_sim/  "
           f"rate limits {'on' if rate_limits else 'off'}, delete hold {delete_hold:g}s, "
           f"latency {'off' if model is None else model.describe()}, "
-          f"id ranges {'on' if id_ranges else 'refused'}")
+          f"id ranges {'on' if id_ranges else 'refused'}"
+          + (", PACs hidden from the API user" if hide_pacs else ""))
     try:
         uvicorn.run(app, host=host, port=port, log_level="info", lifespan="off")
     finally:

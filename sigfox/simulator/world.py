@@ -5,9 +5,15 @@ requests, calls one `World` method, and renders what it returns. Tests reach the
 through `SimulatorServer.world` to set up exactly the devices they need.
 
 Rules implemented (SOURCE.md, seeds 000 and 001):
-- a device has no `token` until its first uplink, which takes one from its device type's
-  contract (end = now + tokenDuration months) or turns it Off Contract when the contract is full
-  or closed;
+- a device has no `token` until its first uplink, which takes one from the first of its device
+  type's contracts able to give one (started, not ended, open to activations, not full; end =
+  now + tokenDuration months) or turns it Off Contract when none can; a device that is not
+  activable takes no token;
+- what the API description allows, the simulator varies, so the bot meets every shape: a device
+  type lists its contracts in `contract`, `contracts[]` or both (chosen per type from the seed),
+  may have several and `detachedContracts`; contracts may not have started, or close to
+  activations before communications end; a device without a token may come without
+  `contract` (by seed); `hide_pacs` plays an API user whose profile may not read PACs;
 - a token past its end is Invalid until the next uplink, which renews it (automatic renewal
   allowed on device, device type and contract, a token free, not unsubscribed) or turns it
   Off Contract;
@@ -33,6 +39,8 @@ from sigfox.simulator.clock import SimClock
 from sigfox.simulator.errors import ApiError, field_error, not_found
 from sigfox.simulator.index import ALL_IDS, IdRange, SortedIds, select
 from sigfox.simulator.model import (
+    ALL_TYPE_SHAPES,
+    TYPE_SHAPES,
     Callback,
     Contract,
     DeletedDevice,
@@ -77,12 +85,17 @@ class World:
         delete_hold: float = 1800.0,
         job_delay: float = 0.2,
         seed: int = 0,
+        hide_pacs: bool = False,
     ) -> None:
         self.clock = clock or SimClock()
         self.delete_hold = delete_hold
         self.job_delay = job_delay
+        self.hide_pacs = hide_pacs
         self.lock = threading.RLock()
         self.rng = random.Random(seed ^ 0x5EED)
+        # Shapes of optional fields come from their own generator, so ids stay what they were.
+        self.shape_rng = random.Random(seed ^ 0x5A4E)
+        self.tokenless_devices_show_contract = bool(self.shape_rng.getrandbits(1))
         self.groups: dict[str, Group] = {}
         self.contracts: dict[str, Contract] = {}
         self.device_types: dict[str, DeviceType] = {}
@@ -127,8 +140,10 @@ class World:
         self, name: str, *, order_id: str, order_name: str, group_id: str | None = None,
         max_tokens: int = 0, token_duration: int = 12, start_ms: int | None = None,
         end_ms: int | None = None, automatic_renewal: bool = True, id: str | None = None,
+        activation_end_ms: int | None = None, tokens_used: int = 0,
     ) -> Contract:
-        """A contract of an order. By default it started a year ago and ends in five years."""
+        """A contract of an order. By default it started a year ago and ends in five years;
+        it takes activations until it ends unless `activation_end_ms` says otherwise."""
         with self.lock:
             now = self.now_ms()
             contract = Contract(
@@ -137,7 +152,8 @@ class World:
                 max_tokens=max_tokens, token_duration=token_duration,
                 start_ms=add_months(now, -12) if start_ms is None else start_ms,
                 end_ms=add_months(now, 60) if end_ms is None else end_ms,
-                automatic_renewal=automatic_renewal,
+                automatic_renewal=automatic_renewal, activation_end_ms=activation_end_ms,
+                tokens_used=tokens_used,
                 external_id=f"C-{self.rng.getrandbits(24):06X}", creation_ms=now,
             )
             self.contracts[contract.id] = contract
@@ -146,15 +162,23 @@ class World:
     def add_device_type(
         self, name: str, contract_id: str, *, group_id: str | None = None,
         automatic_renewal: bool = True, id: str | None = None, description: str = "",
+        more_contract_ids: tuple[str, ...] = (), detached_contract_ids: tuple[str, ...] = (),
+        shape: str | None = None,
     ) -> DeviceType:
+        """`shape` says how its contracts are shown (TYPE_SHAPES); None: chosen from the seed."""
         with self.lock:
-            if contract_id not in self.contracts:
-                raise KeyError(f"unknown contract {contract_id}")
+            for known in (contract_id, *more_contract_ids, *detached_contract_ids):
+                if known not in self.contracts:
+                    raise KeyError(f"unknown contract {known}")
+            if shape is not None and shape not in ALL_TYPE_SHAPES:
+                raise ValueError(f"shape must be one of {ALL_TYPE_SHAPES}")
             dtype = DeviceType(
                 id=id or self.new_object_id(), name=name, contract_id=contract_id,
                 group_id=group_id or self.contracts[contract_id].group_id,
                 description=description, automatic_renewal=automatic_renewal,
-                creation_ms=self.now_ms(),
+                creation_ms=self.now_ms(), more_contract_ids=list(more_contract_ids),
+                detached_contract_ids=list(detached_contract_ids),
+                shape=shape or self.shape_rng.choice(TYPE_SHAPES),
             )
             self.device_types[dtype.id] = dtype
             self.by_type.setdefault(dtype.id, SortedIds())
@@ -299,10 +323,10 @@ class World:
         with self.lock:
             found = []
             for dtype in self.device_types.values():
-                contract = self.contracts[dtype.contract_id]
-                if contract_id is not None and contract.id != contract_id:
+                contracts = [self.contracts[c] for c in dtype.contract_ids]
+                if contract_id is not None and contract_id not in dtype.contract_ids:
                     continue
-                if order_id is not None and contract.order_id != order_id:
+                if order_id is not None and all(c.order_id != order_id for c in contracts):
                     continue
                 found.append(dtype)
             return found
@@ -367,16 +391,19 @@ class World:
 
     # ------------------------------------------------------------------ token rules
 
-    def _take_token(self, device: Device, now: int) -> None:
-        """Take a fresh token from the device type's contract, or go Off Contract."""
+    def _take_token(self, device: Device, now: int, contract_ids: list[str] | None = None) -> None:
+        """Take a fresh token from the first contract able to give one (the device type's, in
+        order, unless told which), or go Off Contract."""
         dtype = self.device_types[device.device_type_id]
-        contract = self.contracts[dtype.contract_id]
-        if contract.is_open(now) and contract.has_free_token():
-            contract.tokens_in_use += 1
-            end = None if contract.token_duration == 0 else add_months(now, contract.token_duration)
-            device.token = Token(contract.id, end, activation_ms=now)
-        else:
-            self._go_off_contract(device, contract.id)
+        candidates = [self.contracts[c] for c in (contract_ids or dtype.contract_ids)]
+        for contract in candidates:
+            if contract.can_activate(now):
+                contract.tokens_in_use += 1
+                months = contract.token_duration
+                end = None if months == 0 else add_months(now, months)
+                device.token = Token(contract.id, end, activation_ms=now)
+                return
+        self._go_off_contract(device, candidates[0].id)
 
     def _go_off_contract(self, device: Device, contract_id: str) -> None:
         previous_end = device.token.end_ms if device.token is not None else None
@@ -392,7 +419,7 @@ class World:
 
     def _may_renew(self, device: Device, now: int) -> bool:
         dtype = self.device_types[device.device_type_id]
-        contract = self.contracts[dtype.contract_id]
+        contract = self.contract_of(device)
         unsubscribed = device.unsubscription_ms is not None and device.unsubscription_ms <= now
         return (
             device.automatic_renewal and dtype.automatic_renewal
@@ -637,11 +664,10 @@ class World:
         device = self.device(item)
         if self.token_state(device) is not TokenState.OFF_CONTRACT:
             return "unchanged"
-        dtype = self.device_types[device.device_type_id]
-        contract = self.contracts[dtype.contract_id]
-        if not (contract.is_open(self.now_ms()) and contract.has_free_token()):
+        contract = self.contract_of(device)  # back on its own contract, the one it came from
+        if not contract.can_activate(self.now_ms()):
             raise ApiError(400, f"No token available on contract {contract.name}")
-        self._take_token(device, self.now_ms())
+        self._take_token(device, self.now_ms(), [contract.id])
         return "restarted"
 
     def _job_unsubscribe_one(self, payload: dict[str, Any], item: dict[str, Any]) -> str:
@@ -656,7 +682,7 @@ class World:
         """Move `device` to `target` and apply the token consequences; returns the outcome:
         no_token, same_contract, token_moved or token_lost."""
         with self.lock:
-            old = self.contracts[self.device_types[device.device_type_id].contract_id]
+            old = self.contract_of(device)  # the device's own contract (seed 001)
             new = self.contracts[target.contract_id]
             outcome = self._transfer_token(device, old, new)
             if outcome in ("no_token", "token_lost"):
