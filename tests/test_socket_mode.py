@@ -144,7 +144,7 @@ def test_renewal_requested_approved_and_started_over_the_socket(bot: SocketBot) 
     socket, standin, core = bot.standin.socket, bot.standin, bot.services.core
     device = bot.fleet.off_contract
 
-    envelope_id = bot.command(f"renew {device}", REQUESTER.user_id)
+    envelope_id = bot.command(f"renew {device} by delete", REQUESTER.user_id)
     ack = socket.wait_ack(envelope_id, timeout=ACK_LIMIT)
     # Answered within seconds in the job's thread and privately: the ack itself says nothing.
     assert "Working on" not in json.dumps(ack.get("payload") or {})
