@@ -117,8 +117,10 @@ def _require(env: Mapping[str, str], name: str, what: str) -> str:
 
 def build_services(env: Mapping[str, str], *, clock: Clock | None = None,
                    api: SigfoxApi | None = None, client: WebClient | None = None,
-                   http: bool = False) -> Services:
-    """Build the bot from `env` (os.environ in production). Starts no thread, no server."""
+                   http: bool = False, post_interval: float = DEFAULT_POST_INTERVAL
+                   ) -> Services:
+    """Build the bot from `env` (os.environ in production). Starts no thread, no server.
+    `post_interval` paces a job's thread posts in real seconds (tests on a virtual clock: 0)."""
     token = _require(env, "SLACK_BOT_TOKEN", "the app's Bot User OAuth Token (xoxb-...)")
     if http:
         # Socket Mode verifies nothing with the signing secret; HTTP mode requires it.
@@ -132,6 +134,7 @@ def build_services(env: Mapping[str, str], *, clock: Clock | None = None,
         config=config,
         clock=clock or SystemClock(),
         env=env,
+        post_interval=post_interval,
     )
 
 

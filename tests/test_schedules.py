@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import json
 import threading
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -17,7 +18,7 @@ from pathlib import Path
 import pytest
 from support.alerts import CHANNEL, add
 from support.bot import APPROVER_ID, running_bot
-from support.core import REQUESTER, build_fleet, core_config
+from support.core import REQUESTER, build_fleet, core_config, sigfox_client
 from support.slack_api import SlackApiStandIn
 from support.slack_signing import app_home_opened_event
 from support.virtual_time import VirtualScheduler
@@ -60,10 +61,12 @@ class Bot:
                           f'{alerts_toml}\n[timing]\ntick = "10m"\n')
         self.env = {
             "SLACK_BOT_TOKEN": slack.token, "SLACK_API_URL": slack.url,
-            "SIGFOX_API_URL": sim.base_url, "SIGFOX_API_LOGIN": sim.login,
-            "SIGFOX_API_PASSWORD": sim.password, "SIGFOX_BOT_DB": str(tmp / "bot.db"),
-            "SIGFOX_BOT_CONFIG": str(config),
+            "SIGFOX_BOT_DB": str(tmp / "bot.db"), "SIGFOX_BOT_CONFIG": str(config),
         }
+        # One Sigfox client for every "process": building one costs a TLS context (~0.2 s), and
+        # its pacing (measured elsewhere) would make each virtual scan wait real 10 s windows.
+        self.api = sigfox_client(sim)
+        weakref.finalize(self, self.api.close)
         self.clock = clock
         self.services: Services | None = None
         self.driver: VirtualScheduler | None = None
@@ -71,14 +74,14 @@ class Bot:
     @contextmanager
     def running(self) -> Iterator[VirtualScheduler]:
         """One process lifetime: started now (virtual), stopped when the block ends."""
-        self.services = build_services(self.env, clock=self.clock)
+        self.services = build_services(self.env, clock=self.clock, api=self.api,
+                                       post_interval=0.0)
         scheduler = start(self.services, paused=True)
         self.driver = VirtualScheduler(scheduler, self.clock)
         try:
             yield self.driver
         finally:
             scheduler.shutdown(wait=False)
-            self.services.alerts.api.close()
             # `start` published this process's figures in the global registry: unpublish.
             metrics.set_scan_source(None)
             metrics.set_last_success_source(None)
@@ -302,7 +305,8 @@ def test_two_ticks_racing_for_the_digest_send_it_once(
     with bot.running():
         assert bot.services is not None
         assert bot.services.alerts.scan().ok
-        other = build_services(bot.env, clock=clock)  # a second process on the same file
+        # A second process on the same file.
+        other = build_services(bot.env, clock=clock, api=bot.api)
         schedules = [AlertSchedule(bot.services.alerts), AlertSchedule(other.alerts)] * 4
         barrier = threading.Barrier(len(schedules))
         results: list[object] = []
@@ -316,7 +320,6 @@ def test_two_ticks_racing_for_the_digest_send_it_once(
             thread.start()
         for thread in threads:
             thread.join()
-        other.alerts.api.close()
     assert sum(1 for r in results if r is not None) == 1
     assert len(digests(slack)) == 1
 
@@ -408,3 +411,26 @@ def test_restarts_move_no_approval_reminder_nor_expiry(
                 for age, _, _ in seen]
     assert [(round(a), r, st) for a, r, st in seen] == [(round(a), r, st)
                                                         for a, r, st in expected]
+
+
+def test_readyz_is_not_ready_once_no_scan_succeeded_for_twice_the_interval(
+    sim: SimulatorServer, slack: SlackApiStandIn, tmp_path: Path
+) -> None:
+    clock = ManualClock(_virtual_day().timestamp() + 2 * HOUR)
+    bot = Bot(sim, slack, tmp_path, clock, 'scan_interval = "6h"\ndigest_time = "23:59"')
+    bot.live_for(HOUR)  # scanned once, fine
+    sim.control("POST", "/faults", {"method": "GET", "path": "/v2/device-types*",
+                                   "status": 401, "count": 10_000})
+    ready: list[bool] = []
+    for _ in range(13):  # failing scans, and a restart every hour
+        with bot.running() as driver:
+            assert bot.services is not None
+            ready.append(bot.services.readiness.outcome("last_scan").ok)
+            driver.run_until(clock.now() + HOUR)
+    # Ready while the last success (02:00 and a few seconds) is at most 12 h old: up to the
+    # restart at 14:00; not at 15:00.
+    assert ready == [True] * 12 + [False]
+    sim.control("DELETE", "/faults")
+    with bot.running() as driver:
+        driver.run_until(clock.now() + 7 * HOUR)  # the retry, at most scan_interval later
+        assert bot.services.readiness.outcome("last_scan").ok
