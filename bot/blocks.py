@@ -11,7 +11,7 @@ Nothing here ever receives a PAC: the status card gets one the core already mask
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from commands import human
@@ -155,32 +155,17 @@ def state_label(state: str) -> str:
 
 
 @dataclass(frozen=True)
-class ApprovalView:
-    """An approval request as people see it. `summary` is the core's plan: never a PAC."""
+class ApprovalView(ApprovalRequest):
+    """An approval request as a message shows it: the core's read model, and who may still
+    decide as mentions (users; a user group whose members the bot can't read)."""
 
-    approval_id: int
-    job: str
-    operation: str
-    devices: tuple[str, ...]
-    summary: str
-    requester: str
-    expires_at: float
-    required: int = 1
-    approved_by: tuple[str, ...] = ()  # user ids, in the order they approved
-    # Who may still decide, as mentions (users; a user group whose members the bot can't read).
     waiting_for: tuple[str, ...] = ()
-    reason: str = ""  # the requester's
-    escalated_at: float = 0.0
 
 
 def approval_view(request: ApprovalRequest, waiting_for: tuple[str, ...] = ()) -> ApprovalView:
-    """The view of a request (the core's read model); `waiting_for`: who may still decide,
-    as mentions (only the notifier can expand user groups)."""
-    return ApprovalView(request.approval_id, request.job, request.operation, request.devices,
-                        request.summary, request.requester, request.expires_at,
-                        required=request.required, approved_by=request.approved_by,
-                        waiting_for=waiting_for, reason=request.reason,
-                        escalated_at=request.escalated_at)
+    """The view of a request; only the notifier can expand user groups into `waiting_for`."""
+    values = {f.name: getattr(request, f.name) for f in fields(request)}
+    return ApprovalView(**values, waiting_for=waiting_for)
 
 
 def _approval_head(view: ApprovalView) -> list[Block]:
