@@ -27,8 +27,10 @@ from support.slack_signing import (
     app_home_opened_event,
     block_actions_payload,
     slash_command_fields,
+    view_submission_payload,
 )
 
+from bot import blocks
 from bot.notifier import Pacer
 from bot.service import Services, build_services, connect_socket_mode
 from commands.ports import ManualClock
@@ -180,6 +182,31 @@ def test_renewal_requested_approved_and_started_over_the_socket(bot: SocketBot) 
     assert any(":hourglass:" in t for t in thread), thread
     bot.settle()
     assert socket.unexpected == []
+
+
+def test_a_reject_form_answers_its_errors_in_the_acknowledgement(bot: SocketBot) -> None:
+    """Over the socket, a view submission's `response_action` travels in the ack's payload."""
+    socket, standin, core = bot.standin.socket, bot.standin, bot.services.core
+    socket.wait_ack(bot.command(f"renew {bot.fleet.no_token}", REQUESTER.user_id))
+    [workflow] = eventually(lambda: core.store.list_workflows(), "the job")
+    approval = eventually(lambda: core.store.approval_for(workflow.id), "the request")
+    click = block_actions_payload(blocks.REJECT, str(approval.id), user_id=APPROVER.user_id)
+    socket.wait_ack(socket.push("interactive", click), timeout=ACK_LIMIT)
+    [form] = eventually(lambda: standin.modals_opened(), "the reject form")
+
+    blank = socket.push("interactive", view_submission_payload(
+        form, {blocks.REASON_BLOCK: " "}, user_id=APPROVER.user_id))
+    ack = socket.wait_ack(blank, timeout=ACK_LIMIT)
+    assert ack["payload"]["response_action"] == "errors"
+    assert blocks.REASON_BLOCK in ack["payload"]["errors"]
+
+    valid = socket.push("interactive", view_submission_payload(
+        form, {blocks.REASON_BLOCK: "Not this one"}, user_id=APPROVER.user_id))
+    assert "payload" not in socket.wait_ack(valid, timeout=ACK_LIMIT)  # the form closes
+    eventually(lambda: core.store.get_workflow(workflow.id).state == WorkflowState.REJECTED,
+               "the rejection")
+    bot.settle()
+    assert core.store.get_approval(approval.id).reason == "Not this one"
 
 
 def test_an_event_redelivered_by_slack_runs_once(bot: SocketBot) -> None:
