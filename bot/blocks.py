@@ -6,6 +6,9 @@ blocks (`MAX_BLOCKS`; 100 in a Home view), section text at most 3,000 characters
 rendered (push notifications, screen readers), so it always says the essential thing too.
 
 Nothing here ever receives a PAC: the status card gets one the core already masked.
+
+One module on purpose (over 500 lines): every message's shape sits beside the limits above, so
+a new message cannot forget them.
 """
 
 from __future__ import annotations

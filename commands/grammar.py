@@ -4,6 +4,9 @@
 run or a `CommandError` that says what was wrong and what to type instead. Device ids come out
 normalised (upper-case hex, no `0x`), deduplicated and capped; device types stay raw text,
 because resolving a name to a device type needs the backend.
+
+One module on purpose (over 500 lines): the command classes, their parsers and `COMMANDS`, the
+table that declares each command once, read together.
 """
 
 from __future__ import annotations
