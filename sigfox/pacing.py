@@ -61,12 +61,17 @@ class Limit:
     window: float
     per_device: bool
     counted_from_send: bool = False
+    # Slots a sleeping caller leaves to deferring ones. A fleet scan sleeps towards each slot
+    # and keeps the window full while it runs; without this, a workflow step (which never
+    # waits) would find no slot for the whole scan.
+    kept_for_deferred: int = 0
     # Counted in the `CallLedger` (the database in production): a restart must not forget an
     # hour-long window, while a 1-second or 10-second one has lapsed by the time we are back.
     durable: bool = False
 
 
-DEVICE_LIST = Limit("device list", 50, 10.0, per_device=False, counted_from_send=True)
+DEVICE_LIST = Limit("device list", 50, 10.0, per_device=False, counted_from_send=True,
+                    kept_for_deferred=5)
 DEVICE_MESSAGES = Limit("device messages", 1, 1.0, per_device=True)
 DEVICE_HOURLY = Limit("one call per hour per device", 1, 3600.0, per_device=True, durable=True)
 BULK_JOBS = Limit("bulk jobs", 5, 600.0, per_device=False, durable=True)
@@ -108,13 +113,37 @@ class SlidingWindow:
         cut = bisect.bisect_right(self._grants, now - self.window)
         del self._grants[:cut]
 
-    def next_slot(self, now: float) -> float:
-        """The earliest time a new grant fits in the window (== now when it fits already)."""
+    def next_slot(self, now: float, calls: int | None = None) -> float:
+        """The earliest time a new grant fits in the window (== now when it fits already),
+        for a caller allowed `calls` of it (all of it by default)."""
+        calls = self.calls if calls is None else calls
         self._prune(now)
-        if len(self._grants) < self.calls:
+        if len(self._grants) < calls:
             return now
         # The grant `calls` places back is the one that must leave the window first.
-        return max(now, self._grants[-self.calls] + self.window)
+        return max(now, self._grants[-calls] + self.window)
+
+    def earliest_fit(self, now: float, calls: int) -> float:
+        """The earliest time from `now` at which one more grant keeps every window around it
+        within `calls`, counting the reservations ahead of `now` too (callers sleeping towards
+        their slots). Used for a caller that does not wait: it goes now, in the gaps a
+        sleeping walk leaves, or is told when."""
+        self._prune(now)
+        candidates = [now, *sorted(g + self.window for g in self._grants if g + self.window > now)]
+        for at in candidates:
+            if self._fits_at(at, calls):
+                return at
+        return candidates[-1]
+
+    def _fits_at(self, at: float, calls: int) -> bool:
+        # The busiest window holding `at` starts at `at` or at a grant shortly before it.
+        starts = [g for g in self._grants if at - self.window < g <= at] + [at]
+        for start in starts:
+            inside = bisect.bisect_left(self._grants, start + self.window) - bisect.bisect_left(
+                self._grants, start)
+            if inside + 1 > calls:
+                return False
+        return True
 
     def grant(self, at: float) -> None:
         bisect.insort(self._grants, at)
@@ -298,7 +327,10 @@ class Pacer:
         with self._lock:
             now = self._clock()
             window = self._window(limit, method, endpoint, device_id)
-            slot = window.next_slot(now)
+            if defer:
+                slot = window.earliest_fit(now, limit.calls)
+            else:
+                slot = window.next_slot(now, limit.calls - limit.kept_for_deferred)
             wait = slot - now
             if wait > (0.0 if defer else self._max_wait):
                 raise self._refusal(limit, method, endpoint, device_id, slot)

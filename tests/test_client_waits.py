@@ -14,6 +14,7 @@ from sigfox.errors import (
     SigfoxRateLimited,
     SigfoxServerError,
 )
+from sigfox.pacing import Pacer
 from storage.db import open_database
 from storage.pacing import SqliteCallLedger
 
@@ -72,6 +73,17 @@ def test_a_full_list_window_is_refused_with_its_slot_instead_of_slept() -> None:
         assert info.value.retry_at == pytest.approx(fake.now + 10.0)
         assert info.value.waiting_for == "Sigfox's device list limit"
     assert fake.sleeps == [] and len(seen) == 50
+
+
+def test_a_sleeping_walk_that_fills_the_list_window_leaves_slots_to_deferring_callers() -> None:
+    fake = FakeTime()
+    pacer = Pacer(clock=fake.clock, sleep=lambda s: None)  # time stands still: all reserved
+    for _ in range(200):  # a fleet scan's workers, reserving slots ahead
+        pacer.acquire("GET", "/devices/")
+    for _ in range(5):  # workflow steps reading their device meanwhile
+        assert pacer.acquire("GET", "/devices/", defer=True).wait == 0.0
+    with pytest.raises(SigfoxPacingRefused):
+        pacer.acquire("GET", "/devices/", defer=True)
 
 
 def test_a_timeout_on_a_read_is_reported_at_once_with_retry_at() -> None:
