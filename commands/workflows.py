@@ -475,7 +475,7 @@ class Core(ApprovalRounds, DeviceSteps):
         if error.retry_at is not None and step is not None:
             self._report_sigfox_wait(workflow, step, error.waiting_for, next_run)
 
-    def _report_sigfox_wait(self, workflow: WorkflowRecord, step: Any, waiting_for: str,
+    def _report_sigfox_wait(self, workflow: WorkflowRecord, step: DeviceStep, waiting_for: str,
                             until: float) -> None:
         """"Waiting for Sigfox's per-device limit until 10:42": said when the wait starts or
         changes, and again only when it moved on by more than a minute (a 429 throttle retried

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import importlib
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -34,3 +36,12 @@ def test_importing_the_cli_loads_neither_slack_nor_the_core() -> None:
     loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                             check=True).stdout.strip()
     assert loaded == "[]"
+
+
+def test_the_cores_seams_are_typed() -> None:
+    # The core depends on `commands.ports.SigfoxApi` and reads steps as `DeviceStep` records.
+    root = Path(__file__).resolve().parent.parent / "commands"
+    loose = [f"{path.name}:{number}" for path in sorted(root.glob("*.py"))
+             for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+             if re.search(r"\b(api|step|steps|snapshot|approval): (Any|Sequence\[Any\])", line)]
+    assert loose == []
