@@ -395,7 +395,7 @@ def test_restarts_move_no_approval_reminder_nor_expiry(
     with bot.running():
         assert bot.services is not None
         outcome = bot.services.core.request(Request(Kind.RENEW, REQUESTER, (fleet.off_contract,),
-                                                    Target(CHANNEL)))
+                                                    Target(CHANNEL), by_delete=True))
         approval = bot.services.core.store.get_approval(outcome.approval_id)
         assert approval is not None and approval.state == "pending"
     created, expires = approval.created_at, approval.expires_at
