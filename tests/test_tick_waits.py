@@ -51,7 +51,7 @@ def harness(make_simulator, tmp_path: Path, sleeper: Sleeper) -> CoreHarness:
 
 def approved_renewal(harness: CoreHarness, device_id: str) -> int:
     outcome = harness.core.request(
-        Request(Kind.RENEW, REQUESTER, (device_id,), Target("C0CHAN", ""))
+        Request(Kind.RENEW, REQUESTER, (device_id,), Target("C0CHAN", ""), by_delete=True)
     )
     assert outcome.ok, outcome.message
     decided = harness.core.decide(outcome.approval_id, APPROVER, approve=True)
