@@ -65,8 +65,14 @@ def state_of(harness: CoreHarness, workflow_id: int | None) -> str:
     return workflow.state
 
 
+def second_without_token(harness: CoreHarness, fleet: Fleet) -> str:
+    """Another device with no token: renewed by delete like `fleet.no_token`, in one job."""
+    return harness.simulator.world.add_device("BEEF04", device_type_id=fleet.type_a,
+                                              token="none").id
+
+
 def large_renewal(harness: CoreHarness, fleet: Fleet) -> Outcome:
-    outcome = request(harness, Kind.RENEW, fleet.off_contract, fleet.no_token,
+    outcome = request(harness, Kind.RENEW, fleet.no_token, second_without_token(harness, fleet),
                       reason="batch 7 expired in the field")
     assert outcome.ok, outcome.message
     return outcome
@@ -111,10 +117,11 @@ def test_one_reject_refuses_and_keeps_its_reason(harness: CoreHarness, fleet: Fl
 
 
 def test_a_large_renewal_needs_a_reason(harness: CoreHarness, fleet: Fleet) -> None:
-    refused = request(harness, Kind.RENEW, fleet.off_contract, fleet.no_token)
+    refused = request(harness, Kind.RENEW, fleet.no_token, second_without_token(harness, fleet))
     assert not refused.ok and "say why" in refused.message
     assert harness.core.store.list_workflows() == []
-    outcome = large_renewal(harness, fleet)
+    outcome = request(harness, Kind.RENEW, fleet.no_token, "BEEF04",
+                      reason="batch 7 expired in the field")
     assert any("Reason: batch 7 expired in the field" in t for t in harness.notifier.texts())
     history = harness.core.store.device_history(fleet.no_token)
     assert any("batch 7" in e.text for e in history)
@@ -260,3 +267,32 @@ def test_reminders_stop_when_cancelled_or_expired(harness: CoreHarness, fleet: F
         harness.clock.advance(10 * 60)
         harness.core.tick()
     assert len([p for p in harness.notifier.events if p.kind == ProgressKind.REMINDER]) == sent
+
+
+def test_three_approvers_at_once_settle_a_two_person_request_once(harness: CoreHarness,
+                                                                   fleet: Fleet) -> None:
+    import threading
+
+    outcome = large_renewal(harness, fleet)
+    assert outcome.approval_id is not None
+    third = Actor("U0THIRD")
+    config = parse_config(SCALED.replace('"U0SECOND"]', '"U0SECOND", "U0THIRD"]'))
+    harness.core.config = config
+    harness.core.policy = type(harness.core.policy)(config)
+    barrier = threading.Barrier(3)
+    results = []
+
+    def click(actor: Actor) -> None:
+        barrier.wait()
+        results.append(harness.core.decide(outcome.approval_id or 0, actor, approve=True))
+
+    threads = [threading.Thread(target=click, args=(a,)) for a in (APPROVER, SECOND, third)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert state_of(harness, outcome.workflow_id) == WorkflowState.APPROVED
+    assert len(harness.core.store.votes(outcome.approval_id)) == 2
+    decided = [p for p in harness.notifier.events if p.kind == ProgressKind.DECIDED]
+    assert len(decided) == 1
+    assert sum(r.ok for r in results) == 2  # one vote recorded, one settling; the third late

@@ -98,7 +98,9 @@ def text_of(message: dict[str, Any]) -> str:
 
 
 def test_a_large_job_needs_two_people_neither_the_requester(bot: BotHarness) -> None:
-    devices = f"{bot.fleet.off_contract} {bot.fleet.no_token}"
+    second = bot.simulator.world.add_device("BEEF04", device_type_id=bot.fleet.type_a,
+                                            token="none").id
+    devices = f"{bot.fleet.no_token} {second}"  # both renewed by delete: one job
     bot.command(f"renew {devices}")
     assert bot.core.store.list_workflows() == []  # nothing before the reason
     form = last_modal(bot, blocks.REQUEST_REASON_MODAL)
