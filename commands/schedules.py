@@ -40,7 +40,9 @@ DIGEST_KEY = "alerts.daily_digest"  # kv: {"day": "YYYY-MM-DD", "sent_at", "due_
 FIRST_RETRY = timedelta(minutes=2)  # a failed scan's first retry; doubles up to scan_interval
 START_DELAY = (5.0, 30.0)  # seconds after start before a job already due runs (jittered)
 MIN_GAP = 60.0  # a job found due but unable to run (scan already running) looks again after this
-SAFETY_NET = timedelta(minutes=15)  # the interval trigger under each job's explicit next run
+# The interval trigger under each job's explicit next run: only matters if a reschedule is ever
+# lost; long enough that a long scan is not reported as "skipped: already running" meanwhile.
+SAFETY_NET = timedelta(hours=1)
 LATE_AFTER = timedelta(minutes=5)  # a digest sent later than this after digest_time says so
 DIGEST_RETRY = timedelta(minutes=5)  # a channel Slack refused the digest for is tried again
 
