@@ -4,7 +4,7 @@
 - `actions`: the job buttons (Approve, Reject, Show PAC, Cancel, Copy callbacks);
 - `alert_actions`: the alert digests' buttons and menus;
 - `events`: `app_home_opened`; `app_home`: the Home tab those listeners draw;
-- the reason forms (modals) of `bot/modals.py`: their `view_submission`s;
+- `views`: the reason forms (modals) Reject and large requests open, and their submissions;
 - `replies`: how listeners answer people, and what they share.
 
 Every listener acknowledges at once and does its work in a Bolt lazy listener (a worker thread):
@@ -23,7 +23,7 @@ from slack_bolt import App
 from bot.handler import CommandHandler
 from bot.listeners import actions, alert_actions, commands, events
 from bot.listeners.replies import log_error
-from bot.modals import ReasonForms
+from bot.listeners.views import ReasonForms
 
 if TYPE_CHECKING:
     from bot.service import Services

@@ -22,7 +22,7 @@ from bot.listeners.replies import (
     from_home,
     send_secret_privately,
 )
-from bot.modals import ReasonForms
+from bot.listeners.views import ReasonForms
 from storage.records import job_label
 
 if TYPE_CHECKING:

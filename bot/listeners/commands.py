@@ -11,7 +11,7 @@ from slack_sdk import WebClient
 from bot import blocks
 from bot.handler import CommandHandler, Reply
 from bot.listeners.replies import deliver, first_delivery
-from bot.modals import ReasonForms
+from bot.listeners.views import ReasonForms
 from commands import grammar as g
 
 if TYPE_CHECKING:
