@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, cast
 
 from commands.policy import Actor
 from commands.ports import SigfoxApi, Target
@@ -55,6 +55,9 @@ class Plan:
 
 
 def plan_request(api: SigfoxApi, now: float, request: Request) -> Plan:
+    # A thousand devices of one type share one device type and one contract: read each once
+    # per request, not once per device (each read is an answer time, hundreds of ms).
+    api = cast(SigfoxApi, _ReadOnce(api))
     devices = [require_device(api, device_id) for device_id in request.device_ids]
     planners: dict[Kind, Callable[[SigfoxApi, float, Request, list[Device]], Plan]] = {
         Kind.RENEW: _plan_renew,
@@ -288,6 +291,29 @@ def _plan_unsubscribe(api: SigfoxApi, now: float, request: Request, devices: lis
         "communicating and its subscription is not renewed after that date."
     )
     return Plan(devices, summary, {"unsubscribe_at_ms": request.unsubscribe_at_ms}, True)
+
+
+class _ReadOnce:
+    """The API with device types and contracts read once (one request's plan reads them
+    consistently); every other call goes straight through."""
+
+    def __init__(self, api: SigfoxApi) -> None:
+        self._api = api
+        self._types: dict[str, DeviceType] = {}
+        self._contracts: dict[str, ContractInfo] = {}
+
+    def get_device_type(self, device_type_id: str) -> DeviceType:
+        if device_type_id not in self._types:
+            self._types[device_type_id] = self._api.get_device_type(device_type_id)
+        return self._types[device_type_id]
+
+    def get_contract_info(self, contract_id: str) -> ContractInfo:
+        if contract_id not in self._contracts:
+            self._contracts[contract_id] = self._api.get_contract_info(contract_id)
+        return self._contracts[contract_id]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._api, name)
 
 
 def type_id_of(device: Device) -> str:
