@@ -38,7 +38,9 @@ REJECT = "sigfox_reject"
 SHOW_PAC = "sigfox_show_pac"
 CANCEL = "sigfox_cancel"
 COPY_CALLBACKS = "sigfox_copy_callbacks"
-ACTION_IDS = (APPROVE, REJECT, SHOW_PAC, CANCEL, COPY_CALLBACKS)
+KEEP_WAITING = "sigfox_keep_waiting"
+STOP_WAITING = "sigfox_stop_waiting"
+ACTION_IDS = (APPROVE, REJECT, SHOW_PAC, CANCEL, COPY_CALLBACKS, KEEP_WAITING, STOP_WAITING)
 
 _STATE_LABELS = {
     "awaiting_approval": ":hourglass_flowing_sand: Waiting for approval",
@@ -306,6 +308,17 @@ def job_summary(*, job: str, workflow_id: int, ok: bool, text: str, next_steps: 
         blocks += actions([button(COPY_CALLBACKS, f"Copy callbacks {d}", pac_value(workflow_id, d))
                            for d in copy_devices], block_id=f"callbacks-{workflow_id}")
     return Message(f"{job}: {text.splitlines()[0] if text else ''}", fit(blocks))
+
+
+def release_overdue(text: str, workflow_id: int, device_id: str) -> Message:
+    """Sigfox holds a deleted id past release_timeout: the job goes on trying, and approvers
+    choose to keep waiting or to stop and get the PAC (privately) to register it by hand."""
+    value = pac_value(workflow_id, device_id)
+    blocks: list[Block] = [section(f":hourglass: {text}")]
+    blocks += actions([button(KEEP_WAITING, "Keep waiting", value),
+                       button(STOP_WAITING, f"Stop, show me the PAC of {device_id}", value,
+                              style="danger")], block_id=f"release-{workflow_id}-{device_id}")
+    return Message(text, fit(blocks))
 
 
 def pac_value(workflow_id: int, device_id: str) -> str:

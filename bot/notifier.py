@@ -214,6 +214,11 @@ class SlackNotifier:
 
     def _waiting(self, progress: Progress, ref: dict[str, Any]) -> None:
         """The same wait, with nothing said since: edit its line instead of adding one."""
+        workflow_id = progress.workflow_id
+        if progress.details.get("release_overdue") and workflow_id and progress.devices:
+            self._reply(ref, blocks.release_overdue(progress.text, workflow_id,
+                                                    progress.devices[0]))
+            return
         key = f"{progress.details.get('wait', '')}:{','.join(progress.devices)}"
         message = blocks.job_line(progress.text, mark=_MARKS[ProgressKind.WAITING])
         ts = ref["waiting"].get(key)

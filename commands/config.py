@@ -303,7 +303,7 @@ class AlertsConfig(_Section):
 class TimingConfig(_Section):
     tick: Duration = timedelta(seconds=30)
     release_retry: Duration = timedelta(minutes=5)
-    release_timeout: Duration = timedelta(hours=2)
+    release_timeout: Duration = timedelta(hours=24)  # holds of many hours are reported
     first_message_poll: Duration = timedelta(minutes=5)
     first_message_timeout: Duration = timedelta(days=7)
     approval_reminder: Duration = timedelta(hours=4)

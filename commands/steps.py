@@ -217,15 +217,26 @@ class DeviceSteps(WorkflowBookkeeping):
         )
 
     def _wait_for_release(self, workflow: WorkflowRecord, step: DeviceStep) -> None:
+        """Sigfox still holds the deleted id: try again later. Past `release_timeout` the job
+        stays open and keeps trying (a deleted, unregistered device must never be left behind
+        silently): people are asked once whether to keep waiting or to stop and register the
+        device by hand with its PAC."""
         now = self.clock.now()
         deleted_at = step.data.get("deleted_at", now)
         waited = now - deleted_at
-        if waited > self.config.timing.release_timeout.total_seconds():
-            self._fail(workflow, step.device_id, "re-register",
-                       f"Sigfox still holds the id {elapsed_text(waited)} after the delete. The "
-                       "PAC is recorded: an approver can see it with the Show PAC button and "
-                       "register the device in the portal.")
-            return
+        timeout = self.config.timing.release_timeout.total_seconds()
+        deadline = float(step.data.get("release_deadline", deleted_at + timeout))
+        if now > deadline and not step.data.get("release_overdue"):
+            step.data.update(release_overdue=True)
+            self.store.update_device_step(workflow.id, step.device_id, now, data=step.data)
+            self._tell(workflow, ProgressKind.WAITING,
+                       f"Sigfox still holds the id {elapsed_text(waited)} after the delete, "
+                       f"longer than release_timeout. The job stays open and keeps trying every "
+                       f"{elapsed_text(self.config.timing.release_retry.total_seconds())}. An "
+                       "approver can keep waiting, or stop and see the PAC to register the "
+                       "device in the Sigfox portal.",
+                       device_id=step.device_id, wait="release_overdue", release_overdue=True,
+                       elapsed=waited)
         retry = self.config.timing.release_retry.total_seconds()
         self.store.update_device_step(workflow.id, step.device_id, now, next_run=now + retry,
                                       attempts=step.attempts + 1)

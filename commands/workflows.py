@@ -21,7 +21,7 @@ from functools import partial
 from typing import Any
 
 from commands.approvals import ApprovalRounds, clean_reason
-from commands.bookkeeping import clock_time, public_details
+from commands.bookkeeping import clock_time, elapsed_text, public_details
 from commands.config import BotConfig
 from commands.planning import Plan, Request, plan_request, type_id_of
 from commands.policy import Actor, Operation, Policy
@@ -356,6 +356,54 @@ class Core(ApprovalRounds, DeviceSteps):
         self._tell(workflow, ProgressKind.STEP_DONE,
                    f"<@{actor.user_id}> viewed the PAC of {device_id}.", pac_viewed=device_id)
         return Outcome(True, snapshot.current_pac, workflow_id, details={"device_id": device_id})
+
+    # -- a release wait past its timeout ------------------------------------------------------
+
+    def keep_waiting_for_release(self, workflow_id: int, device_id: str, actor: Actor) -> Outcome:
+        """An approver chooses to wait another `release_timeout` for Sigfox to free the id."""
+        step, refusal = self._overdue_release(workflow_id, device_id, actor)
+        if step is None:
+            return Outcome(False, refusal, workflow_id)
+        now = self.clock.now()
+        timeout = self.config.timing.release_timeout.total_seconds()
+        data = {**step.data, "release_overdue": False, "release_deadline": now + timeout}
+        self.store.update_device_step(workflow_id, device_id, now, data=data)
+        self.store.audit(actor.user_id, "keep waiting for release", now, workflow_id=workflow_id,
+                         device_id=device_id)
+        text = (f"<@{actor.user_id}> chose to keep waiting for Sigfox to release {device_id}, "
+                f"another {elapsed_text(timeout)}.")
+        self._tell(self._workflow(workflow_id), ProgressKind.STEP_DONE, text, device_id=device_id)
+        return Outcome(True, text, workflow_id)
+
+    def stop_waiting_for_release(self, workflow_id: int, device_id: str, actor: Actor
+                                 ) -> Outcome:
+        """An approver stops the wait: the step fails (the device stays deleted and unregistered)
+        and the PAC goes to that approver alone (`details["pac"]`), to register it by hand."""
+        step, refusal = self._overdue_release(workflow_id, device_id, actor)
+        if step is None:
+            return Outcome(False, refusal, workflow_id)
+        workflow = self._workflow(workflow_id)
+        self._fail(workflow, device_id, "re-register",
+                   f"<@{actor.user_id}> stopped waiting while Sigfox still held the id: "
+                   f"{device_id} is deleted and not registered. Register it in the Sigfox "
+                   "portal with its recorded PAC (Show PAC, approvers only).")
+        self._finish_if_done(self._workflow(workflow_id))
+        shown = self.reveal_pac(workflow_id, device_id, actor)
+        details = {"device_id": device_id, "pac": shown.message} if shown.ok else {}
+        return Outcome(True, f"Stopped waiting for {device_id}; register it in the Sigfox "
+                             "portal with the PAC shown to you only.", workflow_id,
+                       details=details)
+
+    def _overdue_release(self, workflow_id: int, device_id: str, actor: Actor
+                         ) -> tuple[Any, str]:
+        workflow = self.store.get_workflow(workflow_id)
+        step = self.store.device_step(workflow_id, device_id) if workflow else None
+        if workflow is None or step is None or step.state != Step.AWAITING_RELEASE:
+            return None, (f"{job_label(workflow_id)} is not waiting for Sigfox to release "
+                          f"{device_id} any more; nothing to decide.")
+        if not self.policy.can_approve(actor, Operation(workflow.kind), "").allowed:
+            return None, "Only approvers may decide about a release wait."
+        return step, ""
 
     # -- advancing ---------------------------------------------------------------------------
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from support.core import (
     make_core,
 )
 
+from commands.config import parse_config
 from commands.planning import Request
 from commands.policy import Actor
 from commands.ports import ProgressKind, Target
@@ -101,19 +103,64 @@ def test_renewal_without_callback_hears_the_uplink_by_polling(harness, fleet) ->
     assert state_of(harness, outcome.workflow_id) == WorkflowState.DONE
 
 
-def test_renewal_times_out_waiting_for_release_and_keeps_the_pac(harness, fleet) -> None:
+def test_a_release_wait_past_its_timeout_stays_open_and_asks(harness, fleet) -> None:
     outcome = renew(harness, fleet.no_token)
     harness.core.decide(outcome.approval_id, APPROVER, approve=True)
     harness.core.tick()
-    for _ in range(30):  # the backend never releases: only the bot's clock moves
+    for _ in range(30):  # the backend never releases: only the bot's clock moves (2.5 h > 2 h)
         harness.clock.advance(300)
         harness.core.tick()
+    assert state_of(harness, outcome.workflow_id) == WorkflowState.RUNNING  # never stranded
+    overdue = [e for e in harness.notifier.events if e.details.get("release_overdue")]
+    assert len(overdue) == 1 and "keep waiting" in overdue[0].text
+    assert "renew" not in overdue[0].text  # no advice the bot would refuse (device is deleted)
+    assert not harness.core.keep_waiting_for_release(outcome.workflow_id, fleet.no_token,
+                                                     OUTSIDER).ok
+    kept = harness.core.keep_waiting_for_release(outcome.workflow_id, fleet.no_token, APPROVER)
+    assert kept.ok and "keep waiting" in kept.message
+    for _ in range(20):  # within the new deadline: still trying, not asking again
+        harness.clock.advance(300)
+        harness.core.tick()
+    assert len([e for e in harness.notifier.events if e.details.get("release_overdue")]) == 1
+
+    assert not harness.core.stop_waiting_for_release(outcome.workflow_id, fleet.no_token,
+                                                     OUTSIDER).ok
+    stopped = harness.core.stop_waiting_for_release(outcome.workflow_id, fleet.no_token, APPROVER)
+    assert stopped.ok and stopped.details["pac"] == harness.simulator.world.pac_of(fleet.no_token)
+    assert stopped.details["pac"] not in stopped.message
     assert state_of(harness, outcome.workflow_id) == WorkflowState.FAILED
     failure = next(e for e in harness.notifier.events if e.kind == ProgressKind.FAILED)
-    assert failure.details["pac_recorded"] is True
-    shown = harness.core.reveal_pac(outcome.workflow_id, fleet.no_token, APPROVER)
-    assert shown.ok and shown.message == harness.simulator.world.pac_of(fleet.no_token)
-    assert not harness.core.reveal_pac(outcome.workflow_id, fleet.no_token, OUTSIDER).ok
+    assert failure.details["pac_recorded"] is True and "Sigfox portal" in failure.text
+
+
+def test_the_default_release_timeout_is_a_day() -> None:
+    assert parse_config("").timing.release_timeout == timedelta(hours=24)
+
+
+def test_a_400_saying_the_id_still_exists_counts_as_still_held(harness, fleet) -> None:
+    harness.simulator.world.hold_status = 400
+    outcome = renew(harness, fleet.no_token)
+    harness.core.decide(outcome.approval_id, APPROVER, approve=True)
+    harness.core.tick()
+    assert harness.calls("POST", "/v2/devices/", 400)
+    assert state_of(harness, outcome.workflow_id) == WorkflowState.RUNNING
+    harness.advance(1800)
+    harness.core.tick()
+    [step] = harness.core.store.workflow_devices(outcome.workflow_id)
+    assert step.state == "awaiting_uplink"
+
+
+def test_any_other_400_fails_with_sigfoxs_reason_and_keeps_the_pac(harness, fleet) -> None:
+    outcome = renew(harness, fleet.no_token)
+    harness.core.decide(outcome.approval_id, APPROVER, approve=True)
+    harness.core.tick()
+    harness.simulator.world.pacs[fleet.no_token] = "0123456789ABCDEF"  # the PAC changed meanwhile
+    harness.advance(1800)
+    harness.core.tick()
+    assert state_of(harness, outcome.workflow_id) == WorkflowState.FAILED
+    [step] = harness.core.store.workflow_devices(outcome.workflow_id)
+    assert "PAC is not valid" in step.last_error and "Show PAC" in step.last_error
+    assert harness.core.reveal_pac(outcome.workflow_id, fleet.no_token, APPROVER).ok
 
 
 @pytest.mark.parametrize(

@@ -33,7 +33,9 @@ def register(app: App, services: Services, forms: ReasonForms) -> None:
     buttons = JobButtons(services, forms)
     for action_id, work in ((blocks.APPROVE, buttons.approve), (blocks.REJECT, buttons.reject),
                             (blocks.SHOW_PAC, buttons.show_pac), (blocks.CANCEL, buttons.cancel),
-                            (blocks.COPY_CALLBACKS, buttons.copy_callbacks)):
+                            (blocks.COPY_CALLBACKS, buttons.copy_callbacks),
+                            (blocks.KEEP_WAITING, buttons.keep_waiting),
+                            (blocks.STOP_WAITING, buttons.stop_waiting)):
         app.action(action_id)(ack=acknowledge, lazy=[work])
 
 
@@ -112,6 +114,31 @@ class JobButtons:
         outcome = self.services.core.copy_callbacks(*parsed, clicker)
         # What was copied is told in the job's thread by the core; the clicker hears either way.
         self._tell_clicker(body, client, respond, outcome.message)
+
+    def keep_waiting(self, body: dict[str, Any], client: WebClient, respond: Respond) -> None:
+        parsed = blocks.parse_pac_value(action_value(body))
+        if parsed is None:
+            self._tell_clicker(body, client, respond, "This button names no device of a job.")
+            return
+        clicker = self.services.groups.actor(body["user"]["id"])
+        outcome = self.services.core.keep_waiting_for_release(*parsed, clicker)
+        self._tell_clicker(body, client, respond, outcome.message)
+
+    def stop_waiting(self, body: dict[str, Any], client: WebClient, respond: Respond) -> None:
+        parsed = blocks.parse_pac_value(action_value(body))
+        if parsed is None:
+            self._tell_clicker(body, client, respond, "This button names no device of a job.")
+            return
+        clicker = self.services.groups.actor(body["user"]["id"])
+        outcome = self.services.core.stop_waiting_for_release(*parsed, clicker)
+        pac = outcome.details.get("pac")
+        if not outcome.ok or not pac:
+            self._tell_clicker(body, client, respond, outcome.message)
+            return
+        # Ephemeral, to the approver who stopped the wait; never in a channel message.
+        workflow_id, device_id = parsed
+        send_secret_privately(body, client, f"{outcome.message} PAC of {device_id} "
+                              f"({job_label(workflow_id)}): `{pac}` (only you can see this).")
 
     def _tell_clicker(self, body: dict[str, Any], client: WebClient, respond: Respond,
                       text: str) -> None:

@@ -91,6 +91,7 @@ class World:
         self.delete_hold = delete_hold
         self.job_delay = job_delay
         self.hide_pacs = hide_pacs
+        self.hold_status = 409  # the answer to re-creating a held id (409, or 400)
         self.lock = threading.RLock()
         self.rng = random.Random(seed ^ 0x5EED)
         # Shapes of optional fields come from their own generator, so ids stay what they were.
@@ -486,6 +487,10 @@ class World:
             raise field_error("pac", f"The PAC is not valid for device {ident}")
         held = self.deleted.get(ident)
         if held is not None and self.now_ms() < held.release_ms:
+            # What the real backend answers during the hold is not documented: 409 by default,
+            # or a 400 naming the id as still existing (`hold_status = 400`).
+            if self.hold_status == 400:
+                raise field_error("id", f"Device {ident} still exists: it is being deleted")
             raise ApiError(
                 409, f"Device {ident} is still being deleted; it can be registered again later"
             )
