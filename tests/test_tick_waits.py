@@ -156,3 +156,29 @@ def test_a_delete_that_may_have_been_executed_still_counts_after_a_restart(
     assert refused.value.retry_at >= harness.clock.now() + 3500
     assert len(harness.calls("DELETE", f"/v2/devices/{THROTTLED}")) == 1
     assert step_of(harness, workflow_id).state == Step.AWAITING_RELEASE
+
+
+def test_serve_wires_a_deferring_client_into_the_workflows_and_counts_hours_in_the_db(
+    make_simulator, tmp_path: Path
+) -> None:
+    from support.slack_api import SlackApiStandIn
+
+    from bot.service import build_services
+    from sigfox.client import SigfoxClient, WaitMode
+
+    simulator = make_simulator(devices=0, rate_limits=False)
+    build_fleet(simulator)
+    with SlackApiStandIn() as standin:
+        services = build_services({
+            "SLACK_BOT_TOKEN": standin.token, "SLACK_API_URL": standin.url,
+            "SIGFOX_API_URL": simulator.base_url, "SIGFOX_API_LOGIN": simulator.login,
+            "SIGFOX_API_PASSWORD": simulator.password,
+            "SIGFOX_BOT_DB": str(tmp_path / "bot.db"),
+        })
+        workflows, scans = services.core.api, services.alerts.api
+        assert isinstance(workflows, SigfoxClient) and isinstance(scans, SigfoxClient)
+        assert workflows.waits is WaitMode.DEFER  # a step never sleeps
+        assert scans.waits is WaitMode.SLEEP  # a scan paces its walk in its own thread
+        workflows.delete_device(THROTTLED)
+    ledger = SqliteCallLedger(open_database(tmp_path / "bot.db"))
+    assert len(ledger.recorded(f"DELETE /devices/{{id}} {THROTTLED}")) == 1
