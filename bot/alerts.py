@@ -110,13 +110,11 @@ class SlackAlertSink:
         )
 
     def _thread_notes(self, channel: str, ts: str, digest: AlertDigest) -> None:
-        if digest.announced_collapsed:
-            self._reply(channel, ts, f":bell: {digest.announced_summary()}")
+        """A line with buttons per changed alert, when there are few. Past NOTE_LIMIT nothing
+        more is said: the digest already counts the changes and the CSV lists them."""
         for item in digest.announced:
             self._reply(channel, ts, _note_text(item, digest), device_line_blocks(item, digest))
-        if digest.resolved_collapsed:
-            self._reply(channel, ts, f":white_check_mark: {digest.resolved_summary()}")
-        elif digest.resolved:
+        if digest.resolved and not digest.resolved_collapsed:
             self._reply(channel, ts, resolved_text(digest))
 
     def _reply(self, channel: str, ts: str, text: str, blocks: list[dict] | None = None
@@ -159,9 +157,19 @@ def _device_menu(item: AlertItem) -> dict[str, Any]:
     }
 
 
+def counts_by_level(counts: Any) -> str:
+    """`*Critical*: 8 Off Contract · 20 token Invalid` then `*Warning*: ...`, one line each."""
+    lines = []
+    for level in (Level.CRITICAL, Level.WARNING):
+        parts = [f"{c.count:,} {c.condition.label}" for c in counts if c.level is level]
+        if parts:
+            lines.append(f"*{level.name.capitalize()}*: " + " · ".join(parts))
+    return "\n".join(lines)
+
+
 def digest_blocks(digest: AlertDigest) -> list[dict[str, Any]]:
     tz, now = digest.tz, digest.created_at
-    counts = "\n".join(f"*{c.count:,}* {c.label}" for c in digest.counts) or "none"
+    counts = counts_by_level(digest.counts) or "none"
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "text": digest.title()[:150]}},
         {"type": "section", "text": _mrkdwn(f"{counts}\n_This scan: {digest.changes_line()}_")},
@@ -172,11 +180,10 @@ def digest_blocks(digest: AlertDigest) -> list[dict[str, Any]]:
         blocks.append({"type": "section", "accessory": _device_menu(item),
                        "text": _mrkdwn(f"{_ICON[item.level]} {_item_text(item, tz, now)}")})
     more = human.and_more(digest.total_open, len(digest.top))
-    listed = f"{more}: every" if more else "Every"
+    every = f"the CSV in the thread lists all {digest.csv_rows:,}"
     blocks.append({"type": "context", "elements": [_mrkdwn(
-        f":paperclip: {listed} alert is in the CSV file in this message's thread "
-        f"({digest.csv_name}, {human.plural(digest.csv_rows, 'row')}) · Renew asks for an "
-        "approval first")]})
+        f":paperclip: {more}: {every}" if more else f":paperclip: {every[0].upper()}"
+                                                     f"{every[1:]}")]})
     return blocks
 
 

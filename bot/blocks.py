@@ -44,7 +44,7 @@ ACTION_IDS = (APPROVE, REJECT, SHOW_PAC, CANCEL, COPY_CALLBACKS, KEEP_WAITING, S
 
 _STATE_LABELS = {
     "awaiting_approval": ":hourglass_flowing_sand: Waiting for approval",
-    "approved": ":white_check_mark: Approved, starting",
+    "approved": ":arrow_forward: Starting",  # approved, or needing no approval
     "running": ":arrows_counterclockwise: Running",
     "done": ":large_green_circle: Done",
     "failed": ":red_circle: Failed",
@@ -293,7 +293,7 @@ def job_summary(*, job: str, workflow_id: int, ok: bool, text: str, next_steps: 
     """The end of a job: what happened, what to do next, Show PAC and Copy callbacks (both for
     approvers only; the core checks the clicker)."""
     mark = ":large_green_circle:" if ok else ":red_circle:"
-    blocks: list[Block] = [section(f"{mark} *{job}*\n{text}")]
+    blocks: list[Block] = [section(f"{mark} *{job}*: {text}")]
     if next_steps:
         blocks.append(section(f"*What next:* {next_steps}"))
     if pac_devices:

@@ -263,8 +263,14 @@ def demo(interactive: bool, devices: int, seed: int, speed: float, db_path: Path
     re-registration and first message, what expires soon) and exits. Everything listens on
     127.0.0.1; no credentials are needed and nothing leaves the machine.
     """
+    import logging
+
     from demo import DemoSettings, run_demo
 
+    root = click.get_current_context().find_root()
+    if root.get_parameter_source("log_level") is click.core.ParameterSource.DEFAULT:
+        # The terminal is the show: the bot's INFO lines would interleave with the chat.
+        logging.getLogger().setLevel(logging.WARNING)
     settings = DemoSettings(devices=devices, seed=seed, speed=speed, db_path=db_path)
     try:
         status = run_demo(settings, interactive=interactive)

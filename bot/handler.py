@@ -303,8 +303,15 @@ class CommandHandler:
 
 
 def _outcome_reply(outcome: Outcome) -> Reply:
-    # The job's thread tells the team; the reply tells the person who asked what happens next.
-    return private(outcome.message)
+    """The job's thread states the plan for everyone; the person who asked is told where it
+    is and what happens next, not the plan a second time."""
+    summary = str((outcome.details or {}).get("summary") or "")
+    label = job_label(outcome.workflow_id) if outcome.workflow_id else ""
+    head = f"{label}: {summary}"
+    if not (summary and label and outcome.message.startswith(head)) or outcome.joined:
+        return private(outcome.message)
+    rest = " ".join(outcome.message.removeprefix(head).split())
+    return private(f"{label} is open in its thread. {rest}".strip())
 
 
 def _scaled_approval_lines(policy: PolicyConfig, reminder: timedelta) -> list[str]:
@@ -343,7 +350,7 @@ def job_lines(core: Core, active_only: bool = True) -> list[blocks.JobLineView]:
     return lines
 
 
-EXPIRING_SHOWN = 8  # devices named; the rest is one `csv` away
+EXPIRING_SHOWN = 5  # devices named; the rest is one `csv` away
 
 
 def expiring_message(summary: Any, days: int | None = None) -> Message:

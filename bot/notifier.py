@@ -206,7 +206,11 @@ class SlackNotifier:
         text = progress.text
         advice = progress.details.get("restart_advice")
         if progress.kind == ProgressKind.REQUESTED:
-            text = f"Requested by <@{progress.details.get('requester', '')}>: {text}"
+            who = f"Requested by <@{progress.details.get('requester', '')}>"
+            if self._state(progress) == "awaiting_approval" and not advice:
+                return  # the approval request posted next says who asked and the plan
+            # The parent says who asked; the thread's first line says what will be done.
+            text = f"{who}." if self._state(progress) == "awaiting_approval" else text
             if advice:
                 text += (f"\nA restart would bring {', '.join(advice)} back without losing its "
                          f"history: `/sigfox restart {' '.join(advice)}`.")
@@ -298,10 +302,12 @@ class SlackNotifier:
 
     def _decided(self, progress: Progress, ref: dict[str, Any]) -> None:
         approval_id = progress.details.get("approval_id")
-        if approval_id is not None:
-            self.refresh_approval(int(approval_id))
+        approval = self.store.get_approval(int(approval_id)) if approval_id is not None else None
+        if approval is not None:
+            self.refresh_approval(approval.id)
         ref["approval_note"] = ""
-        self._line(progress, ref)
+        if approval is None or not approval.message_ref:
+            self._line(progress, ref)  # else the request in the thread now shows the decision
 
     def refresh_approval(self, approval_id: int) -> None:
         """Redraw an approval message from the store: buttons only while it is pending."""
@@ -399,6 +405,9 @@ class SlackNotifier:
             ProgressKind.APPROVAL_NEEDED, ProgressKind.DECIDED, ProgressKind.FINISHED)
         if state == ref.get("state") and not important:
             return  # one edit per state change, not one per step: fewer writes to pace
+        if state in ("done", "failed") and progress.kind not in (ProgressKind.FINISHED,
+                                                                 ProgressKind.FAILED):
+            return  # the summary that follows redraws it once, with the outcome
         view = self._job_view(progress, state=state, note=ref.get("approval_note", ""))
         if countdown:
             view = replace(view, starts_at=float(progress.details.get("starts_at") or 0))
@@ -412,7 +421,7 @@ class SlackNotifier:
                    if workflow else progress.devices)
         requester = workflow.requester if workflow else str(progress.details.get("requester"))
         return JobView(progress.job, workflow_id, progress.operation, devices, state,
-                       requester, latest=progress.text.splitlines()[0] if progress.text else "",
+                       requester, latest=_latest(progress),
                        approval_note=note, cancellable=state in {s.value for s in CANCELLABLE})
 
     def _state(self, progress: Progress) -> str:
@@ -472,7 +481,7 @@ def next_steps(progress: Progress, outcome: str) -> str:
         if progress.operation == Kind.DELETE:
             return ("The device is gone from Sigfox. To use it again, register it with its PAC "
                     "(approvers: Show PAC) or run `/sigfox renew` next time instead.")
-        return f"Nothing more to do. `/sigfox status {ids}` shows where it stands."
+        return ""  # nothing to do: the summary says it is done
     pac = (" The PAC is recorded: an approver can see it with Show PAC and register the device "
            "in the Sigfox portal." if progress.operation in _PAC_KINDS else "")
     return (f"See the failure above. `/sigfox status {ids}` shows the device now, "
@@ -492,6 +501,15 @@ def _copy_devices(progress: Progress) -> list[str]:
     results = progress.details.get("results") or {}
     return [d for d, r in results.items()
             if isinstance(r, dict) and r.get("state") == "done" and r.get("copy_callbacks_from")]
+
+
+def _latest(progress: Progress) -> str:
+    """The parent's "Latest" line: progress only; the plan is in the thread's first lines."""
+    if progress.kind in (ProgressKind.REQUESTED, ProgressKind.APPROVAL_NEEDED) or not progress.text:
+        return ""
+    if progress.kind == ProgressKind.FINISHED and progress.details.get("outcome") == "done":
+        return ""  # "Done" says it; the summary in the thread has the details
+    return progress.text.splitlines()[0]
 
 
 def _key(job: str) -> str:

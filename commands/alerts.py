@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 DAY = 86_400.0
-TOP_LIMIT = 10  # devices named in a digest
+TOP_LIMIT = 5  # devices named in a digest; the rest is in its CSV
 NOTE_LIMIT = 20  # threaded lines per kind before they collapse into one summary line
 SCAN_PROBLEM_KEY = "alerts.scan_problem"
 # Digests a sink failed to deliver, as {channel or "": [scan ids]}: their changes are told again

@@ -26,12 +26,12 @@ def run_demo(
     """Start the world, play the tour or the interactive session, stop; the exit status."""
     out = stream or sys.stdout
     started = time.monotonic()
-    print(f"Starting the demo: simulated Sigfox backend ({settings.devices} devices, seed "
-          f"{settings.seed}), the bot, and a terminal standing in for Slack…", file=out,
-          flush=True)
+    print(f"Starting the bot on {settings.devices} simulated devices (seed {settings.seed})…",
+          end="", file=out, flush=True)
     with DemoWorld(settings, out) as world:
-        print(f"Ready in {time.monotonic() - started:.1f}s. Everything runs on 127.0.0.1; "
-              "no credentials, nothing leaves this machine.", file=out, flush=True)
+        print(f" ready in {time.monotonic() - started:.1f}s.\nAll on 127.0.0.1. In "
+              "#fleet-ops, alice runs the fleet and bob approves deletes.", file=out,
+              flush=True)
         if interactive:
             from demo.interactive import run_interactive
 

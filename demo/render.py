@@ -35,7 +35,7 @@ _EMOJI = {
     "arrow_right": "➡", "small_orange_diamond": "🔸", "small_blue_diamond": "🔹",
     "ballot_box_with_check": "☑️", "large_orange_circle": "🟠", "large_blue_circle": "🔵",
     "white_circle": "⚪", "black_circle": "⚫", "paperclip": "📎",
-    "page_facing_up": "📄", "electric_plug": "🔌", "sos": "🆘",
+    "page_facing_up": "📄", "electric_plug": "🔌", "sos": "🆘", "arrow_forward": "▶",
 }
 _SLACK_MARKUP = re.compile(r"<([^<>]+)>")
 _EMOJI_CODE = re.compile(r":([a-z0-9_+\-]+):")
@@ -68,7 +68,7 @@ def _markup(inner: str, name_of: NameOf) -> str:
         return f"@{label or target.removeprefix('!subteam^')}"
     if target.startswith("!"):
         return f"@{label or target[1:]}"
-    return f"{label} ({target})" if label and label != target else target
+    return label or target  # a link shows its label, as in Slack
 
 
 def _text_of(obj: Any, name_of: NameOf) -> str:
@@ -112,6 +112,18 @@ def buttons_of(blocks: Iterable[Block]) -> list[Block]:
 
 
 def _wrap(text: str, width: int) -> list[str]:
+    """Lines of at most `width`, continuation lines indented; ``` code blocks kept as they are
+    (a bar chart must not be re-flowed) and their fences dropped, as Slack draws them."""
+    lines: list[str] = []
+    for number, part in enumerate(text.split("```")):
+        if number % 2:
+            lines.extend(part.strip("\n").splitlines() or [""])
+        elif part.strip("\n") or number == 0:
+            lines.extend(_wrap_prose(part.strip("\n") if number else part.rstrip("\n"), width))
+    return lines
+
+
+def _wrap_prose(text: str, width: int) -> list[str]:
     lines: list[str] = []
     for raw in text.splitlines() or [""]:
         indent = len(raw) - len(raw.lstrip(" •-"))
@@ -148,8 +160,13 @@ def _section(block: Block, name_of: NameOf, width: int) -> list[str]:
     if block.get("text"):
         lines += _wrap(_text_of(block["text"], name_of), width)
     fields = [_text_of(f, name_of).replace("\n", " ") for f in block.get("fields") or []]
-    for left, right in zip(fields[::2], [*fields[1::2], ""], strict=False):
-        lines.append(f"{left:<40}  {right}".rstrip() if right else left)
+    lefts, rights = fields[::2], fields[1::2]
+    column = max((len(f) for f in lefts), default=0) + 2
+    if column + max((len(f) for f in rights), default=0) > width:
+        lines += [line for f in fields for line in _wrap_prose(f, width)]  # one a line
+    else:
+        for left, right in zip(lefts, [*rights, ""], strict=False):
+            lines.append(f"{left:<{column}}{right}".rstrip())
     accessory = block.get("accessory")
     if isinstance(accessory, dict):
         shown = element_text(accessory, name_of)

@@ -21,12 +21,12 @@ PADDING = 16
 COLOURS = {"narration": "#e5c07b", "typed": "#61afef", "bot": "#98c379", "update": "#c678dd",
            "button": "#56b6c2", "text": "#dcdfe4"}
 FIRST_MARK = "3. "
-LAST_MARK = "8. "
+LAST_MARK = "5. "
 # Colour emoji are not in monospace fonts: a renderer without an emoji font (rsvg, ImageMagick,
 # many viewers) draws empty boxes. The picture uses look-alikes DejaVu Sans Mono has.
 GLYPHS = {
     "⏳": "◔", "⌛": "◔", "🔄": "↻", "🟢": "●", "🔴": "●", "🔹": "◆", "✅": "✔", "☑": "✔",
-    "✋": "☛", "📥": "▸", "📎": "▤", "🔔": "♪", "⚠": "▲", "❌": "✘", "🚫": "✘", "💤": "z",
+    "✋": "☛", "📥": "▸", "▶": "▸", "📎": "▤", "🔔": "♪", "⚠": "▲", "❌": "✘", "🚫": "✘", "💤": "z",
     "\ufe0f": "",
 }
 FALLBACK = "•"  # any other emoji

@@ -19,13 +19,16 @@ Nothing leaves the machine: the server listens on 127.0.0.1 only.
 
 from __future__ import annotations
 
+import io
 import itertools
 import json
 import logging
+import os
 import re
 import secrets
 import socket
 import sys
+import textwrap
 import threading
 import time
 from collections.abc import Callable
@@ -53,6 +56,7 @@ BOT_NAME = "sigfox-bot"
 INDENT = "  "
 BODY = " " * 9
 THREAD = " " * 9 + "↳ "
+REPLY = " " * 11
 THREAD_BODY = " " * 18
 
 Clock = Callable[[], float]
@@ -99,6 +103,8 @@ class TerminalSlack:
         clock: Clock = time.time,
         channels: dict[str, str] | None = None,
         people: list[Person] | None = None,
+        width: int | None = None,
+        colour: bool | None = None,
     ) -> None:
         self.token = token or f"xoxb-demo-{secrets.token_hex(12)}"
         self.stream = stream or sys.stdout
@@ -119,6 +125,13 @@ class TerminalSlack:
         self._thread: threading.Thread | None = None
         self.root_url = ""
         self.last_activity = time.monotonic()
+        self.width = width or terminal_width(self.stream)
+        self.style = Style(wants_colour(self.stream) if colour is None else colour)
+        self._shown: dict[tuple[str, str], list[str]] = {}  # what each message last showed
+        self._thread_shown: tuple[str, str | None] | None = None  # the thread printed last
+        self._channel_shown = ""  # the channel whose name was printed last
+        self._after_narration = False  # the next line follows a scene title: no gap
+        self._after_typing = False  # the bot's post answers what was just typed: no gap
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -155,8 +168,11 @@ class TerminalSlack:
     # ------------------------------------------------------------------ people and places
 
     def name_of(self, user_id: str) -> str:
+        """A person by name, a channel by its name too (Slack resolves both for its readers)."""
         person = self.people.get(user_id)
-        return person.name if person else user_id
+        if person:
+            return person.name
+        return self.channels.get(user_id, user_id)
 
     def channel_name(self, channel: str) -> str:
         if channel.startswith("D") or channel in self.people:
@@ -174,16 +190,25 @@ class TerminalSlack:
 
     def say_typed(self, user_id: str, channel: str, text: str) -> None:
         """Show what a person typed (slash commands are not messages, but people see them)."""
-        self._print(f"\n{INDENT}{self._time()}  {self.name_of(user_id)} › {text}   "
-                    f"({self.channel_name(channel)})")
+        self._channel_shown = channel  # what the bot posts next there needs no channel line
+        gap = "" if self._after_narration else "\n"
+        self._print(f"{gap}{INDENT}{self._time()}  {self.style.name(self.name_of(user_id))} › "
+                    f"{text}   ({self.channel_name(channel)})")
+        self._after_typing = True
 
     def say_clicked(self, user_id: str, label: str, message: Posted) -> None:
-        self._print(f"\n{INDENT}{self._time()}  {self.name_of(user_id)} clicks [ {label} ] on "
-                    f"\"{message.label(self.name_of)}\"")
+        on = first_line(message.text, message.blocks, self.name_of, limit=30)
+        self._print(f"\n{INDENT}{self._time()}  {self.style.name(self.name_of(user_id))} clicks "
+                    f"[ {label} ] on \"{on}\"")
 
     def narrate(self, text: str) -> None:
-        """A line of the tour's commentary (not part of the chat)."""
-        self._print(f"\n── {text} " + "─" * max(3, 88 - len(text)))
+        """A line of the tour's commentary (not part of the chat), as wide as the terminal."""
+        lines = textwrap.wrap(text, self.width - 8) or [""]
+        rule = "─" * max(3, self.width - 4 - len(lines[-1]))
+        head = "\n".join(f"── {line}" for line in lines[:-1])
+        last = f"── {lines[-1]} {rule}"
+        self._print("\n" + self.style.narration(f"{head}\n{last}" if head else last))
+        self._after_narration = True
 
     def show_ack(self, user: str, channel: str, answer: dict[str, Any]) -> None:
         """What a listener put in its `ack(...)`: private to `user` unless in_channel."""
@@ -456,33 +481,66 @@ class TerminalSlack:
 
     # ------------------------------------------------------------------ printing
 
+    def _lines(self, text: str, blocks: list[dict[str, Any]] | None, indent: str) -> list[str]:
+        return render_message(text, blocks, self.name_of, width=self.width - len(indent))
+
     def _show_new(self, message: Posted) -> None:
-        lines = render_message(message.text, message.blocks, self.name_of)
-        who = self.name_of(message.user)
+        who = self.style.name(self.name_of(message.user))
         if message.thread_ts is None:
-            self._print(f"\n{self.channel_name(message.channel)}\n"
-                        f"{INDENT}{self._time()}  {who}\n" + _indent(lines, BODY))
+            lines = self._lines(message.text, message.blocks, BODY)
+            self._shown[(message.channel, message.ts)] = lines
+            where = ""
+            if message.channel != self._channel_shown:
+                where = f"{self.style.channel(self.channel_name(message.channel))}\n"
+            gap = "\n" if where or not self._after_typing else ""
+            self._channel_shown = message.channel
+            self._print(f"{gap}{where}{INDENT}{self._time()}  {who}\n" + _indent(lines, BODY))
             return
-        parent = self.messages.get((message.channel, message.thread_ts))
-        label = parent.label(self.name_of) if parent else message.thread_ts
-        self._print(f"{THREAD}{self._time()}  {who}   (thread \"{label}\")\n"
-                    + _indent(lines, THREAD_BODY))
+        lines = self._lines(message.text, message.blocks, THREAD_BODY)
+        self._shown[(message.channel, message.ts)] = lines
+        thread = (message.channel, message.thread_ts)
+        head = ""
+        if thread != self._thread_shown:  # replies in a row share one thread line
+            parent = self.messages.get(thread)
+            label = parent.label(self.name_of) if parent else message.thread_ts
+            head = f"{THREAD}in the thread of \"{label}\":\n"  # only the bot writes there
+        first, *rest = lines or [""]
+        self._print(f"{head}{REPLY}{self._time()}  {first}\n" + _indent(rest, THREAD_BODY),
+                    thread=thread)
 
     def _show_update(self, message: Posted) -> None:
-        lines = render_message(message.text, message.blocks, self.name_of)
-        where = " in its thread" if message.thread_ts else ""
+        """Slack redraws the message in place; a terminal can only say what changed."""
         body = THREAD_BODY if message.thread_ts else BODY
-        self._print(f"{INDENT}{self._time()}  ✎ {self.name_of(message.user)} updated its "
-                    f"message{where} (now):\n" + _indent(lines, body))
+        lines = self._lines(message.text, message.blocks, body)
+        before = self._shown.get((message.channel, message.ts), [])
+        self._shown[(message.channel, message.ts)] = lines
+        # A parent's "Latest: ..." repeats the thread line printed just before it: in Slack it
+        # saves opening the thread, here the thread is on screen.
+        changed = [line for line in lines if line not in before and line.strip("‾─ ")
+                   and not line.strip().startswith("Latest: ")
+                   and not (line.startswith(" ") and before and line == " " * len(line))]
+        if not changed:
+            return
+        # The job's thread goes on after an edit of its own messages: no new thread line.
+        keep = self._thread_shown if self._thread_shown in (
+            (message.channel, message.ts), (message.channel, message.thread_ts)) else None
+        if len(before) == 1 and len(lines) == 1:  # a waiting line ticking: one line
+            self._print(f"{INDENT}{self._time()}  ✎ {lines[0].strip()}", thread=keep)
+            return
+        label = first_line(message.text, message.blocks, self.name_of, limit=30)
+        self._print(f"{INDENT}{self._time()}  ✎ \"{label}\" now says:\n"
+                    + _indent(changed, body), thread=keep)
 
     def _show_ephemeral(self, user: str, text: str, blocks: list[dict[str, Any]]) -> None:
-        lines = render_message(text, blocks, self.name_of)
-        self._print(f"{INDENT}{self._time()}  {BOT_NAME} (only visible to "
+        lines = self._lines(text, blocks, BODY)
+        self._print(f"{INDENT}{self._time()}  {self.style.name(BOT_NAME)} (only visible to "
                     f"{self.name_of(user)}):\n" + _indent(lines, BODY))
 
-    def _print(self, text: str) -> None:
+    def _print(self, text: str, *, thread: tuple[str, str | None] | None = None) -> None:
         # The same redaction as the logs: a PAC must never reach the screen by accident.
-        print(redact(text), file=self.stream, flush=True)
+        self._thread_shown = thread
+        self._after_narration = self._after_typing = False
+        print(self.style.buttons(redact(text.rstrip("\n"))), file=self.stream, flush=True)
 
     def _time(self) -> str:
         return human.clock(self.clock())
@@ -499,6 +557,54 @@ class TerminalSlack:
         if channel not in self.channels and not re.fullmatch(r"[CGD][A-Z0-9]{2,}", channel):
             raise SlackError("channel_not_found")
         return channel
+
+
+# --------------------------------------------------------------------------- the terminal
+
+
+def terminal_width(stream: TextIO, fallback: int = 80, widest: int = 110) -> int:
+    """The terminal's width when `stream` is one, else $COLUMNS or 80; at most `widest`."""
+    try:
+        columns = os.get_terminal_size(stream.fileno()).columns
+    except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
+        given = os.environ.get("COLUMNS", "")
+        columns = int(given) if given.isdigit() else fallback
+    return max(40, min(columns, widest))
+
+
+def wants_colour(stream: TextIO) -> bool:
+    """Colour on a terminal, never when piped, never when NO_COLOR is set (no-color.org)."""
+    if os.environ.get("NO_COLOR"):
+        return False
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty())
+
+
+_BUTTON = re.compile(r"\[ [^\[\]\n]+? \]")
+
+
+class Style:
+    """ANSI colours for the few things worth telling apart; plain text when disabled."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+
+    def _paint(self, code: str, text: str) -> str:
+        return f"\033[{code}m{text}\033[0m" if self.enabled else text
+
+    def narration(self, text: str) -> str:
+        return self._paint("1;36", text)
+
+    def name(self, text: str) -> str:
+        return self._paint("1", text)
+
+    def channel(self, text: str) -> str:
+        return self._paint("1;35", text)
+
+    def buttons(self, text: str) -> str:
+        if not self.enabled:
+            return text
+        return _BUTTON.sub(lambda m: self._paint("1;33", m.group(0)), text)
 
 
 # --------------------------------------------------------------------------- helpers

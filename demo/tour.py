@@ -29,14 +29,16 @@ class Cast:
     approver: Person
 
 
-def pick_expired_device(world: DemoWorld) -> str:
-    """An Off Contract device whose contract can give it a token again (a renewal can work)."""
+def pick_expired_device(world: DemoWorld, skip: tuple[str, ...] = ()) -> str:
+    """An Off Contract device whose contract can give it a token again (a restart can work)."""
     sim = world.simulator.world
     now = sim.now_ms()
     with sim.lock:
         for device_id in sorted(sim.devices):
             device = sim.devices[device_id]
-            if device.token is None or device.token.state(now) != TokenState.OFF_CONTRACT:
+            if device_id in skip or device.token is None:
+                continue
+            if device.token.state(now) != TokenState.OFF_CONTRACT:
                 continue
             contract = sim.contract_of(device)
             full = contract.max_tokens and contract.tokens_in_use >= contract.max_tokens
@@ -45,6 +47,19 @@ def pick_expired_device(world: DemoWorld) -> str:
                 return device_id
     raise TourStopped("the generated fleet has no Off Contract device on a usable contract; "
                       "try another --seed")
+
+
+def pick_tokenless_device(world: DemoWorld) -> str:
+    """A device with no token at all: no restart can help it, only delete and re-register."""
+    sim = world.simulator.world
+    with sim.lock:
+        for device_id in sorted(sim.devices):
+            device = sim.devices[device_id]
+            contract = sim.contract_of(device)
+            full = contract.max_tokens and contract.tokens_in_use >= contract.max_tokens
+            if device.token is None and not full:
+                return device_id
+    raise TourStopped("the generated fleet has no device without a token; try another --seed")
 
 
 def latest_workflow_id(world: DemoWorld) -> int | None:
@@ -66,55 +81,65 @@ def play(world: DemoWorld) -> None:
     """The whole tour; raises TourStopped when a step does not happen."""
     cast = Cast(requester=PEOPLE[0], approver=PEOPLE[1])
     narrate = world.slack.narrate
-    device = pick_expired_device(world)
-    narrate(f"A fleet of {world.settings.devices} simulated Sigfox devices. "
-            f"{cast.requester.name} runs the fleet; {cast.approver.name} approves deletes")
-
-    narrate("1. The scheduled fleet scan posts its alert digest")
+    restartable = pick_expired_device(world)
+    tokenless = pick_tokenless_device(world)
+    narrate("1. The scheduled fleet scan posts its digest")
     report = world.alerts.scan(started_by="schedule")
     if not report.ok:
         raise TourStopped(f"the fleet scan failed: {report.error}")
     world.settle()
 
-    narrate(f"2. {cast.requester.name} looks at an expired (Off Contract) device")
-    world.command(cast.requester, f"status {device}")
+    narrate(f"2. {cast.requester.name} asks to renew {restartable}, Off Contract")
+    restart = _start_job(world, cast.requester, f"renew {restartable}")
+    _finish(world, restart, restartable)
 
-    narrate(f"3. {cast.requester.name} asks the bot to renew it")
-    before = latest_workflow_id(world)
-    world.command(cast.requester, f"renew {device} by delete")
-    workflow_id = latest_workflow_id(world)
-    if workflow_id is None or workflow_id == before:
-        raise TourStopped(f"`/sigfox renew {device}` started no job")
-
-    narrate(f"4. {cast.requester.name} tries to approve their own request")
+    narrate(f"3. {tokenless} has no token, so no restart: renewing it deletes it")
+    renewal = _start_job(world, cast.requester, f"renew {tokenless}")
     _click(world, cast.requester, "Approve")
-    if workflow_state(world, workflow_id) != "awaiting_approval":
+    if workflow_state(world, renewal) != "awaiting_approval":
         raise TourStopped("the requester's own approval was not refused")
-
-    narrate(f"5. {cast.approver.name}, an approver, approves: the bot deletes the device")
     _click(world, cast.approver, "Approve")
-    if not wait_for(lambda: device_state(world, workflow_id) not in ("", "pending")):
+    if not wait_for(lambda: device_state(world, renewal) not in ("", "pending")):
         raise TourStopped("the approved renewal did not start")
     world.settle()
 
-    narrate("6. Sigfox holds a deleted id ~30 minutes: fast-forwarding the virtual clock")
+    narrate("4. Sigfox holds a deleted id ~30 min: the clock runs fast")
     released = world.fast_forward(RELEASE_WAIT_LIMIT,
-                                  until=lambda: device_state(world, workflow_id) in WAITING_STATES)
+                                  until=lambda: device_state(world, renewal) in WAITING_STATES)
     world.settle()
-    if not released or device_state(world, workflow_id) != "awaiting_uplink":
+    if not released or device_state(world, renewal) != "awaiting_uplink":
         raise TourStopped(f"the device was not registered again (now "
-                          f"{device_state(world, workflow_id) or 'unknown'})")
+                          f"{device_state(world, renewal) or 'unknown'})")
+    _finish(world, renewal, tokenless)
 
-    narrate(f"7. Device {device} wakes up and sends its first message")
-    world.uplink(device)
-    if not wait_for(lambda: workflow_state(world, workflow_id) in ("done", "failed")):
-        raise TourStopped("the renewal did not finish after the first message")
-    world.settle()
-
-    narrate(f"8. {cast.requester.name} checks what expires in the next 30 days")
+    narrate(f"5. {cast.requester.name} checks what ends in the next 30 days")
     world.command(cast.requester, "expiring")
-    narrate(f"Done: {device} renewed, approved by {cast.approver.name}, PAC never shown. "
-            "Try `sigfox-bot demo --interactive`")
+    narrate("Done, no PAC shown. Your turn: sigfox-bot demo --interactive")
+
+
+def _start_job(world: DemoWorld, person: Person, text: str) -> int:
+    before = latest_workflow_id(world)
+    world.command(person, text)
+    workflow_id = latest_workflow_id(world)
+    if workflow_id is None or workflow_id == before:
+        raise TourStopped(f"`/sigfox {text}` started no job")
+    return workflow_id
+
+
+def _finish(world: DemoWorld, workflow_id: int, device: str) -> None:
+    """Let the job run; when it waits for the device's first message, the device sends one."""
+    def settled() -> bool:
+        return (workflow_state(world, workflow_id) in ("done", "failed")
+                or device_state(world, workflow_id) == "awaiting_uplink")
+
+    world.fast_forward(RELEASE_WAIT_LIMIT, until=settled)
+    if device_state(world, workflow_id) == "awaiting_uplink":
+        world.uplink(device)
+    if not wait_for(lambda: workflow_state(world, workflow_id) in ("done", "failed")):
+        raise TourStopped(f"the job on {device} did not finish")
+    world.settle()
+    if workflow_state(world, workflow_id) != "done":
+        raise TourStopped(f"the job on {device} failed")
 
 
 def _click(world: DemoWorld, person: Person, label: str) -> None:

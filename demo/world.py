@@ -142,6 +142,9 @@ class DemoWorld:
                             client=make_web_client(self.slack.token, self.slack.api_url),
                             config=self.config, clock=self.simulator.clock, post_interval=0.0)
         self.core, self.alerts, self.app = services.core, services.alerts, services.bolt_app
+        # The demo ticks every 50 ms, so a tick still running when the next is due is normal
+        # here: APScheduler's "skipped: maximum number of running instances" is not news.
+        logging.getLogger("apscheduler").setLevel(logging.ERROR)
         scheduler = start_scheduler(self.core, tick=timedelta(seconds=TICK_SECONDS))
         self._stoppers.append(lambda: scheduler.shutdown(wait=True))
 

@@ -49,8 +49,8 @@ def test_expiring_draws_the_weeks_and_says_what_it_left_out(fleet) -> None:
     longest = max(range(len(counts)), key=counts.__getitem__)
     assert chart[longest].count("█") == max(line.count("█") for line in chart)
     shown = [line for line in text.splitlines() if line.startswith("• `E")]
-    assert len(shown) == 8
-    assert "and 12 more: `/sigfox expiring 30 csv`" in text
+    assert len(shown) == 5
+    assert "and 15 more: `/sigfox expiring 30 csv`" in text
     assert "Gas meter E0" not in text  # the id is said once
     assert check_blocks(reply.message.blocks) == []
 
