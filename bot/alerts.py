@@ -171,8 +171,9 @@ def digest_blocks(digest: AlertDigest) -> list[dict[str, Any]]:
     tz, now = digest.tz, digest.created_at
     counts = counts_by_level(digest.counts) or "none"
     blocks: list[dict[str, Any]] = [
-        {"type": "header", "text": {"type": "plain_text", "text": digest.title()[:150]}},
-        {"type": "section", "text": _mrkdwn(f"{counts}\n_This scan: {digest.changes_line()}_")},
+        {"type": "header", "text": {"type": "plain_text",
+                                    "text": f"{digest.title()} ({digest.changes_line()})"[:150]}},
+        {"type": "section", "text": _mrkdwn(counts)},
     ]
     if digest.top:
         blocks.append({"type": "section", "text": _mrkdwn("*Most urgent*")})

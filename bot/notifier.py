@@ -383,10 +383,17 @@ class SlackNotifier:
             return
         self._summary(progress, ref, ok=False, outcome="failed")
 
+    def _deleted(self, progress: Progress) -> bool:
+        """Whether the job deletes: a renewal by restart, transfer or automatic renewal keeps
+        the device, so it has no PAC to show (nothing was recorded for a re-registration)."""
+        workflow = self.store.get_workflow(progress.workflow_id)
+        method = (workflow.params or {}).get("method") if workflow else None
+        return method in (None, "delete")
+
     def _summary(self, progress: Progress, ref: dict[str, Any], *, ok: bool, outcome: str,
                  pac: list[str] | None = None) -> None:
         if pac is None:
-            pac = _pac_devices(progress, outcome)
+            pac = _pac_devices(progress, outcome) if self._deleted(progress) else []
         message = blocks.job_summary(
             job=progress.job, workflow_id=progress.workflow_id,
             ok=ok, text=progress.text, next_steps=next_steps(progress, outcome),

@@ -511,14 +511,13 @@ class TerminalSlack:
     def _show_update(self, message: Posted) -> None:
         """Slack redraws the message in place; a terminal can only say what changed."""
         body = THREAD_BODY if message.thread_ts else BODY
-        lines = self._lines(message.text, message.blocks, body)
-        before = self._shown.get((message.channel, message.ts), [])
-        self._shown[(message.channel, message.ts)] = lines
         # A parent's "Latest: ..." repeats the thread line printed just before it: in Slack it
         # saves opening the thread, here the thread is on screen.
-        changed = [line for line in lines if line not in before and line.strip("‾─ ")
-                   and not line.strip().startswith("Latest: ")
-                   and not (line.startswith(" ") and before and line == " " * len(line))]
+        shown = [b for b in message.blocks if not _is_latest(b)]
+        lines = self._lines(message.text, shown, body)
+        before = self._shown.get((message.channel, message.ts), [])
+        self._shown[(message.channel, message.ts)] = lines
+        changed = [line for line in lines if line not in before and line.strip("‾─ ")]
         if not changed:
             return
         # The job's thread goes on after an edit of its own messages: no new thread line.
@@ -616,6 +615,12 @@ async def _params(request: Request) -> dict[str, Any]:
         body = json.loads(raw or b"{}")
         return body if isinstance(body, dict) else {}
     return {**dict(request.query_params), **dict(parse_qsl(raw.decode("utf-8", "replace")))}
+
+
+def _is_latest(block: dict[str, Any]) -> bool:
+    elements = block.get("elements") or [{}]
+    return block.get("type") == "context" and str(elements[0].get("text", "")).startswith(
+        "Latest: ")
 
 
 def _bearer(header: str | None) -> str | None:

@@ -145,6 +145,7 @@ class DemoWorld:
         # The demo ticks every 50 ms, so a tick still running when the next is due is normal
         # here: APScheduler's "skipped: maximum number of running instances" is not news.
         logging.getLogger("apscheduler").setLevel(logging.ERROR)
+        logging.getLogger("commands.runtime").setLevel(logging.ERROR)  # tick overruns too
         scheduler = start_scheduler(self.core, tick=timedelta(seconds=TICK_SECONDS))
         self._stoppers.append(lambda: scheduler.shutdown(wait=True))
 

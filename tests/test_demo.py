@@ -25,9 +25,10 @@ FAST = DemoSettings(devices=120, seed=7, speed=100_000.0)
 TOUR_STEPS = [
     r"#fleet-alerts\n.*\n\s+Sigfox fleet alerts: \d+ open",     # the scan's digest
     r"and \d+ more: the CSV in the thread lists all \d+",       # what the digest left out
-    r"alice › /sigfox restart {restartable}",                   # the bot's first choice
+    r"alice › /sigfox renew {restartable}",
+    r"Renew device {restartable} by a restart",                 # the least destructive way
     r"Restarted: the token is OK again",
-    r"J-0001: Restart finished: 1 of 1 device",
+    r"J-0001: Renew finished: 1 of 1 device",
     r"alice › /sigfox renew {tokenless}",                       # no restart possible
     r"\[ Approve \]  \[ Reject \]",                              # the approval request
     r"alice clicks \[ Approve \]",
@@ -44,7 +45,7 @@ TOUR_STEPS = [
     r"week of .* │█+",                                           # the weeks as a bar chart
     r"and \d+ more: `/sigfox expiring 30 csv`",
 ]
-TOUR_MAX_LINES = 124  # "one screen-height per scene": about 120, a waiting line or two aside
+TOUR_MAX_LINES = 128  # "one screen-height per scene": about 120, a waiting line or two aside
 TIME = re.compile(r"\b\d\d:\d\d\b")
 
 
@@ -221,7 +222,7 @@ def test_interactive_reject_asks_why_in_a_form() -> None:
     with DemoWorld(FAST, io.StringIO()) as world:
         device = pick_expired_device(world)
     keys = "\n".join([
-        "/form too early", f"/sigfox renew {device}", "/as bob", "Reject", "/form no",
+        "/form too early", f"/sigfox renew {device} by delete", "/as bob", "Reject", "/form no",
         "/form Wrong device, it was sold", f"/sigfox history {device}", "/quit",
     ]) + "\n"
     result = CliRunner().invoke(
