@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from support.alerts import CHANNEL, add
 from support.bot import APPROVER_ID, running_bot
-from support.core import REQUESTER, build_fleet, core_config, sigfox_client
+from support.core import APPROVER, REQUESTER, build_fleet, core_config, sigfox_client
 from support.slack_api import SlackApiStandIn
 from support.slack_signing import app_home_opened_event
 from support.virtual_time import VirtualScheduler
@@ -434,3 +434,40 @@ def test_readyz_is_not_ready_once_no_scan_succeeded_for_twice_the_interval(
     with bot.running() as driver:
         driver.run_until(clock.now() + 7 * HOUR)  # the retry, at most scan_interval later
         assert bot.services.readiness.outcome("last_scan").ok
+
+
+def test_restarts_move_no_workflow_step(
+    sim: SimulatorServer, slack: SlackApiStandIn, tmp_path: Path
+) -> None:
+    """A renewal waiting for Sigfox to release a deleted id retries every `release_retry`
+    (5 min) from the date its step recorded: restarts every 2 minutes neither bring an
+    attempt forward nor push it back."""
+    fleet = build_fleet(sim)  # the simulator holds deleted ids for 30 real minutes: 409s
+    clock = ManualClock(_virtual_day().timestamp() + 6 * HOUR)
+    bot = Bot(sim, slack, tmp_path, clock, 'digest_time = "23:59"',
+              'requesters = ["*"]\napprovers = ["U0APPROVE"]')
+    with bot.running() as driver:
+        core = bot.services.core
+        outcome = core.request(Request(Kind.RENEW, REQUESTER, (fleet.off_contract,),
+                                       Target(CHANNEL), by_delete=True))
+        assert core.decide(outcome.approval_id, APPROVER, approve=True).ok
+        driver.run_until(clock.now() + 11 * MINUTE)  # a tick: deleted, re-create refused
+    creates = lambda: len([c for c in sim.call_log()  # noqa: E731
+                           if c["method"] == "POST" and c["path"].rstrip("/") == "/v2/devices"])
+    attempts: list[tuple[float, float]] = []  # (virtual time of the attempt, its due date)
+    for _ in range(15):  # 30 minutes, restarted every 2
+        store = bot.services.core.store
+        due = store.workflow_devices(outcome.workflow_id)[0].next_run
+        before = creates()
+        with bot.running() as driver:  # `start` advances what is due, at once
+            step = bot.services.core.store.workflow_devices(outcome.workflow_id)[0]
+            if creates() > before:
+                attempts.append((clock.now(), due))
+            else:
+                assert clock.now() < due and step.next_run == due  # nothing moved
+            driver.run_until(clock.now() + 2 * MINUTE - 1)
+            clock.advance(1)
+    # The first was already due when the loop began; each later one comes at the first start
+    # on or after its recorded date.
+    assert len(attempts) >= 4
+    assert all(due <= at < due + 2 * MINUTE for at, due in attempts[1:]), attempts
