@@ -19,7 +19,10 @@ class Refusal(Exception):
 
 def day(ms: int | None) -> str:
     """A Sigfox time (ms) as a day, for the refusals and plans written here."""
-    return human.day_ms(ms, none="no end date")
+    try:
+        return human.day_ms(ms, none="no end date")
+    except (OverflowError, ValueError, OSError):  # an int64 Sigfox may send, a date can't hold
+        return f"{ms} ms after 1970"
 
 
 def token_label(device: Device) -> str:

@@ -165,7 +165,7 @@ class Token(SigfoxModel):
 
 
 class Device(SigfoxModel):
-    id: str
+    id: str = ""  # optional in openapi.json: "" (unknown) rather than a crash
     name: str | None = None
     # repr=False keeps the PAC out of logs and tracebacks that print a Device.
     pac: str | None = Field(default=None, repr=False)
@@ -235,7 +235,7 @@ class Device(SigfoxModel):
 
 
 class DeviceType(SigfoxModel):
-    id: str
+    id: str = ""  # optional in openapi.json: "" (unknown) rather than a crash
     name: str | None = None
     description: str | None = None
     contract: MinRef | None = None
@@ -268,7 +268,7 @@ class DeviceType(SigfoxModel):
 
 
 class ContractInfo(SigfoxModel):
-    id: str
+    id: str = ""  # optional in openapi.json: "" (unknown) rather than a crash
     name: str | None = None
     contract_id: str | None = None
     order: MinRef | None = None
