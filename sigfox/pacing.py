@@ -52,6 +52,9 @@ from sigfox.errors import SigfoxPacingRefused
 # How long after being sent a call is assumed to have reached the service (a network trip and
 # a thread's wake-up, with room to spare), where calls count from when they were sent.
 SEND_ALLOWANCE = 0.1
+# How long after a deferring caller last asked for a slot the sleeping ones keep leaving it
+# slots (`Limit.kept_for_deferred`): a workflow's steps ask every tick while they run.
+DEFERRED_ABOUT = 120.0
 
 
 @dataclass(frozen=True)
@@ -61,9 +64,10 @@ class Limit:
     window: float
     per_device: bool
     counted_from_send: bool = False
-    # Slots a sleeping caller leaves to deferring ones. A fleet scan sleeps towards each slot
-    # and keeps the window full while it runs; without this, a workflow step (which never
-    # waits) would find no slot for the whole scan.
+    # Slots a sleeping caller leaves to deferring ones, while deferring callers are about
+    # (`DEFERRED_ABOUT`). A fleet scan sleeps towards each slot and keeps the window full while
+    # it runs; without this, a workflow step (which never waits) would find no slot for the
+    # whole scan. With nobody deferring, the scan has the whole window: it stays on the floor.
     kept_for_deferred: int = 0
     # Counted in the `CallLedger` (the database in production): a restart must not forget an
     # hour-long window, while a 1-second or 10-second one has lapsed by the time we are back.
@@ -312,6 +316,7 @@ class Pacer:
         self._windows: dict[tuple[str, str, str], SlidingWindow] = {}
         self._holds: dict[tuple[str, str, str], _Hold] = {}
         self._acquisitions = 0
+        self._deferred_asked: dict[str, float] = {}  # limit name -> when one last asked
 
     def acquire(
         self, method: str, endpoint: str, device_id: str | None = None, *, defer: bool = False
@@ -328,9 +333,10 @@ class Pacer:
             now = self._clock()
             window = self._window(limit, method, endpoint, device_id)
             if defer:
+                self._deferred_asked[limit.name] = now
                 slot = window.earliest_fit(now, limit.calls)
             else:
-                slot = window.next_slot(now, limit.calls - limit.kept_for_deferred)
+                slot = window.next_slot(now, limit.calls - self._kept(limit, now))
             wait = slot - now
             if wait > (0.0 if defer else self._max_wait):
                 raise self._refusal(limit, method, endpoint, device_id, slot)
@@ -341,6 +347,12 @@ class Pacer:
             self._sleep(wait)
         return Permit(wait=slept + wait, window=window, at=slot, sent=self._clock(),
                       counted_from_send=limit.counted_from_send)
+
+    def _kept(self, limit: Limit, now: float) -> int:
+        """Slots a sleeping caller leaves free: only while deferring callers are about."""
+        asked = self._deferred_asked.get(limit.name)
+        about = asked is not None and now - asked <= DEFERRED_ABOUT
+        return limit.kept_for_deferred if about else 0
 
     def _acquire_durable(
         self, limit: Limit, method: str, endpoint: str, device_id: str | None, defer: bool,

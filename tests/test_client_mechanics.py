@@ -216,8 +216,8 @@ def test_pacer_is_thread_safe() -> None:
         t.start()
     for t in threads:
         t.join()
-    # 200 grants at 45 per 10 s (sleeping callers leave 5 of the 50 to deferring ones).
-    assert sorted(waits) == [0.0] * 45 + [10.0] * 45 + [20.0] * 45 + [30.0] * 45 + [40.0] * 20
+    # 200 grants at 50 per 10 s (no deferring caller about: nothing is kept for one).
+    assert sorted(waits) == [0.0] * 50 + [10.0] * 50 + [20.0] * 50 + [30.0] * 50
 
 
 def test_client_refuses_second_delete_within_the_hour_without_sending() -> None:

@@ -78,12 +78,22 @@ def test_a_full_list_window_is_refused_with_its_slot_instead_of_slept() -> None:
 def test_a_sleeping_walk_that_fills_the_list_window_leaves_slots_to_deferring_callers() -> None:
     fake = FakeTime()
     pacer = Pacer(clock=fake.clock, sleep=lambda s: None)  # time stands still: all reserved
+    pacer.release(pacer.acquire("GET", "/devices/", defer=True))  # a workflow is about
     for _ in range(200):  # a fleet scan's workers, reserving slots ahead
         pacer.acquire("GET", "/devices/")
     for _ in range(5):  # workflow steps reading their device meanwhile
         assert pacer.acquire("GET", "/devices/", defer=True).wait == 0.0
     with pytest.raises(SigfoxPacingRefused):
         pacer.acquire("GET", "/devices/", defer=True)
+
+
+def test_with_nobody_deferring_a_sleeping_walk_has_the_whole_list_window() -> None:
+    fake = FakeTime()
+    pacer = Pacer(clock=fake.clock, sleep=lambda s: None)
+    slots = [pacer.acquire("GET", "/devices/").at for _ in range(100)]
+    # 50 now, 50 in the next window: a scan alone stays on the published floor.
+    assert slots.count(fake.now) == 50
+    assert sum(1 for at in slots if at < fake.now + 10.0 + 1.0) == 100
 
 
 def test_a_timeout_on_a_read_is_reported_at_once_with_retry_at() -> None:
