@@ -7,27 +7,29 @@ Lines starting with `/sigfox` go to the bot as that slash command; a button's la
 
 from __future__ import annotations
 
+import contextlib
+import sys
 from collections.abc import Callable
 from typing import TextIO
 
 from commands.config import parse_duration
 from demo.terminal_slack import Person
-from demo.tour import TourStopped, pick_expired_device
+from demo.tour import TourStopped, pick_expired_device, pick_tokenless_device
 from demo.world import PEOPLE, DemoWorld
 
 MAX_ADVANCE_SECONDS = 30 * 86400.0
 
 
 def help_text(world: DemoWorld) -> str:
-    try:
-        example = pick_expired_device(world)
-    except TourStopped:
-        example = "1A2B3C"
+    example, tokenless = _example(world, pick_expired_device), _example(world,
+                                                                        pick_tokenless_device)
     people = ", ".join(p.name for p in PEOPLE)
     rows = [
         (f"/sigfox status {example}", "an expired (Off Contract) device"),
-        (f"/sigfox renew {example}", "ask for its renewal (needs an approval)"),
+        (f"/sigfox renew {example}", "renew it (the bot restarts it: no approval)"),
+        (f"/sigfox renew {tokenless}", "no token: delete and re-register (approval)"),
         ("Approve", "click the latest [ Approve ] button (any label works)"),
+        (f"Details {example}", "pick an option of a [ ⋯ ] menu (Renew…, Details)"),
         ("/form <text>", "answer the form a button opened (Reject asks why)"),
         ("/as bob", f"switch person ({people})"),
         (f"/uplink {example}", "the device sends a message (after its re-registration)"),
@@ -39,6 +41,13 @@ def help_text(world: DemoWorld) -> str:
     width = max(len(command) for command, _ in rows) + 3
     lines = [f"  {command:<{width}}{what}".rstrip() for command, what in rows]
     return "\n".join(["You type as one of the people in #fleet-ops. Try:", *lines])
+
+
+def _example(world: DemoWorld, pick: Callable[[DemoWorld], str]) -> str:
+    try:
+        return pick(world)
+    except TourStopped:
+        return "1A2B3C"
 
 
 class Session:
@@ -126,19 +135,55 @@ class Session:
         return False
 
 
+Reader = Callable[[str], str | None]
+
+
 def run_interactive(world: DemoWorld, keyboard: TextIO) -> int:
+    """Scan first (the digest, and data for `expiring` and `alerts`), then take lines."""
     out = world.stream
 
     def say(text: str) -> None:
         print(text, file=out, flush=True)
 
     session = Session(world, say)
+    world.slack.narrate("The scheduled fleet scan runs first")
+    session.handle("/scan")
+    say("")
     say(help_text(world))
+    read = line_reader(keyboard, out)
     while True:
-        print(f"\n{session.prompt()}", end="", file=out, flush=True)
-        line = keyboard.readline()
-        if not line:  # end of input (Ctrl-D, a closed pipe): leave quietly
+        line = read(f"\n{session.prompt()}")
+        if line is None:  # end of input (Ctrl-D, a closed pipe): leave quietly
             say("")
             return 0
         if not session.handle(line):
             return 0
+
+
+def line_reader(keyboard: TextIO, out: TextIO) -> Reader:
+    """At a terminal, `input()` with readline: arrows edit the line, up and down walk the
+    history. From a pipe or a test, plain lines."""
+    if keyboard is sys.stdin and _is_terminal(keyboard) and _is_terminal(out):
+        # Importing readline is what gives input() its editing; without it (Windows) the
+        # prompt still works, unedited.
+        with contextlib.suppress(ImportError):
+            import readline  # noqa: F401
+
+        def read_line(prompt: str) -> str | None:
+            try:
+                return input(prompt)
+            except EOFError:
+                return None
+
+        return read_line
+
+    def read_piped(prompt: str) -> str | None:
+        print(prompt, end="", file=out, flush=True)
+        return keyboard.readline() or None
+
+    return read_piped
+
+
+def _is_terminal(stream: TextIO) -> bool:
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty())

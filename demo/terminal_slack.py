@@ -223,7 +223,9 @@ class TerminalSlack:
 
     def find_button(self, label: str, channel: str | None = None
                     ) -> tuple[Posted, dict[str, Any]] | None:
-        """The most recent message showing a button labelled `label` (case-insensitive)."""
+        """The most recent message showing a button labelled `label` (case-insensitive), or
+        an overflow menu (`[ ⋯ ]`) offering that option: `Details` picks the latest menu with
+        one, `Details 801B103` the menu whose option names that device."""
         wanted = label.strip().strip("[]").strip().casefold()
         with self._lock:
             for key in reversed(self.order):
@@ -234,6 +236,9 @@ class TerminalSlack:
                     text = str((button.get("text") or {}).get("text", "")).casefold()
                     if text == wanted or _strip_emoji(text) == wanted:
                         return message, button
+                choice = _menu_choice(message.blocks, wanted)
+                if choice is not None:
+                    return message, choice
         return None
 
     def thread_of(self, channel: str, ts: str) -> list[Posted]:
@@ -615,6 +620,27 @@ async def _params(request: Request) -> dict[str, Any]:
         body = json.loads(raw or b"{}")
         return body if isinstance(body, dict) else {}
     return {**dict(request.query_params), **dict(parse_qsl(raw.decode("utf-8", "replace")))}
+
+
+def _menu_choice(blocks: list[dict[str, Any]], wanted: str) -> dict[str, Any] | None:
+    """The overflow option `wanted` names (its text, then optionally a word of its value), as
+    the action Slack sends when that option is picked; the last such menu wins."""
+    found = None
+    for block in blocks:
+        menu = block.get("accessory")
+        if not isinstance(menu, dict) or menu.get("type") != "overflow":
+            continue
+        for option in menu.get("options") or []:
+            text = str((option.get("text") or {}).get("text", "")).casefold()
+            for label in (text, text.rstrip("…")):
+                exact = wanted == label
+                named = wanted.startswith(label + " ") and wanted[len(label):].strip() in \
+                    str(option.get("value", "")).casefold().split("|")
+                if exact or named:
+                    found = {"type": "overflow", "action_id": menu.get("action_id", ""),
+                             "selected_option": option, "_block_id": block.get("block_id", ""),
+                             "_label": str((option.get("text") or {}).get("text", ""))}
+    return found
 
 
 def _is_latest(block: dict[str, Any]) -> bool:

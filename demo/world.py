@@ -297,7 +297,7 @@ def signed_request(signing_secret: str, body: str) -> BoltRequest:
 
 
 def _label(button: dict[str, Any]) -> str:
-    return str((button.get("text") or {}).get("text", ""))
+    return str(button.get("_label") or (button.get("text") or {}).get("text", ""))
 
 
 def _action_payload(user: Person, message: Posted, button: dict[str, Any],

@@ -235,3 +235,51 @@ def test_interactive_reject_asks_why_in_a_form() -> None:
     assert "the form answers: Say why you reject it" in output
     said = " ".join(output.split())  # the terminal wraps long lines
     assert said.count("Wrong device, it was sold") >= 2  # the thread and the history
+
+
+def test_interactive_scans_at_start_and_opens_overflow_menus_by_their_option() -> None:
+    with DemoWorld(FAST, io.StringIO()) as world:
+        assert world.alerts.scan(started_by="schedule").ok
+        world.settle()
+        found = world.slack.find_button("Details")
+        assert found is not None
+        device = found[1]["selected_option"]["value"].split("|")[1]
+    keys = f"Details {device}\n/sigfox expiring\n/quit\n"
+    result = CliRunner().invoke(
+        main, ["demo", "-i", "--devices", "120", "--speed", "100000"], input=keys)
+    assert result.exit_code == 0, result.output
+    output = result.output
+    assert output.index("Sigfox fleet alerts:") < output.index("You type as one of")
+    assert 'alice clicks [ Details ] on "Sigfox fleet alerts' in output
+    answer = output.split("clicks [ Details ]")[1]
+    assert "only visible to alice" in answer and device in answer and "Token:" in answer
+    assert "No fleet scan has completed yet" not in output
+    assert "tokens end within 30 days" in output
+
+
+def test_colour_on_a_terminal_unless_no_color(monkeypatch: pytest.MonkeyPatch) -> None:
+    from demo.terminal_slack import Style, terminal_width, wants_colour
+
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    assert wants_colour(Tty()) and not wants_colour(io.StringIO())
+    monkeypatch.setenv("NO_COLOR", "1")
+    assert not wants_colour(Tty())
+    assert Style(True).buttons("[ Approve ]").startswith("\033[")
+    assert Style(False).buttons("[ Approve ]") == "[ Approve ]"
+    monkeypatch.setenv("COLUMNS", "100")
+    assert terminal_width(io.StringIO()) == 100
+    monkeypatch.delenv("COLUMNS")
+    assert terminal_width(io.StringIO()) == 80
+
+
+def test_piped_keyboard_reads_plain_lines() -> None:
+    from demo.interactive import line_reader
+
+    out = io.StringIO()
+    read = line_reader(io.StringIO("/help\n"), out)
+    assert read("alice › ") == "/help\n" and read("alice › ") is None
+    assert out.getvalue() == "alice › alice › "
