@@ -178,3 +178,15 @@ def test_clicks_shell_completion_is_available() -> None:
                                 env={"_SIGFOX_BOT_COMPLETE": "bash_source"})
     assert result.exit_code == 0
     assert "_SIGFOX_BOT_COMPLETE" in result.output and "complete" in result.output
+
+
+def test_readme_tells_a_newcomer_what_they_need() -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    quickstart = readme.split("## Quickstart", 1)[1].split("\n## ", 1)[0]
+    demo_line = next(line for line in quickstart.splitlines() if "sigfox-bot demo" in line
+                     and "pip install" in line)
+    assert "pip install -q " in demo_line  # the first command shows no pip noise
+    assert "Python 3.11" in quickstart
+    for needle in ("| 0 |", "| 1 |", "| 2 |", "writes nothing to disk", "--changes --db",
+                   "_SIGFOX_BOT_COMPLETE=bash_source", "GET /readyz", "sigfox-bot version"):
+        assert needle in readme, needle
