@@ -72,7 +72,9 @@ def test_the_word_payload_anywhere_in_a_command_is_still_a_command(bot: BotHarne
         fields["user_name"] = "payload"  # Slack names are lowercase
     response = bot.command(text, user=REQUESTER_ID, **fields)
     assert response.status_code == 200
-    answers = bot.ephemeral_texts(REQUESTER_ID)
+    # A usage error is answered in the acknowledgement itself, anything else privately after it.
+    acknowledged = [response.json()["text"]] if response.content else []
+    answers = acknowledged + bot.ephemeral_texts(REQUESTER_ID)
     assert answers, "the command got no answer"
     assert "payload" not in answers[0].lower() or where == "text"
     assert "/sigfox" in answers[0]
