@@ -367,7 +367,11 @@ def expiring_message(summary: Any, days: int | None = None) -> Message:
     chart = blocks.week_chart([(w.label, w.count) for w in summary.weeks])
     soonest = [f"• {human.device(d.device_id, d.name, d.device_type, code=True)}: "
                f"{human.day_and_relative(d.token_end, summary.tz, summary.now)}"
+               + (" (renews automatically)" if d.renews else "")
                for d in summary.devices]
+    if summary.renewing:
+        head += (f"\n{human.plural(summary.renewing, 'token')} of these renew automatically "
+                 "(device, device type and contract allow it): listed, not warnings.")
     more = human.and_more(summary.total, len(summary.devices), f"`/sigfox expiring {days} csv`")
     lines = [head, chart, "*Soonest*", *soonest] + ([more] if more else [])
     return blocks.text_message("\n".join(lines))

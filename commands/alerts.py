@@ -210,6 +210,7 @@ class ExpiringDevice:
     device_type: str
     group: str
     token_end: float
+    renews: bool = False  # renews automatically: listed, but not a warning
 
 
 @dataclass(frozen=True)
@@ -236,6 +237,7 @@ class ExpiringSummary:
     total: int
     weeks: tuple[WeekBucket, ...]
     devices: tuple[ExpiringDevice, ...]  # soonest first, at most the limit asked
+    renewing: int = 0  # of `total`, how many renew automatically (not warnings)
 
     @property
     def tz(self) -> ZoneInfo:
@@ -439,11 +441,13 @@ class AlertService:
     def _rows(self, seen: _Counter) -> Iterator[FleetRow]:
         # The device list names neither type nor group unless asked field by field; two
         # short lists give the names routes may use, for a handful of calls per scan.
-        type_names = {t.id: t.name or "" for t in self.api.iter_device_types()}
+        types = list(self.api.iter_device_types())
+        type_names = {t.id: t.name or "" for t in types}
         group_names = {g.id: g.name or "" for g in self.api.iter_groups()}
+        renewal = _RenewalAllowed(self.api, {t.id for t in types if t.automatic_renewal})
         for device in self.api.iter_all_devices():
             seen.count += 1
-            yield fleet_row(device, type_names, group_names)
+            yield fleet_row(device, type_names, group_names, renews=renewal.renews(device))
 
     def _thresholds(self, now: float) -> Thresholds:
         return Thresholds(
@@ -794,10 +798,41 @@ class AlertService:
 # --------------------------------------------------------------------------- conversions
 
 
+class _RenewalAllowed:
+    """Whether a device's token renews by itself: the device, its device type and its own
+    contract allow automatic renewal, and `automaticRenewalStatus` does not say it failed.
+    Each contract is read once per scan; one that can't be read counts as not renewing (the
+    reading that keeps the warning)."""
+
+    def __init__(self, api: SigfoxApi, renewing_types: set[str]) -> None:
+        self.api = api
+        self.renewing_types = renewing_types
+        self.contracts: dict[str, bool] = {}
+
+    def renews(self, device: Device) -> bool:
+        type_id = device.device_type.id if device.device_type else None
+        if not device.automatic_renewal or device.renewal_refused or not device.contract_id:
+            return False
+        if type_id not in self.renewing_types:
+            return False
+        return self._contract_renews(device.contract_id)
+
+    def _contract_renews(self, contract_id: str) -> bool:
+        if contract_id not in self.contracts:
+            try:
+                contract = self.api.get_contract_info(contract_id)
+            except SigfoxError:
+                return False  # not remembered: the next device tries again
+            self.contracts[contract_id] = bool(contract.automatic_renewal)
+        return self.contracts[contract_id]
+
+
 def fleet_row(
     device: Device,
     type_names: dict[str, str] | None = None,
     group_names: dict[str, str] | None = None,
+    *,
+    renews: bool = False,
 ) -> FleetRow:
     """What the fleet table keeps of a device (its PAC is deliberately not among it)."""
     token = device.token
@@ -814,6 +849,7 @@ def fleet_row(
         token_state=int(token.state) if token and token.state is not None else None,
         token_end=token.end / 1000 if token and token.end else None,
         last_com=device.last_com / 1000 if device.last_com else None,
+        renews_automatically=renews,
     )
 
 
@@ -843,7 +879,8 @@ def alert_item(row: dict[str, Any], *, changed: bool = False) -> AlertItem:
 
 def expiring_device(row: dict[str, Any]) -> ExpiringDevice:
     return ExpiringDevice(row["device_id"], row["name"], row["device_type_name"],
-                          row["group_name"], row["token_end"])
+                          row["group_name"], row["token_end"],
+                          bool(row.get("renews_automatically")))
 
 
 def snooze_info(row: dict[str, Any]) -> SnoozeInfo:
@@ -1006,6 +1043,7 @@ class _ExpiringCollector:
         self.tz = tz
         self.limit = limit
         self.total = 0
+        self.renewing = 0
         self.devices: list[ExpiringDevice] = []
         self.weeks: Counter[date] = Counter()
         self.week_devices: dict[date, list[ExpiringDevice]] = {}
@@ -1021,6 +1059,7 @@ class _ExpiringCollector:
     def add(self, device: ExpiringDevice) -> None:
         """Rows arrive soonest first, so the first ones kept are the ones to show."""
         self.total += 1
+        self.renewing += device.renews
         if len(self.devices) < self.limit:
             self.devices.append(device)
         week = _week_start(device.token_end, self.tz)
@@ -1039,7 +1078,7 @@ class _ExpiringCollector:
         weeks = tuple(WeekBucket(w, n, tuple(self.week_devices[w]))
                       for w, n in sorted(self.weeks.items()))
         return ExpiringSummary(days, as_of, now, timezone, self.total, weeks,
-                               tuple(self.devices))
+                               tuple(self.devices), self.renewing)
 
 
 def _week_start(ts: float, tz: ZoneInfo) -> date:

@@ -212,6 +212,10 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX sigfox_calls_key ON sigfox_calls(key, at);
     CREATE INDEX sigfox_calls_at ON sigfox_calls(at);
     """,
+    # 7 (or next): a token ending on a device that renews automatically is not a warning.
+    """
+    ALTER TABLE fleet_devices ADD COLUMN renews_automatically INTEGER NOT NULL DEFAULT 0;
+    """,
 )
 
 

@@ -45,6 +45,9 @@ class FleetRow:
     token_state: int | None
     token_end: float | None
     last_com: float | None
+    # Device, device type and contract allow automatic renewal and Sigfox does not say it
+    # failed: its token ending is not a warning (docs/sigfox-semantics.md).
+    renews_automatically: bool = False
 
 
 @dataclass(frozen=True)
@@ -59,14 +62,16 @@ class Thresholds:
 
 _UPSERT_DEVICE = """
 INSERT INTO fleet_devices (device_id, name, device_type_id, device_type_name, group_id,
-    group_name, device_state, token_state, token_end, last_com, scan_id, seen_at)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+    group_name, device_state, token_state, token_end, last_com, renews_automatically, scan_id,
+    seen_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT(device_id) DO UPDATE SET
     name = excluded.name, device_type_id = excluded.device_type_id,
     device_type_name = excluded.device_type_name, group_id = excluded.group_id,
     group_name = excluded.group_name, device_state = excluded.device_state,
     token_state = excluded.token_state, token_end = excluded.token_end,
-    last_com = excluded.last_com, scan_id = excluded.scan_id, seen_at = excluded.seen_at
+    last_com = excluded.last_com, renews_automatically = excluded.renews_automatically,
+    scan_id = excluded.scan_id, seen_at = excluded.seen_at
 """
 
 # The rules, one SELECT per condition, over the devices the scan just saw.
@@ -76,7 +81,7 @@ SELECT device_id, '{EXPIRING}',
        CASE WHEN token_end <= :critical_until THEN {CRITICAL} ELSE {WARNING} END
   FROM fleet_devices
  WHERE scan_id = :scan AND token_state = {TOKEN_OK} AND token_end IS NOT NULL
-   AND token_end <= :warn_until
+   AND token_end <= :warn_until AND renews_automatically = 0
 UNION ALL
 SELECT device_id, '{INVALID}', {CRITICAL} FROM fleet_devices
  WHERE scan_id = :scan AND token_state = {TOKEN_INVALID}

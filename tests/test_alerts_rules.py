@@ -82,6 +82,7 @@ def test_token_running_out_turns_invalid_then_renewal_by_uplink_resolves(setup: 
     scan_ok(svc, sink)
     assert announced(sink) == [("C0001", "invalid", "new")]
 
+    sim.world.device("C0001").automatic_renewal = True  # switched on in the portal meanwhile
     sim.uplink("C0001")  # automatic renewal: a fresh token on the next message
     scan_ok(svc, sink)
     assert announced(sink) == [("C0001", "invalid", "resolved")]
@@ -235,3 +236,22 @@ def test_daily_digest_groups_by_week(setup: Setup) -> None:
 
 def test_condition_labels() -> None:
     assert Condition.OFF_CONTRACT.label == "Off Contract"
+
+
+def test_a_token_ending_on_a_device_that_renews_automatically_is_not_a_warning(
+    setup: Setup,
+) -> None:
+    sim, svc, sink = setup
+    add(sim, "A0101", end_in_days=5, automatic_renewal=True)  # device, type, contract allow it
+    add(sim, "A0102", end_in_days=5)  # the device does not renew: a warning
+    add(sim, "A0103", end_in_days=5, automatic_renewal=True)
+    contract = sim.world.contract_of(sim.world.device("A0103"))
+    refusing = sim.world.add_contract("No renewal", order_id="o", order_name="O",
+                                      automatic_renewal=False)
+    sim.world.device("A0103").token.contract_id = refusing.id  # its own contract refuses
+    assert contract.id != refusing.id
+    scan_ok(svc, sink)
+    assert sorted(announced(sink)) == [("A0102", "expiring", "new"), ("A0103", "expiring", "new")]
+    summary = svc.expiring(30)
+    assert summary.total == 3 and summary.renewing == 1
+    assert [d.device_id for d in summary.devices if d.renews] == ["A0101"]

@@ -145,6 +145,8 @@ def _device(world: World, rng: random.Random, ident: str, dtype: DeviceType, now
         device_type_id=dtype.id, group_id=dtype.group_id,
         creation_ms=now - _between(rng, 30 * DAY_MS, 900 * DAY_MS),
         lat=round(lat + rng.random() * 0.4 - 0.2, 5), lng=round(lng + rng.random() * 0.4 - 0.2, 5),
+        # A third of the fleet without automatic renewal (from the id: the draws stay the same).
+        automatic_renewal=int(ident, 16) % 3 != 0,
     )
 
 

@@ -69,6 +69,8 @@ def device(world: World, dev: Device, fields: str = "") -> dict[str, Any]:
         "location": {"lat": dev.lat, "lng": dev.lng},
         "prototype": dev.prototype,
         "automaticRenewal": dev.automatic_renewal,
+        # Computed as Sigfox describes it: 0 ALLOWED when device, type and contract allow it.
+        "automaticRenewalStatus": 0 if world.renewal_allowed(dev) else 1,
         "activable": dev.activable,
         "unsubscriptionTime": dev.unsubscription_ms,
         "lastEditionTime": dev.last_edition_ms,

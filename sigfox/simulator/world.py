@@ -418,6 +418,12 @@ class World:
             contract.tokens_in_use = max(0, contract.tokens_in_use - 1)
             contract.tokens_used += 1
 
+    def renewal_allowed(self, device: Device) -> bool:
+        """Device, device type and the device's contract all allow automatic renewal."""
+        dtype = self.device_types[device.device_type_id]
+        contract = self.contract_of(device)
+        return device.automatic_renewal and dtype.automatic_renewal and contract.automatic_renewal
+
     def _may_renew(self, device: Device, now: int) -> bool:
         dtype = self.device_types[device.device_type_id]
         contract = self.contract_of(device)

@@ -81,10 +81,16 @@ def add(
     *,
     end_in_days: float | None = None,
     device_type: str | None = None,
+    automatic_renewal: bool | None = None,
 ) -> str:
-    """A device straight into the simulated backend; `end_in_days` from virtual now."""
+    """A device straight into the simulated backend; `end_in_days` from virtual now. A valid
+    token comes without automatic renewal unless asked (a token ending on a device that renews
+    is not a warning); others renew at their next message, as Sigfox's default."""
     end = None if end_in_days is None else sim.world.now_ms() + int(end_in_days * DAY_MS)
-    sim.world.add_device(device_id, token=token, token_end_ms=end, device_type_id=device_type)
+    if automatic_renewal is None:
+        automatic_renewal = token != "ok"
+    sim.world.add_device(device_id, token=token, token_end_ms=end, device_type_id=device_type,
+                         automatic_renewal=automatic_renewal)
     return device_id
 
 
