@@ -1,4 +1,4 @@
-"""Checks made before anything changes, and what a transfer costs (seed 001).
+"""Checks made before anything changes, and what a transfer costs (docs/sigfox-semantics.md).
 
 Every refusal says why and what to do instead; nothing here writes to Sigfox. The fields read
 here, and the reading taken where openapi.json is ambiguous, are in docs/sigfox-semantics.md.
@@ -159,7 +159,8 @@ def require_activable(device: Device) -> None:
 
 
 class TransferImpact(StrEnum):
-    """What seed 001 says a transfer does to a device's token."""
+    """What a transfer does to a device's token (Sigfox's token lifecycle article, as
+    docs/sigfox-semantics.md tabulates it)."""
 
     NO_TOKEN = "no_token"
     SEAMLESS = "seamless"
@@ -190,7 +191,7 @@ class TransferImpact(StrEnum):
             TransferImpact.UNKNOWN_SOURCE: (
                 "the contract its token came from (or that contract's order) can't be read, so "
                 "the bot counts the token as lost for good, a new one taken at the next message "
-                "and invoiced: the costly case of seed 001"
+                "and invoiced: the costly case"
             ),
         }[self]
 

@@ -222,7 +222,8 @@ class Device(SigfoxModel):
     @property
     def contract_id(self) -> str | None:
         """The contract the device's token came from (`device.contract`); None when unknown.
-        Transfers are judged from this one, not from the device type's (seed 001)."""
+        Transfers are judged from this one, not from the device type's
+        (docs/sigfox-semantics.md, Transfers)."""
         return self.contract.id if self.contract and self.contract.id else None
 
     @property

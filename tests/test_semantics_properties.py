@@ -11,6 +11,7 @@ matter (ids drawn from a small pool so that equal contracts occur).
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -165,3 +166,23 @@ def test_every_field_the_bot_reads_is_in_the_description(name: str) -> None:
         return
     aliases = {f.alias or n for n, f in model.model_fields.items()}
     assert aliases - described <= {"nameCI"}, aliases - described
+
+
+DOC = Path(__file__).resolve().parents[1] / "docs" / "sigfox-semantics.md"
+READ_FIELDS = [
+    "contracts[]", "`contract`", "detachedContracts", "maxTokens", "tokensInUse", "tokensUsed",
+    "activationEndTime", "communicationEndTime", "startTime", "automaticRenewal",
+    "renewalDuration", "activable", "automaticRenewalStatus", "`state`", "comState",
+    "detailMessage", "`end`", "jobDone", "callbackType",
+]
+
+
+def test_the_semantics_doc_reads_every_field_and_the_code_points_to_it() -> None:
+    text = DOC.read_text(encoding="utf-8")
+    missing = [f for f in READ_FIELDS if f not in text]
+    assert missing == [], missing
+    assert "cannot destroy anything" in text and "⚠" in text  # ambiguities are marked
+    root = DOC.parents[1]
+    for module in ("sigfox/models.py", "commands/preflight.py", "commands/planning.py",
+                   "commands/steps.py", "sigfox/simulator/world.py"):
+        assert "docs/sigfox-semantics.md" in (root / module).read_text(encoding="utf-8"), module

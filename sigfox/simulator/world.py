@@ -4,7 +4,7 @@ Everything here is plain Python under one re-entrant lock: the HTTP layer (`serv
 requests, calls one `World` method, and renders what it returns. Tests reach the same object
 through `SimulatorServer.world` to set up exactly the devices they need.
 
-Rules implemented (SOURCE.md, seeds 000 and 001):
+Rules implemented (tests/specs/sigfox-api-v2/SOURCE.md; the reading is docs/sigfox-semantics.md):
 - a device has no `token` until its first uplink, which takes one from the first of its device
   type's contracts able to give one (started, not ended, open to activations, not full; end =
   now + tokenDuration months) or turns it Off Contract when none can; a device that is not
@@ -21,7 +21,8 @@ Rules implemented (SOURCE.md, seeds 000 and 001):
   `delete_hold` virtual seconds (creation answers 409 meanwhile);
 - registering a device gives it a new PAC; the current PAC of every id ever known is kept, and
   re-registering needs it;
-- transfers follow seed 001 (no token / same contract / same order / other order).
+- transfers follow Sigfox's token lifecycle (no token / same contract / same order / other
+  order), judged from the device's own contract (docs/sigfox-semantics.md).
 """
 
 from __future__ import annotations
@@ -687,13 +688,13 @@ class World:
         device.unsubscription_ms = int(when) if _is_int(when) else self.now_ms()
         return "unsubscribed"
 
-    # ------------------------------------------------------------------ transfer (seed 001)
+    # ------------------------------------------------------------------ transfer
 
     def transfer(self, device: Device, target: DeviceType, item: dict[str, Any]) -> str:
         """Move `device` to `target` and apply the token consequences; returns the outcome:
         no_token, same_contract, token_moved or token_lost."""
         with self.lock:
-            old = self.contract_of(device)  # the device's own contract (seed 001)
+            old = self.contract_of(device)  # the device's own contract
             new = self.contracts[target.contract_id]
             outcome = self._transfer_token(device, old, new)
             if outcome in ("no_token", "token_lost"):
