@@ -40,7 +40,8 @@ from commands import metrics
 from commands.alerts import AlertService
 from commands.config import BotConfig, load_config
 from commands.policy import Actor
-from commands.ports import Clock, SigfoxApi, SystemClock
+from commands.ports import Clock, Notifier, SigfoxApi, SystemClock
+from commands.progress_lane import ProgressLane
 from commands.schedules import AlertSchedule
 from commands.workflows import Core
 from storage.db import DEFAULT_DB_PATH, SafeDatabase, open_database
@@ -135,6 +136,7 @@ def build_services(env: Mapping[str, str], *, clock: Clock | None = None,
         clock=clock or SystemClock(),
         env=env,
         post_interval=post_interval,
+        progress_lane=True,
     )
 
 
@@ -149,12 +151,15 @@ def assemble(
     post_interval: float = DEFAULT_POST_INTERVAL,
     group_ttl: float = DEFAULT_GROUP_TTL,
     listener_executor: Executor | None = None,
+    progress_lane: bool = False,
 ) -> Services:
     """The running bot from its parts: the one wiring `serve`, the demo and the tests share.
 
     The core reports to the Slack notifier and tells the alerts when a device is renewed; every
     listener is registered (`bot.listeners`). Starts no thread, no server. `post_interval`
     paces a job's thread posts; `group_ttl` is how long a user group's members are cached.
+    `progress_lane`: the core tells its progress through a `ProgressLane`, so the tick never
+    waits for Slack's pace (serve; tests that read the thread right after a tick go without).
     """
     store = Store(database)
     notifier = SlackNotifier(
@@ -165,7 +170,8 @@ def assemble(
     # never sleep: a wait comes back as a date the step records (issue 16).
     alerts = AlertService(api=api, database=database, sink=SlackAlertSink(client), config=config,
                           clock=clock, audit=store.audit)
-    core = Core(api=workflow_api(api), store=store, notifier=notifier, clock=clock,
+    told: Notifier = ProgressLane(notifier) if progress_lane else notifier
+    core = Core(api=workflow_api(api), store=store, notifier=told, clock=clock,
                 config=config, on_renewed=alerts.resolve_for_device)
     groups = GroupResolver(client, config, ttl=group_ttl)
     bolt_app = create_bolt_app(client, listener_executor=listener_executor)

@@ -8,6 +8,7 @@ workflows (deferring), with a sleeper that records every call: the tick must nev
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from support.core import APPROVER, REQUESTER, CoreHarness, build_fleet, make_cor
 
 from commands.planning import Request
 from commands.ports import ManualClock, Target
+from commands.progress_lane import ProgressLane
 from commands.states import Kind, Step, WorkflowState
 from storage.db import open_database
 from storage.pacing import SqliteCallLedger
@@ -182,3 +184,36 @@ def test_serve_wires_a_deferring_client_into_the_workflows_and_counts_hours_in_t
         workflows.delete_device(THROTTLED)
     ledger = SqliteCallLedger(open_database(tmp_path / "bot.db"))
     assert len(ledger.recorded(f"DELETE /devices/{{id}} {THROTTLED}")) == 1
+
+
+class HeldNotifier:
+    """A chat that takes its time: each delivery waits until the test lets it through."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.delivered: list[str] = []
+
+    def notify(self, progress) -> None:
+        self.release.wait()
+        self.delivered.append(progress.text)
+
+
+def test_the_tick_never_waits_for_the_chat(make_simulator, tmp_path: Path) -> None:
+    simulator = make_simulator(devices=0, rate_limits=False, delete_hold=0, job_delay=0.0)
+    build_fleet(simulator)
+    chat = HeldNotifier()
+    lane = ProgressLane(chat)
+    harness = make_core(simulator, tmp_path / "bot.db", notifier=lane)
+    chat.release.set()
+    workflow_id = approved_renewal(harness, OTHER)
+    lane.flush()
+    chat.release.clear()
+    chat.delivered.clear()
+    harness.core.tick()  # returns while the chat has not taken a single line
+    assert step_of(harness, workflow_id).state == Step.AWAITING_UPLINK
+    assert chat.delivered == []
+    chat.release.set()
+    lane.flush()
+    told = [e.text for e in harness.core.store.events(workflow_id)][-len(chat.delivered):]
+    assert chat.delivered == told and len(told) >= 3  # every line, in the order told
+    lane.close()

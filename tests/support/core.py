@@ -100,9 +100,10 @@ def make_core(
     config: BotConfig | None = None,
     api: Any = None,
     clock: ManualClock | None = None,
+    notifier: Any = None,
     **core_options: Any,
 ) -> CoreHarness:
-    notifier = RecordingNotifier()
+    notifier = notifier or RecordingNotifier()
     clock = clock or ManualClock(simulator.clock.now())
     core = Core(
         # The client's pacing and back-off dates are on the bot's (virtual) clock.
