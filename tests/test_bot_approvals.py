@@ -172,7 +172,8 @@ def test_reject_asks_a_reason_in_a_modal_shown_in_history(bot: BotHarness) -> No
     assert bot.core.store.get_workflow(workflow_id).state == WorkflowState.REJECTED
     decided = text_of(bot.approval_message(approval_id))
     assert "Wrong device: BEEF02 was meant" in decided
-    assert any(f"Rejected by <@{APPROVER_ID}>: Wrong device: BEEF02 was meant" in t
+    # In the thread: the request itself now says who rejected it and why.
+    assert any(f"<@{APPROVER_ID}>" in t and "Wrong device: BEEF02 was meant" in t
                for t in bot.thread_texts(parent["ts"]))
     bot.command(f"history {device}", user=OUTSIDER_ID)
     [history] = [t for t in bot.ephemeral_texts(OUTSIDER_ID) if "History of" in t]
