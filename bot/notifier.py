@@ -306,8 +306,10 @@ class SlackNotifier:
         if approval is not None:
             self.refresh_approval(approval.id)
         ref["approval_note"] = ""
-        if approval is None or not approval.message_ref:
-            self._line(progress, ref)  # else the request in the thread now shows the decision
+        if approval is None or not approval.message_ref or approval.state != "approved":
+            # An approval shows on the redrawn request; a refusal is also said on its own line,
+            # with its reason, for whoever follows the thread.
+            self._line(progress, ref)
 
     def refresh_approval(self, approval_id: int) -> None:
         """Redraw an approval message from the store: buttons only while it is pending."""
