@@ -266,3 +266,26 @@ def test_ids_normalise_and_deduplicate(ids: list[tuple[str, bool]]) -> None:
     expected = tuple(dict.fromkeys(raw.upper() for raw, _ in ids))
     assert result.device_ids == expected
     assert result.device_type is None
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("renew 1A2B3C by delete", RenewCommand(("1A2B3C",), None, True)),
+    ("renew 1a2b3c 0x4D5E6F BY DELETE", RenewCommand(("1A2B3C", "4D5E6F"), None, True)),
+    ('renew 1A2B3C to "Fleet B" by delete', RenewCommand(("1A2B3C",), "Fleet B", True)),
+    ("renew 1A2B3C", RenewCommand(("1A2B3C",), None, False)),
+])
+def test_renew_by_delete_asks_for_the_delete_explicitly(text: str, expected: Command) -> None:
+    assert parse(text) == expected
+
+
+@pytest.mark.parametrize("text", ["renew 1A2B3C by", "renew 1A2B3C by magic",
+                                  "renew 1A2B3C by delete now"])
+def test_by_must_be_followed_by_delete_alone(text: str) -> None:
+    message = error(text)
+    assert "`by` must end the command, followed by `delete`" in message
+    assert "[by delete]" in message  # the usage line shows where it goes
+
+
+def test_help_explains_the_least_destructive_renewal() -> None:
+    text = command_help("renew")
+    assert "least destructive" in text and "by delete" in text
