@@ -18,14 +18,14 @@ def test_an_approval_request_reads_as_its_deciders_see_it(make_simulator, tmp_pa
     simulator = make_simulator(devices=0, rate_limits=False)
     fleet = build_fleet(simulator)
     harness = make_core(simulator, tmp_path / "bot.db")
-    outcome = harness.core.request(Request(Kind.RENEW, REQUESTER, (fleet.off_contract,),
+    outcome = harness.core.request(Request(Kind.DELETE, REQUESTER, (fleet.off_contract,),
                                            Target("C0CHAN", "")))
     assert outcome.ok and outcome.approval_id is not None
 
     request = harness.core.approval_request(outcome.approval_id)
     assert request is not None
     assert (request.job, request.operation, request.devices, request.state) == (
-        outcome.message.split(":")[0], "renew", (fleet.off_contract,), "pending")
+        outcome.message.split(":")[0], "delete", (fleet.off_contract,), "pending")
     pac = simulator.world.pac_of(fleet.off_contract)
     assert request.requester == REQUESTER.user_id and pac not in request.summary
     assert REQUESTER.user_id in request.excluded  # self-approval is off by default
