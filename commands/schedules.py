@@ -268,12 +268,6 @@ class AlertSchedule:
                               misfire_grace_time=None, replace_existing=True)
         self.service.scan_listeners.append(self._scan_finished)
 
-    def detach(self) -> None:
-        """Stop following scans (the scheduler is shutting down)."""
-        if self._scan_finished in self.service.scan_listeners:
-            self.service.scan_listeners.remove(self._scan_finished)
-        self._scheduler = None
-
     def _job(self, job_id: str, run: Callable[[], object], next_at: Callable[[], float]
              ) -> Callable[[], None]:
         def job() -> None:
