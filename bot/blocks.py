@@ -211,8 +211,9 @@ def approval_request(view: ApprovalView) -> Message:
     value = str(view.approval_id)
     blocks = [
         *_approval_head(view),
-        section(approval_progress(view)),
-        context(f"It expires {slack_date(view.expires_at)}. One Reject refuses it."
+        # Where it stands and until when, in one line: a thread reads better short.
+        context(f"{approval_progress(view)} It expires {slack_date(view.expires_at)}; one "
+                "Reject refuses it."
                 + (f" Escalated {slack_date(view.escalated_at)}." if view.escalated_at else "")),
         *actions([button(APPROVE, "Approve", value, style="primary",
                          confirm=approve_confirmation(view)),
