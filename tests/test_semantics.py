@@ -210,7 +210,7 @@ def test_a_first_message_that_finds_no_token_fails_the_renewal(harness: CoreHarn
     assert final.kind == ProgressKind.FAILED and "token OK" not in final.text
 
 
-# --------------------------------------------------------------------------- transfers (seed 001)
+# ------------------------------------------ transfers (docs/sigfox-semantics.md, "Transfers")
 
 
 @pytest.fixture

@@ -1,5 +1,6 @@
-"""Sigfox's device and token rules as the simulated backend plays them (SOURCE.md, seeds 000
-and 001), driven over HTTP with the virtual clock."""
+"""Sigfox's device and token rules as the simulated backend plays them
+(tests/specs/sigfox-api-v2/SOURCE.md, docs/sigfox-semantics.md), driven over HTTP with the
+virtual clock."""
 
 from __future__ import annotations
 
@@ -196,7 +197,7 @@ def test_registration_changes_the_pac_and_needs_the_current_one(
     assert create(api, "BEEF01", dtype, pac=current).status_code == 201
 
 
-# ---------------------------------------------------------------------- transfers (seed 001)
+# ------------------------------------- transfers (docs/sigfox-semantics.md, "Transfers")
 
 
 def transfer(sim: SimulatorServer, api: httpx.Client, ident: str, target: DeviceType) -> dict:
