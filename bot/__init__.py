@@ -3,9 +3,11 @@
 It turns Slack requests into calls of the core (`commands/`) and the core's progress into
 Slack messages; it holds no Sigfox rules. What it offers:
 
-- `build_services`, `Services`, `ServiceError`, `serve` (service.py): the running bot, built
-  from the environment, and its Socket Mode or HTTP runner;
-- `create_bolt_app` (app.py), `create_web_app` (web.py): the Bolt app and the web endpoints
+- `assemble`, `build_services`, `Services`, `ServiceError`, `serve` (service.py): the running
+  bot, built from its parts (the one wiring `serve`, the demo and the tests share) or from the
+  environment, and its Socket Mode or HTTP runner;
+- `register_listeners` (listeners/): every Slack listener, one module per kind;
+- `create_bolt_app` (app.py), `create_web_app` (web.py): the bare Bolt app and the web endpoints
   (`/slack/events`, `/healthz`, `/metrics`, `/sigfox/uplink`);
 - `CommandHandler` (handler.py): `/sigfox` commands answered from the core;
 - `SlackNotifier` (notifier.py), `SlackAlertSink` (alerts.py): the core's progress and alerts,
@@ -27,8 +29,9 @@ if TYPE_CHECKING:
     from bot.checks import run_checks
     from bot.cli import main
     from bot.handler import CommandHandler
+    from bot.listeners import register_listeners
     from bot.notifier import SlackNotifier
-    from bot.service import ServiceError, Services, build_services, serve
+    from bot.service import ServiceError, Services, assemble, build_services, serve
     from bot.slack_client import make_web_client
     from bot.web import create_web_app
 
@@ -38,11 +41,13 @@ __all__ = [
     "Services",
     "SlackAlertSink",
     "SlackNotifier",
+    "assemble",
     "build_services",
     "create_bolt_app",
     "create_web_app",
     "main",
     "make_web_client",
+    "register_listeners",
     "run_checks",
     "serve",
 ]
@@ -53,8 +58,9 @@ _HOMES = {
     "checks": ["run_checks"],
     "cli": ["main"],
     "handler": ["CommandHandler"],
+    "listeners": ["register_listeners"],
     "notifier": ["SlackNotifier"],
-    "service": ["ServiceError", "Services", "build_services", "serve"],
+    "service": ["ServiceError", "Services", "assemble", "build_services", "serve"],
     "slack_client": ["make_web_client"],
     "web": ["create_web_app"],
 }
