@@ -163,6 +163,7 @@ def check_database(env: Env) -> CheckResult:
 def check_schedule(env: Env) -> CheckResult:
     """When the last fleet scan completed and when the next is due, from the database: the
     running bot takes its dates from there, so this is what it will do."""
+    import sqlite3
     import time
 
     from commands.config import CONFIG_ENV_VAR, ConfigError, load_config
@@ -180,11 +181,15 @@ def check_schedule(env: Env) -> CheckResult:
         return CheckResult("fleet scans", Status.WARN, "not known until the configuration "
                                                        "loads (see above)")
     settings = config.alerts
-    database = open_database(path)
     try:
-        timing = scan_timing(FleetStore(database), settings.scan_interval, time.time())
-    finally:
-        database.close()
+        database = open_database(path)
+        try:
+            timing = scan_timing(FleetStore(database), settings.scan_interval, time.time())
+        finally:
+            database.close()
+    except (OSError, sqlite3.Error) as error:  # the database check says what is wrong with it
+        return CheckResult("fleet scans", Status.WARN, f"cannot read the scans in {path} "
+                                                       f"({type(error).__name__}: {error})")
     detail = timing.sentence(lambda ts: human.moment(ts, settings.tz))
     if timing.last_at is not None and timing.stale:
         return CheckResult("fleet scans", Status.WARN,

@@ -155,3 +155,11 @@ def test_check_warns_when_no_scan_succeeded_for_twice_the_interval(
     assert code == 0 and line.startswith("[warn]")
     assert "(13 hours ago)" in line and "overdue by 7 hours" in line
     assert "is the bot running?" in line
+
+
+def test_an_unreadable_scan_history_warns_and_blocks_nothing(
+        env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    Path(env["SIGFOX_BOT_DB"]).write_bytes(b"not a database, whatever it is")
+    _, lines = run_check(env, monkeypatch)
+    line = line_for(lines, "fleet scans")
+    assert line.startswith("[warn]") and "cannot read the scans" in line
