@@ -312,6 +312,10 @@ class TimingConfig(_Section):
     concurrent_steps: StrictInt = Field(default=8, ge=1, le=64)
     progress_interval: Duration = timedelta(seconds=5)
     device_lines_up_to: StrictInt = Field(default=10, ge=1)
+    # How long after the client gives up on a destructive call it may still take effect at
+    # Sigfox (a request queued at the edge, a bulk job starting late): the bot reads the
+    # device to learn what happened only once this has passed, and sends nothing meanwhile.
+    landing_margin: Duration = timedelta(minutes=1)
 
 
 class BotConfig(_Section):

@@ -12,11 +12,19 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from commands.bookkeeping import WorkflowBookkeeping, elapsed_text
+from commands.bookkeeping import elapsed_text
 from commands.planning import type_id_of
 from commands.ports import ProgressKind
 from commands.preflight import contract_of, day, is_deletable
 from commands.states import Kind, Step
+from commands.writeahead import (
+    CREATE,
+    DELETE,
+    UNSUBSCRIBE,
+    NotSent,
+    WriteAhead,
+    unsubscription_time,
+)
 from sigfox.errors import (
     SigfoxBadRequest,
     SigfoxConflict,
@@ -25,21 +33,18 @@ from sigfox.errors import (
     SigfoxNotFound,
 )
 from sigfox.models import BulkJob, Callback, Device, DeviceCreate, DeviceState, JobKind, TokenState
+from storage.intents import NOT_LANDED
 from storage.records import DeviceStep, Snapshot, WorkflowRecord
 
 JOB_POLL_SECONDS = 5.0
 JOB_TIMEOUT_SECONDS = 3600.0
-RESUBMIT_AFTER_SECONDS = 60.0
 DELETE_CONFIRM_TIMEOUT_SECONDS = 3600.0
-# How long a DELETE that got no clean answer (a 5xx, a timeout, a cut connection) may still take
-# effect at Sigfox: the client's 15 s timeout with a wide margin. Only after it, a device still
-# listed proves the DELETE did nothing.
-DELETE_MAY_LAND_SECONDS = 60.0
 _CLAIMING = threading.Lock()  # see _submit_bulk
 
 
-class DeviceSteps(WorkflowBookkeeping):
-    """The per-device steps of renew, delete, transfer, restart and unsubscribe."""
+class DeviceSteps(WriteAhead):
+    """The per-device steps of renew, delete, transfer, restart and unsubscribe. Every
+    destructive call goes through `WriteAhead._send`, after `_settled` (see writeahead)."""
 
     def _runner(self, kind: Kind) -> Callable[[WorkflowRecord, DeviceStep], None]:
         return {
@@ -78,72 +83,48 @@ class DeviceSteps(WorkflowBookkeeping):
         handlers[Step(step.state)](workflow, step)
 
     def _delete_once(self, workflow: WorkflowRecord, step: DeviceStep) -> bool:
-        """Send the delete at most once; True once a read shows the device gone from Sigfox."""
+        """Send the delete once it is known that no earlier one can still land; True once a
+        read shows the device gone from Sigfox."""
         device_id = step.device_id
         if step.state == Step.PENDING and not self.store.cas_device(
             workflow.id, device_id, Step.PENDING, Step.DELETING, self.clock.now()
         ):
             return False
+        if not self._settled(workflow, device_id):
+            return False
         device = self._call(workflow, device_id, "read device", self.api.find_device, device_id)
         if device is None:
             return True  # gone: our delete went through (maybe before a crash), or someone's
         sent_at = step.data.get("delete_sent_at")
+        if sent_at is None and self._landed(workflow.id, device_id, DELETE) is not None:
+            sent_at = self._note_delete_sent(workflow, device_id)  # answered, then a crash
         if sent_at is not None:
             return self._await_disappearance(workflow, device_id, float(sent_at))
-        unanswered = step.data.get("delete_unanswered_at")
-        if unanswered is not None and not self._delete_did_nothing(
-            workflow, step, float(unanswered)
-        ):
-            return False
         if not is_deletable(device):
             state = device.token.state.name if device.token and device.token.state else "unknown"
             self._fail(workflow, device_id, "delete",
                        f"{device_id} changed since the request: its token is now {state}; it "
                        "was not deleted. Check it with `/sigfox status`.")
             return False
-        attempted_at = self.clock.now()
         try:
-            self._call(workflow, device_id, "delete", self.api.delete_device, device_id)
+            self._send(workflow, [device_id], DELETE, self.api.delete_device, device_id)
+        except NotSent:
+            return False
         except SigfoxNotFound:
             return True
         except (SigfoxBadRequest, SigfoxForbidden, SigfoxConflict) as error:
             self._fail(workflow, device_id, "delete", f"Sigfox refused the delete: {error}")
             return False
-        except SigfoxError as error:
-            if error.outcome_unknown:
-                self._update_data(workflow, device_id, delete_unanswered_at=attempted_at)
-            raise
-        now = self.clock.now()
-        self._update_data(workflow, device_id, delete_sent_at=now, delete_unanswered_at=None)
+        now = self._note_delete_sent(workflow, device_id)
         gone = self._call(workflow, device_id, "read device", self.api.find_device, device_id)
         return gone is None or self._await_disappearance(workflow, device_id, now)
 
-    def _delete_did_nothing(self, workflow: WorkflowRecord, step: DeviceStep, sent_at: float
-                            ) -> bool:
-        """The last DELETE got no clean answer and the device is still listed. Until it could
-        no longer land, wait (sending again could race it); after, it did nothing: it stops
-        counting against the device's hourly limit (issue 11: one 500 used to hold the renewal
-        an hour) and may be sent again."""
-        device_id = step.device_id
+    def _note_delete_sent(self, workflow: WorkflowRecord, device_id: str) -> float:
         now = self.clock.now()
-        settled = sent_at + DELETE_MAY_LAND_SECONDS
-        if now < settled:
-            self.store.update_device_step(workflow.id, device_id, now, next_run=settled)
-            self._schedule(workflow.id, settled)
-            self._report_wait(workflow, step, now - sent_at, "delete_unanswered",
-                              "Sigfox gave no clean answer to the delete: checking that it did "
-                              "nothing before sending it again.")
-            return False
-        self.api.forget_unapplied("DELETE", "/devices/{id}", device_id, sent_at)
-        self._update_data(workflow, device_id, delete_unanswered_at=None)
-        return True
-
-    def _update_data(self, workflow: WorkflowRecord, device_id: str, **changes: Any) -> None:
-        """Set (or, with None, drop) keys of the step's data, over its latest version."""
         fresh = self.store.device_step(workflow.id, device_id)
-        data = {**(fresh.data if fresh else {}), **changes}
-        data = {k: v for k, v in data.items() if v is not None}
-        self.store.update_device_step(workflow.id, device_id, self.clock.now(), data=data)
+        self.store.update_device_step(workflow.id, device_id, now,
+                                      data={**(fresh.data if fresh else {}), "delete_sent_at": now})
+        return now
 
     def _await_disappearance(self, workflow: WorkflowRecord, device_id: str, sent_at: float
                              ) -> bool:
@@ -174,11 +155,15 @@ class DeviceSteps(WorkflowBookkeeping):
         device_id = step.device_id
         snapshot = self.store.snapshot(workflow.id, device_id)
         assert snapshot is not None  # taken before the approval; the schema keeps it
+        if not self._settled(workflow, device_id):  # a DELETE or a create could still land
+            return
         existing = self._call(workflow, device_id, "read device", self.api.find_device, device_id)
         if existing is None:
             try:
-                self._call(workflow, device_id, "create", self.api.create_device,
+                self._send(workflow, [device_id], CREATE, self.api.create_device,
                            self._creation(workflow, snapshot))
+            except NotSent:
+                return
             except SigfoxConflict:
                 self._wait_for_release(workflow, step)
                 return
@@ -399,7 +384,7 @@ class DeviceSteps(WorkflowBookkeeping):
         # A new device type may send its messages elsewhere: check callbacks, as a renewal does.
         self._bulk_step(workflow, step, JobKind.TRANSFER, submit, arrived,
                         f"Transferred to {workflow.params.get('device_type_name')}.",
-                        then=Step.CHECKING_CALLBACKS)
+                        then=Step.CHECKING_CALLBACKS, details={"device_type_id": target})
 
     def _step_restart(self, workflow: WorkflowRecord, step: DeviceStep) -> None:
         def back(device: Device | None) -> bool:
@@ -421,13 +406,16 @@ class DeviceSteps(WorkflowBookkeeping):
         reached: Callable[[Device | None], bool],
         done_text: str,
         then: Step = Step.DONE,
+        details: dict[str, Any] | None = None,
     ) -> None:
         """One bulk job for every pending device; each device is then checked on its own:
         the device itself is the truth, the job only explains a failure."""
         if step.state == Step.PENDING:
-            self._submit_bulk(workflow, kind, submit)
+            self._submit_bulk(workflow, kind, submit, details)
             return
         device_id = step.device_id
+        if not self._settled(workflow, device_id):  # the submission could still land
+            return
         device = self._call(workflow, device_id, "read device", self.api.find_device, device_id)
         if reached(device):
             moved = self._move(workflow, device_id, step.state, then, done_text)
@@ -436,7 +424,10 @@ class DeviceSteps(WorkflowBookkeeping):
             return
         now = self.clock.now()
         submitted_at = float(step.data.get("submitted_at", step.updated_at))
-        job_id = step.data.get("job_id")
+        last = self._last_intent(workflow.id, device_id, kind.value)
+        # Sigfox's answer carries the job id; a crash may have kept it in the intent only.
+        job_id = step.data.get("job_id") or (
+            last.outcome if last is not None and last.state != NOT_LANDED else "")
         if job_id:
             job = self._call(workflow, device_id, "read job", self.api.get_job, kind, job_id)
             error = _job_error(job, device_id)
@@ -444,7 +435,8 @@ class DeviceSteps(WorkflowBookkeeping):
                 self._fail(workflow, device_id, kind.value,
                            f"Sigfox's {kind.value} job {job_id} failed for {device_id}: {error}")
                 return
-        elif now - submitted_at > RESUBMIT_AFTER_SECONDS:
+        elif last is None or last.state == NOT_LANDED:
+            # Never sent (a crash before its intent), or verified not to have taken effect.
             self._resubmit(workflow, step, kind)
             return
         if now - submitted_at > JOB_TIMEOUT_SECONDS:
@@ -456,18 +448,19 @@ class DeviceSteps(WorkflowBookkeeping):
         self._schedule(workflow.id, now + JOB_POLL_SECONDS)
 
     def _resubmit(self, workflow: WorkflowRecord, step: DeviceStep, kind: JobKind) -> None:
-        """The submission was cut off (a crash, a timeout) and did not take effect: send it
-        again. Transfers and restarts aim at a state, so a late first job does no harm."""
+        """The submission was cut off (a crash, a timeout) and it is verified that it did not
+        take effect (see `_settled`): send it again."""
         now = self.clock.now()
         if self.store.cas_device(workflow.id, step.device_id, step.state, Step.PENDING.value, now,
                                  next_run=now):
             self._schedule(workflow.id, now)
             self._tell(workflow, ProgressKind.STEP_DONE,
-                       f"The {kind.value} request may not have reached Sigfox and the device has "
-                       "not changed: sending it again.", device_id=step.device_id)
+                       f"The {kind.value} request did not take effect (checked once it could no "
+                       "longer land): sending it again.", device_id=step.device_id)
 
     def _submit_bulk(
-        self, workflow: WorkflowRecord, kind: JobKind, submit: Callable[[list[str]], str]
+        self, workflow: WorkflowRecord, kind: JobKind, submit: Callable[[list[str]], str],
+        details: dict[str, Any] | None = None,
     ) -> None:
         now = self.clock.now()
         # One claimer at a time: the steps of a job run side by side, and two threads claiming
@@ -483,7 +476,14 @@ class DeviceSteps(WorkflowBookkeeping):
         if not claimed:
             return
         try:
-            job_id = self._call(workflow, ",".join(claimed), kind.value, submit, claimed)
+            job_id = self._send(workflow, claimed, kind.value, submit, claimed, details=details)
+        except NotSent:
+            # Cancelled meanwhile, or a call on one of them is unresolved: not sent, back to
+            # pending; the next tick looks again.
+            for device_id in claimed:
+                self.store.cas_device(workflow.id, device_id, Step.SUBMITTING, Step.PENDING.value,
+                                      now, next_run=now + self._tick_seconds())
+            return
         except SigfoxError as error:
             # Unknown outcome: the devices are watched, and submitted again if nothing changes.
             # Known refusal: back to pending, retried later with back-off.
@@ -510,13 +510,18 @@ class DeviceSteps(WorkflowBookkeeping):
             workflow.id, device_id, Step.PENDING, Step.SUBMITTING, self.clock.now()
         ):
             return
+        if not self._settled(workflow, device_id):
+            return
         device = self._call(workflow, device_id, "read device", self.api.find_device, device_id)
         if device is None:
             self._fail(workflow, device_id, "unsubscribe", f"{device_id} is no longer in Sigfox.")
             return
-        if _unsubscription_time(device) != when:
-            self._call(workflow, device_id, "unsubscribe", self.api.unsubscribe_device,
-                       device_id, when)
+        if unsubscription_time(device) != when:
+            try:
+                self._send(workflow, [device_id], UNSUBSCRIBE, self.api.unsubscribe_device,
+                           device_id, when, details={"at_ms": when})
+            except NotSent:
+                return
         self._move(workflow, device_id, Step.SUBMITTING, Step.DONE,
                    f"Unsubscription set for {day(when)}.")
 
@@ -579,12 +584,6 @@ def _job_error(job: BulkJob, device_id: str) -> str:
     if job.failed and job.total == job.failed and job.errors:  # the whole job failed
         return job.errors[0].message or "no reason given"
     return ""
-
-
-def _unsubscription_time(device: Device) -> int | None:
-    if device.token is not None and device.token.unsubscription_time:
-        return device.token.unsubscription_time
-    return device.unsubscription_time
 
 
 def missing_callbacks(previous: Sequence[Any], current: Sequence[Any]) -> list[Callback]:

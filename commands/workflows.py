@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
+from commands import human
 from commands.approvals import ApprovalRounds, clean_reason
 from commands.bookkeeping import clock_time, elapsed_text, public_details
 from commands.config import BotConfig
@@ -40,6 +41,7 @@ from commands.steps import DeviceSteps, missing_callbacks, target_type_id
 from commands.ticks import Stopwatch, TickStats
 from sigfox.errors import SigfoxError
 from sigfox.models import Device
+from storage.intents import IN_FLIGHT
 from storage.records import DeviceStep, EventRecord, WorkflowRecord, job_label
 from storage.store import Store
 
@@ -79,11 +81,15 @@ class Core(ApprovalRounds, DeviceSteps):
         owner: str | None = None,
         on_renewed: Callable[[str], object] | None = None,
         stopwatch: Stopwatch = time.perf_counter,
+        landing_clock: Clock | None = None,
     ) -> None:
         self.api = api
         self.store = store
         self.notifier = notifier
         self.clock = clock
+        # Real time for "could a call still land" (see commands/writeahead.py); the same as
+        # `clock` unless tests or the demo run the workflows on a virtual one.
+        self.landing_clock = landing_clock or clock
         self.config = config
         self.policy = Policy(config)
         self.owner = owner or f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
@@ -318,7 +324,7 @@ class Core(ApprovalRounds, DeviceSteps):
         if not self.store.cas_workflow(
             workflow.id, [s.value for s in CANCELLABLE], WorkflowState.CANCELLED.value, now,
             outcome="cancelled",
-        ):
+        ) and not self._cancel_untouched(workflow, now):
             return Outcome(False, self._cannot_cancel(self._workflow(workflow.id)))
         approval = self.store.approval_for(workflow.id)
         if approval:
@@ -330,12 +336,37 @@ class Core(ApprovalRounds, DeviceSteps):
         return Outcome(True, f"{job_label(workflow.id)} cancelled; nothing was changed.",
                        workflow.id)
 
-    @staticmethod
-    def _cannot_cancel(workflow: WorkflowRecord) -> str:
+    def _cancel_untouched(self, workflow: WorkflowRecord, now: float) -> bool:
+        """A running job may still be cancelled while its devices are verified untouched:
+        no destructive call sent, or every one sent verified not to have taken effect (an
+        unanswered one is checked now, by a read, if it can no longer land)."""
+        if workflow.state != WorkflowState.RUNNING:
+            return False
+        try:
+            self._resolve_for_cancel(workflow)
+        except SigfoxError:
+            return False  # cannot verify now: the message says to try again
+        return self.store.intents.cancel_untouched(
+            workflow.id, [WorkflowState.RUNNING.value], WorkflowState.CANCELLED.value, now,
+            outcome="cancelled")
+
+    def _cannot_cancel(self, workflow: WorkflowRecord) -> str:
         if workflow.state == WorkflowState.RUNNING:
+            intents = self.store.intents.of_workflow(workflow.id)
+            unanswered = [i for i in intents if i.state == IN_FLIGHT]
+            if unanswered:
+                wait = max(i.lands_by for i in unanswered) - self.landing_clock.now()
+                when = f"in {human.duration(wait)}" if wait > 0 else "now"
+                return (
+                    f"{workflow.label} cannot be cancelled yet: Sigfox did not answer the "
+                    f"{unanswered[-1].action} it was sent, which may still take effect. Ask "
+                    f"again {when}: if the bot then finds the device unchanged, the job is "
+                    "cancelled with nothing changed."
+                )
             return (
                 f"{workflow.label} cannot be cancelled: its first change was already sent to "
-                "Sigfox. The bot will finish it (the PAC is recorded), follow its thread."
+                "Sigfox and took effect. The bot will finish it (the PAC is recorded), follow "
+                "its thread."
             )
         return f"{workflow.label} has already ended ({workflow.state}); there is nothing to cancel."
 
@@ -513,6 +544,9 @@ class Core(ApprovalRounds, DeviceSteps):
             next_run = max(error.retry_at, now)
         else:
             next_run = now + min(MAX_BACKOFF_SECONDS, self._tick_seconds() * 2 ** min(attempts, 10))
+        landing = self._landing_wait_until(device_id)  # an unanswered call: read only after
+        if landing is not None:
+            next_run = max(next_run, landing)
         self.store.update_device_step(
             workflow.id, device_id, now, attempts=attempts, next_run=next_run,
             last_error=str(error),

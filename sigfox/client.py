@@ -142,6 +142,7 @@ class SigfoxClient:
         self._rng = random.Random()
         self.pacer = Pacer(enabled=rate_limits, clock=clock, sleep=sleep, ledger=ledger,
                            back_off=BackOff(backoff_base, backoff_cap, self._rng))
+        self.timeout = timeout
         self._http = httpx.Client(
             base_url=self.base_url,
             auth=httpx.BasicAuth(login, password),
@@ -149,6 +150,19 @@ class SigfoxClient:
             transport=transport,
             headers={"Accept": "application/json", "User-Agent": "sigfox-chatops"},
         )
+
+    @property
+    def longest_call(self) -> float:
+        """The longest one call can last, in seconds: every attempt with its pacing wait and
+        its four timeouts (pool, connect, write, read), and the back-offs between attempts.
+        A write whose process died during the call cannot land later than this after it
+        started (plus what the server itself may take: the core's landing margin)."""
+        attempt = 4 * self.timeout
+        if self.waits is WaitMode.DEFER:
+            return attempt  # one attempt, never a sleep: any wait is refused with retry_at
+        pacing = self.pacer.max_wait if self.pacer.enabled else 0.0
+        return ((self.max_retries + 1) * (pacing + attempt)
+                + self.max_retries * self.backoff_cap)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **kwargs: Any) -> Self:

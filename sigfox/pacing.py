@@ -318,6 +318,11 @@ class Pacer:
         self._acquisitions = 0
         self._deferred_asked: dict[str, float] = {}  # limit name -> when one last asked
 
+    @property
+    def max_wait(self) -> float:
+        """The longest a sleeping caller is made to wait for a slot."""
+        return self._max_wait
+
     def acquire(
         self, method: str, endpoint: str, device_id: str | None = None, *, defer: bool = False
     ) -> Permit:

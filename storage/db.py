@@ -212,9 +212,29 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX sigfox_calls_key ON sigfox_calls(key, at);
     CREATE INDEX sigfox_calls_at ON sigfox_calls(at);
     """,
-    # 7 (or next): a token ending on a device that renews automatically is not a warning.
+    # 6: a token ending on a device that renews automatically is not a warning.
     """
     ALTER TABLE fleet_devices ADD COLUMN renews_automatically INTEGER NOT NULL DEFAULT 0;
+    """,
+    # 7: write-ahead intents: every destructive call recorded before it is sent, resolved
+    # after (see storage/intents.py).
+    """
+    CREATE TABLE intents (
+        id INTEGER PRIMARY KEY,
+        workflow_id INTEGER NOT NULL REFERENCES workflows(id),
+        device_id TEXT NOT NULL,
+        action TEXT NOT NULL,
+        batch TEXT NOT NULL,
+        state TEXT NOT NULL,
+        sent_at REAL NOT NULL,
+        lands_by REAL NOT NULL,
+        resolved_at REAL NOT NULL DEFAULT 0,
+        outcome TEXT NOT NULL DEFAULT '',
+        details TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE INDEX intents_device ON intents(device_id, state);
+    CREATE INDEX intents_workflow ON intents(workflow_id);
+    CREATE INDEX intents_batch ON intents(batch);
     """,
 )
 

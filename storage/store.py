@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from storage.db import SafeDatabase, get_value, set_value
+from storage.intents import Intents
 from storage.records import (
     JSON_COLUMNS,
     ApprovalRecord,
@@ -40,6 +41,7 @@ def _assignments(fields: dict[str, Any]) -> tuple[str, list[Any]]:
 class Store:
     def __init__(self, database: SafeDatabase) -> None:
         self.database = database
+        self.intents = Intents(database)
 
     # -- workflows -------------------------------------------------------------------------
 

@@ -1,35 +1,25 @@
 """Crash injection: the bot dies around every Sigfox call and after every step.
 
-Each run is a real process killed with `os._exit`; the next process on the same database
-finishes the job. The backend's call log must show exactly one processed DELETE and one
-successful create, and the recorded PAC must be intact.
+Each run is a real process (forked by tests/support/fork_server.py) killed with `os._exit`;
+the next process on the same database finishes the job. The backend's call log must show
+exactly one processed DELETE and one successful create, and the recorded PAC must be intact.
 """
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
+from support.bot_processes import BotProcesses
 from support.core import APPROVER, POLICY_TOML, REQUESTER, build_fleet, make_core
 
 from commands.planning import Request
 from commands.ports import Target
 from commands.states import Kind, WorkflowState
 
-RUNNER = Path(__file__).parent / "support" / "crash_runner.py"
-CRASHED = 17
-
-
-def run_bot(spec: str, settings: dict) -> int:
-    completed = subprocess.run(
-        [sys.executable, str(RUNNER), spec, json.dumps(settings)],
-        capture_output=True, text=True, timeout=60, check=False,
-    )
-    assert completed.returncode in (0, CRASHED), completed.stderr[-2000:]
-    return completed.returncode
+# A call dying with its process is settled by a read only once it can no longer land: keep
+# that wait short here (client timeout 0.2 s, no retries, 1 s margin: under 2 s).
+FAST_LANDING = 'landing_margin = "1s"\n'
+FAST_CLIENT = {"timeout": 0.2, "max_retries": 0, "backoff_cap": 0.1, "deadline": 30.0,
+               "pause": 0.02}
 
 
 # `call:{n}`: the n-th process dies at its n-th call, so the deaths walk along every call;
@@ -51,13 +41,15 @@ def test_a_crash_anywhere_loses_nothing_and_repeats_nothing(make_simulator, tmp_
     settings = {
         "url": simulator.base_url, "root": simulator.root_url, "login": simulator.login,
         "password": simulator.password, "db": str(tmp_path / "bot.db"),
-        "config": POLICY_TOML, "device": device, "now": harness.clock.now(),
+        "config": POLICY_TOML + FAST_LANDING, "device": device, "now": harness.clock.now(),
+        **FAST_CLIENT,
     }
     crashes = 0
-    for n in range(1, 40):
-        if run_bot(mode.format(n=n), settings) == 0:
-            break
-        crashes += 1
+    with BotProcesses() as bots:
+        for n in range(1, 40):
+            if bots.run(mode.format(n=n), settings) == 0:
+                break
+            crashes += 1
     assert crashes >= 3  # it really died along the way
 
     final = make_core(simulator, tmp_path / "bot.db")

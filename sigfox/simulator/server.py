@@ -127,6 +127,9 @@ class SimulatorApp:
                                     (b"content-length", b"1000")]})
             raise DroppedConnection(f"fault: dropped {scope['method']} {scope['path']}")
         if fault is not None and fault.delay is not None:
+            # A slow backend has received the whole request and is slow to process it: the
+            # call still takes effect if its caller hangs up or dies meanwhile.
+            receive = await _received_whole(receive)
             await asyncio.sleep(fault.delay)
         response = self._gate(scope, fault)
         # After the gate: the rate limiter dates a call when it arrives, as a gateway would,
@@ -468,3 +471,24 @@ def run_simulator(
         uvicorn.run(app, host=host, port=port, log_level="info", lifespan="off")
     finally:
         world.stop()
+
+
+async def _received_whole(receive: Receive) -> Receive:
+    """Read the request body now; the returned `receive` replays it, then reports the
+    client's disconnect only when asked again (as uvicorn does)."""
+    chunks: list[bytes] = []
+    more = True
+    while more:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunks.append(message.get("body", b""))
+        more = message.get("more_body", False)
+    replay = [{"type": "http.request", "body": b"".join(chunks), "more_body": False}]
+
+    async def replayed() -> Message:
+        if replay:
+            return replay.pop()
+        return await receive()
+
+    return replayed

@@ -101,6 +101,7 @@ def make_core(
     api: Any = None,
     clock: ManualClock | None = None,
     notifier: Any = None,
+    landing_clock: ManualClock | None = None,
     **core_options: Any,
 ) -> CoreHarness:
     notifier = notifier or RecordingNotifier()
@@ -112,6 +113,7 @@ def make_core(
         notifier=notifier,
         clock=clock,
         config=config or core_config(),
+        landing_clock=landing_clock,
         **core_options,
     )
     return CoreHarness(core, notifier, clock, simulator, db_path)

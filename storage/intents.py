@@ -1,0 +1,152 @@
+"""Write-ahead intents: a row for every destructive call, written before the call is sent.
+
+An intent is `in_flight` from before the request leaves until its outcome is known: `landed`
+(Sigfox answered 2xx, or a read after `lands_by` shows the call's effect) or `not_landed` (a
+refusal, or a read after `lands_by` shows no effect). `lands_by` is the latest time the call
+could still take effect; the rules that use it are in `commands/writeahead.py`. Every change
+is a compare-and-set in one transaction, so two workers, or a worker and a person cancelling,
+cannot both act on the same device.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from storage.db import SafeDatabase
+
+IN_FLIGHT = "in_flight"
+LANDED = "landed"
+NOT_LANDED = "not_landed"
+
+
+@dataclass(frozen=True)
+class IntentRecord:
+    id: int
+    workflow_id: int
+    device_id: str
+    action: str
+    batch: str
+    state: str
+    sent_at: float
+    lands_by: float
+    resolved_at: float
+    outcome: str
+    details: dict[str, Any]
+
+
+def _record(row: dict[str, Any]) -> IntentRecord:
+    return IntentRecord(**{**row, "details": json.loads(row["details"])})
+
+
+class Intents:
+    def __init__(self, database: SafeDatabase) -> None:
+        self.database = database
+
+    def open(self, *, workflow_id: int, device_ids: Sequence[str], action: str, now: float,
+             lands_by: float, running: Iterable[str], details: dict[str, Any] | None = None
+             ) -> str | None:
+        """Record that `action` is about to be sent for `device_ids`; returns the batch id.
+
+        None, and nothing recorded, when the workflow is no longer in one of the `running`
+        states (cancelled meanwhile) or when any of the devices still has an unresolved
+        intent, of this workflow or another: its call could still land.
+        """
+        states = list(running)
+        batch = uuid.uuid4().hex
+        with self.database.transaction() as db:
+            marks = ", ".join("?" for _ in states)
+            alive = db.execute(f"SELECT 1 FROM workflows WHERE id = ? AND state IN ({marks})",
+                               [workflow_id, *states]).fetchone()
+            if alive is None or self._any_unresolved(db, device_ids):
+                return None
+            for device_id in device_ids:
+                db.execute(
+                    "INSERT INTO intents (workflow_id, device_id, action, batch, state, sent_at, "
+                    "lands_by, details) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    [workflow_id, device_id, action, batch, IN_FLIGHT, now, lands_by,
+                     json.dumps(details or {}, sort_keys=True)],
+                )
+        return batch
+
+    @staticmethod
+    def _any_unresolved(db: Any, device_ids: Sequence[str]) -> bool:
+        marks = ", ".join("?" for _ in device_ids)
+        row = db.execute(
+            f"SELECT 1 FROM intents WHERE state = ? AND device_id IN ({marks}) LIMIT 1",
+            [IN_FLIGHT, *device_ids],
+        ).fetchone()
+        return row is not None
+
+    def answered(self, batch: str, landed: bool, now: float, outcome: str) -> None:
+        """Sigfox answered: the call was executed (2xx) or refused (4xx, a local refusal)."""
+        with self.database.transaction() as db:
+            db.execute(
+                "UPDATE intents SET state = ?, resolved_at = ?, outcome = ? "
+                "WHERE batch = ? AND state = ?",
+                [LANDED if landed else NOT_LANDED, now, outcome, batch, IN_FLIGHT],
+            )
+
+    def unanswered(self, batch: str, lands_by: float, outcome: str) -> None:
+        """No answer (timeout, 5xx, dropped connection): still in flight, until `lands_by` at
+        the latest (never later than the bound written before the call)."""
+        with self.database.transaction() as db:
+            db.execute(
+                "UPDATE intents SET lands_by = MIN(lands_by, ?), outcome = ? "
+                "WHERE batch = ? AND state = ?",
+                [lands_by, outcome, batch, IN_FLIGHT],
+            )
+
+    def resolve(self, intent_id: int, landed: bool, now: float, outcome: str) -> bool:
+        """After `lands_by`, a read of the backend decided; False if someone else resolved it."""
+        with self.database.transaction() as db:
+            cursor = db.execute(
+                "UPDATE intents SET state = ?, resolved_at = ?, outcome = ? "
+                "WHERE id = ? AND state = ?",
+                [LANDED if landed else NOT_LANDED, now, outcome, intent_id, IN_FLIGHT],
+            )
+            return cursor.rowcount == 1
+
+    def unresolved(self, device_id: str) -> list[IntentRecord]:
+        rows = self.database.query(
+            "SELECT * FROM intents WHERE device_id = ? AND state = ? ORDER BY id",
+            (device_id, IN_FLIGHT),
+        )
+        return [_record(r) for r in rows]
+
+    def of_step(self, workflow_id: int, device_id: str) -> list[IntentRecord]:
+        rows = self.database.query(
+            "SELECT * FROM intents WHERE workflow_id = ? AND device_id = ? ORDER BY id",
+            (workflow_id, device_id),
+        )
+        return [_record(r) for r in rows]
+
+    def of_workflow(self, workflow_id: int) -> list[IntentRecord]:
+        rows = self.database.query(
+            "SELECT * FROM intents WHERE workflow_id = ? ORDER BY id", (workflow_id,)
+        )
+        return [_record(r) for r in rows]
+
+    def cancel_untouched(self, workflow_id: int, expected: Iterable[str], new_state: str,
+                         now: float, outcome: str) -> bool:
+        """Move the workflow to `new_state` only if none of its calls was executed or could
+        still be: every intent it wrote is `not_landed`. One transaction with `open`'s check,
+        so a step cannot slip a call in between."""
+        states = list(expected)
+        marks = ", ".join("?" for _ in states)
+        with self.database.transaction() as db:
+            touched = db.execute(
+                "SELECT 1 FROM intents WHERE workflow_id = ? AND state != ? LIMIT 1",
+                [workflow_id, NOT_LANDED],
+            ).fetchone()
+            if touched is not None:
+                return False
+            cursor = db.execute(
+                f"UPDATE workflows SET state = ?, outcome = ?, updated_at = ?, "
+                f"version = version + 1 WHERE id = ? AND state IN ({marks})",
+                [new_state, outcome, now, workflow_id, *states],
+            )
+            return cursor.rowcount == 1

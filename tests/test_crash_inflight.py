@@ -1,0 +1,158 @@
+"""Kills DURING slow destructive calls (issue 11, finding 1): never twice, never stuck.
+
+Each trial is a real job run by real bot processes (tests/support/crash_runner.py) against the
+simulated backend, which holds the chosen call for a random delay (POST /_sim/faults `delay`)
+while the process is killed (`os._exit`, as `kill -9`) at a random moment of that delay. The
+call then lands at the backend after its caller is gone. The next process must wait until the
+call could no longer land, read the device, and carry on without sending it again.
+
+Renewals are killed twice, during the DELETE and during the re-create; transfers, restarts and
+unsubscriptions during their submission. Randomised (seeded, so a failure can be replayed):
+the backend's delay, the kill's moment, the client's timeout (below or above the delay, so
+both "no answer yet" and "timed out, then died" happen). Trials run in parallel, one simulator
+per worker. Every trial must end with exactly one executed DELETE and one executed create per
+renewed device (and one submission per bulk job), the job done, the device in place.
+"""
+
+from __future__ import annotations
+
+import random
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from support.bot_processes import CRASHED, BotProcesses
+from support.core import APPROVER, POLICY_TOML, REQUESTER, Fleet, build_fleet, make_core
+
+from commands.planning import Request
+from commands.ports import Target
+from commands.states import Kind, WorkflowState
+from sigfox.simulator import SimulatorServer
+
+WORKERS = 8  # trials mostly wait (for calls to land): overlap them
+SEED = 20261130
+TRIALS = [("renew", 16), ("transfer", 2), ("restart", 2), ("unsubscribe", 2)]
+LANDING_MARGIN = 1.0  # seconds; the backend's delays stay below timeout + margin
+
+
+@dataclass(frozen=True)
+class Trial:
+    kind: str
+    number: int
+
+    @property
+    def device(self) -> str:
+        return f"{0xD0000 + self.number:X}"
+
+
+@dataclass
+class Report:
+    trial: Trial
+    deletes: int
+    creates: int
+    submissions: int
+    crashes: int
+    state: str
+    present: bool
+
+
+def open_job(simulator: SimulatorServer, fleet: Fleet, db: Path, trial: Trial) -> int:
+    world = simulator.world
+    token = "off_contract" if trial.kind in ("renew", "restart") else "ok"
+    world.add_device(trial.device, device_type_id=fleet.type_a, token=token)
+    harness = make_core(simulator, db)
+    when = int((harness.clock.now() + 30 * 86400) * 1000) if trial.kind == "unsubscribe" else None
+    target = "Fleet B" if trial.kind == "transfer" else None
+    outcome = harness.core.request(Request(Kind(trial.kind), REQUESTER, (trial.device,),
+                                           Target("C0CHAN"), target, when))
+    assert outcome.ok, outcome.message
+    if outcome.approval_id:
+        assert harness.core.decide(outcome.approval_id, APPROVER, approve=True).ok
+    harness.core.store.database.close()
+    assert outcome.workflow_id is not None
+    return outcome.workflow_id
+
+
+# What to slow down and die in, per kind: (client method, HTTP method, path).
+def slow_calls(trial: Trial) -> list[tuple[str, str, str]]:
+    device = trial.device
+    return {
+        "renew": [("delete_device", "DELETE", f"/v2/devices/{device}"),
+                  ("create_device", "POST", "/v2/devices/")],
+        "transfer": [("bulk_transfer", "POST", "/v2/devices/bulk/transfer")],
+        "restart": [("bulk_restart", "POST", "/v2/devices/bulk/restart")],
+        "unsubscribe": [("unsubscribe_device", "PUT", f"/v2/devices/{device}/unsubscribe")],
+    }[trial.kind]
+
+
+def run_trial(bots: BotProcesses, simulator: SimulatorServer, fleet: Fleet, tmp: Path,
+              trial: Trial) -> Report:
+    rng = random.Random(SEED * 1000 + trial.number)
+    db = tmp / f"trial-{trial.number}.db"
+    workflow_id = open_job(simulator, fleet, db, trial)
+    simulator.control("DELETE", "/calls")
+    settings = {
+        "url": simulator.base_url, "root": simulator.root_url, "login": simulator.login,
+        "password": simulator.password, "db": str(db), "device": trial.device,
+        "config": POLICY_TOML + f'landing_margin = "{int(LANDING_MARGIN)}s"\n',
+        "now": simulator.clock.now(), "timeout": round(rng.uniform(0.1, 0.25), 3),
+        "max_retries": 0, "backoff_cap": 0.1, "deadline": 60.0, "pause": 0.02,
+    }
+    crashes = 0
+    for client_method, http_method, path in slow_calls(trial):
+        delay = rng.uniform(0.2, settings["timeout"] + LANDING_MARGIN - 0.2)
+        simulator.fault(path, method=http_method, delay=delay)
+        kill_after = rng.uniform(0.05, delay * 0.9)
+        assert bots.run(f"during:{client_method}:{kill_after:.3f}", settings) == CRASHED
+        crashes += 1
+    assert bots.run("none", settings) == 0
+    return report(simulator, db, trial, workflow_id, crashes)
+
+
+def report(simulator: SimulatorServer, db: Path, trial: Trial, workflow_id: int,
+           crashes: int) -> Report:
+    log = simulator.call_log()
+    device = trial.device
+    deletes = [c for c in log if c["method"] == "DELETE" and c["path"] == f"/v2/devices/{device}"]
+    creates = [c for c in log if c["method"] == "POST" and c["path"] == "/v2/devices/"]
+    submissions = [c for c in log if c["method"] in ("POST", "PUT") and (
+        c["path"].startswith("/v2/devices/bulk/") or c["path"].endswith("/unsubscribe"))]
+    assert all(200 <= c["status"] < 300 for c in deletes + creates + submissions), log
+    final = make_core(simulator, db)
+    state = final.core.store.get_workflow(workflow_id).state
+    present = final.core.api.find_device(device) is not None
+    final.core.store.database.close()
+    return Report(trial, len(deletes), len(creates), len(submissions), crashes, state, present)
+
+
+def run_worker(tmp: Path, trials: list[Trial]) -> list[Report]:
+    simulator = SimulatorServer(devices=0, rate_limits=False, delete_hold=0,
+                                job_delay=0.0).start()
+    try:
+        fleet = build_fleet(simulator)
+        with BotProcesses() as bots:
+            return [run_trial(bots, simulator, fleet, tmp, trial) for trial in trials]
+    finally:
+        simulator.stop()
+
+
+@pytest.mark.timeout(300)  # ~20 trials of a few seconds, on a shared machine
+def test_kills_during_slow_destructive_calls_never_repeat_them(tmp_path: Path) -> None:
+    trials = [Trial(kind, number) for number, kind in enumerate(
+        kind for kind, count in TRIALS for _ in range(count))]
+    shares = [trials[i::WORKERS] for i in range(WORKERS)]
+    with ThreadPoolExecutor(max_workers=WORKERS) as pool:
+        reports = [r for share in pool.map(lambda s: run_worker(tmp_path, s), shares)
+                   for r in share]
+
+    assert len(reports) >= 20
+    for r in reports:
+        assert r.state == WorkflowState.DONE, r
+        assert r.crashes == len(slow_calls(r.trial)), r
+        if r.trial.kind == "renew":
+            # Exactly one DELETE and one create reached the backend, and the late DELETE did
+            # not remove the re-created device.
+            assert (r.deletes, r.creates, r.present) == (1, 1, True), r
+        else:
+            assert (r.deletes, r.creates, r.submissions, r.present) == (0, 0, 1, True), r
