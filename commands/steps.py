@@ -437,8 +437,11 @@ class DeviceSteps(WriteAhead):
                 return
         elif last is None or last.state == NOT_LANDED:
             # Never sent (a crash before its intent), or verified not to have taken effect.
-            self._resubmit(workflow, step, kind)
-            return
+            with _CLAIMING:  # a live claimer writes the intent under this lock: look again
+                last = self._last_intent(workflow.id, device_id, kind.value)
+            if last is None or last.state == NOT_LANDED:
+                self._resubmit(workflow, step, kind)
+                return
         if now - submitted_at > JOB_TIMEOUT_SECONDS:
             self._fail(workflow, device_id, kind.value,
                        f"The {kind.value} job did not take effect within an hour; check the "
@@ -465,6 +468,8 @@ class DeviceSteps(WriteAhead):
         now = self.clock.now()
         # One claimer at a time: the steps of a job run side by side, and two threads claiming
         # the pending devices at once would split them over two jobs (of 5 per 10 minutes).
+        # The intent is written under the same lock, so a device seen `submitting` without an
+        # intent (see `_bulk_step`) was left so by a process that died.
         with _CLAIMING:
             pending = [s.device_id for s in self.store.workflow_devices(workflow.id)
                        if s.state == Step.PENDING]
@@ -473,17 +478,20 @@ class DeviceSteps(WriteAhead):
                 if self.store.cas_device(workflow.id, d, Step.PENDING, Step.SUBMITTING, now,
                                          data={"submitted_at": now})
             ]
-        if not claimed:
-            return
+            if not claimed:
+                return
+            try:
+                batch = self._open_intent(workflow, claimed, kind.value, details)
+            except NotSent:
+                # Cancelled meanwhile, or a call on one of them is unresolved: not sent, back
+                # to pending; the next tick looks again.
+                for device_id in claimed:
+                    self.store.cas_device(workflow.id, device_id, Step.SUBMITTING,
+                                          Step.PENDING.value, now,
+                                          next_run=now + self._tick_seconds())
+                return
         try:
-            job_id = self._send(workflow, claimed, kind.value, submit, claimed, details=details)
-        except NotSent:
-            # Cancelled meanwhile, or a call on one of them is unresolved: not sent, back to
-            # pending; the next tick looks again.
-            for device_id in claimed:
-                self.store.cas_device(workflow.id, device_id, Step.SUBMITTING, Step.PENDING.value,
-                                      now, next_run=now + self._tick_seconds())
-            return
+            job_id = self._send(workflow, claimed, kind.value, submit, claimed, batch=batch)
         except SigfoxError as error:
             # Unknown outcome: the devices are watched, and submitted again if nothing changes.
             # Known refusal: back to pending, retried later with back-off.

@@ -72,11 +72,9 @@ class WriteAhead(WorkflowBookkeeping):
     def _landing_margin(self) -> float:
         return self.config.timing.landing_margin.total_seconds()
 
-    def _send(self, workflow: WorkflowRecord, device_ids: Sequence[str], action: str,
-              function: Callable[..., T], *args: Any, details: dict[str, Any] | None = None
-              ) -> T:
-        """Write the intent, send the call, record Sigfox's answer. Raises `NotSent` when the
-        intent cannot be written; re-raises the call's `SigfoxError` after recording it."""
+    def _open_intent(self, workflow: WorkflowRecord, device_ids: Sequence[str], action: str,
+                     details: dict[str, Any] | None = None) -> str:
+        """Write the intent (the batch id); `NotSent` when it cannot be written."""
         sent_at = self.landing_clock.now()
         batch = self.store.intents.open(
             workflow_id=workflow.id, device_ids=device_ids, action=action, now=sent_at,
@@ -85,6 +83,15 @@ class WriteAhead(WorkflowBookkeeping):
         )
         if batch is None:
             raise NotSent(f"{action} of {', '.join(device_ids)} not sent")
+        return batch
+
+    def _send(self, workflow: WorkflowRecord, device_ids: Sequence[str], action: str,
+              function: Callable[..., T], *args: Any, details: dict[str, Any] | None = None,
+              batch: str | None = None) -> T:
+        """Write the intent (unless `batch` is one already written), send the call, record
+        Sigfox's answer. Raises `NotSent` when the intent cannot be written; re-raises the
+        call's `SigfoxError` after recording it."""
+        batch = batch or self._open_intent(workflow, device_ids, action, details)
         try:
             result = self._call(workflow, ",".join(device_ids), action, function, *args)
         except SigfoxError as error:

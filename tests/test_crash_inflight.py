@@ -65,7 +65,8 @@ def open_job(simulator: SimulatorServer, fleet: Fleet, db: Path, trial: Trial) -
     when = int((harness.clock.now() + 30 * 86400) * 1000) if trial.kind == "unsubscribe" else None
     target = "Fleet B" if trial.kind == "transfer" else None
     outcome = harness.core.request(Request(Kind(trial.kind), REQUESTER, (trial.device,),
-                                           Target("C0CHAN"), target, when))
+                                           Target("C0CHAN"), target, when,
+                                           by_delete=trial.kind == "renew"))
     assert outcome.ok, outcome.message
     if outcome.approval_id:
         assert harness.core.decide(outcome.approval_id, APPROVER, approve=True).ok

@@ -32,7 +32,8 @@ def world(make_simulator, tmp_path):
 
 
 def approved_renewal(harness, device_id):
-    outcome = harness.core.request(Request(Kind.RENEW, REQUESTER, (device_id,), Target("C0")))
+    outcome = harness.core.request(Request(Kind.RENEW, REQUESTER, (device_id,), Target("C0"),
+                                           by_delete=True))
     assert harness.core.decide(outcome.approval_id, APPROVER, approve=True).ok
     return outcome.workflow_id
 
@@ -99,7 +100,8 @@ def test_a_delete_that_failed_can_be_cancelled_once_verified_not_executed(world)
     harness.core.tick()
     assert len(calls(simulator, "DELETE", f"/v2/devices/{device}")) == 1
     assert harness.core.api.find_device(device) is not None
-    again = harness.core.request(Request(Kind.RENEW, REQUESTER, (device,), Target("C0")))
+    again = harness.core.request(Request(Kind.RENEW, REQUESTER, (device,), Target("C0"),
+                                         by_delete=True))
     assert again.ok and not again.joined  # the device is free for a new job
 
 
