@@ -45,6 +45,9 @@ MIN_GAP = 60.0  # a job found due but unable to run (scan already running) looks
 SAFETY_NET = timedelta(hours=1)
 LATE_AFTER = timedelta(minutes=5)  # a digest sent later than this after digest_time says so
 DIGEST_RETRY = timedelta(minutes=5)  # a channel Slack refused the digest for is tried again
+# A digest due when a scan is due too (a bot back from downtime) waits for that scan, so it tells
+# today's fleet; no longer than this after start, so a slow or failing scan does not hold it.
+SCAN_FIRST = timedelta(minutes=15)
 
 
 # --------------------------------------------------------------------------- scan timing
@@ -183,7 +186,7 @@ class AlertSchedule:
         """Send today's digest unless it went out already (then retry the channels Slack
         refused it to, if any); None when nothing was due."""
         due = digest_due(self.service)
-        if due is None or not self._has_scanned():
+        if due is None or self._waits_for_scan():
             return self._retry_undelivered()
         now = self.service.clock.now()
         record = {"sent_at": now, "due_at": due.at, "late_by": now - due.at, "undelivered": []}
@@ -235,9 +238,13 @@ class AlertSchedule:
         return (f"Late by {_minutes(late)}: this is the digest due {stamp(due.at)}; "
                 f"{why}.")
 
-    def _has_scanned(self) -> bool:
+    def _waits_for_scan(self) -> bool:
         # A digest of an empty fleet table would claim the day for nothing: wait for a scan.
-        return self.service.fleet.last_scan(ok_only=True) is not None
+        if self.service.fleet.last_scan(ok_only=True) is None:
+            return True
+        now = self.service.clock.now()
+        scan_due = self.service.scan_timing().next_due <= now  # or running right now
+        return scan_due and now < self.started_at + SCAN_FIRST.total_seconds()
 
     # -- when it runs next ---------------------------------------------------------------
 
@@ -246,7 +253,7 @@ class AlertSchedule:
 
     def next_digest_at(self) -> float:
         now = self.service.clock.now()
-        if digest_due(self.service) is not None and not self._has_scanned():
+        if digest_due(self.service) is not None and self._waits_for_scan():
             return now + MIN_GAP
         if self._undelivered_today():
             return now + DIGEST_RETRY.total_seconds()
