@@ -251,11 +251,18 @@ class Core(ApprovalRounds, DeviceSteps):
                              outcome="denied", details={"reason": verdict.reason})
             return Outcome(False, verdict.reason, workflow.id, approval_id)
         reason = clean_reason(reason)
+        starts_at = self.start_time(Operation(workflow.kind), now)
+        # A settling vote moves the job in the same transaction (or is void if a cancel or an
+        # expiry got there first): one outcome, one record.
+        moves = {"approved": (WorkflowState.APPROVED.value, {"next_run": starts_at}),
+                 "rejected": (WorkflowState.REJECTED.value, {"next_run": now})}
         vote = self.store.cast_vote(approval_id, actor.user_id,
-                                    "approved" if approve else "rejected", now, reason)
+                                    "approved" if approve else "rejected", now, reason, moves)
         if vote.result == "closed":
             fresh = self.store.get_approval(approval_id)
             state, by = (fresh.state, fresh.decided_by) if fresh else ("decided", "")
+            if state == "pending":  # the job was cancelled or expired as the vote came in
+                state, by = vote.state, ""
             return Outcome(False, self._already_decided(state, by))
         if vote.result == "duplicate":
             return Outcome(False, "You already approved this request; it needs "
@@ -282,18 +289,13 @@ class Core(ApprovalRounds, DeviceSteps):
     def _apply_decision(
         self, workflow: WorkflowRecord, actor: Actor, approve: bool, approval_id: int, reason: str
     ) -> Outcome:
+        # The vote already moved the workflow (`Store.cast_vote`), in the same transaction.
         now = self.clock.now()
-        target = WorkflowState.APPROVED if approve else WorkflowState.REJECTED
-        starts_at = self.start_time(Operation(workflow.kind), now) if approve else now
-        moved = self.store.cas_workflow(
-            workflow.id, [WorkflowState.AWAITING_APPROVAL.value], target.value, now,
-            next_run=starts_at,
-        )
+        fresh = self._workflow(workflow.id)
+        starts_at = fresh.next_run if approve else now
         verb = "approved" if approve else "rejected"
         self.store.audit(actor.user_id, verb, now, workflow_id=workflow.id, outcome=verb,
                          details={"reason": reason} if reason else None)
-        if not moved:
-            return Outcome(False, "This job was cancelled meanwhile; nothing will run.")
         if not approve:
             self.store.release_device_locks(workflow.id)
         text = f"{verb.capitalize()} by <@{actor.user_id}>" + (f": {reason}" if reason else "")
@@ -321,14 +323,10 @@ class Core(ApprovalRounds, DeviceSteps):
         if not verdict.allowed:
             return Outcome(False, verdict.reason)
         now = self.clock.now()
-        if not self.store.cas_workflow(
-            workflow.id, [s.value for s in CANCELLABLE], WorkflowState.CANCELLED.value, now,
-            outcome="cancelled",
+        if not self.store.cancel_workflow(
+            workflow.id, [s.value for s in CANCELLABLE], now, actor.user_id,
         ) and not self._cancel_untouched(workflow, now):
             return Outcome(False, self._cannot_cancel(self._workflow(workflow.id)))
-        approval = self.store.approval_for(workflow.id)
-        if approval:
-            self.store.decide_approval(approval.id, "cancelled", actor.user_id, now)
         self.store.release_device_locks(workflow.id)
         self.store.audit(actor.user_id, "cancel", now, workflow_id=workflow.id)
         self._tell(self._workflow(workflow.id), ProgressKind.FINISHED,
@@ -634,10 +632,7 @@ class Core(ApprovalRounds, DeviceSteps):
 
     def _expire(self, approval_id: int, workflow: WorkflowRecord) -> None:
         now = self.clock.now()
-        if not self.store.decide_approval(approval_id, "expired", "", now):
-            return
-        if self.store.cas_workflow(workflow.id, [WorkflowState.AWAITING_APPROVAL.value],
-                                   WorkflowState.EXPIRED.value, now, outcome="expired"):
+        if self.store.expire_approval(approval_id, now):  # the job expires with it
             self.store.release_device_locks(workflow.id)
             self._tell(self._workflow(workflow.id), ProgressKind.FINISHED,
                        "The approval request expired: nothing was deleted. Ask again if it is "

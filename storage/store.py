@@ -10,7 +10,7 @@ query compares it. All SQL of the workflows lives here.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from storage.db import SafeDatabase, get_value, set_value
@@ -36,6 +36,14 @@ def _encode(fields: dict[str, Any]) -> dict[str, Any]:
 def _assignments(fields: dict[str, Any]) -> tuple[str, list[Any]]:
     encoded = _encode(fields)
     return ", ".join(f"{k} = ?" for k in encoded), list(encoded.values())
+
+
+class _Overtaken(Exception):
+    """Rolls a vote or an expiry back: the workflow left `awaiting_approval` meanwhile."""
+
+    def __init__(self, state: str) -> None:
+        super().__init__(state)
+        self.state = state
 
 
 class Store:
@@ -327,10 +335,23 @@ class Store:
             return int(cursor.lastrowid or 0)
 
     def cast_vote(self, approval_id: int, user_id: str, decision: str, now: float,
-                  reason: str = "") -> VoteResult:
+                  reason: str = "",
+                  moves: Mapping[str, tuple[str, dict[str, Any]]] | None = None) -> VoteResult:
         """Record one person's Approve or Reject, once, and settle the request when it is due:
         one Reject refuses, `required` distinct approvals approve. One transaction, so two
-        approvers clicking together can neither both settle it nor vote twice."""
+        approvers clicking together can neither both settle it nor vote twice.
+
+        `moves` maps a settling decision to the workflow's new state (and fields): the workflow
+        moves from awaiting approval in the same transaction, or, when a cancel or an expiry
+        got there first, nothing is recorded and the vote is `closed`. So the approval, the
+        job and the audit log never tell different stories."""
+        try:
+            return self._cast_vote(approval_id, user_id, decision, now, reason, moves or {})
+        except _Overtaken as overtaken:
+            return VoteResult("closed", overtaken.state)
+
+    def _cast_vote(self, approval_id: int, user_id: str, decision: str, now: float,
+                   reason: str, moves: Mapping[str, tuple[str, dict[str, Any]]]) -> VoteResult:
         with self.database.transaction() as db:
             rows = db.execute("SELECT state, required FROM approvals WHERE id = ?",
                               [approval_id]).fetchall()
@@ -347,10 +368,62 @@ class Store:
                 return VoteResult("duplicate", "pending", approvers)
             if decision == "approved" and len(approvers) < required:
                 return VoteResult("recorded", "pending", approvers)
+            if decision in moves:
+                self._move_awaiting_workflow(db, approval_id, now, *moves[decision])
             db.execute("UPDATE approvals SET state = ?, decided_by = ?, decided_at = ?, "
                        "reason = ? WHERE id = ? AND state = 'pending'",
                        [decision, user_id, now, reason, approval_id])
             return VoteResult(decision, decision, approvers)
+
+    @staticmethod
+    def _move_awaiting_workflow(db: Any, approval_id: int, now: float, new_state: str,
+                                fields: dict[str, Any]) -> None:
+        """Inside a transaction: the approval's workflow leaves `awaiting_approval`, or the
+        transaction is rolled back (`_Overtaken`) with the state it has instead."""
+        assignments, values = _assignments({"state": new_state, "updated_at": now, **fields})
+        workflow_id = "(SELECT workflow_id FROM approvals WHERE id = ?)"
+        cursor = db.execute(
+            f"UPDATE workflows SET {assignments}, version = version + 1 "
+            f"WHERE id = {workflow_id} AND state = 'awaiting_approval'",
+            [*values, approval_id])
+        if cursor.rowcount != 1:
+            row = db.execute(f"SELECT state FROM workflows WHERE id = {workflow_id}",
+                             [approval_id]).fetchone()
+            raise _Overtaken(row[0] if row else "missing")
+
+    def expire_approval(self, approval_id: int, now: float) -> bool:
+        """The request and its job expire together, or neither (a decision or a cancel got
+        there first)."""
+        try:
+            with self.database.transaction() as db:
+                cursor = db.execute(
+                    "UPDATE approvals SET state = 'expired', decided_at = ? "
+                    "WHERE id = ? AND state = 'pending'", [now, approval_id])
+                if cursor.rowcount != 1:
+                    return False
+                self._move_awaiting_workflow(db, approval_id, now, "expired",
+                                             {"outcome": "expired"})
+                return True
+        except _Overtaken:
+            return False
+
+    def cancel_workflow(self, workflow_id: int, expected: Iterable[str], now: float,
+                        by: str) -> bool:
+        """Cancel the job and close its pending request in one transaction: a vote or an
+        expiry sees either both or neither."""
+        wanted = list(expected)
+        marks = ", ".join("?" for _ in wanted)
+        with self.database.transaction() as db:
+            cursor = db.execute(
+                f"UPDATE workflows SET state = 'cancelled', outcome = 'cancelled', "
+                f"updated_at = ?, version = version + 1 WHERE id = ? AND state IN ({marks})",
+                [now, workflow_id, *wanted])
+            if cursor.rowcount != 1:
+                return False
+            db.execute("UPDATE approvals SET state = 'cancelled', decided_by = ?, "
+                       "decided_at = ? WHERE workflow_id = ? AND state = 'pending'",
+                       [by, now, workflow_id])
+            return True
 
     def votes(self, approval_id: int) -> list[VoteRecord]:
         rows = self.database.query(
