@@ -638,7 +638,8 @@ def _retry_reason(status: int) -> str:
 
 
 def _never_sent(exc: httpx.TransportError) -> bool:
-    return isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
+    # No connection was made (refused, timed out connecting, or none free in the pool).
+    return isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout)
 
 
 def _retry_after(response: httpx.Response) -> float | None:

@@ -135,7 +135,8 @@ def test_a_delete_answered_500_counts_until_the_backend_shows_it_did_nothing() -
     assert len(seen) == 2 and fake.sleeps == []
 
 
-@pytest.mark.parametrize("first", [httpx.ConnectError("refused"), httpx.Response(429)])
+@pytest.mark.parametrize("first", [httpx.ConnectError("refused"), httpx.PoolTimeout("busy"),
+                                   httpx.Response(429)])
 def test_a_delete_the_server_never_executed_does_not_use_up_the_hour(first) -> None:
     fake = FakeTime()
     handler, seen = sequence(first, httpx.Response(204))
