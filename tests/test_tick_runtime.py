@@ -25,6 +25,29 @@ from commands.states import Step, WorkflowState
 SKIPPED = ("maximum number of running instances", "was missed by", "skipped")
 
 
+class Lines(logging.Handler):
+    """Every line one logger writes, held on that logger itself: whatever another test did to
+    the root logger's handlers meanwhile, these are seen."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(logging.INFO)
+        self.logger = logging.getLogger(name)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+    def __enter__(self) -> Lines:
+        self._level = self.logger.level
+        self.logger.setLevel(logging.INFO)
+        self.logger.addHandler(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.logger.removeHandler(self)
+        self.logger.setLevel(self._level)
+
+
 def wait_for(condition: Callable[[], bool], limit: float = 60.0) -> None:
     """Poll until `condition` holds (a bound against hanging, not a timing assertion)."""
     done = threading.Event()
@@ -50,22 +73,21 @@ def state(harness: CoreHarness, workflow_id: int) -> str:
     return workflow.state
 
 
-def test_a_whole_renewal_at_tick_1s_skips_no_scheduler_run(live, caplog) -> None:
+def test_a_whole_renewal_at_tick_1s_skips_no_scheduler_run(live) -> None:
     harness, sleeper = live
-    caplog.set_level(logging.INFO)
     ticks_before = metrics.METRICS.value("sigfox_bot_workflow_tick_seconds_count") or 0.0
     workflow_id = approved_renewal(harness, THROTTLED)
-    scheduler = start_scheduler(harness.core, tick=timedelta(seconds=1))
-    try:
-        wait_for(lambda: step_of(harness, workflow_id).state == Step.AWAITING_UPLINK)
-        harness.simulator.uplink(THROTTLED)
-        harness.core.note_uplink(THROTTLED)  # as the DATA callback does: the tick takes it
-        wait_for(lambda: state(harness, workflow_id) == WorkflowState.DONE)
-    finally:
-        scheduler.shutdown(wait=True)
-    skipped = [r.getMessage() for r in caplog.records
-               if any(word in r.getMessage() for word in SKIPPED)]
-    assert skipped == []
+    with Lines("apscheduler") as apscheduler:
+        scheduler = start_scheduler(harness.core, tick=timedelta(seconds=1))
+        try:
+            wait_for(lambda: step_of(harness, workflow_id).state == Step.AWAITING_UPLINK)
+            harness.simulator.uplink(THROTTLED)
+            harness.core.note_uplink(THROTTLED)  # as the DATA callback does: the tick takes it
+            wait_for(lambda: state(harness, workflow_id) == WorkflowState.DONE)
+        finally:
+            scheduler.shutdown(wait=True)
+    assert apscheduler.messages, "APScheduler's own lines are seen (it logs each run)"
+    assert [m for m in apscheduler.messages if any(word in m for word in SKIPPED)] == []
     assert sleeper.calls == []
     ticks = metrics.METRICS.value("sigfox_bot_workflow_tick_seconds_count") or 0.0
     assert ticks - ticks_before >= 2
@@ -73,10 +95,8 @@ def test_a_whole_renewal_at_tick_1s_skips_no_scheduler_run(live, caplog) -> None
     assert b"sigfox_bot_workflow_tick_seconds_bucket" in exposition
 
 
-def test_a_tick_longer_than_its_interval_says_so_once_with_its_slowest_step(live,
-                                                                            caplog) -> None:
+def test_a_tick_longer_than_its_interval_says_so_once_with_its_slowest_step(live) -> None:
     harness, _ = live
-    caplog.set_level(logging.INFO)
     # Sigfox takes half a second to answer this DELETE; the tick's interval is a tenth of that.
     harness.simulator.fault(f"/v2/devices/{THROTTLED}", method="DELETE", delay=0.5)
     slow = approved_renewal(harness, THROTTLED)
@@ -84,18 +104,19 @@ def test_a_tick_longer_than_its_interval_says_so_once_with_its_slowest_step(live
     observed: list[float] = []
     scheduler = BackgroundScheduler(timezone="UTC")
     WorkflowTicker(harness.core, 0.1, observe=observed.append).add_to(scheduler)
-    scheduler.start()
-    try:
-        wait_for(lambda: all(step_of(harness, w).state == Step.AWAITING_UPLINK
-                             for w in (slow, other)))
-    finally:
-        scheduler.shutdown(wait=True)
-    overruns = [r.getMessage() for r in caplog.records if "more than its" in r.getMessage()]
+    with Lines("commands.runtime") as runtime, Lines("apscheduler") as apscheduler:
+        scheduler.start()
+        try:
+            wait_for(lambda: all(step_of(harness, w).state == Step.AWAITING_UPLINK
+                                 for w in (slow, other)))
+        finally:
+            scheduler.shutdown(wait=True)
+    overruns = [m for m in runtime.messages if "more than its" in m]
     assert len(overruns) == 1, overruns
     assert f"slowest step J-{slow:04d} {THROTTLED}" in overruns[0] or (
         f"{THROTTLED} (" in overruns[0]), overruns[0]
     assert "workflow tick took" in overruns[0] and "firing(s) found it running" in overruns[0]
-    assert [r for r in caplog.records if any(w in r.getMessage() for w in SKIPPED)] == []
+    assert [m for m in apscheduler.messages if any(w in m for w in SKIPPED)] == []
     assert observed and max(observed) > 0.1  # measured, the slow one among them
 
 
