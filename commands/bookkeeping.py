@@ -65,7 +65,9 @@ class WorkflowBookkeeping:
         if self.store.cas_device(workflow.id, device_id, step.state, Step.FAILED.value,
                                  self.clock.now(), last_error=text,
                                  data={**step.data, "failed_at": at}):
-            deleted = step.state not in (Step.PENDING.value,)
+            # Only a renewal that deletes has a PAC worth showing (not a restart or transfer).
+            deleting = workflow.params.get("method", "delete") == "delete"
+            deleted = step.state not in (Step.PENDING.value,) and deleting
             self._tell(workflow, ProgressKind.FAILED, f"Failed at {at}: {text}",
                        device_id=device_id, step=at, pac_recorded=deleted and workflow.kind in (
                            Kind.RENEW, Kind.DELETE))

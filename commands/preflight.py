@@ -97,15 +97,14 @@ def require_contract_usable(contract: ContractInfo, now: float) -> None:
     if reason:
         raise Refusal(
             f"{reason[0].upper()}{reason[1:]}: a renewed device could not take a token. "
-            f"{_instead(contract)}"
+            f"{INSTEAD_OF_AN_EMPTY_CONTRACT}"
         )
 
 
-def _instead(contract: ContractInfo) -> str:
-    return (
-        "Ask Sigfox (or your reseller) to extend or refill the contract, or renew onto a "
-        "device type on another contract with `renew <id> to <device-type>`."
-    )
+INSTEAD_OF_AN_EMPTY_CONTRACT = (
+    "Ask Sigfox (or your reseller) to extend or refill the contract, or renew onto a device type "
+    "on another contract with `renew <id> to <device-type>`."
+)
 
 
 def contract_ids_of(device_type: DeviceType) -> list[str]:
