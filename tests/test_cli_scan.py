@@ -39,10 +39,13 @@ def fleet(make_simulator) -> SimulatorServer:
     contract = world.add_contract("Gold", order_id="o1", order_name="Order 1", max_tokens=100)
     meter = world.add_device_type("Gas meter", contract.id)
     now = world.now_ms()
-    world.add_device("A00001", device_type_id=meter.id, token="ok", token_end_ms=now + 3 * DAY_MS)
-    world.add_device("A00002", device_type_id=meter.id, token="ok", token_end_ms=now + 20 * DAY_MS)
+    world.add_device("A00001", device_type_id=meter.id, token="ok", automatic_renewal=False,
+                     token_end_ms=now + 3 * DAY_MS)
+    world.add_device("A00002", device_type_id=meter.id, token="ok", automatic_renewal=False,
+                     token_end_ms=now + 20 * DAY_MS)
     world.add_device("A00003", device_type_id=meter.id, token="off_contract")
-    world.add_device("A00004", device_type_id=meter.id, token="ok", token_end_ms=now + 400 * DAY_MS)
+    world.add_device("A00004", device_type_id=meter.id, token="ok", automatic_renewal=False,
+                     token_end_ms=now + 400 * DAY_MS)
     return simulator
 
 
@@ -97,7 +100,7 @@ def test_nothing_critical_exits_0(make_simulator) -> None:
     world = simulator.world
     contract = world.add_contract("Gold", order_id="o1", order_name="Order 1", max_tokens=10)
     kind = world.add_device_type("Door sensor", contract.id)
-    world.add_device("B00001", device_type_id=kind.id, token="ok",
+    world.add_device("B00001", device_type_id=kind.id, token="ok", automatic_renewal=False,
                      token_end_ms=world.now_ms() + 20 * DAY_MS)
     result = scan(simulator, "--json")
     assert result.exit_code == 0, result.output

@@ -110,7 +110,7 @@ def test_no_file_gives_defaults_where_nobody_may_approve(
     assert (config.alerts.warn_days, config.alerts.critical_days) == (30, 7)
     assert config.alerts.digest_time == time(9, 0)
     assert config.timing.tick == timedelta(seconds=30)
-    assert config.timing.release_timeout == timedelta(hours=2)
+    assert config.timing.release_timeout == timedelta(hours=24)  # holds of hours are seen
     assert config.timing.first_message_poll == timedelta(minutes=5)
 
 
