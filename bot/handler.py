@@ -351,6 +351,7 @@ def job_lines(core: Core, active_only: bool = True) -> list[blocks.JobLineView]:
 
 
 EXPIRING_SHOWN = 5  # devices named; the rest is one `csv` away
+RENEWS = ":recycle:"  # marks a token that renews automatically
 
 
 def expiring_message(summary: Any, days: int | None = None) -> Message:
@@ -366,12 +367,12 @@ def expiring_message(summary: Any, days: int | None = None) -> Message:
         return blocks.text_message(head)
     chart = blocks.week_chart([(w.label, w.count) for w in summary.weeks])
     soonest = [f"• {human.device(d.device_id, d.name, d.device_type, code=True)}: "
-               f"{human.day_and_relative(d.token_end, summary.tz, summary.now)}"
-               + (" (renews automatically)" if d.renews else "")
+               f"{human.day(d.token_end, summary.tz)}" + (f" {RENEWS}" if d.renews else "")
                for d in summary.devices]
     if summary.renewing:
-        head += (f"\n{human.plural(summary.renewing, 'token')} of these renew automatically "
-                 "(device, device type and contract allow it): listed, not warnings.")
+        # Device, device type and contract all allow it: these need nobody, so no warning.
+        head += (f"\n{RENEWS} {human.plural(summary.renewing, 'renews', 'renew')} "
+                 "automatically, so no warning")
     more = human.and_more(summary.total, len(summary.devices), f"`/sigfox expiring {days} csv`")
     lines = [head, chart, "*Soonest*", *soonest] + ([more] if more else [])
     return blocks.text_message("\n".join(lines))

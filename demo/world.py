@@ -20,8 +20,10 @@ import logging
 import secrets
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -72,6 +74,31 @@ approval_reminder = "4h"
 TICK_SECONDS = 0.05  # real seconds between scheduler ticks
 STEP_SECONDS = 60.0  # virtual seconds per fast-forward step: every minute gets a tick
 SETTLE_SECONDS = 0.3  # real quiet time after which the bot is taken to have answered
+
+
+class TrackedExecutor(ThreadPoolExecutor):
+    """Runs Bolt's lazy listeners and knows whether any is queued or running, so the demo waits
+    for the bot's answer instead of guessing from a quiet moment alone."""
+
+    def __init__(self) -> None:
+        super().__init__(max_workers=4, thread_name_prefix="demo-listener")
+        self._pending = 0
+        self._count_lock = threading.Lock()
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        with self._count_lock:
+            self._pending += 1
+        future = super().submit(fn, *args, **kwargs)
+        future.add_done_callback(self._done)
+        return future
+
+    def _done(self, _: Future[Any]) -> None:
+        with self._count_lock:
+            self._pending -= 1
+
+    @property
+    def busy(self) -> bool:
+        return self._pending > 0
 
 
 @dataclass(frozen=True)
@@ -138,9 +165,12 @@ class DemoWorld:
         api = SigfoxClient(self.simulator.base_url, self.simulator.login,
                            self.simulator.password, rate_limits=False, timeout=10.0)
         self._stoppers.append(api.close)
+        self.listeners = TrackedExecutor()
+        self._stoppers.append(lambda: self.listeners.shutdown(wait=True))
         services = assemble(api=api, database=open_database(self._db_path()),
                             client=make_web_client(self.slack.token, self.slack.api_url),
-                            config=self.config, clock=self.simulator.clock, post_interval=0.0)
+                            config=self.config, clock=self.simulator.clock, post_interval=0.0,
+                            listener_executor=self.listeners)
         self.core, self.alerts, self.app = services.core, services.alerts, services.bolt_app
         # The demo ticks every 50 ms, so a tick still running when the next is due is normal
         # here: APScheduler's "skipped: maximum number of running instances" is not news.
@@ -194,6 +224,10 @@ class DemoWorld:
         """Wait until the bot has stopped talking to Slack (its listeners run in threads)."""
         deadline = time.monotonic() + timeout
         time.sleep(SETTLE_SECONDS / 2)
+        # First every listener still running (on a busy machine one may not have started yet
+        # when Slack has been quiet for a while), then a quiet moment for what they posted.
+        while self.listeners.busy and time.monotonic() < deadline:
+            time.sleep(0.02)
         while self.slack.quiet_for() < SETTLE_SECONDS and time.monotonic() < deadline:
             time.sleep(0.05)
 

@@ -21,6 +21,8 @@ from demo.svg import GLYPHS, excerpt, plain_glyphs
 from demo.tour import pick_expired_device, pick_tokenless_device, run_tour
 
 FAST = DemoSettings(devices=120, seed=7, speed=100_000.0)
+# The tour as `sigfox-bot demo` plays it (its default fleet), on a faster clock.
+TOUR = DemoSettings(devices=300, seed=7, speed=100_000.0)
 # The tour's steps, in order, as a person reads them in the transcript.
 TOUR_STEPS = [
     r"#fleet-alerts\n.*\n\s+Sigfox fleet alerts: \d+ open",     # the scan's digest
@@ -64,7 +66,7 @@ class Tour:
 def tour() -> Tour:
     out = io.StringIO()
     stops: list[str] = []
-    with DemoWorld(FAST, out) as world:
+    with DemoWorld(TOUR, out) as world:
         restartable, tokenless = pick_expired_device(world), pick_tokenless_device(world)
         status = run_tour(world, stops.append)
         pacs = all_pacs(world)
@@ -241,12 +243,9 @@ def test_interactive_scans_at_start_and_opens_overflow_menus_by_their_option() -
     with DemoWorld(FAST, io.StringIO()) as world:
         assert world.alerts.scan(started_by="schedule").ok
         world.settle()
-        # A device of the digest's "Most urgent" menus (the thread's lines have buttons too).
-        options = [o["value"] for m in world.slack.messages.values() for block in m.blocks
-                   if (block.get("accessory") or {}).get("type") == "overflow"
-                   for o in block["accessory"]["options"] if o["value"].startswith("details|")]
-        assert options
-        device = options[0].split("|")[1]
+        device = world.alerts.list_alerts_and_snoozes().top[0].device_id  # in the digest
+        found = world.slack.find_button(f"Details {device}")
+        assert found is not None and found[1]["type"] == "overflow"
     keys = f"Details {device}\n/sigfox expiring\n/quit\n"
     result = CliRunner().invoke(
         main, ["demo", "-i", "--devices", "120", "--speed", "100000"], input=keys)
