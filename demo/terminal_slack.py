@@ -52,6 +52,7 @@ TEAM_ID = "T0DEMO0001"
 TEAM_NAME = "Acme IoT Ops (demo)"
 BOT_USER_ID = "U0SIGFOXBOT"
 BOT_ID = "B0SIGFOXBOT"
+APP_ID = "A0SIGFOXBOT"  # the app the demo's requests name (demo/world.py)
 BOT_NAME = "sigfox-bot"
 INDENT = "  "
 BODY = " " * 9
@@ -294,6 +295,7 @@ class TerminalSlack:
     def _handlers(self) -> dict[str, Callable[[dict[str, Any]], dict[str, Any]]]:
         return {
             "auth.test": self._auth_test,
+            "bots.info": self._bots_info,
             "chat.postMessage": self._post_message,
             "chat.update": self._update,
             "chat.postEphemeral": self._post_ephemeral,
@@ -316,6 +318,10 @@ class TerminalSlack:
         return {"url": "https://acme-iot-demo.slack.com/", "team": TEAM_NAME, "user": BOT_NAME,
                 "team_id": TEAM_ID, "user_id": BOT_USER_ID, "bot_id": BOT_ID,
                 "is_enterprise_install": False}
+
+    def _bots_info(self, _: dict[str, Any]) -> dict[str, Any]:
+        return {"bot": {"id": BOT_ID, "deleted": False, "name": BOT_NAME, "app_id": APP_ID,
+                        "user_id": BOT_USER_ID}}
 
     def _post_message(self, p: dict[str, Any]) -> dict[str, Any]:
         channel = self._channel(p)

@@ -34,7 +34,7 @@ from slack_bolt import App, BoltRequest
 from slack_sdk.signature import SignatureVerifier
 
 from commands.config import BotConfig, parse_config
-from demo.terminal_slack import TEAM_ID, Person, Posted, TerminalSlack
+from demo.terminal_slack import APP_ID, TEAM_ID, Person, Posted, TerminalSlack
 from sigfox.simulator import SimulatorServer
 
 if TYPE_CHECKING:
@@ -245,7 +245,7 @@ class DemoWorld:
             "token": "demo", "team_id": TEAM_ID, "team_domain": "acme-iot-demo",
             "channel_id": channel, "channel_name": CHANNELS.get(channel, channel),
             "user_id": user.user_id, "user_name": user.name, "command": "/sigfox",
-            "text": text, "api_app_id": "A0SIGFOXBOT", "trigger_id": trigger,
+            "text": text, "api_app_id": APP_ID, "trigger_id": trigger,
             "response_url": self.slack.response_url(channel, user.user_id),
         }
         self._dispatch(urlencode(form), user, channel)
@@ -280,7 +280,7 @@ class DemoWorld:
             else:
                 state = {"type": element.get("type"), "value": answer}
             values[block["block_id"]] = {element.get("action_id"): state}
-        payload = {"type": "view_submission", "api_app_id": "A0SIGFOXBOT", "token": "demo",
+        payload = {"type": "view_submission", "api_app_id": APP_ID, "token": "demo",
                    "team": {"id": TEAM_ID, "domain": "acme-iot-demo"},
                    "user": {"id": user.user_id, "username": user.name, "name": user.name,
                             "team_id": TEAM_ID},
@@ -343,7 +343,7 @@ def _action_payload(user: Person, message: Posted, button: dict[str, Any],
     if message.thread_ts:
         container["thread_ts"] = message.thread_ts
     return {
-        "type": "block_actions", "api_app_id": "A0SIGFOXBOT", "token": "demo",
+        "type": "block_actions", "api_app_id": APP_ID, "token": "demo",
         "team": {"id": TEAM_ID, "domain": "acme-iot-demo"},
         "user": {"id": user.user_id, "username": user.name, "name": user.name,
                  "team_id": TEAM_ID},

@@ -192,7 +192,9 @@ def test_a_reject_form_answers_its_errors_in_the_acknowledgement(bot: SocketBot)
     socket.wait_ack(bot.command(f"renew {bot.fleet.no_token}", REQUESTER.user_id))
     [workflow] = eventually(lambda: core.store.list_workflows(), "the job")
     approval = eventually(lambda: core.store.approval_for(workflow.id), "the request")
-    click = block_actions_payload(blocks.REJECT, str(approval.id), user_id=APPROVER.user_id)
+    posted = eventually(lambda: core.store.get_approval(approval.id).message_ref, "its message")
+    click = block_actions_payload(blocks.REJECT, str(approval.id), user_id=APPROVER.user_id,
+                                  channel_id=posted["channel"], message_ts=posted["ts"])
     socket.wait_ack(socket.push("interactive", click), timeout=ACK_LIMIT)
     [form] = eventually(lambda: standin.modals_opened(), "the reject form")
 

@@ -7,6 +7,7 @@ Double clicks are two distinct clicks that the core's compare-and-set turns into
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
 from slack_bolt import App, Respond
@@ -15,6 +16,7 @@ from slack_sdk import WebClient
 from bot import blocks
 from bot.handler import Reply
 from bot.listeners.app_home import publish_home
+from bot.listeners.binding import container_of, off_its_channel, off_its_message
 from bot.listeners.replies import (
     acknowledge,
     action_value,
@@ -27,6 +29,8 @@ from storage.records import job_label
 
 if TYPE_CHECKING:
     from bot.service import Services
+
+log = logging.getLogger(__name__)
 
 
 def register(app: App, services: Services, forms: ReasonForms) -> None:
@@ -53,6 +57,8 @@ class JobButtons:
         if not value.isdigit():
             self._tell_clicker(body, client, respond, "This button is not an approval request.")
             return
+        if self._not_on_its_message(body, client, respond, int(value)):
+            return
         refusal = self.forms.open_reject(body, client, int(value))
         if refusal:
             self._tell_clicker(body, client, respond, refusal)
@@ -66,12 +72,27 @@ class JobButtons:
             self._tell_clicker(body, client, respond, "This button is not an approval request.")
             return
         approval_id = int(value)
+        if self._not_on_its_message(body, client, respond, approval_id):
+            return
         outcome = self.services.core.decide(approval_id, clicker, approve)
         if not outcome.ok:
             self._tell_clicker(body, client, respond, outcome.message)
             self._redraw_if_settled(approval_id)
         elif from_home(body):
             publish_home(self.services, client, clicker, notice=outcome.message)
+
+    def _not_on_its_message(self, body: dict[str, Any], client: WebClient, respond: Respond,
+                            approval_id: int) -> bool:
+        """A click on an approval's button must come from that approval's own message (or a
+        reminder in a DM, or App Home): refused privately otherwise, nothing decided."""
+        approval = self.services.core.store.get_approval(approval_id)
+        if approval is None or not off_its_message(body, approval.message_ref or {}):
+            return False
+        log.warning("click on approval %s outside its message (%s) refused", approval_id,
+                    container_of(body))
+        self._tell_clicker(body, client, respond, "This button does not belong to this message: "
+                           "decide on the request's own message, or from the bot's Home tab.")
+        return True
 
     def _redraw_if_settled(self, approval_id: int) -> None:
         """An already decided or expired request still showing buttons: show the decision."""
@@ -100,6 +121,13 @@ class JobButtons:
         clicker = self.services.groups.actor(body["user"]["id"])
         if not value.isdigit():
             self._tell_clicker(body, client, respond, "This button names no job.")
+            return
+        workflow = self.services.core.store.get_workflow(int(value))
+        if workflow is not None and off_its_channel(body, workflow.channel):
+            log.warning("cancel of %s clicked outside its channel refused", workflow.label)
+            self._tell_clicker(body, client, respond, "This button does not belong to this "
+                               f"channel: cancel {workflow.label} from its own thread, or with "
+                               f"`/sigfox cancel {workflow.label}`.")
             return
         outcome = self.services.core.cancel(int(value), clicker)
         if not outcome.ok:

@@ -795,6 +795,7 @@ class SlackApiStandIn:
     def _handlers(self) -> dict[str, _Handler]:
         return {
             "auth.test": self._auth_test,
+            "bots.info": self._bots_info,
             "apps.connections.open": self._connections_open,
             "chat.postMessage": self._post_message,
             "chat.update": self._update,
@@ -822,6 +823,12 @@ class SlackApiStandIn:
             "bot_id": self.bot_id,
             "is_enterprise_install": False,
         }
+
+    def _bots_info(self, p: dict[str, Any]) -> dict[str, Any]:
+        if p.get("bot") != self.bot_id:
+            raise SlackError("bot_not_found")
+        return {"bot": {"id": self.bot_id, "deleted": False, "name": "sigfox-bot",
+                        "app_id": API_APP_ID, "user_id": self.bot_user_id}}
 
     def _connections_open(self, _: dict[str, Any]) -> dict[str, Any]:
         return {"url": self.socket.issue_url(self.root)}
