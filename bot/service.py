@@ -26,6 +26,7 @@ from bot.app import create_bolt_app, register_metrics
 from bot.groups import DEFAULT_TTL as DEFAULT_GROUP_TTL
 from bot.groups import GroupResolver
 from bot.listeners import register_listeners
+from bot.listeners.lanes import ReadLane
 from bot.notifier import DEFAULT_POST_INTERVAL, SlackNotifier
 from bot.readiness import (
     DependencyLog,
@@ -76,6 +77,8 @@ class Services:
     uplink_workers: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(max_workers=2, thread_name_prefix="uplink")
     )
+    # Commands that read Sigfox wait here, not on Bolt's workers (bot/listeners/lanes.py).
+    read_lane: ReadLane = field(default_factory=ReadLane)
     # /readyz: named checks, filled by `add_readiness_checks` (others may add theirs).
     readiness: Readiness = field(default_factory=Readiness)
     scheduler: Any = None
@@ -152,6 +155,7 @@ def assemble(
     group_ttl: float = DEFAULT_GROUP_TTL,
     listener_executor: Executor | None = None,
     progress_lane: bool = False,
+    read_executor: Executor | None = None,
 ) -> Services:
     """The running bot from its parts: the one wiring `serve`, the demo and the tests share.
 
@@ -175,7 +179,8 @@ def assemble(
                 config=config, on_renewed=alerts.resolve_for_device)
     groups = GroupResolver(client, config, ttl=group_ttl)
     bolt_app = create_bolt_app(client, listener_executor=listener_executor)
-    services = Services(core, client, bolt_app, notifier, groups, config, alerts, env or {})
+    services = Services(core, client, bolt_app, notifier, groups, config, alerts, env or {},
+                        read_lane=ReadLane(read_executor))
     register_listeners(bolt_app, services)
     return services
 

@@ -10,6 +10,7 @@ from slack_sdk import WebClient
 
 from bot import blocks
 from bot.handler import CommandHandler, Reply
+from bot.listeners.lanes import BUSY_TEXT, queued_text
 from bot.listeners.replies import deliver, first_delivery
 from bot.listeners.views import ReasonForms
 from commands import grammar as g
@@ -18,6 +19,9 @@ if TYPE_CHECKING:
     from bot.service import Services
 
 SLASH_COMMAND = g.SLASH_COMMAND
+# Commands that read Sigfox before answering: they wait in the read lane, not on a worker
+# that a click may need.
+READS = frozenset({"status", "renew", "delete", "transfer", "restart", "unsubscribe"})
 
 
 def register(app: App, services: Services, handler: CommandHandler, forms: ReasonForms) -> None:
@@ -59,7 +63,19 @@ class SlashCommand:
                 deliver(Reply(blocks.text_message(trouble)), client=client, respond=respond,
                         channel=command.get("channel_id", ""), user=command["user_id"])
             return
-        reply = self.handler.handle(command.get("text") or "", actor,
-                                    channel=command.get("channel_id", ""))
-        deliver(reply, client=client, respond=respond, channel=command.get("channel_id", ""),
-                user=command["user_id"])
+        channel, user = command.get("channel_id", ""), command["user_id"]
+
+        def answer() -> None:
+            reply = self.handler.handle(command.get("text") or "", actor, channel=channel)
+            deliver(reply, client=client, respond=respond, channel=channel, user=user)
+
+        parsed = self.handler.parse(command.get("text") or "")
+        if isinstance(parsed, g.CommandError) or g.spec_of(parsed).name not in READS:
+            answer()  # decisions, help, the bot's own records: on this worker, at once
+            return
+        ahead = self.services.read_lane.submit(answer)
+        if ahead is None or ahead > 0:
+            text = BUSY_TEXT if ahead is None else queued_text(
+                ahead, self.services.read_lane.wait_estimate(ahead))
+            deliver(Reply(blocks.text_message(text)), client=client, respond=respond,
+                    channel=channel, user=user)

@@ -48,10 +48,11 @@ APPROVERS_GROUP = "S0APPROVERS"
 class TrackingExecutor(ThreadPoolExecutor):
     """Bolt's lazy listeners run here; `drain()` waits until every one submitted has ended."""
 
-    def __init__(self) -> None:
-        super().__init__(max_workers=8, thread_name_prefix="bolt-test")
+    def __init__(self, workers: int = 8, also: TrackingExecutor | None = None) -> None:
+        super().__init__(max_workers=workers, thread_name_prefix="bolt-test")
         self._futures: list[Future[Any]] = []
         self._guard = threading.Lock()
+        self.also = also  # drained with this one (the read lane's workers)
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
         future = super().submit(fn, *args, **kwargs)
@@ -59,11 +60,17 @@ class TrackingExecutor(ThreadPoolExecutor):
             self._futures.append(future)
         return future
 
+    def pending(self) -> list[Future[Any]]:
+        with self._guard:
+            return [f for f in self._futures if not f.done()]
+
     def drain(self, timeout: float = 10.0) -> None:
         deadline = time.monotonic() + timeout
         while True:
             with self._guard:
                 pending = [f for f in self._futures if not f.done()]
+            if self.also is not None:
+                pending += [f for f in self.also.pending()]
             if not pending:
                 return
             if time.monotonic() > deadline:
@@ -168,13 +175,14 @@ def running_bot(simulator: SimulatorServer, db_path: Path, *, config: BotConfig 
     fleet = build_fleet(simulator)
     with SlackApiStandIn(usergroups={APPROVERS_GROUP: [GROUP_APPROVER_ID]}) as standin:
         clock = ManualClock(simulator.clock.now())
-        executor = TrackingExecutor()
+        reads = TrackingExecutor(workers=2)
+        executor = TrackingExecutor(also=reads)
         # Built as serve builds it: a sleeping client, which `assemble` defers for the workflows.
         api = sigfox_client(simulator, clock=clock.now, waits=WaitMode.SLEEP)
         services = assemble(api=api, database=open_database(db_path),
                             client=make_web_client(standin.token, standin.url),
                             config=config or core_config(), clock=clock, post_interval=0.0,
-                            group_ttl=0.0, listener_executor=executor)
+                            group_ttl=0.0, listener_executor=executor, read_executor=reads)
         core = services.core
         web = create_web_app(services.bolt_app, signing_secret=SIGNING_SECRET,
                              callback_secret=CALLBACK_SECRET,
@@ -183,3 +191,4 @@ def running_bot(simulator: SimulatorServer, db_path: Path, *, config: BotConfig 
             yield BotHarness(server.root, standin, core, clock, simulator, fleet, executor,
                              services.notifier, services.alerts)
         executor.shutdown(wait=True)
+        reads.shutdown(wait=True)
