@@ -246,6 +246,28 @@ def check(as_json: bool, db_path: Path | None) -> None:
 
 
 @main.command()
+@click.argument("destination", type=click.Path(dir_okay=False, path_type=Path))
+@_db_option(help_text="The database to copy (the one `serve` uses).")
+def backup(destination: Path, db_path: Path | None) -> None:
+    """Copy the database to DESTINATION while the bot runs (a consistent online copy).
+
+    The copy holds every recorded PAC: it is created readable by its owner only, and an
+    existing DESTINATION is never overwritten.
+    """
+    from storage.db import DEFAULT_DB_PATH, backup_database
+
+    source = db_path or Path(DEFAULT_DB_PATH)
+    try:
+        size = backup_database(source, destination)
+    except FileNotFoundError as error:
+        raise click.UsageError(f"{error}: give the bot's database with --db FILE "
+                               "(or SIGFOX_BOT_DB).") from None
+    except FileExistsError as error:
+        raise click.UsageError(str(error)) from None
+    click.echo(f"Copied {source} to {destination} ({size:,} bytes, readable by you only).")
+
+
+@main.command()
 @click.option("--interactive", "-i", is_flag=True,
               help="Type the /sigfox commands and click the buttons yourself.")
 @click.option("--devices", type=click.IntRange(20, 20000), default=300, show_default=True,

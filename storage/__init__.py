@@ -1,7 +1,7 @@
 """The bot's database: SQLite through sqlite-utils, and all of the bot's SQL.
 
 - `open_database`, `SafeDatabase`, `DEFAULT_DB_PATH` (db.py): the file, its migrations, one
-  connection shared under a lock;
+  connection shared under a lock; `backup_database`, an owner-only online copy;
 - `Store` (store.py): workflows, their devices, approvals, PAC snapshots, events, the audit log
   and idempotency keys, each state change a compare-and-set;
 - `FleetStore` (fleet.py): the last fleet scan, alert state and snoozes;
@@ -9,7 +9,7 @@
   `EventRecord`, `AuditEntry`, and `job_label` (how people see a workflow id, `J-0042`).
 """
 
-from storage.db import DEFAULT_DB_PATH, SafeDatabase, open_database
+from storage.db import DEFAULT_DB_PATH, SafeDatabase, backup_database, open_database
 from storage.fleet import FleetStore
 from storage.records import (
     ApprovalRecord,
@@ -33,6 +33,7 @@ __all__ = [
     "Snapshot",
     "Store",
     "WorkflowRecord",
+    "backup_database",
     "job_label",
     "open_database",
 ]

@@ -11,7 +11,7 @@ import os
 import sqlite3
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -294,6 +294,25 @@ def _connect(path: str) -> sqlite3.Connection:
             if side.exists():
                 side.chmod(0o600)
     return conn
+
+
+def backup_database(source: str | Path, destination: str | Path) -> int:
+    """Copy the database at `source` to `destination` while the bot may be writing to it.
+
+    SQLite's online backup gives a consistent copy without stopping the bot. The copy holds
+    every recorded PAC, so it is created readable by its owner only, whatever the umask; an
+    existing destination is refused rather than overwritten. Returns the copy's size in bytes.
+    """
+    source_path, copy_path = Path(source), Path(destination)
+    if not source_path.is_file():
+        raise FileNotFoundError(f"no database at {source_path}")
+    if copy_path.exists():
+        raise FileExistsError(f"{copy_path} exists already; name a new file for the copy")
+    _create_private(copy_path)
+    # A plain connection, not open_database(): a backup must never migrate the bot's database.
+    with closing(sqlite3.connect(source_path)) as live, closing(sqlite3.connect(copy_path)) as copy:
+        live.backup(copy)
+    return copy_path.stat().st_size
 
 
 def _create_private(path: Path) -> None:
