@@ -104,3 +104,19 @@ def test_cancel_clicked_in_another_channel_cancels_nothing(bot: BotHarness) -> N
     assert state(bot, workflow_id) == WorkflowState.AWAITING_APPROVAL
     bot.click(blocks.CANCEL, cancel["value"], REQUESTER_ID, message_ts=parent["ts"])
     assert state(bot, workflow_id) == WorkflowState.CANCELLED
+
+
+def test_without_the_app_id_the_workspace_is_still_checked(make_simulator, tmp_path: Path,
+                                                          caplog: pytest.LogCaptureFixture
+                                                          ) -> None:
+    # An app installed from a manifest without users:read: bots.info is refused.
+    simulator = make_simulator(devices=0, rate_limits=False, delete_hold=1800, job_delay=0.0)
+    with running_bot(simulator, tmp_path / "bot.db") as bot:
+        bot.standin.fail("bots.info", "missing_scope", times=100)
+        bot.post(slash_command_body(f"renew {bot.fleet.off_contract} by delete",
+                                    user_id=REQUESTER_ID, team_id="T0OTHERWS"))
+        bot.executor.drain()
+        assert bot.core.store.list_workflows() == []
+        bot.command(f"renew {bot.fleet.off_contract} by delete")
+        assert len(bot.core.store.list_workflows()) == 1
+    assert any("users:read" in r.getMessage() for r in caplog.records)

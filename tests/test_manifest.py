@@ -17,7 +17,7 @@ from support.specs import SLACK_MANIFEST_SCHEMA, require
 REPO_ROOT = Path(__file__).resolve().parents[1]
 MANIFEST = REPO_ROOT / "app.yaml"
 SCHEMA = SLACK_MANIFEST_SCHEMA
-BOT_SCOPES = {"chat:write", "commands", "usergroups:read", "files:write"}
+BOT_SCOPES = {"chat:write", "commands", "usergroups:read", "files:write", "users:read"}
 
 
 @pytest.fixture(scope="module")
@@ -113,9 +113,10 @@ SCOPES_OF_CALLS: dict[str, set[str]] = {
     "usergroups_users_list": {"usergroups:read"},
     "files_upload_v2": {"files:write"},  # files.getUploadURLExternal + completeUploadExternal
     "auth_test": set(),
+    "bots_info": {"users:read"},
 }
-_CALL = re.compile(r"\.((?:chat|views|usergroups|files|auth|conversations|users|reactions|pins|"
-                   r"bookmarks|team|apps|dnd|emoji|reminders|search|stars)_[A-Za-z0-9_]+)\(")
+_CALL = re.compile(r"\.((?:chat|views|usergroups|files|auth|bots|conversations|users|reactions|"
+                   r"pins|bookmarks|team|apps|dnd|emoji|reminders|search|stars)_[A-Za-z0-9_]+)\(")
 
 
 def web_api_calls() -> set[str]:
