@@ -284,17 +284,8 @@ class DeviceSteps(WriteAhead):
         if step.state == Step.CHECKING_CALLBACKS:
             self._check_callbacks(workflow, step)
             return
-        target = workflow.params["device_type_id"]
-
-        def arrived(device: Device | None) -> bool:
-            return device is not None and type_id_of(device) == target
-
-        def submit(device_ids: list[str]) -> str:
-            return self.api.bulk_transfer(target, device_ids)
-
-        self._bulk_step(workflow, step, JobKind.TRANSFER, submit, arrived,
-                        f"Transferred to {workflow.params.get('device_type_name')}; waiting for "
-                        "its first message to take a token.", then=Step.AWAITING_UPLINK)
+        self._transfer(workflow, step, f"Transferred to {workflow.params.get('device_type_name')}; "
+                       "waiting for its first message to take a token.", then=Step.AWAITING_UPLINK)
 
     def _renew_by_automatic_renewal(self, workflow: WorkflowRecord, step: DeviceStep) -> None:
         """Switch on the device's automatic renewal (a PUT, nothing deleted), then check it."""
@@ -373,6 +364,14 @@ class DeviceSteps(WriteAhead):
         if step.state == Step.CHECKING_CALLBACKS:
             self._check_callbacks(workflow, step)
             return
+        # A new device type may send its messages elsewhere: check callbacks, as a renewal does.
+        self._transfer(workflow, step, f"Transferred to {workflow.params.get('device_type_name')}.",
+                       then=Step.CHECKING_CALLBACKS,
+                       details={"device_type_id": workflow.params["device_type_id"]})
+
+    def _transfer(self, workflow: WorkflowRecord, step: DeviceStep, done_text: str, *,
+                  then: Step, details: dict[str, Any] | None = None) -> None:
+        """The bulk transfer to the workflow's device type, shared by transfer and renewal."""
         target = workflow.params["device_type_id"]
 
         def arrived(device: Device | None) -> bool:
@@ -381,10 +380,8 @@ class DeviceSteps(WriteAhead):
         def submit(device_ids: list[str]) -> str:
             return self.api.bulk_transfer(target, device_ids)
 
-        # A new device type may send its messages elsewhere: check callbacks, as a renewal does.
-        self._bulk_step(workflow, step, JobKind.TRANSFER, submit, arrived,
-                        f"Transferred to {workflow.params.get('device_type_name')}.",
-                        then=Step.CHECKING_CALLBACKS, details={"device_type_id": target})
+        self._bulk_step(workflow, step, JobKind.TRANSFER, submit, arrived, done_text, then=then,
+                        details=details)
 
     def _step_restart(self, workflow: WorkflowRecord, step: DeviceStep) -> None:
         def back(device: Device | None) -> bool:
