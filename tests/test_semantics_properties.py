@@ -148,7 +148,8 @@ def test_the_generator_meets_both_shapes_of_the_optional_fields() -> None:
     """Guard for the strategy itself: absent and present fields, both contract fields."""
     seen: set[tuple[bool, bool]] = set()
 
-    @settings(max_examples=80, deadline=None)
+    # Derandomized: a guard on the generator must not depend on this run's luck.
+    @settings(max_examples=300, deadline=None, derandomize=True)
     @given(strategy("deviceType"))
     def collect(payload) -> None:
         seen.add(("contract" in payload, "contracts" in payload))
