@@ -62,6 +62,10 @@ class ServiceError(ValueError):
     """The bot cannot start; the message says in one sentence what to set or fix."""
 
 
+# How long a stopping bot waits for progress lines still queued for Slack.
+CLOSE_SECONDS = 5.0
+
+
 @dataclass
 class Services:
     """Everything the running bot is made of; the demo and tests reuse the pieces."""
@@ -83,6 +87,12 @@ class Services:
     readiness: Readiness = field(default_factory=Readiness)
     scheduler: Any = None
     started_at: float = field(default_factory=time.time)
+
+    def close(self) -> None:
+        """Stop the progress lane's worker once the lines told so far are delivered (at most
+        `CLOSE_SECONDS`), so no thread keeps posting to Slack after the bot stopped."""
+        if isinstance(self.core.notifier, ProgressLane):
+            self.core.notifier.close(timeout=CLOSE_SECONDS)
 
     def actor_for(self, user_id: str) -> Actor:
         """For the alert buttons (`bot.listeners.alert_actions`): the user, groups resolved."""
@@ -299,3 +309,4 @@ def serve(services: Services, *, http: bool, host: str = "127.0.0.1", port: int 
         if handler is not None:
             handler.close()
         scheduler.shutdown(wait=False)
+        services.close()

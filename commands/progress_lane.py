@@ -39,12 +39,13 @@ class ProgressLane:
         """Return once everything told so far has been delivered (or failed to be)."""
         self._queue.join()
 
-    def close(self) -> None:
-        """Deliver what is queued, then stop the worker."""
+    def close(self, timeout: float | None = None) -> None:
+        """Deliver what is queued, then stop the worker; give up waiting after `timeout`
+        seconds (a chat that is down must not hold a shutdown: the lines are in the database)."""
         if self._worker.ident is None:
             return
         self._queue.put(None)
-        self._worker.join()
+        self._worker.join(timeout)
 
     def _deliver(self) -> None:
         while True:

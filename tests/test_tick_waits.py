@@ -15,7 +15,7 @@ import pytest
 from support.core import APPROVER, REQUESTER, CoreHarness, build_fleet, make_core, sigfox_client
 
 from commands.planning import Request
-from commands.ports import ManualClock, Target
+from commands.ports import ManualClock, Progress, ProgressKind, Target
 from commands.progress_lane import ProgressLane
 from commands.states import Kind, Step, WorkflowState
 from storage.db import open_database
@@ -217,3 +217,20 @@ def test_the_tick_never_waits_for_the_chat(make_simulator, tmp_path: Path) -> No
     told = [e.text for e in harness.core.store.events(workflow_id)][-len(chat.delivered):]
     assert chat.delivered == told and len(told) >= 3  # every line, in the order told
     lane.close()
+
+
+def test_closing_the_lane_delivers_what_was_told_and_never_hangs_on_a_chat_that_is_down() -> None:
+    told = Progress(ProgressKind.REQUESTED, 1, "renew", ("C0FFEE",), "Requested.")
+    delivered = HeldNotifier()
+    delivered.release.set()
+    lane = ProgressLane(delivered)
+    lane.notify(told)
+    lane.close(timeout=10)
+    assert delivered.delivered == ["Requested."]  # what was told went out before the stop
+
+    down = HeldNotifier()  # a chat that never takes the line
+    stuck = ProgressLane(down)
+    stuck.notify(told)
+    stuck.close(timeout=0.05)  # returns although the worker still holds the line
+    assert down.delivered == []
+    down.release.set()
