@@ -1,7 +1,9 @@
 """Everything Sigfox: the API v2 client and, in `sigfox.simulator`, a simulated backend.
 
 - `SigfoxClient` (client.py): Basic auth, `paging.next`, pacing to the published limits,
-  back-off on 429, every answer validated into a model;
+  back-off on 429, every answer validated into a model; built on private modules: one paced,
+  retried call (transport.py), list walking (listing.py), bulk job bodies (bulk.py), HTTP
+  answers turned into errors (http_errors.py);
 - the models (models.py): `Device`, `DeviceType`, `ContractInfo`, `Group`, `Callback`,
   `BulkJob`, the requests `DeviceCreate` and `CallbackCreate`, the enums `TokenState` and
   `JobKind`, and `normalize_device_id`;

@@ -30,7 +30,7 @@ class SigfoxError(Exception):
 
     `retry_at` (seconds since the Unix epoch) is set when the client knows when the call may be
     made again: a rate-limit slot, a back-off after a 429, a 5xx or a timeout. A client that
-    defers (see `sigfox.client.WaitMode`) raises instead of sleeping, and the caller records
+    defers (see `sigfox.transport.WaitMode`) raises instead of sleeping, and the caller records
     that date as its next run; `waiting_for` names what it waits for, for people.
     """
 

@@ -12,7 +12,7 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from sigfox.client import SigfoxClient, full_jitter_delay
+from sigfox.client import SigfoxClient
 from sigfox.errors import (
     SigfoxBadRequest,
     SigfoxConfigError,
@@ -36,7 +36,7 @@ from sigfox.models import (
     JobKind,
     TokenState,
 )
-from sigfox.pacing import Pacer, SlidingWindow
+from sigfox.pacing import Pacer, SlidingWindow, full_jitter_delay
 
 BASE = "https://api.example.test/v2"
 PASSWORD = "s3cr3t-password"
@@ -602,7 +602,8 @@ def test_429s_are_named_as_sigfoxs_rate_limit_with_the_endpoint(
 ) -> None:
     handler, _ = sequence(httpx.Response(429))
     client = make_client(handler, FakeTime(), max_retries=2)
-    with caplog.at_level("INFO", logger="sigfox.client"), pytest.raises(SigfoxRateLimited) as info:
+    with (caplog.at_level("INFO", logger="sigfox.transport"),
+          pytest.raises(SigfoxRateLimited) as info):
         client.get_device_type("dt")
     retries = [r.getMessage() for r in caplog.records if "retry" in r.getMessage()]
     assert len(retries) == 2
