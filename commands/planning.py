@@ -21,7 +21,7 @@ from commands.preflight import (
     day,
     require_activable,
     require_deletable,
-    require_device,
+    require_devices,
     require_pac,
     require_tokens_available,
     resolve_device_type,
@@ -29,6 +29,7 @@ from commands.preflight import (
     transfer_impact,
 )
 from commands.states import Kind
+from sigfox.device_reads import ReadCount
 from sigfox.errors import SigfoxForbidden, SigfoxNotFound
 from sigfox.models import ContractInfo, Device, DeviceType, TokenState
 
@@ -54,11 +55,14 @@ class Plan:
     restart_advice: tuple[str, ...] = ()
 
 
-def plan_request(api: SigfoxApi, now: float, request: Request) -> Plan:
+def plan_request(api: SigfoxApi, now: float, request: Request,
+                 on_read: ReadCount | None = None) -> Plan:
+    """`on_read(read, wanted)` is told as the devices are read (a big request takes a few
+    answer times; the caller coalesces what it shows)."""
     # A thousand devices of one type share one device type and one contract: read each once
     # per request, not once per device (each read is an answer time, hundreds of ms).
     api = cast(SigfoxApi, _ReadOnce(api))
-    devices = [require_device(api, device_id) for device_id in request.device_ids]
+    devices = require_devices(api, request.device_ids, on_read)
     planners: dict[Kind, Callable[[SigfoxApi, float, Request, list[Device]], Plan]] = {
         Kind.RENEW: _plan_renew,
         Kind.DELETE: _plan_delete,

@@ -6,11 +6,20 @@ here, and the reading taken where openapi.json is ambiguous, are in docs/sigfox-
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from enum import StrEnum
 
 from commands import human
 from commands.ports import SigfoxApi
-from sigfox.models import ContractInfo, Device, DeviceState, DeviceType, TokenState
+from sigfox.device_reads import ReadCount, read_devices
+from sigfox.models import (
+    ContractInfo,
+    Device,
+    DeviceState,
+    DeviceType,
+    TokenState,
+    normalize_device_id,
+)
 
 
 class Refusal(Exception):
@@ -37,14 +46,25 @@ def token_label(device: Device) -> str:
     return names.get(device.token.state, str(device.token.state))
 
 
-def require_device(api: SigfoxApi, device_id: str) -> Device:
-    device = api.find_device(device_id)
-    if device is None:
-        raise Refusal(
-            f"Device {device_id} is not in this Sigfox account: check the id with "
-            f"`/sigfox status {device_id}`, or register it in the Sigfox portal first."
-        )
-    return device
+def require_devices(api: SigfoxApi, device_ids: Sequence[str],
+                    on_read: ReadCount | None = None) -> list[Device]:
+    """Every device, in the order asked, read in pages of 100 (`sigfox.device_reads`); the
+    first one Sigfox does not list is refused."""
+    found = read_devices(api, device_ids, on_read=on_read)
+    devices = []
+    for device_id in device_ids:
+        device = found.get(normalize_device_id(device_id))
+        if device is None:
+            raise _not_in_account(device_id)
+        devices.append(device)
+    return devices
+
+
+def _not_in_account(device_id: str) -> Refusal:
+    return Refusal(
+        f"Device {device_id} is not in this Sigfox account: check the id with "
+        f"`/sigfox status {device_id}`, or register it in the Sigfox portal first."
+    )
 
 
 def is_deletable(device: Device) -> bool:
