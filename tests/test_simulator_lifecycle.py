@@ -15,8 +15,8 @@ import httpx
 import pytest
 
 from sigfox.simulator import SimulatorServer
+from sigfox.simulator.backend import add_months
 from sigfox.simulator.model import Contract, DeviceType
-from sigfox.simulator.world import add_months
 
 DAY = 86_400
 FACTORY_PAC = "00112233445566AA"

@@ -8,15 +8,15 @@ from click.testing import CliRunner
 from bot.cli import main
 from commands.steps import first_message_failure
 from sigfox.models import Device
-from sigfox.simulator import render
-from sigfox.simulator.fleet import build_fleet
-from sigfox.simulator.world import World
+from sigfox.simulator import json_bodies
+from sigfox.simulator.backend import World
+from sigfox.simulator.fleet_generator import build_fleet
 
 
 def shapes_of(seed: int) -> tuple[set[tuple[bool, bool]], bool]:
     world = World(seed=seed)
     build_fleet(world, 40, seed=seed)
-    bodies = [render.device_type(world, t) for t in world.device_types.values()]
+    bodies = [json_bodies.device_type(world, t) for t in world.device_types.values()]
     shapes = {("contract" in b, "contracts" in b) for b in bodies}
     return shapes, world.tokenless_devices_show_contract
 
@@ -36,7 +36,7 @@ def test_seeds_choose_how_device_types_show_their_contracts() -> None:
 def test_the_fleet_has_several_and_detached_contracts_and_used_tokens() -> None:
     world = World(seed=5)
     build_fleet(world, 200, seed=5)
-    bodies = [render.device_type(world, t) for t in world.device_types.values()]
+    bodies = [json_bodies.device_type(world, t) for t in world.device_types.values()]
     assert any(len(b.get("contracts", [])) > 1 for b in bodies) or any(
         len(t.contract_ids) > 1 for t in world.device_types.values())
     assert any(b.get("detachedContracts") for b in bodies)
@@ -51,7 +51,7 @@ def test_contracts_can_close_to_activations_before_they_end_or_not_have_started(
     closed = world.add_contract("Closed", order_id="o", order_name="O",
                                 activation_end_ms=now - 1, end_ms=now + 10**9)
     later = world.add_contract("Later", order_id="o", order_name="O", start_ms=now + 10**9)
-    body = render.contract(world, closed)
+    body = json_bodies.contract(world, closed)
     assert body["activationEndTime"] < body["communicationEndTime"]
     for contract in (closed, later):
         dtype = world.add_device_type(f"On {contract.name}", contract.id)
@@ -66,7 +66,7 @@ def test_a_device_that_is_not_activable_takes_no_token_and_hidden_pacs_are_left_
     dtype = world.add_device_type("T", contract.id)
     device = world.add_device(device_type_id=dtype.id, activable=False)
     world.uplink(device.id)
-    body = render.device(world, device)
+    body = json_bodies.device(world, device)
     assert "token" not in body and body["state"] == 7  # NOT_ACTIVABLE
     assert "pac" not in body
 

@@ -1,7 +1,7 @@
 """A simulated Sigfox backend speaking API v2, for tests and the demo.
 
-- `world.World`: the state and the Sigfox rules (tokens, PACs, deletes, transfers, jobs);
-- `fleet.build_fleet`: a realistic fleet from a seed;
+- `backend.World`: the state and the Sigfox rules (tokens, PACs, deletes, transfers, jobs);
+- `fleet_generator.build_fleet`: a realistic fleet from a seed;
 - `server.SimulatorServer`: the HTTP server in a background thread (tests);
 - `server.run_simulator`: the same in the foreground (`sigfox-bot simulator`).
 
@@ -22,10 +22,10 @@ Behaviour where openapi.json leaves room (each module says more):
 - rate limits (ratelimit.py) and fault matching (control.py) are documented where defined.
 """
 
+from sigfox.simulator.backend import World
 from sigfox.simulator.clock import SimClock
-from sigfox.simulator.fleet import FleetLayout, build_fleet
+from sigfox.simulator.fleet_generator import FleetLayout, build_fleet
 from sigfox.simulator.server import SimulatorApp, SimulatorServer, run_simulator
-from sigfox.simulator.world import World
 
 __all__ = [
     "FleetLayout",

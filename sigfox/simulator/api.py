@@ -25,10 +25,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from sigfox.simulator import render
-from sigfox.simulator.errors import ApiError, field_error
+from sigfox.simulator import json_bodies
+from sigfox.simulator.api_errors import ApiError, field_error
+from sigfox.simulator.backend import HEX_ID, World
 from sigfox.simulator.index import ALL_IDS, IdRange, decode_cursor, encode_cursor
-from sigfox.simulator.world import HEX_ID, World
 
 MAX_OFFSET = 40_000
 MAX_LIMIT = 100
@@ -180,7 +180,7 @@ class Api:
             devices, more = self.world.query_devices(
                 **filters, after=paging.after, offset=paging.offset, limit=paging.limit
             )
-            data = [render.device(self.world, d, fields) for d in devices]
+            data = [json_bodies.device(self.world, d, fields) for d in devices]
         next_url = paging.next_url(request, devices[-1].id) if more and devices else None
         return listing(data, next_url)
 
@@ -193,7 +193,7 @@ class Api:
     async def get_device(self, request: Request) -> Response:
         with self.world.lock:
             device = self.world.device(request.path_params["id"])
-            body = render.device(self.world, device, request.query_params.get("fields", ""))
+            body = json_bodies.device(self.world, device, request.query_params.get("fields", ""))
         return JSONResponse(body)
 
     async def update_device(self, request: Request) -> Response:
@@ -223,7 +223,7 @@ class Api:
             params = dict(request.query_params)
             params["offset"] = str(offset + limit)
             next_url = str(request.url.replace(query=urlencode(params)))
-        return listing([render.message(device, m) for m in page], next_url)
+        return listing([json_bodies.message(device, m) for m in page], next_url)
 
     # ------------------------------------------------------------------ bulk jobs
 
@@ -246,17 +246,17 @@ class Api:
     async def registration_job(self, request: Request) -> Response:
         job = self.world.job(request.path_params["job"], "registration")
         with self.world.lock:
-            return JSONResponse(render.registration_job(job))
+            return JSONResponse(json_bodies.registration_job(job))
 
     async def restart_job(self, request: Request) -> Response:
         job = self.world.job(request.path_params["job"], "restart")
         with self.world.lock:
-            return JSONResponse(render.action_job(job))
+            return JSONResponse(json_bodies.action_job(job))
 
     async def unsubscribe_job(self, request: Request) -> Response:
         job = self.world.job(request.path_params["job"], "unsubscribe")
         with self.world.lock:
-            return JSONResponse(render.action_job(job))
+            return JSONResponse(json_bodies.action_job(job))
 
     # ------------------------------------------------------------------ device types
 
@@ -268,19 +268,19 @@ class Api:
             types = [t for t in self.world.device_types.values()
                      if contract_id is None or contract_id in t.contract_ids]
             page, more = page_by_id(types, paging)
-            data = [render.device_type(self.world, t, fields) for t in page]
+            data = [json_bodies.device_type(self.world, t, fields) for t in page]
         return listing(data, paging.next_url(request, page[-1].id) if more else None)
 
     async def get_device_type(self, request: Request) -> Response:
         with self.world.lock:
             dtype = self.world.device_type(request.path_params["id"])
             fields = request.query_params.get("fields", "")
-            return JSONResponse(render.device_type(self.world, dtype, fields))
+            return JSONResponse(json_bodies.device_type(self.world, dtype, fields))
 
     async def list_callbacks(self, request: Request) -> Response:
         with self.world.lock:
             dtype = self.world.device_type(request.path_params["id"])
-            return JSONResponse({"data": [render.callback(cb) for cb in dtype.callbacks]})
+            return JSONResponse({"data": [json_bodies.callback(cb) for cb in dtype.callbacks]})
 
     async def create_callback(self, request: Request) -> Response:
         dtype_id = request.path_params["id"]
@@ -303,14 +303,14 @@ class Api:
         fields = request.query_params.get("fields", "")
         with self.world.lock:
             page, more = page_by_id(list(self.world.contracts.values()), paging)
-            data = [render.contract(self.world, c, fields) for c in page]
+            data = [json_bodies.contract(self.world, c, fields) for c in page]
         return listing(data, paging.next_url(request, page[-1].id) if more else None)
 
     async def get_contract(self, request: Request) -> Response:
         with self.world.lock:
             contract = self.world.contract(request.path_params["id"])
             fields = request.query_params.get("fields", "")
-            return JSONResponse(render.contract(self.world, contract, fields))
+            return JSONResponse(json_bodies.contract(self.world, contract, fields))
 
     async def contract_devices(self, request: Request) -> Response:
         contract = self.world.contract(request.path_params["id"])
@@ -324,10 +324,10 @@ class Api:
         paging = Paging(request)
         with self.world.lock:
             page, more = page_by_id(list(self.world.groups.values()), paging)
-            data = [render.group(self.world, g) for g in page]
+            data = [json_bodies.group(self.world, g) for g in page]
         return listing(data, paging.next_url(request, page[-1].id) if more else None)
 
     async def get_group(self, request: Request) -> Response:
         with self.world.lock:
             group = self.world.group(request.path_params["id"])
-            return JSONResponse(render.group(self.world, group))
+            return JSONResponse(json_bodies.group(self.world, group))

@@ -13,7 +13,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from sigfox.simulator.errors import ApiError, field_error
+from sigfox.simulator.api_errors import ApiError, field_error
 
 
 @dataclass(slots=True)

@@ -31,16 +31,16 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Message, Receive, Scope, Send
 
-from sigfox.simulator import render
+from sigfox.simulator import json_bodies
 from sigfox.simulator.api import Api, json_body
+from sigfox.simulator.api_errors import ApiError, field_error
+from sigfox.simulator.backend import World
 from sigfox.simulator.callbacks import Dispatcher
 from sigfox.simulator.clock import SimClock
 from sigfox.simulator.control import CallLog, Faults, parse_fault
-from sigfox.simulator.errors import ApiError, field_error
-from sigfox.simulator.fleet import build_fleet
+from sigfox.simulator.fleet_generator import build_fleet
 from sigfox.simulator.latency import LatencyModel
 from sigfox.simulator.ratelimit import RateLimiter
-from sigfox.simulator.world import World
 
 log = logging.getLogger(__name__)
 
@@ -209,8 +209,8 @@ class SimulatorApp:
         })
         with self.world.lock:
             return JSONResponse({
-                "device": render.device(self.world, device),
-                "message": render.message(device, message),
+                "device": json_bodies.device(self.world, device),
+                "message": json_bodies.message(device, message),
                 "delivered": delivered, "callbacks": len(callbacks),
             })
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from sigfox.simulator.backend import World
 from sigfox.simulator.model import (
     TOKEN_DETAIL,
     Callback,
@@ -21,7 +22,6 @@ from sigfox.simulator.model import (
     Job,
     Message,
 )
-from sigfox.simulator.world import World
 
 DAY_MS = 86_400_000
 

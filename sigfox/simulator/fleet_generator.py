@@ -3,7 +3,7 @@
 Shape: a customer group with three sub-groups; three orders; five contracts (order A has two,
 so same-order transfers exist; order C's contract is nearly full, so renewals can fail);
 seven device types, one listing two contracts and one a detached contract. Each type shows its
-contracts in `contract`, `contracts[]` or both, as the seed chooses (see world.py). Off Contract
+contracts in `contract`, `contracts[]` or both, as the seed chooses (see backend.py). Off Contract
 tokens count as used (`tokensUsed`) on their contract.
 Devices spread over them with a mix of token states close to a real fleet's: mostly Valid
 with ends spread over the coming year, some ending within 7 and 30 days, some Invalid, some
@@ -18,8 +18,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from sigfox.simulator.backend import World, add_months
 from sigfox.simulator.model import Device, DeviceType, Token
-from sigfox.simulator.world import World, add_months
 
 DAY_MS = 86_400_000
 MONTH_MS = 30 * DAY_MS + DAY_MS // 2

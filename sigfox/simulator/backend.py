@@ -36,8 +36,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, TypeGuard
 
+from sigfox.simulator.api_errors import ApiError, field_error, not_found
 from sigfox.simulator.clock import SimClock
-from sigfox.simulator.errors import ApiError, field_error, not_found
 from sigfox.simulator.index import ALL_IDS, IdRange, SortedIds, select
 from sigfox.simulator.model import (
     ALL_TYPE_SHAPES,
