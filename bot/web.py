@@ -14,6 +14,7 @@ import hmac
 import json
 import logging
 import re
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -28,6 +29,7 @@ from starlette.routing import Route
 
 from bot.ack_gate import AckGate, gate_of
 from bot.slack_edge import MAX_SLACK_BYTES, Refusal, check_size, parse, verify
+from commands import metrics
 from commands.metrics import render_metrics
 
 log = logging.getLogger(__name__)
@@ -90,28 +92,63 @@ def _slack_events(bolt_app: App, signing_secret: str) -> Callable[[Request], Any
     gate = gate_of(bolt_app) or AckGate()
 
     async def slack_events(request: Request) -> Response:
+        phases = AnswerPhases()
         gate.enter()
         try:
-            response = await answer(request)
+            response = await answer(request, phases)
         except BaseException:
             gate.leave()
             raise
+
+        def sent() -> None:
+            gate.leave()
+            phases.sent()
+
         # Left once the answer is sent, not merely built: the write is part of the ack.
-        response.background = BackgroundTask(gate.leave)
+        response.background = BackgroundTask(sent)
         return response
 
-    async def answer(request: Request) -> Response:
+    async def answer(request: Request, phases: AnswerPhases) -> Response:
         try:
             raw = await read_capped(request, MAX_SLACK_BYTES)
+            phases.mark("read")
             text = verify(raw, request.headers, signing_secret)
             body = parse(text, request.headers.get("content-type", ""))
+            phases.mark("verify")
         except Refusal as refusal:
             return _error(refusal.status, refusal.message)
         bolt_request = to_bolt_request(request, body)
-        bolt_response = await run_in_threadpool(bolt_app.dispatch, bolt_request)
+        bolt_response = await run_in_threadpool(phases.dispatch, bolt_app, bolt_request)
         return to_response(bolt_response)
 
     return slack_events
+
+
+class AnswerPhases:
+    """Where one Slack answer spends its time, into `sigfox_bot_slack_answer_seconds`: the
+    figures that say whether a slow ack waited for the loop, a thread, the GIL or itself."""
+
+    def __init__(self) -> None:
+        self.started = self._last = time.perf_counter()
+
+    def mark(self, phase: str) -> None:
+        now = time.perf_counter()
+        metrics.METRICS.observe_answer(phase, now - self._last)
+        self._last = now
+
+    def dispatch(self, bolt_app: App, bolt_request: BoltRequest) -> BoltResponse:
+        """Bolt's dispatch, in a worker thread: how long the thread took to come, how long the
+        dispatch took and how much of that was this thread's own CPU."""
+        self.mark("queue")
+        cpu = time.thread_time()
+        response = bolt_app.dispatch(bolt_request)
+        metrics.METRICS.observe_answer("dispatch_cpu", time.thread_time() - cpu)
+        self.mark("dispatch")
+        return response
+
+    def sent(self) -> None:
+        self.mark("send")
+        metrics.METRICS.observe_answer("total", time.perf_counter() - self.started)
 
 
 # --------------------------------------------------------------------------- health, metrics

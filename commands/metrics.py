@@ -60,6 +60,10 @@ def endpoint_template(path: str) -> str:
     return "/".join(parts) or "/"
 
 
+ANSWER_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.175, 0.25, 0.375, 0.5, 0.75,
+                  1.0, 1.5, 2.0, 3.0, 5.0)
+
+
 class _CallbackGauges(Collector):
     """Gauges read from source functions at scrape time; a failing source is skipped, not fatal."""
 
@@ -179,6 +183,24 @@ class Metrics:
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
             registry=r,
         )
+        # How a Slack request's answer (the ack Slack waits 3 s for) spends its time, by phase
+        # (`bot.web`): read, verify, queue (waiting for a thread), dispatch, dispatch_cpu (the
+        # dispatching thread's own CPU; the rest of dispatch is waiting for the GIL or a core),
+        # send, total. Buckets from a quiet answer (a few ms) to Slack's 3 s limit and beyond.
+        self.slack_answer = Histogram(
+            f"{PREFIX}_slack_answer_seconds",
+            "Time spent answering a Slack request, by phase.",
+            ["phase"],
+            buckets=ANSWER_BUCKETS,
+            registry=r,
+        )
+        # Background work (lazy listeners) parked at a safe point while acks were due.
+        self.background_parked = Histogram(
+            f"{PREFIX}_background_parked_seconds",
+            "How long background work waited for the acks in flight, per wait.",
+            buckets=ANSWER_BUCKETS,
+            registry=r,
+        )
         self._callbacks = _CallbackGauges()
         r.register(self._callbacks)
 
@@ -192,6 +214,12 @@ class Metrics:
         self.sigfox_calls.labels(method.upper(), template, label).inc()
         if status == 429:
             self.sigfox_rate_limited.labels(template).inc()
+
+    def observe_answer(self, phase: str, seconds: float) -> None:
+        self.slack_answer.labels(phase).observe(seconds)
+
+    def observe_parked(self, seconds: float) -> None:
+        self.background_parked.observe(seconds)
 
     def record_slack_call(self, method: str, ok: bool, error: str | None = None) -> None:
         self.slack_calls.labels(method, "true" if ok else "false").inc()

@@ -15,6 +15,7 @@ from bot.ack_gate import AckGate, AcksFirstExecutor, gate_of
 from bot.app import create_bolt_app
 from bot.slack_client import make_web_client
 from bot.web import create_web_app
+from commands import metrics
 
 SECRET = "gate-signing-secret"
 
@@ -65,3 +66,26 @@ def test_the_web_edge_lets_the_work_go_once_the_answer_is_sent() -> None:
             assert answer.status_code == 200
             assert done.wait(timeout=10)
         assert seen == [1, 0] and gate.answering == 0
+
+
+def test_every_answer_is_timed_by_phase_at_the_web_edge() -> None:
+    phases = ("read", "verify", "queue", "dispatch", "dispatch_cpu", "send", "total")
+
+    def counts() -> dict[str, float]:
+        return {p: metrics.METRICS.value("sigfox_bot_slack_answer_seconds_count",
+                                         {"phase": p}) or 0.0 for p in phases}
+
+    with SlackApiStandIn() as standin:
+        app = create_bolt_app(make_web_client(standin.token, standin.url))
+        app.command("/sigfox")(lambda ack: ack())
+        body = slash_command_body("help", user_id="U0TIMED")
+        before = counts()
+        with BackgroundServer(create_web_app(app, signing_secret=SECRET)) as server:
+            answer = httpx.post(f"{server.root}/slack/events", content=body,
+                                headers=signed_headers(SECRET, body), timeout=10)
+            assert answer.status_code == 200
+            for _ in range(1000):  # "send" and "total" are noted once the answer is out
+                if counts()["total"] > before["total"]:
+                    break
+                time.sleep(0.01)
+        assert {p: n - before[p] for p, n in counts().items()} == dict.fromkeys(phases, 1.0)
