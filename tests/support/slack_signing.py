@@ -18,15 +18,18 @@ import time
 from typing import Any
 from urllib.parse import urlencode
 
-TEAM_ID = "T0SIGFOX1"
-TEAM_DOMAIN = "sigfox-ops"
-API_APP_ID = "A0SIGFOX1"
+from demo.slack_standin import DEFAULT_IDENTITY
+
+# The workspace and app of the Web API stand-in: requests come from where its answers point.
+TEAM_ID = DEFAULT_IDENTITY.team_id
+TEAM_DOMAIN = DEFAULT_IDENTITY.team_domain
+API_APP_ID = DEFAULT_IDENTITY.app_id
 USER_ID = "U0OPERATOR"
 USER_NAME = "operator"
 CHANNEL_ID = "C0FLEETOPS"
 CHANNEL_NAME = "fleet-ops"
-BOT_ID = "B0SIGBOT01"
-BOT_USER_ID = "U0SIGBOT01"
+BOT_ID = DEFAULT_IDENTITY.bot_id
+BOT_USER_ID = DEFAULT_IDENTITY.bot_user_id
 # The legacy verification token: still sent by Slack, ignored by Bolt when a signing secret is set.
 VERIFICATION_TOKEN = "legacy-verification-token"
 FORM = "application/x-www-form-urlencoded"
