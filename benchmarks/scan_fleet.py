@@ -21,7 +21,7 @@ from pathlib import Path
 
 from common import LOGIN, MACHINE, PASSWORD, list_requests, simulator_process, write_section
 
-from commands.alerts import AlertService
+from commands.alerting import AlertService
 from commands.config import parse_config
 from commands.ports import SystemClock
 from sigfox.client import SigfoxClient

@@ -57,7 +57,7 @@ def isolated(function: Callable[..., dict[str, Any]], *args: Any) -> dict[str, A
 
 
 def scan(root: str) -> dict[str, Any]:
-    from commands.alerts import AlertService
+    from commands.alerting import AlertService
     from commands.config import parse_config
     from commands.ports import SystemClock
     from sigfox.client import SigfoxClient

@@ -17,7 +17,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from commands import human
-from commands.alerts import (
+from commands.alerting import (
     AlertDigest,
     AlertItem,
     DailyDigest,

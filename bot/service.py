@@ -38,7 +38,7 @@ from bot.readiness import (
 )
 from bot.slack_client import make_web_client
 from commands import metrics
-from commands.alerts import AlertService
+from commands.alerting import AlertService
 from commands.config import BotConfig, load_config
 from commands.policy import Actor
 from commands.ports import Clock, Notifier, SigfoxApi, SystemClock

@@ -9,7 +9,7 @@ clock) and to its database through `storage/`. What it offers:
   typed command or to an error that says what to type instead;
 - `Policy`, `Actor`, `Operation` (policy.py): who may ask for what and who may approve it;
 - `BotConfig`, `load_config`, `parse_config`, `ConfigError` (config.py): the TOML file;
-- `AlertService` (alerts.py): fleet scans, alert rules, digests and their delivery;
+- `AlertService` (alerting/): fleet scans, alert rules, digests and their delivery;
 - `SigfoxApi`, `Notifier`, `Progress`, `ProgressKind`, `Target`, `Clock`, `SystemClock`,
   `ManualClock` (ports.py): the seams;
 - `Refusal` (preflight.py): a request refused before anything changed;
@@ -26,7 +26,7 @@ import importlib
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from commands.alerts import AlertService
+    from commands.alerting import AlertService
     from commands.config import BotConfig, ConfigError, load_config, parse_config
     from commands.grammar import Command, CommandError, help_text, parse_command
     from commands.logs import configure_logging, redact
@@ -75,7 +75,7 @@ __all__ = [
 ]
 
 _HOMES = {
-    "alerts": ["AlertService"],
+    "alerting": ["AlertService"],
     "config": ["BotConfig", "ConfigError", "load_config", "parse_config"],
     "grammar": ["Command", "CommandError", "help_text", "parse_command"],
     "logs": ["configure_logging", "redact"],

@@ -30,7 +30,7 @@ from commands.config import AlertsConfig
 from storage.fleet import FleetStore
 
 if TYPE_CHECKING:
-    from commands.alerts import AlertService, DailyDigest, ScanReport
+    from commands.alerting import AlertService, DailyDigest, ScanReport
 
 log = logging.getLogger(__name__)
 

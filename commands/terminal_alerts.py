@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from commands import human
-from commands.alerts import (
+from commands.alerting import (
     AlertDigest,
     AlertItem,
     AlertService,

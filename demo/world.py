@@ -38,7 +38,7 @@ from demo.terminal_slack import APP_ID, TEAM_ID, Person, Posted, TerminalSlack
 from sigfox.simulator import SimulatorServer
 
 if TYPE_CHECKING:
-    from commands.alerts import AlertService
+    from commands.alerting import AlertService
     from commands.workflows import Core
 
 log = logging.getLogger(__name__)

@@ -33,7 +33,7 @@ from support.slack_signing import (
 from bot import blocks
 from bot.alerts import SlackAlertSink
 from bot.listeners import alert_actions
-from commands.alerts import NOTE_LIMIT, AlertService
+from commands.alerting import NOTE_LIMIT, AlertService
 from commands.config import parse_config
 from commands.policy import Actor
 from commands.workflows import Core

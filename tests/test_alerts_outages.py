@@ -15,7 +15,7 @@ from support.alerts import CHANNEL, add, client_for, config, service
 from support.slack_api import DEFAULT_TOKEN, SlackApiStandIn, check_blocks
 
 from bot.alerts import SlackAlertSink
-from commands.alerts import UNDELIVERED_KEY
+from commands.alerting.delivery import UNDELIVERED_KEY
 from commands.config import parse_config
 from commands.metrics import METRICS
 from commands.schedules import DIGEST_JOB, DIGEST_KEY, AlertSchedule, local_day

@@ -17,7 +17,7 @@ from support.alerts import (
     service,
 )
 
-from commands.alerts import AlertService, Change, Condition, Level
+from commands.alerting import AlertService, Change, Condition, Level
 from commands.policy import Actor
 from sigfox.simulator import SimulatorServer
 

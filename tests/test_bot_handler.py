@@ -16,7 +16,7 @@ from support.slack_api import check_blocks
 
 from bot import blocks
 from bot.handler import CommandHandler, Reply
-from commands.alerts import AlertService
+from commands.alerting import AlertService
 from commands.grammar import COMMANDS
 from commands.policy import Actor
 from commands.status import mask_pac

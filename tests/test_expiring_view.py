@@ -14,7 +14,7 @@ from support.slack_api import check_blocks
 from bot import blocks
 from bot.handler import CommandHandler
 from bot.listeners.app_home import fleet_view
-from commands.alerts import AlertService
+from commands.alerting import AlertService
 
 DAY_MS = 86_400_000
 

@@ -25,7 +25,7 @@ from bot.alerts import (
     details_text,
 )
 from bot.listeners.replies import acknowledge
-from commands.alerts import AlertService, Condition
+from commands.alerting import AlertService, Condition
 from commands.approvals import clean_reason
 from commands.planning import Request
 from commands.policy import Actor, Operation

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from commands.alerts import (
+from commands.alerting import (
     AlertDigest,
     AlertService,
     DailyDigest,

@@ -19,7 +19,7 @@ from bot.notifier import SlackNotifier
 from bot.service import assemble
 from bot.slack_client import make_web_client
 from bot.web import CALLBACK_SECRET_HEADER, create_web_app
-from commands.alerts import AlertService
+from commands.alerting import AlertService
 from commands.config import BotConfig
 from commands.ports import ManualClock
 from commands.workflows import Core

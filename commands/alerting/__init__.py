@@ -1,0 +1,65 @@
+"""Proactive alerts: scan the fleet, apply the rules, deliver grouped digests.
+
+What it offers (everything the bot, the CLI and the demo need; the modules behind it are its own):
+
+- `AlertService` (service.py): the alerts of one database: `scan`, the answers for the command
+  layer, snoozes, the daily digest;
+- the model (model.py): `Condition`, `Level`, `Change`, `AlertItem`, `ConditionCount`,
+  `AlertDigest`, `DailyDigest`, `ScanProblem`, `ScanReport`, `ExpiringSummary`, `DeviceReport`,
+  `AlertsOverview`, `FleetSummary`, `SnoozeInfo`, `SnoozeOutcome`, and `AlertSink`, the port a
+  digest is delivered through;
+- `NOTE_LIMIT` (digests.py): the per-alert lines a digest tells before it only counts them.
+
+Inside: `rules` (the alert rules, run by `storage.fleet`), `scan` (reading the fleet, a failing
+scan), `digests` (grouping per channel, CSV files), `delivery` (handing digests to the sink),
+`answers` (the read side), `snoozes`, `rows` (table rows to values).
+"""
+
+from commands.alerting.digests import NOTE_LIMIT, TOP_LIMIT
+from commands.alerting.model import (
+    AlertDigest,
+    AlertItem,
+    AlertSink,
+    AlertsOverview,
+    Change,
+    Condition,
+    ConditionCount,
+    DailyDigest,
+    DeviceReport,
+    ExpiringDevice,
+    ExpiringSummary,
+    FleetSummary,
+    Level,
+    ScanInfo,
+    ScanProblem,
+    ScanReport,
+    SnoozeInfo,
+    SnoozeOutcome,
+    WeekBucket,
+)
+from commands.alerting.service import AlertService
+
+__all__ = [
+    "NOTE_LIMIT",
+    "TOP_LIMIT",
+    "AlertDigest",
+    "AlertItem",
+    "AlertService",
+    "AlertSink",
+    "AlertsOverview",
+    "Change",
+    "Condition",
+    "ConditionCount",
+    "DailyDigest",
+    "DeviceReport",
+    "ExpiringDevice",
+    "ExpiringSummary",
+    "FleetSummary",
+    "Level",
+    "ScanInfo",
+    "ScanProblem",
+    "ScanReport",
+    "SnoozeInfo",
+    "SnoozeOutcome",
+    "WeekBucket",
+]

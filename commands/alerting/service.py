@@ -1,0 +1,240 @@
+"""`AlertService`: the alerts of one database, as the bot, the CLI and the demo use them.
+
+A scan reads the fleet into SQLite (`scan`), the rules run there (`rules`, `storage.fleet`),
+and what changed is delivered as one digest per channel (`delivery`). People's questions are
+answered from the last scan (`answers`), their snoozes recorded (`snoozes`).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Collection, Iterator
+from datetime import timedelta
+from pathlib import Path
+
+from commands import human, metrics
+from commands.alerting.answers import AlertAnswers
+from commands.alerting.delivery import DigestDelivery
+from commands.alerting.digests import remove_file
+from commands.alerting.model import (
+    AlertDigest,
+    AlertItem,
+    AlertSink,
+    AlertsOverview,
+    Condition,
+    DailyDigest,
+    DeviceReport,
+    ExpiringSummary,
+    FleetSummary,
+    ScanInfo,
+    ScanProblem,
+    ScanProgress,
+    ScanReport,
+    SnoozeInfo,
+    SnoozeOutcome,
+)
+from commands.alerting.rules import thresholds, token_state_name
+from commands.alerting.scan import ScanProblems, SeenCounter, error_sentence, fleet_rows
+from commands.alerting.snoozes import Audit, Snoozes
+from commands.config import AlertsConfig, BotConfig
+from commands.policy import Actor, Policy
+from commands.ports import Clock, SigfoxApi
+from commands.schedules import ScanTiming
+from sigfox.errors import SigfoxError
+from sigfox.models import normalize_device_id
+from storage.db import SafeDatabase
+from storage.fleet import FleetStore
+
+log = logging.getLogger(__name__)
+
+
+class AlertService:
+    """Scans, rules, digests and the read-side answers, over one database."""
+
+    def __init__(
+        self,
+        *,
+        api: SigfoxApi,
+        database: SafeDatabase,
+        sink: AlertSink,
+        config: BotConfig,
+        clock: Clock,
+        audit: Audit | None = None,
+    ) -> None:
+        self.api = api
+        self.fleet = FleetStore(database)
+        self.sink = sink
+        self.config = config
+        self.policy = Policy(config)
+        self.clock = clock
+        self._scan_lock = threading.Lock()
+        # Called after every scan that completed, ok or not (the schedule moves the next one).
+        self.scan_listeners: list[Callable[[], None]] = []
+        self.problems = ScanProblems(self.fleet, lambda: self.settings,
+                                     lambda problem: self.sink.deliver_scan_problem(problem))
+        self.delivery = DigestDelivery(self.fleet, lambda: self.settings, lambda: self.sink)
+        self.answers = AlertAnswers(self.fleet, lambda: self.settings, clock,
+                                    self.problems.current)
+        self.snoozes = Snoozes(self.fleet, policy=lambda: self.policy,
+                               settings=lambda: self.settings, clock=clock, audit=audit)
+
+    @property
+    def settings(self) -> AlertsConfig:
+        return self.config.alerts
+
+    # -- scanning ----------------------------------------------------------------------------
+
+    def scan(self, *, started_by: str = "manual", progress: ScanProgress | None = None
+             ) -> ScanReport:
+        """One full scan, then the rules and the digests. Never raises for a Sigfox failure."""
+        if not self._scan_lock.acquire(blocking=False):
+            return ScanReport(0, False, 0, 0.0, "A fleet scan is already running; wait for it.")
+        try:
+            report = self._scan(started_by, progress)
+        finally:
+            self._scan_lock.release()
+        self._tell_listeners()
+        return report
+
+    def _tell_listeners(self) -> None:
+        for listener in list(self.scan_listeners):
+            try:
+                listener()
+            except Exception:  # a listener's trouble must not fail the scan that completed
+                log.exception("scan listener %r failed", listener)
+
+    def _scan(self, started_by: str, progress: ScanProgress | None) -> ScanReport:
+        started = time.monotonic()
+        scan_id = self.fleet.start_scan(self.clock.now(), started_by)
+        seen = SeenCounter()
+        try:
+            self.fleet.write_devices(
+                fleet_rows(self.api, seen), scan_id=scan_id, now=self.clock.now(),
+                on_batch=progress,
+            )
+        except Exception as error:  # any cause leaves the alerts stale: say so
+            return self._scan_failed(scan_id, started, seen.count, error)
+        now = self.clock.now()
+        self.fleet.evaluate(scan_id, thresholds(self.settings, now))
+        self.fleet.forget_unseen(scan_id)
+        digests = self.delivery.build(scan_id, now)
+        duration = time.monotonic() - started
+        self.fleet.finish_scan(scan_id, now=now, ok=True, devices=seen.count, duration=duration)
+        self._record_metrics(duration)
+        problem = self.problems.recovered(scan_id, now)
+        self.delivery.deliver(scan_id, digests)
+        return ScanReport(scan_id, True, seen.count, duration, digests=digests, problem=problem)
+
+    def _record_metrics(self, duration: float) -> None:
+        by_state = {token_state_name(k): v for k, v in self.fleet.count_by_token_state().items()}
+        metrics.record_scan(duration, by_state)
+
+    def _scan_failed(
+        self, scan_id: int, started: float, seen: int, error: Exception
+    ) -> ScanReport:
+        text = error_sentence(error, seen)
+        metrics.record_scan_failure()
+        if not isinstance(error, SigfoxError):
+            log.exception("fleet scan %d failed", scan_id)
+        now = self.clock.now()
+        duration = time.monotonic() - started
+        self.fleet.finish_scan(scan_id, now=now, ok=False, devices=seen, duration=duration,
+                               error=text)
+        problem = self.problems.failed(scan_id, now, text)
+        return ScanReport(scan_id, False, seen, duration, text, problem=problem)
+
+    def current_scan_problem(self) -> ScanProblem | None:
+        return self.problems.current()
+
+    # -- digests -----------------------------------------------------------------------------
+
+    def open_digests(self, scan_id: int) -> tuple[AlertDigest, ...]:
+        """The whole picture after scan `scan_id`, one digest per channel with anything open or
+        changed by that scan, changed or not (what a one-off `sigfox-bot scan` prints). The
+        caller owns the CSV files: remove them when done."""
+        return self.delivery.build(scan_id, self.clock.now(), everything=True)
+
+    def alert_items(self, scan_id: int) -> Iterator[tuple[str | None, AlertItem]]:
+        """Every open alert, and every one scan `scan_id` changed, with its channel."""
+        return self.delivery.alert_items(scan_id)
+
+    # -- daily digest ------------------------------------------------------------------------
+
+    def send_daily_digest(self, late_note: str = "") -> list[DailyDigest]:
+        """The daily "what ends soon" message, one per channel with something ending.
+
+        Once a day is the schedule's business (`commands.schedules`), not this method's."""
+        digests, _ = self.deliver_daily_digests(late_note)
+        return digests
+
+    def deliver_daily_digests(self, late_note: str = "", channels: Collection[str] | None = None
+                              ) -> tuple[list[DailyDigest], list[str]]:
+        """Build and hand out the daily digests (only to `channels` when given, "" being the
+        default channel); returns them and the channels whose delivery raised (Slack down)."""
+        digests = [d for d in self.daily_digests(late_note)
+                   if channels is None or (d.channel or "") in channels]
+        failed: list[str] = []
+        for digest in digests:
+            try:
+                self.sink.deliver_daily(digest)
+            except Exception:
+                log.exception("daily digest for %s not delivered; retried",
+                              digest.channel or "the default channel")
+                failed.append(digest.channel or "")
+            finally:
+                remove_file(digest.csv_path)
+        return digests, failed
+
+    def daily_digests(self, late_note: str = "") -> list[DailyDigest]:
+        return self.answers.daily_digests(late_note)
+
+    # -- answers for the command layer (no Sigfox call) --------------------------------------
+
+    def expiring(self, days: int | None = None, *, limit: int = 20) -> ExpiringSummary:
+        """Tokens ending within `days` (default warn_days), from the last scan only."""
+        return self.answers.expiring(days, limit=limit)
+
+    def expiring_csv(self, days: int | None = None) -> tuple[Path, str, int]:
+        """Every token ending within `days` as a CSV file (path, file name, rows); the caller
+        removes it once sent."""
+        return self.answers.expiring_csv(days)
+
+    def list_alerts_and_snoozes(self, *, limit: int = 10) -> AlertsOverview:
+        return self.answers.overview(limit=limit)
+
+    def fleet_summary(self) -> FleetSummary:
+        return self.answers.fleet_summary(scan_failing=self.problems.failing())
+
+    def snooze_history(self, device_id: str) -> list[SnoozeInfo]:
+        return self.answers.snooze_history(device_id)
+
+    def device_report(self, device_id: str) -> DeviceReport:
+        return self.answers.device_report(device_id)
+
+    def last_scan(self) -> ScanInfo | None:
+        return self.answers.last_scan()
+
+    def scan_timing(self) -> ScanTiming:
+        return self.answers.scan_timing()
+
+    def stamp(self, ts: float) -> str:
+        """An instant as people read it here: `2025-06-01 09:00 CEST` in [alerts] timezone."""
+        return human.moment(ts, self.settings.tz)
+
+    def last_success(self) -> float | None:
+        """When the last scan that completed finished; None before the first."""
+        return self.answers.as_of()
+
+    # -- changes from people -----------------------------------------------------------------
+
+    def snooze(self, device_id: str, *, actor: Actor, duration: timedelta | None,
+               reason: str = "", condition: Condition | str | None = None) -> SnoozeOutcome:
+        """Silence a device's alerts for `duration`, or until they resolve (None)."""
+        return self.snoozes.snooze(device_id, actor=actor, duration=duration, reason=reason,
+                                   condition=condition)
+
+    def resolve_for_device(self, device_id: str, reason: str = "renewed through the bot") -> int:
+        """A renewal through the bot finished: its alerts are resolved (told at the next scan)."""
+        return self.fleet.resolve_device(normalize_device_id(device_id), self.clock.now(), reason)
