@@ -240,7 +240,8 @@ class DemoWorld:
     def command(self, user: Person, text: str, channel: str = OPS_CHANNEL) -> None:
         """`user` types `/sigfox <text>` in `channel`."""
         self.slack.say_typed(user.user_id, channel, f"/sigfox {text}".strip())
-        trigger = f"{next(self._triggers)}.{secrets.token_hex(4)}"
+        # Shaped as Slack's (views.open refuses another): <number>.<team number>.<hex>
+        trigger = f"{next(self._triggers)}.{TEAM_ID[1:]}.{secrets.token_hex(4)}"
         form = {
             "token": "demo", "team_id": TEAM_ID, "team_domain": "acme-iot-demo",
             "channel_id": channel, "channel_name": CHANNELS.get(channel, channel),
@@ -349,9 +350,7 @@ def _action_payload(user: Person, message: Posted, button: dict[str, Any],
                  "team_id": TEAM_ID},
         "container": container, "trigger_id": f"{time.time():.6f}.demo",
         "channel": {"id": message.channel, "name": CHANNELS.get(message.channel, "")},
-        "message": {"type": "message", "user": message.user, "ts": message.ts,
-                    "text": message.text, "blocks": message.blocks,
-                    **({"thread_ts": message.thread_ts} if message.thread_ts else {})},
+        "message": message.message,
         "response_url": response_url, "actions": [action],
     }
 
@@ -367,7 +366,8 @@ def _form_errors(body: str) -> str:
 
 
 def _show_ack(slack: TerminalSlack, body: str, user: str, channel: str) -> None:
-    """An `ack(text=...)` travels in the HTTP answer; Slack shows it to the person who typed."""
+    """An `ack(text=...)` travels in the HTTP answer; Slack shows it to the person who typed
+    (or in the channel), as the stand-in records it."""
     if not body:
         return
     try:
@@ -375,7 +375,7 @@ def _show_ack(slack: TerminalSlack, body: str, user: str, channel: str) -> None:
     except ValueError:
         answer = {"text": body}
     if isinstance(answer, dict) and (answer.get("text") or answer.get("blocks")):
-        slack.show_ack(user, channel, answer)
+        slack.standin.acknowledge(channel, user, answer)
 
 
 def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> bool:

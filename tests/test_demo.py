@@ -70,8 +70,9 @@ def tour() -> Tour:
         restartable, tokenless = pick_expired_device(world), pick_tokenless_device(world)
         status = run_tour(world, stops.append)
         pacs = all_pacs(world)
-        raw = [m.text + str(m.blocks) for m in world.slack.messages.values()]
-        raw += [str(e) for e in world.slack.ephemerals]
+        record = world.slack.record
+        raw = [str(m) for c in record.conversations.values() for v in c.values() for m in v]
+        raw += [str(e) for e in record.ephemerals]
     return Tour(status, stops, out.getvalue(), restartable, tokenless, pacs, raw)
 
 
@@ -154,7 +155,8 @@ def test_demo_alert_buttons_are_answered_after_a_scan() -> None:
         assert found is not None, "the scan's thread should list alerts with their buttons"
         device = found[1]["value"].split("|")[0]
         assert world.click(alice, "Details")
-        answers = [e["text"] for e in world.slack.ephemerals if e["user"] == alice.user_id]
+        answers = [e["text"] for e in world.slack.record.ephemerals
+                   if e["ephemeral_user"] == alice.user_id]
     assert any(text.startswith(f"*{device}*") and "Token:" in text for text in answers), answers
 
 

@@ -2,7 +2,8 @@
 ephemeral messages, views, files, response URLs. Tests read it; the demo's terminal renders it.
 
 One lock guards it (and the directory beside it): the server writes from its own thread while a
-test or the terminal reads.
+test or the terminal reads. A watcher (`watch`) is told each change as an `Event`, in order, while
+the lock is held: the demo's terminal prints them as they happen.
 """
 
 from __future__ import annotations
@@ -10,10 +11,33 @@ from __future__ import annotations
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any, NamedTuple
 
 Message = dict[str, Any]
+
+
+class Change(Enum):
+    POSTED = "posted"  # a new message in a channel or thread (a file share too)
+    EDITED = "edited"  # a new version of a message (chat.update, replace_original)
+    DELETED = "deleted"  # delete_original
+    EPHEMERAL = "ephemeral"  # a message only one person sees
+    HOME = "home"  # an App Home published
+    MODAL = "modal"  # a modal opened
+
+
+@dataclass(frozen=True)
+class Event:
+    change: Change
+    item: dict[str, Any]  # the message (its new version) or the view
+    channel: str = ""  # the message's conversation
+    before: Message | None = None  # an edited or deleted message's previous version
+    user: str = ""  # whose App Home, or who sees the ephemeral message
+
+
+Watcher = Callable[[Event], None]
 
 
 class Call(NamedTuple):
@@ -62,6 +86,18 @@ class Record:
         self.response_urls: dict[str, ResponseUrl] = {}
         # channel -> ts -> versions of the message, oldest first (a deletion is a last version)
         self.conversations: dict[str, dict[str, list[Message]]] = defaultdict(dict)
+        self.order: list[tuple[str, str]] = []  # (channel, ts) of every message, as posted
+        self.last_activity = time.monotonic()  # of the last call or change
+        self._watchers: list[Watcher] = []
+
+    def watch(self, watcher: Watcher) -> None:
+        with self.lock:
+            self._watchers.append(watcher)
+
+    def _tell(self, event: Event) -> None:
+        self.last_activity = time.monotonic()
+        for watcher in self._watchers:
+            watcher(event)
 
     def clear(self) -> None:
         with self.lock:
@@ -73,12 +109,14 @@ class Record:
             self.files.clear()
             self.response_urls.clear()
             self.conversations.clear()
+            self.order.clear()
 
     # ------------------------------------------------------------------ writing
 
     def record_call(self, method: str, params: dict[str, Any]) -> None:
         with self.lock:
             self.calls.append(Call(method, params, time.time()))
+            self.last_activity = time.monotonic()
 
     def add_message(self, channel: str, message: Message) -> None:
         """A new message; a reply is counted on its parent, as Slack's parent shows it."""
@@ -87,24 +125,34 @@ class Record:
             if thread_ts and thread_ts != message["ts"]:
                 self._note_reply(channel, str(thread_ts), message["ts"])
             self.conversations[channel][message["ts"]] = [message]
+            self.order.append((channel, message["ts"]))
+            self._tell(Event(Change.POSTED, message, channel))
 
     def add_version(self, channel: str, message: Message) -> None:
+        """A message's new version; `deleted: true` in it deletes the message."""
         with self.lock:
-            self.conversations[channel][message["ts"]].append(message)
+            versions = self.conversations[channel][message["ts"]]
+            versions.append(message)
+            change = Change.DELETED if message.get("deleted") else Change.EDITED
+            self._tell(Event(change, message, channel, before=versions[-2]))
 
     def add_ephemeral(self, message: Message) -> None:
         """A message only `message["ephemeral_user"]` sees; Slack keeps no history of it."""
         with self.lock:
             self.ephemerals.append(message)
+            self._tell(Event(Change.EPHEMERAL, message, message["channel"],
+                             user=message["ephemeral_user"]))
 
     def publish_home(self, user_id: str, view: dict[str, Any]) -> None:
         with self.lock:
             self.home_views[user_id] = view
+            self._tell(Event(Change.HOME, view, user=user_id))
 
     def open_modal(self, trigger_id: str, view: dict[str, Any]) -> None:
         with self.lock:
             self.used_triggers.add(trigger_id)
             self.modals[view["id"]] = view
+            self._tell(Event(Change.MODAL, view))
 
     def _note_reply(self, channel: str, thread_ts: str, reply_ts: str) -> None:
         versions = self.conversations[channel].get(thread_ts)
@@ -139,6 +187,12 @@ class Record:
                 if (ts == thread_ts or v[-1].get("thread_ts") == thread_ts)
                 and not v[-1].get("deleted")
             ]
+
+    def latest(self) -> list[tuple[str, Message]]:
+        """Every message still there, as (channel, latest version), the newest first."""
+        with self.lock:
+            found = [(c, self.conversations[c][ts][-1]) for c, ts in reversed(self.order)]
+        return [(c, m) for c, m in found if not m.get("deleted")]
 
     def message(self, channel: str, ts: str) -> Message:
         """The latest version of one message (KeyError if never posted)."""

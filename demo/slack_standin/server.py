@@ -180,6 +180,13 @@ class SlackApiStandIn:
             self.record.response_urls[rid] = ResponseUrl(channel, user, message_ts, time.time())
         return f"{self.root}{RESPONSE_PATH}{rid}"
 
+    def acknowledge(self, channel: str, user: str, body: dict[str, Any]) -> None:
+        """What an app's acknowledgement of a command carried (`ack(text=...)`): Slack shows it
+        as it would a post to the command's response URL, privately unless `in_channel`."""
+        with self.record.lock:
+            chat.apply_response(self.workspace, ResponseUrl(channel, user, None, time.time()),
+                                body)
+
     def reset(self) -> None:
         """Forget what happened (calls, messages, files, views, injected faults) but keep the
         directory (users, channels, user groups): lets one served stand-in serve many tests."""
