@@ -1,5 +1,8 @@
 """The bookkeeping every workflow step shares: audited Sigfox calls, compare-and-set moves,
-failures, scheduling, and the progress people see (recorded, then handed to the notifier)."""
+failures, scheduling, and the progress people see (recorded, then handed to the notifier).
+
+`Bookkeeper` is one object held by the engine, the device steps, the write-ahead and the
+approval rounds: each of them records and tells through it, so there is one way to do both."""
 
 from __future__ import annotations
 
@@ -9,7 +12,7 @@ from datetime import datetime, tzinfo
 from typing import Any, TypeVar
 
 from commands.config import BotConfig
-from commands.ports import Clock, Notifier, Progress, ProgressKind, SigfoxApi, Target
+from commands.ports import Clock, Notifier, Progress, ProgressKind, Target
 from commands.states import Kind, Step
 from sigfox.errors import SigfoxError
 from storage.records import DeviceStep, WorkflowRecord
@@ -22,17 +25,19 @@ WAIT_REPORT_FIRST = 300.0
 WAIT_REPORT_MAX = 12 * 3600.0
 
 
-class WorkflowBookkeeping:
-    """Base of the core: what a step does besides its own work. Set up by `Core.__init__`."""
+class Bookkeeper:
+    """What a step does besides its own work: audited calls, moves, failures, the schedule,
+    and progress told to the notifier."""
 
-    api: SigfoxApi
-    store: Store
-    notifier: Notifier
-    clock: Clock
-    config: BotConfig
+    def __init__(self, *, store: Store, notifier: Notifier, clock: Clock,
+                 config: BotConfig) -> None:
+        self.store = store
+        self.notifier = notifier
+        self.clock = clock
+        self.config = config
 
-    def _call(self, workflow: WorkflowRecord, device_id: str, action: str,
-              function: Callable[..., T], *args: Any) -> T:
+    def call(self, workflow: WorkflowRecord, device_id: str, action: str,
+             function: Callable[..., T], *args: Any) -> T:
         """Every Sigfox call of a workflow goes through here, into the audit log."""
         now = self.clock.now()
         try:
@@ -46,19 +51,19 @@ class WorkflowBookkeeping:
                          device_id=device_id, outcome="ok")
         return result
 
-    def _move(self, workflow: WorkflowRecord, device_id: str, expected: str, new: Step,
-              text: str, data: dict[str, Any] | None = None) -> bool:
+    def move(self, workflow: WorkflowRecord, device_id: str, expected: str, new: Step,
+             text: str, data: dict[str, Any] | None = None) -> bool:
         fields: dict[str, Any] = {"attempts": 0, "last_error": "", "next_run": 0}
         if data is not None:
             fields["data"] = data
         moved = self.store.cas_device(workflow.id, device_id, str(expected), new.value,
                                       self.clock.now(), **fields)
         if moved:
-            self._tell(workflow, ProgressKind.STEP_DONE, text, device_id=device_id,
-                       step=new.value, **(data or {}))
+            self.tell(workflow, ProgressKind.STEP_DONE, text, device_id=device_id,
+                      step=new.value, **(data or {}))
         return moved
 
-    def _fail(self, workflow: WorkflowRecord, device_id: str, at: str, text: str) -> None:
+    def fail(self, workflow: WorkflowRecord, device_id: str, at: str, text: str) -> None:
         step = self.store.device_step(workflow.id, device_id)
         if step is None or Step(step.state).finished:
             return
@@ -68,15 +73,15 @@ class WorkflowBookkeeping:
             # Only a renewal that deletes has a PAC worth showing (not a restart or transfer).
             deleting = workflow.params.get("method", "delete") == "delete"
             deleted = step.state not in (Step.PENDING.value,) and deleting
-            self._tell(workflow, ProgressKind.FAILED, f"Failed at {at}: {text}",
-                       device_id=device_id, step=at, pac_recorded=deleted and workflow.kind in (
-                           Kind.RENEW, Kind.DELETE))
+            self.tell(workflow, ProgressKind.FAILED, f"Failed at {at}: {text}",
+                      device_id=device_id, step=at, pac_recorded=deleted and workflow.kind in (
+                          Kind.RENEW, Kind.DELETE))
 
-    def _schedule(self, workflow_id: int, when: float) -> None:
+    def schedule(self, workflow_id: int, when: float) -> None:
         self.store.update_workflow(workflow_id, self.clock.now(), next_run=when)
 
-    def _tell(self, workflow: WorkflowRecord, kind: ProgressKind, text: str,
-              device_id: str = "", **details: Any) -> None:
+    def tell(self, workflow: WorkflowRecord, kind: ProgressKind, text: str,
+             device_id: str = "", **details: Any) -> None:
         now = self.clock.now()
         self.store.add_event(workflow.id, kind.value, text, now, device_id=device_id,
                              details=public_details(details))
@@ -103,23 +108,23 @@ class WorkflowBookkeeping:
         except Exception:  # a chat outage must never stop a renewal half-way
             log.exception("could not deliver progress of %s", workflow.label)
 
-    def _tick_seconds(self) -> float:
+    def tick_seconds(self) -> float:
         return self.config.timing.tick.total_seconds()
 
-    def _workflow(self, workflow_id: int) -> WorkflowRecord:
+    def workflow(self, workflow_id: int) -> WorkflowRecord:
         workflow = self.store.get_workflow(workflow_id)
         if workflow is None:
             raise LookupError(f"workflow {workflow_id} vanished")
         return workflow
 
-    def _device_step(self, workflow: WorkflowRecord, device_id: str) -> DeviceStep:
+    def device_step(self, workflow: WorkflowRecord, device_id: str) -> DeviceStep:
         """The device's step as it stands now (after a move), which must exist."""
         step = self.store.device_step(workflow.id, device_id)
         if step is None:
             raise LookupError(f"step of {device_id} in {workflow.label} vanished")
         return step
 
-    def _report_wait(
+    def report_wait(
         self, workflow: WorkflowRecord, step: DeviceStep, waited: float, wait: str, text: str
     ) -> None:
         """Say a wait goes on at growing intervals (5 min, 10, 20, …, then twice a day), so a
@@ -131,8 +136,8 @@ class WorkflowBookkeeping:
             return
         self.store.update_device_step(workflow.id, step.device_id, self.clock.now(),
                                       data={**step.data, key: waited})
-        self._tell(workflow, ProgressKind.WAITING, text, device_id=step.device_id,
-                   elapsed=waited, wait=wait)
+        self.tell(workflow, ProgressKind.WAITING, text, device_id=step.device_id,
+                  elapsed=waited, wait=wait)
 
 
 def elapsed_text(seconds: float) -> str:

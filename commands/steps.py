@@ -1,7 +1,8 @@
 """What each kind of workflow does to one device, step by step.
 
 Every step reads the backend first and then acts, so running it again after a crash or a
-fault is harmless; the bookkeeping (audited calls, compare-and-set moves) is inherited.
+fault is harmless; the bookkeeping (audited calls, compare-and-set moves) is the
+`Bookkeeper` it holds, destructive calls go through the `WriteAhead` it holds.
 A renewal is done only when the backend shows the device's token in state OK; how the fields
 read here are understood is in docs/sigfox-semantics.md.
 """
@@ -12,9 +13,10 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from commands.bookkeeping import elapsed_text
+from commands.bookkeeping import Bookkeeper, elapsed_text
+from commands.config import BotConfig
 from commands.planning import type_id_of
-from commands.ports import ProgressKind
+from commands.ports import Clock, ProgressKind, SigfoxApi
 from commands.preflight import contract_of, day, is_deletable
 from commands.states import Kind, Step
 from commands.writeahead import (
@@ -35,6 +37,7 @@ from sigfox.errors import (
 from sigfox.models import BulkJob, Callback, Device, DeviceCreate, DeviceState, JobKind, TokenState
 from storage.intents import NOT_LANDED
 from storage.records import DeviceStep, Snapshot, WorkflowRecord
+from storage.store import Store
 
 JOB_POLL_SECONDS = 5.0
 JOB_TIMEOUT_SECONDS = 3600.0
@@ -42,23 +45,49 @@ DELETE_CONFIRM_TIMEOUT_SECONDS = 3600.0
 _CLAIMING = threading.Lock()  # see _submit_bulk
 
 
-class DeviceSteps(WriteAhead):
-    """The per-device steps of renew, delete, transfer, restart and unsubscribe. Every
-    destructive call goes through `WriteAhead._send`, after `_settled` (see writeahead)."""
+class StepRunner:
+    """Runs one device's step of a job, by the job's kind: renew, delete, transfer, restart
+    and unsubscribe. Every destructive call goes through `WriteAhead.send`, after
+    `WriteAhead.settled` (see commands/writeahead.py)."""
 
-    def _runner(self, kind: Kind) -> Callable[[WorkflowRecord, DeviceStep], None]:
-        return {
+    def __init__(self, *, store: Store, api: SigfoxApi, clock: Clock, config: BotConfig,
+                 books: Bookkeeper, write_ahead: WriteAhead) -> None:
+        self.store = store
+        self.api = api
+        self.clock = clock
+        self.config = config
+        self.books = books
+        self.write_ahead = write_ahead
+
+    def run(self, workflow: WorkflowRecord, step: DeviceStep) -> None:
+        """Move the device's step as far as it can go now (it may raise `SigfoxError`)."""
+        runners: dict[Kind, Callable[[WorkflowRecord, DeviceStep], None]] = {
             Kind.RENEW: self._step_renew,
             Kind.DELETE: self._step_delete,
             Kind.TRANSFER: self._step_transfer,
             Kind.RESTART: self._step_restart,
             Kind.UNSUBSCRIBE: self._step_unsubscribe,
-        }[kind]
+        }
+        runners[Kind(workflow.kind)](workflow, step)
+
+    def _read_device(self, workflow: WorkflowRecord, device_id: str) -> Device | None:
+        return self.books.call(workflow, device_id, "read device", self.api.find_device,
+                               device_id)
+
+    def copy_missing_callbacks(self, workflow: WorkflowRecord, device_id: str, source: str,
+                               target: str) -> int:
+        """Create on `target` the callbacks `source` has and it lacks; returns how many."""
+        previous = self._callbacks(workflow, device_id, source)
+        missing = missing_callbacks(previous, self._callbacks(workflow, device_id, target))
+        for callback in missing:
+            self.books.call(workflow, device_id, "copy callback", self.api.create_callback,
+                            target, callback.to_create())
+        return len(missing)
 
     def _step_delete(self, workflow: WorkflowRecord, step: DeviceStep) -> None:
         if self._delete_once(workflow, step):
-            self._move(workflow, step.device_id, Step.DELETING, Step.DONE,
-                       "Deleted; Sigfox no longer lists it. The PAC is recorded.")
+            self.books.move(workflow, step.device_id, Step.DELETING, Step.DONE,
+                            "Deleted; Sigfox no longer lists it. The PAC is recorded.")
 
     def _step_renew(self, workflow: WorkflowRecord, step: DeviceStep) -> None:
         # Workflows recorded before renewals chose their method were all delete-and-re-register.
@@ -90,33 +119,33 @@ class DeviceSteps(WriteAhead):
             workflow.id, device_id, Step.PENDING, Step.DELETING, self.clock.now()
         ):
             return False
-        if not self._settled(workflow, device_id):
+        if not self.write_ahead.settled(workflow, device_id):
             return False
-        device = self._call(workflow, device_id, "read device", self.api.find_device, device_id)
+        device = self._read_device(workflow, device_id)
         if device is None:
             return True  # gone: our delete went through (maybe before a crash), or someone's
         sent_at = step.data.get("delete_sent_at")
-        if sent_at is None and self._landed(workflow.id, device_id, DELETE) is not None:
+        if sent_at is None and self.write_ahead.landed(workflow.id, device_id, DELETE) is not None:
             sent_at = self._note_delete_sent(workflow, device_id)  # answered, then a crash
         if sent_at is not None:
             return self._await_disappearance(workflow, device_id, float(sent_at))
         if not is_deletable(device):
             state = device.token.state.name if device.token and device.token.state else "unknown"
-            self._fail(workflow, device_id, "delete",
-                       f"{device_id} changed since the request: its token is now {state}; it "
-                       "was not deleted. Check it with `/sigfox status`.")
+            self.books.fail(workflow, device_id, "delete",
+                            f"{device_id} changed since the request: its token is now {state}; it "
+                            "was not deleted. Check it with `/sigfox status`.")
             return False
         try:
-            self._send(workflow, [device_id], DELETE, self.api.delete_device, device_id)
+            self.write_ahead.send(workflow, [device_id], DELETE, self.api.delete_device, device_id)
         except NotSent:
             return False
         except SigfoxNotFound:
             return True
         except (SigfoxBadRequest, SigfoxForbidden, SigfoxConflict) as error:
-            self._fail(workflow, device_id, "delete", f"Sigfox refused the delete: {error}")
+            self.books.fail(workflow, device_id, "delete", f"Sigfox refused the delete: {error}")
             return False
         now = self._note_delete_sent(workflow, device_id)
-        gone = self._call(workflow, device_id, "read device", self.api.find_device, device_id)
+        gone = self._read_device(workflow, device_id)
         return gone is None or self._await_disappearance(workflow, device_id, now)
 
     def _note_delete_sent(self, workflow: WorkflowRecord, device_id: str) -> float:
@@ -132,13 +161,14 @@ class DeviceSteps(WriteAhead):
         send the delete a second time."""
         now = self.clock.now()
         if now - sent_at > DELETE_CONFIRM_TIMEOUT_SECONDS:
-            self._fail(workflow, device_id, "delete",
-                       f"Sigfox accepted the delete {elapsed_text(now - sent_at)} ago but still "
-                       "lists the device. Check it in the Sigfox portal; the PAC is recorded.")
+            self.books.fail(
+                workflow, device_id, "delete",
+                f"Sigfox accepted the delete {elapsed_text(now - sent_at)} ago but still lists "
+                "the device. Check it in the Sigfox portal; the PAC is recorded.")
             return False
-        retry = self._tick_seconds()
+        retry = self.books.tick_seconds()
         self.store.update_device_step(workflow.id, device_id, now, next_run=now + retry)
-        self._schedule(workflow.id, now + retry)
+        self.books.schedule(workflow.id, now + retry)
         return False
 
     def _renew_delete(self, workflow: WorkflowRecord, step: DeviceStep) -> None:
@@ -146,22 +176,23 @@ class DeviceSteps(WriteAhead):
             return
         now = self.clock.now()
         data = {**step.data, "deleted_at": now}
-        if self._move(workflow, step.device_id, Step.DELETING, Step.AWAITING_RELEASE,
-                      "Deleted. Waiting for Sigfox to release the id before registering it "
-                      "again.", data=data):
-            self._renew_register(workflow, self._device_step(workflow, step.device_id))
+        if self.books.move(workflow, step.device_id, Step.DELETING, Step.AWAITING_RELEASE,
+                           "Deleted. Waiting for Sigfox to release the id before registering it "
+                           "again.", data=data):
+            self._renew_register(workflow, self.books.device_step(workflow, step.device_id))
 
     def _renew_register(self, workflow: WorkflowRecord, step: DeviceStep) -> None:
         device_id = step.device_id
         snapshot = self.store.snapshot(workflow.id, device_id)
         assert snapshot is not None  # taken before the approval; the schema keeps it
-        if not self._settled(workflow, device_id):  # a DELETE or a create could still land
+        # A DELETE or a create could still land:
+        if not self.write_ahead.settled(workflow, device_id):
             return
-        existing = self._call(workflow, device_id, "read device", self.api.find_device, device_id)
+        existing = self._read_device(workflow, device_id)
         if existing is None:
             try:
-                self._send(workflow, [device_id], CREATE, self.api.create_device,
-                           self._creation(workflow, snapshot))
+                self.write_ahead.send(workflow, [device_id], CREATE, self.api.create_device,
+                                      self._creation(workflow, snapshot))
             except NotSent:
                 return
             except SigfoxConflict:
@@ -171,20 +202,19 @@ class DeviceSteps(WriteAhead):
                 if still_held(error):  # some backends answer 400 "already exists" while holding
                     self._wait_for_release(workflow, step)
                     return
-                self._fail(workflow, device_id, "re-register",
-                           f"Sigfox refused to register it again: {error}. The PAC is "
-                           "recorded: an approver can see it with the Show PAC button and "
-                           "register the device in the Sigfox portal.")
+                self.books.fail(workflow, device_id, "re-register",
+                                f"Sigfox refused to register it again: {error}. The PAC is "
+                                "recorded: an approver can see it with the Show PAC button and "
+                                "register the device in the Sigfox portal.")
                 return
-            existing = self._call(workflow, device_id, "read device", self.api.find_device,
-                                  device_id)
+            existing = self._read_device(workflow, device_id)
         if existing is not None and existing.pac and existing.pac != snapshot.pac:
             self.store.record_new_pac(workflow.id, device_id, existing.pac)
         data = {**step.data, "registered_at": self.clock.now()}
-        if self._move(workflow, device_id, Step.AWAITING_RELEASE, Step.REGISTERED,
-                      "Registered again with the recorded PAC; its token is not consumed yet.",
-                      data=data):
-            self._renew_report_contract(workflow, self._device_step(workflow, device_id))
+        if self.books.move(workflow, device_id, Step.AWAITING_RELEASE, Step.REGISTERED,
+                           "Registered again with the recorded PAC; its token is not consumed yet.",
+                           data=data):
+            self._renew_report_contract(workflow, self.books.device_step(workflow, device_id))
 
     def _creation(self, workflow: WorkflowRecord, snapshot: Snapshot) -> DeviceCreate:
         flags = snapshot.flags
@@ -214,26 +244,27 @@ class DeviceSteps(WriteAhead):
         if now > deadline and not step.data.get("release_overdue"):
             step.data.update(release_overdue=True)
             self.store.update_device_step(workflow.id, step.device_id, now, data=step.data)
-            self._tell(workflow, ProgressKind.WAITING,
-                       f"Sigfox still holds the id {elapsed_text(waited)} after the delete, "
-                       f"longer than release_timeout. The job stays open and keeps trying every "
-                       f"{elapsed_text(self.config.timing.release_retry.total_seconds())}. An "
-                       "approver can keep waiting, or stop and see the PAC to register the "
-                       "device in the Sigfox portal.",
-                       device_id=step.device_id, wait="release_overdue", release_overdue=True,
-                       elapsed=waited)
+            self.books.tell(
+                workflow, ProgressKind.WAITING,
+                f"Sigfox still holds the id {elapsed_text(waited)} after the delete, "
+                f"longer than release_timeout. The job stays open and keeps trying every "
+                f"{elapsed_text(self.config.timing.release_retry.total_seconds())}. An "
+                "approver can keep waiting, or stop and see the PAC to register the "
+                "device in the Sigfox portal.",
+                device_id=step.device_id, wait="release_overdue", release_overdue=True,
+                elapsed=waited)
         retry = self.config.timing.release_retry.total_seconds()
         self.store.update_device_step(workflow.id, step.device_id, now, next_run=now + retry,
                                       attempts=step.attempts + 1)
-        self._schedule(workflow.id, now + retry)
-        self._report_wait(workflow, step, waited, "release",
-                          f"Waiting for Sigfox to release the id, {elapsed_text(waited)}")
+        self.books.schedule(workflow.id, now + retry)
+        self.books.report_wait(workflow, step, waited, "release",
+                               f"Waiting for Sigfox to release the id, {elapsed_text(waited)}")
 
     def _renew_report_contract(self, workflow: WorkflowRecord, step: DeviceStep) -> None:
         device_id = step.device_id
         type_id = target_type_id(workflow, device_id)
-        device_type = self._call(workflow, device_id, "read device type",
-                                 self.api.get_device_type, type_id)
+        device_type = self.books.call(workflow, device_id, "read device type",
+                                      self.api.get_device_type, type_id)
         contract = contract_of(self.api, device_type)
         end = contract.end_time
         left = contract.tokens_left
@@ -243,7 +274,7 @@ class DeviceSteps(WriteAhead):
             + ". Waiting for the device's first message."
         )
         data = {**step.data, "contract": contract.name or contract.id, "contract_end": end}
-        self._move(workflow, device_id, Step.REGISTERED, Step.AWAITING_UPLINK, text, data=data)
+        self.books.move(workflow, device_id, Step.REGISTERED, Step.AWAITING_UPLINK, text, data=data)
 
     def _renew_await_uplink(self, workflow: WorkflowRecord, step: DeviceStep) -> None:
         """Done only when Sigfox shows the token in state OK; a message that leaves the device
@@ -253,15 +284,15 @@ class DeviceSteps(WriteAhead):
             step.data["registered_at"] = self.clock.now()
             self.store.update_device_step(workflow.id, device_id, self.clock.now(),
                                           data=step.data)
-        device = self._call(workflow, device_id, "read device", self.api.find_device, device_id)
+        device = self._read_device(workflow, device_id)
         if device is None:
-            self._fail(workflow, device_id, "first message",
-                       f"{device_id} is no longer listed by Sigfox. Check it in the Sigfox "
-                       "portal; the PAC is recorded.")
+            self.books.fail(workflow, device_id, "first message",
+                            f"{device_id} is no longer listed by Sigfox. Check it in the Sigfox "
+                            "portal; the PAC is recorded.")
             return
         failure = first_message_failure(device)
         if failure:
-            self._fail(workflow, device_id, "first message", failure)
+            self.books.fail(workflow, device_id, "first message", failure)
             return
         if device.token_state == TokenState.OK and device.token is not None:
             token_end = device.token.end
@@ -269,9 +300,9 @@ class DeviceSteps(WriteAhead):
             text = "First message received" + (
                 f"; token OK until {day(token_end)}." if token_end else "."
             )
-            if self._move(workflow, device_id, Step.AWAITING_UPLINK, Step.CHECKING_CALLBACKS,
-                          text, data=data):
-                self._check_callbacks(workflow, self._device_step(workflow, device_id))
+            if self.books.move(workflow, device_id, Step.AWAITING_UPLINK, Step.CHECKING_CALLBACKS,
+                               text, data=data):
+                self._check_callbacks(workflow, self.books.device_step(workflow, device_id))
             return
         self._keep_waiting_for_uplink(workflow, step)
 
@@ -294,42 +325,45 @@ class DeviceSteps(WriteAhead):
             workflow.id, device_id, Step.PENDING, Step.SUBMITTING, self.clock.now()
         ):
             return
-        device = self._call(workflow, device_id, "read device", self.api.find_device, device_id)
+        device = self._read_device(workflow, device_id)
         if device is None or device.token_state != TokenState.OK:
             label = device.token_state.name if device and device.token_state else "gone"
-            self._fail(workflow, device_id, "automatic renewal",
-                       f"{device_id}'s token is no longer valid ({label}); automatic renewal was "
-                       "not switched on. Check it with `/sigfox status`.")
+            self.books.fail(
+                workflow, device_id, "automatic renewal",
+                f"{device_id}'s token is no longer valid ({label}); automatic renewal was "
+                "not switched on. Check it with `/sigfox status`.")
             return
         if not device.automatic_renewal:
-            self._call(workflow, device_id, "switch on automatic renewal",
-                       lambda: self.api.update_device(device_id, automatic_renewal=True))
-            device = self._call(workflow, device_id, "read device", self.api.find_device,
-                                device_id)
+            self.books.call(workflow, device_id, "switch on automatic renewal",
+                            lambda: self.api.update_device(device_id, automatic_renewal=True))
+            device = self._read_device(workflow, device_id)
         if device is None or not device.automatic_renewal:
-            self._fail(workflow, device_id, "automatic renewal",
-                       "Sigfox accepted the change but the device still shows automatic renewal "
-                       "off. Check it in the Sigfox portal.")
+            self.books.fail(
+                workflow, device_id, "automatic renewal",
+                "Sigfox accepted the change but the device still shows automatic renewal "
+                "off. Check it in the Sigfox portal.")
             return
         end = device.token.end if device.token else None
-        self._move(workflow, device_id, Step.SUBMITTING, Step.DONE,
-                   f"Automatic renewal switched on: the token, OK until {day(end)}, is renewed "
-                   "by the device's first message after that date.",
-                   data={**step.data, "token_end": end})
+        self.books.move(
+            workflow, device_id, Step.SUBMITTING, Step.DONE,
+            f"Automatic renewal switched on: the token, OK until {day(end)}, is renewed "
+            "by the device's first message after that date.",
+            data={**step.data, "token_end": end})
 
     def _keep_waiting_for_uplink(self, workflow: WorkflowRecord, step: DeviceStep) -> None:
         now = self.clock.now()
         waited = now - step.data.get("registered_at", now)
         if waited > self.config.timing.first_message_timeout.total_seconds():
-            self._fail(workflow, step.device_id, "first message",
-                       f"Registered, but no message arrived in {elapsed_text(waited)}. Check the "
-                       "device's power and coverage; it will take its token at its first message.")
+            self.books.fail(
+                workflow, step.device_id, "first message",
+                f"Registered, but no message arrived in {elapsed_text(waited)}. Check the "
+                "device's power and coverage; it will take its token at its first message.")
             return
         poll = self.config.timing.first_message_poll.total_seconds()
         self.store.update_device_step(workflow.id, step.device_id, now, next_run=now + poll)
-        self._schedule(workflow.id, now + poll)
-        self._report_wait(workflow, step, waited, "uplink",
-                          f"Waiting for the first message, {elapsed_text(waited)}")
+        self.books.schedule(workflow.id, now + poll)
+        self.books.report_wait(workflow, step, waited, "uplink",
+                               f"Waiting for the first message, {elapsed_text(waited)}")
 
     def _check_callbacks(self, workflow: WorkflowRecord, step: DeviceStep) -> None:
         device_id = step.device_id
@@ -354,11 +388,11 @@ class DeviceSteps(WriteAhead):
                 )
                 details["copy_callbacks_from"] = snapshot.device_type_id
         data = {**step.data, **details}
-        self._move(workflow, device_id, Step.CHECKING_CALLBACKS, Step.DONE, text, data=data)
+        self.books.move(workflow, device_id, Step.CHECKING_CALLBACKS, Step.DONE, text, data=data)
 
     def _callbacks(self, workflow: WorkflowRecord, device_id: str, type_id: str) -> list[Callback]:
-        return list(self._call(workflow, device_id, "read callbacks",
-                               lambda: list(self.api.iter_device_type_callbacks(type_id))))
+        return list(self.books.call(workflow, device_id, "read callbacks",
+                                    lambda: list(self.api.iter_device_type_callbacks(type_id))))
 
     def _step_transfer(self, workflow: WorkflowRecord, step: DeviceStep) -> None:
         if step.state == Step.CHECKING_CALLBACKS:
@@ -411,52 +445,55 @@ class DeviceSteps(WriteAhead):
             self._submit_bulk(workflow, kind, submit, details)
             return
         device_id = step.device_id
-        if not self._settled(workflow, device_id):  # the submission could still land
+        # The submission could still land:
+        if not self.write_ahead.settled(workflow, device_id):
             return
-        device = self._call(workflow, device_id, "read device", self.api.find_device, device_id)
+        device = self._read_device(workflow, device_id)
         if reached(device):
-            moved = self._move(workflow, device_id, step.state, then, done_text)
+            moved = self.books.move(workflow, device_id, step.state, then, done_text)
             if moved and then == Step.CHECKING_CALLBACKS:
-                self._check_callbacks(workflow, self._device_step(workflow, device_id))
+                self._check_callbacks(workflow, self.books.device_step(workflow, device_id))
             return
         now = self.clock.now()
         submitted_at = float(step.data.get("submitted_at", step.updated_at))
-        last = self._last_intent(workflow.id, device_id, kind.value)
+        last = self.write_ahead.last_intent(workflow.id, device_id, kind.value)
         # Sigfox's answer carries the job id; a crash may have kept it in the intent only.
         job_id = step.data.get("job_id") or (
             last.outcome if last is not None and last.state != NOT_LANDED else "")
         if job_id:
-            job = self._call(workflow, device_id, "read job", self.api.get_job, kind, job_id)
+            job = self.books.call(workflow, device_id, "read job", self.api.get_job, kind, job_id)
             error = _job_error(job, device_id)
             if error:
-                self._fail(workflow, device_id, kind.value,
-                           f"Sigfox's {kind.value} job {job_id} failed for {device_id}: {error}")
+                self.books.fail(
+                    workflow, device_id, kind.value,
+                    f"Sigfox's {kind.value} job {job_id} failed for {device_id}: {error}")
                 return
         elif last is None or last.state == NOT_LANDED:
             # Never sent (a crash before its intent), or verified not to have taken effect.
             with _CLAIMING:  # a live claimer writes the intent under this lock: look again
-                last = self._last_intent(workflow.id, device_id, kind.value)
+                last = self.write_ahead.last_intent(workflow.id, device_id, kind.value)
             if last is None or last.state == NOT_LANDED:
                 self._resubmit(workflow, step, kind)
                 return
         if now - submitted_at > JOB_TIMEOUT_SECONDS:
-            self._fail(workflow, device_id, kind.value,
-                       f"The {kind.value} job did not take effect within an hour; check the "
-                       "device in the Sigfox portal before asking again.")
+            self.books.fail(workflow, device_id, kind.value,
+                            f"The {kind.value} job did not take effect within an hour; check the "
+                            "device in the Sigfox portal before asking again.")
             return
         self.store.update_device_step(workflow.id, device_id, now, next_run=now + JOB_POLL_SECONDS)
-        self._schedule(workflow.id, now + JOB_POLL_SECONDS)
+        self.books.schedule(workflow.id, now + JOB_POLL_SECONDS)
 
     def _resubmit(self, workflow: WorkflowRecord, step: DeviceStep, kind: JobKind) -> None:
         """The submission was cut off (a crash, a timeout) and it is verified that it did not
-        take effect (see `_settled`): send it again."""
+        take effect (see `WriteAhead.settled`): send it again."""
         now = self.clock.now()
         if self.store.cas_device(workflow.id, step.device_id, step.state, Step.PENDING.value, now,
                                  next_run=now):
-            self._schedule(workflow.id, now)
-            self._tell(workflow, ProgressKind.STEP_DONE,
-                       f"The {kind.value} request did not take effect (checked once it could no "
-                       "longer land): sending it again.", device_id=step.device_id)
+            self.books.schedule(workflow.id, now)
+            self.books.tell(
+                workflow, ProgressKind.STEP_DONE,
+                f"The {kind.value} request did not take effect (checked once it could no "
+                "longer land): sending it again.", device_id=step.device_id)
 
     def _submit_bulk(
         self, workflow: WorkflowRecord, kind: JobKind, submit: Callable[[list[str]], str],
@@ -478,17 +515,18 @@ class DeviceSteps(WriteAhead):
             if not claimed:
                 return
             try:
-                batch = self._open_intent(workflow, claimed, kind.value, details)
+                batch = self.write_ahead.open_intent(workflow, claimed, kind.value, details)
             except NotSent:
                 # Cancelled meanwhile, or a call on one of them is unresolved: not sent, back
                 # to pending; the next tick looks again.
                 for device_id in claimed:
                     self.store.cas_device(workflow.id, device_id, Step.SUBMITTING,
                                           Step.PENDING.value, now,
-                                          next_run=now + self._tick_seconds())
+                                          next_run=now + self.books.tick_seconds())
                 return
         try:
-            job_id = self._send(workflow, claimed, kind.value, submit, claimed, batch=batch)
+            job_id = self.write_ahead.send(workflow, claimed, kind.value, submit, claimed,
+                                           batch=batch)
         except SigfoxError as error:
             # Unknown outcome: the devices are watched, and submitted again if nothing changes.
             # Known refusal: back to pending, retried later with back-off.
@@ -503,10 +541,10 @@ class DeviceSteps(WriteAhead):
             self.store.cas_device(workflow.id, device_id, Step.SUBMITTING, Step.AWAITING_JOB, now,
                                   data={"job_id": job_id, "submitted_at": now},
                                   next_run=now + JOB_POLL_SECONDS)
-        self._schedule(workflow.id, now + JOB_POLL_SECONDS)
-        self._tell(workflow, ProgressKind.STEP_DONE,
-                   f"Sigfox {kind.value} job {job_id} started for {len(claimed)} device(s).",
-                   job_id=job_id)
+        self.books.schedule(workflow.id, now + JOB_POLL_SECONDS)
+        self.books.tell(workflow, ProgressKind.STEP_DONE,
+                        f"Sigfox {kind.value} job {job_id} started for {len(claimed)} device(s).",
+                        job_id=job_id)
 
     def _step_unsubscribe(self, workflow: WorkflowRecord, step: DeviceStep) -> None:
         device_id = step.device_id
@@ -515,20 +553,22 @@ class DeviceSteps(WriteAhead):
             workflow.id, device_id, Step.PENDING, Step.SUBMITTING, self.clock.now()
         ):
             return
-        if not self._settled(workflow, device_id):
+        if not self.write_ahead.settled(workflow, device_id):
             return
-        device = self._call(workflow, device_id, "read device", self.api.find_device, device_id)
+        device = self._read_device(workflow, device_id)
         if device is None:
-            self._fail(workflow, device_id, "unsubscribe", f"{device_id} is no longer in Sigfox.")
+            self.books.fail(workflow, device_id, "unsubscribe",
+                            f"{device_id} is no longer in Sigfox.")
             return
         if unsubscription_time(device) != when:
             try:
-                self._send(workflow, [device_id], UNSUBSCRIBE, self.api.unsubscribe_device,
-                           device_id, when, details={"at_ms": when})
+                self.write_ahead.send(workflow, [device_id], UNSUBSCRIBE,
+                                      self.api.unsubscribe_device, device_id, when,
+                                      details={"at_ms": when})
             except NotSent:
                 return
-        self._move(workflow, device_id, Step.SUBMITTING, Step.DONE,
-                   f"Unsubscription set for {day(when)}.")
+        self.books.move(workflow, device_id, Step.SUBMITTING, Step.DONE,
+                        f"Unsubscription set for {day(when)}.")
 
 
 _HELD_WORDS = ("already exist", "still exist", "being deleted", "held", "not yet released",

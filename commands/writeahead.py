@@ -20,7 +20,8 @@ How the pieces hold it up:
 - Sigfox's answer settles it at once: 2xx `landed`, a refusal (4xx, a local pacing refusal)
   `not_landed`. No answer shortens `lands_by` to the moment the client gave up plus the
   margin, never lengthens it.
-- `settled()` runs before every step acts on a device: while an intent is in flight and
+- `WriteAhead.settled` runs before every step acts on a device: while an intent is in flight
+  and
   `lands_by` is ahead, the step waits (rescheduled for then, told in the thread once); after
   it, one read decides `landed` (the device shows the call's effect) or `not_landed`.
 - A job whose calls are all `not_landed` (or that sent none) left the device untouched and
@@ -37,14 +38,16 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from commands import human
-from commands.bookkeeping import WorkflowBookkeeping
+from commands.bookkeeping import Bookkeeper
+from commands.config import BotConfig
 from commands.planning import type_id_of
-from commands.ports import Clock, ProgressKind
+from commands.ports import Clock, ProgressKind, SigfoxApi
 from commands.states import WorkflowState
 from sigfox.errors import SigfoxError
 from sigfox.models import Device, TokenState
 from storage.intents import LANDED, IntentRecord
 from storage.records import WorkflowRecord
+from storage.store import Store
 
 T = TypeVar("T")
 
@@ -60,10 +63,17 @@ class NotSent(Exception):
     is still unresolved. Nothing was changed."""
 
 
-class WriteAhead(WorkflowBookkeeping):
-    """Destructive calls with their intent written first; set up by `Core.__init__`."""
+class WriteAhead:
+    """Destructive calls with their intent written first, and the reads that settle them."""
 
-    landing_clock: Clock
+    def __init__(self, *, store: Store, api: SigfoxApi, clock: Clock, landing_clock: Clock,
+                 config: BotConfig, books: Bookkeeper) -> None:
+        self.store = store
+        self.api = api
+        self.clock = clock
+        self.landing_clock = landing_clock
+        self.config = config
+        self.books = books
 
     def _lands_within(self) -> float:
         """How long after a call starts it may still take effect (crash bound)."""
@@ -72,8 +82,8 @@ class WriteAhead(WorkflowBookkeeping):
     def _landing_margin(self) -> float:
         return self.config.timing.landing_margin.total_seconds()
 
-    def _open_intent(self, workflow: WorkflowRecord, device_ids: Sequence[str], action: str,
-                     details: dict[str, Any] | None = None) -> str:
+    def open_intent(self, workflow: WorkflowRecord, device_ids: Sequence[str], action: str,
+                    details: dict[str, Any] | None = None) -> str:
         """Write the intent (the batch id); `NotSent` when it cannot be written."""
         sent_at = self.landing_clock.now()
         batch = self.store.intents.open(
@@ -85,15 +95,15 @@ class WriteAhead(WorkflowBookkeeping):
             raise NotSent(f"{action} of {', '.join(device_ids)} not sent")
         return batch
 
-    def _send(self, workflow: WorkflowRecord, device_ids: Sequence[str], action: str,
-              function: Callable[..., T], *args: Any, details: dict[str, Any] | None = None,
-              batch: str | None = None) -> T:
+    def send(self, workflow: WorkflowRecord, device_ids: Sequence[str], action: str,
+             function: Callable[..., T], *args: Any, details: dict[str, Any] | None = None,
+             batch: str | None = None) -> T:
         """Write the intent (unless `batch` is one already written), send the call, record
         Sigfox's answer. Raises `NotSent` when the intent cannot be written; re-raises the
         call's `SigfoxError` after recording it."""
-        batch = batch or self._open_intent(workflow, device_ids, action, details)
+        batch = batch or self.open_intent(workflow, device_ids, action, details)
         try:
-            result = self._call(workflow, ",".join(device_ids), action, function, *args)
+            result = self.books.call(workflow, ",".join(device_ids), action, function, *args)
         except SigfoxError as error:
             ended = self.landing_clock.now()
             if error.outcome_unknown:
@@ -108,7 +118,7 @@ class WriteAhead(WorkflowBookkeeping):
                                     result if isinstance(result, str) else "ok")
         return result
 
-    def _settled(self, workflow: WorkflowRecord, device_id: str) -> bool:
+    def settled(self, workflow: WorkflowRecord, device_id: str) -> bool:
         """True when no call on the device can still land (resolving, by one read, those
         whose time has passed). False when one still could: the step is rescheduled."""
         pending = self.store.intents.unresolved(device_id)
@@ -126,7 +136,8 @@ class WriteAhead(WorkflowBookkeeping):
                  pending: Sequence[IntentRecord]) -> None:
         """One read decides every unanswered call on the device whose time has passed."""
         now = self.landing_clock.now()
-        device = self._call(workflow, device_id, "read device", self.api.find_device, device_id)
+        device = self.books.call(workflow, device_id, "read device", self.api.find_device,
+                                 device_id)
         for intent in pending:
             landed = shows_effect(intent, device)
             if not landed and intent.action == DELETE:
@@ -134,11 +145,11 @@ class WriteAhead(WorkflowBookkeeping):
                 self.api.forget_unapplied("DELETE", "/devices/{id}", device_id, intent.sent_at)
             if self.store.intents.resolve(intent.id, landed, now, "read after lands_by"):
                 verdict = "took effect" if landed else "did not reach Sigfox"
-                self._tell(workflow, ProgressKind.STEP_DONE,
-                           f"Checked after the unanswered {intent.action}: it {verdict}.",
-                           device_id=device_id, intent=intent.action, landed=landed)
+                self.books.tell(workflow, ProgressKind.STEP_DONE,
+                                f"Checked after the unanswered {intent.action}: it {verdict}.",
+                                device_id=device_id, intent=intent.action, landed=landed)
 
-    def _resolve_for_cancel(self, workflow: WorkflowRecord) -> float:
+    def resolve_for_cancel(self, workflow: WorkflowRecord) -> float:
         """Before a cancel: settle, by a read, the workflow's unanswered calls that can no
         longer land. Returns how long until the others can be checked (0 when none left)."""
         now = self.landing_clock.now()
@@ -160,7 +171,7 @@ class WriteAhead(WorkflowBookkeeping):
         now = self.clock.now()
         when = now + remaining
         self.store.update_device_step(workflow.id, device_id, now, next_run=when)
-        self._schedule(workflow.id, when)
+        self.books.schedule(workflow.id, when)
         last = pending[-1]
         self._tell_landing_wait(workflow, [device_id], last.action, last.batch, remaining)
 
@@ -176,14 +187,14 @@ class WriteAhead(WorkflowBookkeeping):
         now = self.clock.now()
         self.store.update_device_step(workflow.id, first, now, data={**step.data, key: True})
         who = ", ".join(device_ids) if len(device_ids) <= 3 else f"{len(device_ids)} devices"
-        self._tell(workflow, ProgressKind.WAITING,
-                   f"Sigfox gave no clean answer to the {action}, which may still take "
-                   f"effect: checking that it did nothing before sending anything more for "
-                   f"{who}, in {human.duration(max(remaining, 1.0))}.",
-                   device_id=first if len(device_ids) == 1 else "", wait="landing",
-                   until=now + remaining)
+        self.books.tell(workflow, ProgressKind.WAITING,
+                        f"Sigfox gave no clean answer to the {action}, which may still take "
+                        f"effect: checking that it did nothing before sending anything more for "
+                        f"{who}, in {human.duration(max(remaining, 1.0))}.",
+                        device_id=first if len(device_ids) == 1 else "", wait="landing",
+                        until=now + remaining)
 
-    def _landing_wait_until(self, device_id: str) -> float | None:
+    def landing_wait_until(self, device_id: str) -> float | None:
         """When (on the workflows' clock) every unresolved call on the device is settled."""
         pending = self.store.intents.unresolved(device_id)
         if not pending:
@@ -191,14 +202,14 @@ class WriteAhead(WorkflowBookkeeping):
         remaining = max(i.lands_by for i in pending) - self.landing_clock.now()
         return self.clock.now() + max(remaining, 0.0)
 
-    def _landed(self, workflow_id: int, device_id: str, action: str) -> IntentRecord | None:
+    def landed(self, workflow_id: int, device_id: str, action: str) -> IntentRecord | None:
         """The last call of `action` this workflow made on the device that took effect."""
         done = [i for i in self.store.intents.of_step(workflow_id, device_id)
                 if i.action == action and i.state == LANDED]
         return done[-1] if done else None
 
-    def _last_intent(self, workflow_id: int, device_id: str, action: str
-                     ) -> IntentRecord | None:
+    def last_intent(self, workflow_id: int, device_id: str, action: str
+                    ) -> IntentRecord | None:
         mine = [i for i in self.store.intents.of_step(workflow_id, device_id)
                 if i.action == action]
         return mine[-1] if mine else None

@@ -277,14 +277,15 @@ def test_three_approvers_at_once_settle_a_two_person_request_once(harness: CoreH
     assert outcome.approval_id is not None
     third = Actor("U0THIRD")
     config = parse_config(SCALED.replace('"U0SECOND"]', '"U0SECOND", "U0THIRD"]'))
-    harness.core.config = config
-    harness.core.policy = type(harness.core.policy)(config)
+    # The third approver is configured: the clicks reach a core (same database) that knows it.
+    deciding = make_core(harness.simulator, harness.db_path, config=config, clock=harness.clock,
+                         notifier=harness.notifier).core
     barrier = threading.Barrier(3)
     results = []
 
     def click(actor: Actor) -> None:
         barrier.wait()
-        results.append(harness.core.decide(outcome.approval_id or 0, actor, approve=True))
+        results.append(deciding.decide(outcome.approval_id or 0, actor, approve=True))
 
     threads = [threading.Thread(target=click, args=(a,)) for a in (APPROVER, SECOND, third)]
     for thread in threads:

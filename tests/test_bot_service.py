@@ -35,7 +35,7 @@ def test_socket_mode_needs_an_app_token(make_simulator, tmp_path: Path) -> None:
             "SIGFOX_BOT_DB": str(tmp_path / "bot.db"),
         })
         assert services.health() == {"ok": True, "database": "ok"}
-        assert services.alerts is not None and services.core.on_renewed is not None
+        assert services.alerts is not None and services.core.engine.on_renewed is not None
         assert services.actor_for("U0SOMEONE").user_id == "U0SOMEONE"
         with pytest.raises(ServiceError, match="SLACK_APP_TOKEN"):
             serve(services, http=False)

@@ -50,7 +50,7 @@ def test_approve_reject_cancel_and_expiry_leave_one_story(make_simulator, tmp_pa
 
     def expire() -> bool:
         # What the tick does once the request is due: its expiry racing the clicks.
-        core._expire(approval_id, core._workflow(workflow_id))
+        core.approvals.expire(approval_id, core.books.workflow(workflow_id))
         return store.get_approval(approval_id).state == "expired"
 
     results = race({

@@ -189,7 +189,7 @@ def test_a_first_message_that_finds_no_token_fails_the_renewal(harness: CoreHarn
     contract, dtype = meters(world, max_tokens=3)
     device = world.add_device("E00001", device_type_id=dtype.id).id  # no token yet
     renewed: list[str] = []
-    harness.core.on_renewed = renewed.append
+    harness.core.engine.on_renewed = renewed.append
     outcome = renew(harness, device)  # no token: only delete and re-register applies
     harness.core.decide(outcome.approval_id, APPROVER, approve=True)
     harness.core.tick()

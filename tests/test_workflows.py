@@ -389,7 +389,7 @@ def test_a_week_of_waiting_is_a_handful_of_lines(harness, fleet) -> None:
 def test_finished_renewals_are_announced_for_alerts(backend, fleet, tmp_path) -> None:
     renewed: list[str] = []
     harness = make_core(backend, tmp_path / "bot.db")
-    harness.core.on_renewed = renewed.append
+    harness.core.engine.on_renewed = renewed.append
     outcome = renew(harness, fleet.no_token)
     harness.core.decide(outcome.approval_id, APPROVER, approve=True)
     harness.core.tick()
