@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from commands.bookkeeping import Bookkeeper, elapsed_text
@@ -34,17 +35,16 @@ def clean_reason(text: str) -> str:
     return " ".join(text.split())[:MAX_REASON]
 
 
+@dataclass(frozen=True, kw_only=True)
 class ApprovalRounds:
     """The core's approval rounds: asking, who may decide, reminders, escalation, expiry and
     the wait timer once approved."""
 
-    def __init__(self, *, store: Store, policy: Policy, clock: Clock, config: BotConfig,
-                 books: Bookkeeper) -> None:
-        self.store = store
-        self.policy = policy
-        self.clock = clock
-        self.config = config
-        self.books = books
+    store: Store
+    policy: Policy
+    clock: Clock
+    config: BotConfig
+    books: Bookkeeper
 
     def ask(self, workflow: WorkflowRecord, requester: str, summary: str, needed: int = 1,
             reason: str = "") -> int:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from typing import Any, TypeVar
 
@@ -25,16 +26,15 @@ WAIT_REPORT_FIRST = 300.0
 WAIT_REPORT_MAX = 12 * 3600.0
 
 
+@dataclass(frozen=True, kw_only=True)
 class Bookkeeper:
     """What a step does besides its own work: audited calls, moves, failures, the schedule,
     and progress told to the notifier."""
 
-    def __init__(self, *, store: Store, notifier: Notifier, clock: Clock,
-                 config: BotConfig) -> None:
-        self.store = store
-        self.notifier = notifier
-        self.clock = clock
-        self.config = config
+    store: Store
+    notifier: Notifier
+    clock: Clock
+    config: BotConfig
 
     def call(self, workflow: WorkflowRecord, device_id: str, action: str,
              function: Callable[..., T], *args: Any) -> T:

@@ -12,6 +12,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from functools import partial
 
 from commands.approvals import ApprovalRounds
@@ -33,27 +34,24 @@ LEASE_SECONDS = 300.0
 MAX_BACKOFF_SECONDS = 900.0
 
 
+@dataclass(kw_only=True)
 class WorkflowEngine:
     """Advances the jobs: claims each due one, runs its due steps, retries faults later, and
     finishes it when every device is done or failed."""
 
-    def __init__(self, *, store: Store, clock: Clock, config: BotConfig, books: Bookkeeper,
-                 write_ahead: WriteAhead, steps: StepRunner, approvals: ApprovalRounds,
-                 owner: str, on_renewed: Callable[[str], object] | None = None,
-                 stopwatch: Stopwatch = time.perf_counter) -> None:
-        self.store = store
-        self.clock = clock
-        self.config = config
-        self.books = books
-        self.write_ahead = write_ahead
-        self.steps = steps
-        self.approvals = approvals
-        self.owner = owner
-        # Told the id of every device renewed or restarted through the bot (alerts resolve).
-        self.on_renewed = on_renewed
-        # Real elapsed time for the tick's budget and timings (the clock may be virtual).
-        self.stopwatch = stopwatch
-        self.last_tick: TickStats | None = None
+    store: Store
+    clock: Clock
+    config: BotConfig
+    books: Bookkeeper
+    write_ahead: WriteAhead
+    steps: StepRunner
+    approvals: ApprovalRounds
+    owner: str  # names this process's leases
+    # Told the id of every device renewed or restarted through the bot (alerts resolve).
+    on_renewed: Callable[[str], object] | None = None
+    # Real elapsed time for the tick's budget and timings (the clock may be virtual).
+    stopwatch: Stopwatch = time.perf_counter
+    last_tick: TickStats | None = field(default=None, init=False)
 
     def resume(self) -> int:
         """At start: free leases left by a dead process and advance everything unfinished."""

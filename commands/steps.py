@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from commands.bookkeeping import Bookkeeper, elapsed_text
@@ -45,19 +46,18 @@ DELETE_CONFIRM_TIMEOUT_SECONDS = 3600.0
 _CLAIMING = threading.Lock()  # see _submit_bulk
 
 
+@dataclass(frozen=True, kw_only=True)
 class StepRunner:
     """Runs one device's step of a job, by the job's kind: renew, delete, transfer, restart
     and unsubscribe. Every destructive call goes through `WriteAhead.send`, after
     `WriteAhead.settled` (see commands/writeahead.py)."""
 
-    def __init__(self, *, store: Store, api: SigfoxApi, clock: Clock, config: BotConfig,
-                 books: Bookkeeper, write_ahead: WriteAhead) -> None:
-        self.store = store
-        self.api = api
-        self.clock = clock
-        self.config = config
-        self.books = books
-        self.write_ahead = write_ahead
+    store: Store
+    api: SigfoxApi
+    clock: Clock
+    config: BotConfig
+    books: Bookkeeper
+    write_ahead: WriteAhead
 
     def run(self, workflow: WorkflowRecord, step: DeviceStep) -> None:
         """Move the device's step as far as it can go now (it may raise `SigfoxError`)."""

@@ -35,6 +35,7 @@ demo's fast tour). In production both are the system clock.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from commands import human
@@ -63,17 +64,16 @@ class NotSent(Exception):
     is still unresolved. Nothing was changed."""
 
 
+@dataclass(frozen=True, kw_only=True)
 class WriteAhead:
     """Destructive calls with their intent written first, and the reads that settle them."""
 
-    def __init__(self, *, store: Store, api: SigfoxApi, clock: Clock, landing_clock: Clock,
-                 config: BotConfig, books: Bookkeeper) -> None:
-        self.store = store
-        self.api = api
-        self.clock = clock
-        self.landing_clock = landing_clock
-        self.config = config
-        self.books = books
+    store: Store
+    api: SigfoxApi
+    clock: Clock
+    landing_clock: Clock
+    config: BotConfig
+    books: Bookkeeper
 
     def _lands_within(self) -> float:
         """How long after a call starts it may still take effect (crash bound)."""
