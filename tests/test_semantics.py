@@ -15,7 +15,7 @@ from commands.planning import Request
 from commands.ports import ProgressKind, Target
 from commands.states import Kind, WorkflowState
 from sigfox.simulator import SimulatorServer
-from sigfox.simulator.backend import add_months
+from sigfox.simulator.clock import add_months
 
 DAY_MS = 86_400_000
 

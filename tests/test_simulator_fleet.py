@@ -22,7 +22,7 @@ def test_large_fleet_is_realistic() -> None:
     # How fast it builds is a benchmark's business (benchmarks/list_fleet.py), not a test's.
     world = World(seed=7)
     layout = build_fleet(world, 150_000, seed=7)
-    assert len(world.devices) == 150_000 and len(world.all_ids) == 150_000
+    assert len(world.devices) == 150_000 and len(world.indexes.all_ids) == 150_000
     now = world.now_ms()
     kinds: Counter[str] = Counter()
     for device in world.devices.values():

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from sigfox.simulator import SimulatorServer
-from sigfox.simulator.backend import add_months
+from sigfox.simulator.clock import add_months
 from sigfox.simulator.model import Contract, DeviceType
 
 DAY = 86_400

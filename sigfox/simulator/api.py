@@ -27,8 +27,9 @@ from starlette.routing import Route
 
 from sigfox.simulator import json_bodies
 from sigfox.simulator.api_errors import ApiError, field_error
-from sigfox.simulator.backend import HEX_ID, World
+from sigfox.simulator.backend import World
 from sigfox.simulator.index import ALL_IDS, IdRange, decode_cursor, encode_cursor
+from sigfox.simulator.request_bodies import HEX_ID
 
 MAX_OFFSET = 40_000
 MAX_LIMIT = 100
@@ -228,33 +229,33 @@ class Api:
     # ------------------------------------------------------------------ bulk jobs
 
     async def bulk_create(self, request: Request) -> Response:
-        job = self.world.start_job("create", await json_body(request))
+        job = self.world.bulk_jobs.start("create", await json_body(request))
         return JSONResponse({"total": job.total, "jobId": job.id})
 
     async def bulk_transfer(self, request: Request) -> Response:
-        job = self.world.start_job("transfer", await json_body(request))
+        job = self.world.bulk_jobs.start("transfer", await json_body(request))
         return JSONResponse({"total": job.total, "jobId": job.id})
 
     async def bulk_restart(self, request: Request) -> Response:
-        job = self.world.start_job("restart", await json_body(request))
+        job = self.world.bulk_jobs.start("restart", await json_body(request))
         return JSONResponse({"jobId": job.id}, status_code=201)
 
     async def bulk_unsubscribe(self, request: Request) -> Response:
-        job = self.world.start_job("unsubscribe", await json_body(request))
+        job = self.world.bulk_jobs.start("unsubscribe", await json_body(request))
         return JSONResponse({"jobId": job.id}, status_code=201)
 
     async def registration_job(self, request: Request) -> Response:
-        job = self.world.job(request.path_params["job"], "registration")
+        job = self.world.bulk_jobs.status(request.path_params["job"], "registration")
         with self.world.lock:
             return JSONResponse(json_bodies.registration_job(job))
 
     async def restart_job(self, request: Request) -> Response:
-        job = self.world.job(request.path_params["job"], "restart")
+        job = self.world.bulk_jobs.status(request.path_params["job"], "restart")
         with self.world.lock:
             return JSONResponse(json_bodies.action_job(job))
 
     async def unsubscribe_job(self, request: Request) -> Response:
-        job = self.world.job(request.path_params["job"], "unsubscribe")
+        job = self.world.bulk_jobs.status(request.path_params["job"], "unsubscribe")
         with self.world.lock:
             return JSONResponse(json_bodies.action_job(job))
 

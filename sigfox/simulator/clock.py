@@ -2,14 +2,17 @@
 
 Virtual time runs with real time plus an offset that only grows: the demo's holds and token ends
 pass naturally while it runs, and tests jump months ahead with `advance` without sleeping.
-It satisfies `commands.ports.Clock` (a `now()` in epoch seconds).
+It satisfies `commands.ports.Clock` (a `now()` in epoch seconds). `add_months` is the calendar
+arithmetic of token ends and contract dates.
 """
 
 from __future__ import annotations
 
+import calendar
 import threading
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 
 class SimClock:
@@ -42,3 +45,11 @@ class SimClock:
         with self._lock:
             self._listeners.append(listener)
 
+
+def add_months(ms: int, months: int) -> int:
+    """`ms` plus calendar months (day clamped to the month's length), as token ends are."""
+    when = datetime.fromtimestamp(ms / 1000, tz=UTC)
+    total = when.month - 1 + months
+    year, month = when.year + total // 12, total % 12 + 1
+    day = min(when.day, calendar.monthrange(year, month)[1])
+    return int(when.replace(year=year, month=month, day=day).timestamp() * 1000)

@@ -18,7 +18,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from sigfox.simulator.backend import World, add_months
+from sigfox.simulator.backend import World
+from sigfox.simulator.clock import add_months
 from sigfox.simulator.model import Device, DeviceType, Token
 
 DAY_MS = 86_400_000

@@ -12,8 +12,10 @@ from __future__ import annotations
 import base64
 import binascii
 import bisect
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+
+from sigfox.simulator.model import Device
 
 # Where an id that is not hexadecimal sorts: after every real one. Sigfox ids are hexadecimal,
 # but tests and hand-made worlds name devices "U1"; the index must not fall over them.
@@ -97,6 +99,69 @@ class SortedIds:
             stop = bisect.bisect_left(ids, (span.low, ""), key=id_key)
         for pos in range(end - 1 - skip, stop - 1, -1):
             yield ids[pos]
+
+
+class DeviceIndexes:
+    """A world's devices by id: all of them, per device type and per group."""
+
+    def __init__(self) -> None:
+        self.all_ids = SortedIds()
+        self.by_type: dict[str, SortedIds] = {}
+        self.by_group: dict[str, SortedIds] = {}
+
+    def add(self, device: Device) -> None:
+        self.all_ids.add(device.id)
+        self.by_type.setdefault(device.device_type_id, SortedIds()).add(device.id)
+        self.by_group.setdefault(device.group_id, SortedIds()).add(device.id)
+
+    def extend(self, devices: list[Device]) -> None:
+        """Index many devices in one go (each index sorted once)."""
+        per_type: dict[str, list[str]] = {}
+        per_group: dict[str, list[str]] = {}
+        for device in devices:
+            per_type.setdefault(device.device_type_id, []).append(device.id)
+            per_group.setdefault(device.group_id, []).append(device.id)
+        self.all_ids.extend([d.id for d in devices])
+        for key, ids in per_type.items():
+            self.by_type.setdefault(key, SortedIds()).extend(ids)
+        for key, ids in per_group.items():
+            self.by_group.setdefault(key, SortedIds()).extend(ids)
+
+    def remove(self, device: Device) -> None:
+        self.all_ids.remove(device.id)
+        self.by_type[device.device_type_id].remove(device.id)
+        self.by_group[device.group_id].remove(device.id)
+
+    def plan(
+        self, devices: Mapping[str, Device], device_id: str | None, device_type_id: str | None,
+        group_ids: list[str] | None, contract_id: str | None,
+    ) -> tuple[SortedIds, Callable[[str], bool] | None]:
+        """Pick the narrowest index, and a filter for whatever that index does not imply."""
+        checks: list[Callable[[Device], bool]] = []
+        if device_id is not None:
+            wanted = device_id.upper()
+            index = SortedIds([wanted] if wanted in devices else [])
+        elif device_type_id is not None:
+            index = self.by_type.get(device_type_id, SortedIds())
+            device_type_id = None
+        elif group_ids is not None and len(group_ids) == 1:
+            index = self.by_group.get(group_ids[0], SortedIds())
+            group_ids = None
+        else:
+            index = self.all_ids
+        if device_type_id is not None:
+            checks.append(lambda d: d.device_type_id == device_type_id)
+        if group_ids is not None:
+            groups = set(group_ids)
+            checks.append(lambda d: d.group_id in groups)
+        if contract_id is not None:
+            # The spec: "devices having a token on the specified contract". A device without a
+            # token only points at its device type's contract and is not listed; an Off
+            # Contract token still names the contract it was taken on, so it is.
+            checks.append(lambda d: d.token is not None and d.token.contract_id == contract_id)
+        if not checks:
+            return index, None
+        return index, lambda ident: all(check(devices[ident]) for check in checks)
 
 
 def select(
