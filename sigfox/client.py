@@ -27,7 +27,7 @@ import httpx
 
 from sigfox import bulk
 from sigfox.errors import SigfoxConfigError
-from sigfox.listing import MAX_PAGE_SIZE, iter_items, iter_pages, page_limit
+from sigfox.listing import MAX_PAGE_SIZE, Page, iter_items, iter_pages, page_limit, read_page
 from sigfox.models import (
     BulkDeviceCreate,
     BulkJob,
@@ -186,14 +186,29 @@ class SigfoxClient:
         for page in iter_pages(self._calls, "/devices/", "/devices/", params):
             yield [Device.model_validate(item) for item in page]
 
-    def device_id_at(self, offset: int, *, min_id: str | None = None) -> str | None:
-        """The id of the device `offset` places after the first (from `min_id` on), by id;
-        None when the fleet is shorter. One list call of one device."""
-        params = without_unset(sort="id", minId=normalize_device_id(min_id) if min_id else None,
-                        offset=offset, limit=1)
-        page = self._calls.json("GET", "/devices/", "/devices/", params=params)
-        data = page.get("data") or []
-        return str(data[0]["id"]).upper() if data and isinstance(data[0], dict) else None
+    def device_page(
+        self, *, min_id: str | None = None, max_id: str | None = None, offset: int = 0,
+        page_size: int = 100,
+    ) -> Page[Device]:
+        """One page of the devices by id (`sort=id`): from `offset` places after the first
+        whose id is at least `min_id`, up to `max_id` (inclusive, either open). One list call;
+        `iter_device_pages_after` continues it."""
+        params = without_unset(
+            sort="id",
+            minId=normalize_device_id(min_id) if min_id else None,
+            maxId=normalize_device_id(max_id) if max_id else None,
+            offset=offset or None,
+            limit=page_limit(page_size),
+        )
+        page = read_page(self._calls, "/devices/", "/devices/", params)
+        return Page([Device.model_validate(item) for item in page.items], page.next_url)
+
+    def iter_device_pages_after(self, page: Page[Device]) -> Iterator[list[Device]]:
+        """The pages after `page`, following its `paging.next` verbatim."""
+        if page.next_url is None:
+            return
+        for items in iter_pages(self._calls, "/devices/", page.next_url, None):
+            yield [Device.model_validate(item) for item in items]
 
     def find_device(self, device_id: str) -> Device | None:
         """The device, read through the list endpoint (GET /devices/{id} is 1/hour/device)."""

@@ -6,19 +6,33 @@ answer, 150,000 devices take 1,500 x 0.3 = 450 s, while the published limit (50 
 `maxId`, which the device list offers), walked at the same time, each through its own
 `paging.next`, all through the client's one pacer.
 
-The ranges come from the fleet's own ids, so they hold equal numbers of devices however the
-ids are spread: a probe asks for the one device `k x step` places into the fleet
-(`sort=id&offset=...&limit=1`); its id starts range k. `offset` stops at 40,000, so deeper
-probes count from an earlier probe's id (`minId`). A few size probes first pick the step, so
-a small fleet is cut as finely as a large one. Requests: ceil(N/100) pages (each range is a
-whole number of pages but the last), plus one probe per range, plus a handful.
+Every call is a page the walk lists; none is spent only to find where to cut:
 
-The ranges partition the id space, not only the ids seen: range k is [b(k), b(k+1) - 1] by
-hexadecimal value, the first has no lower bound and the last no upper bound, so a device
-created while the walk runs lands in exactly one range.
+- The fleet is cut by position into *blocks* of 50 pages (one window of the list limit), each
+  block into 5 *sub-ranges* of 10 pages. A block's *wave* asks at once, from the block's
+  first id (`sort=id&minId=...&offset=o&limit=100`), the first page of each sub-range
+  (o = 0, 1,000, ... 4,000) and the block's last page (o = 4,900).
+- The ids of those first pages bound the sub-ranges. The last page, when it links to a next
+  page, says where the next block starts (the id after its last device), so the next wave
+  goes; a block whose last page is empty or ends the list is the last one.
+- Each sub-range continues from the end of its first page to the start of the next one
+  (`minId`/`maxId`, following `paging.next`), and ends with the block's last page where it
+  holds it. The last sub-range of the last block follows its first page's `paging.next`.
 
-Where the backend refuses the range parameters (400), or ignores them, the walk falls back to
-one walk of `paging.next`. Memory stays flat: pages pass through a small bounded queue.
+Requests: each page of the fleet once, plus the probes of the last block that land past the
+fleet's end (at most 5; none when the last block is full). They land only in a block that is
+not full, which holds at most 49 pages and so at most 5 + 49 - 5 = 49 + 1 calls: the walk never
+needs one window of the limit more than its pages alone, ceil(calls / 50) = ceil(pages / 50).
+
+Exactness: the sub-ranges partition the id space, not only the ids seen (a block runs from the
+id after the previous block's last device to its own last device; the first has no lower
+bound, the last no upper one), so a device created while the walk runs is listed at most once;
+every page is checked to lie in its range.
+
+Where the backend refuses the range parameters (400) or ignores them, the first call that uses
+them says so before anything is handed out, and the walk falls back to one walk of
+`paging.next` from the first page. Memory stays flat: sub-ranges wait in a short queue and
+pages pass through a small bounded one.
 """
 
 from __future__ import annotations
@@ -28,13 +42,16 @@ import logging
 import math
 import queue
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from functools import partial
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sigfox.errors import SigfoxBadRequest, SigfoxError
+from sigfox.listing import Page
 from sigfox.models import Device
+from sigfox.pacing import DEVICE_LIST
 
 if TYPE_CHECKING:
     from sigfox.client import SigfoxClient
@@ -42,9 +59,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_OFFSET = 40_000  # the service's cap on `offset`
-# 1,000 ... 40,000 devices at 100 a page: one round trip says the fleet's size within 2.5x.
-SIZE_PROBES_IN_PAGES = (10, 25, 50, 100, 200, 400)
-RANGES_PER_WORKER = 2  # more ranges than walkers, so no walker idles at the end
+BLOCK_PAGES = DEVICE_LIST.calls  # a block is one window of the list limit
+SUBRANGES_PER_BLOCK = 5  # walked side by side; 10 pages each in a whole block
+
+R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -60,18 +78,11 @@ class IdSpan:
             self.high is None or value <= int(self.high, 16))
 
 
-def spans_between(boundaries: Sequence[str]) -> list[IdSpan]:
-    """The ranges that start at each boundary, after one range below the first.
-
-    Boundaries must increase strictly by value; together the ranges cover every id once.
-    """
-    lows: list[str | None] = [None, *boundaries]
-    highs: list[str | None] = [_predecessor(b) for b in boundaries]
-    highs.append(None)
-    return [IdSpan(low, high) for low, high in zip(lows, highs, strict=True)]
+def successor(ident: str) -> str:
+    return f"{int(ident, 16) + 1:X}"
 
 
-def _predecessor(ident: str) -> str:
+def predecessor(ident: str) -> str:
     return f"{int(ident, 16) - 1:X}"
 
 
@@ -80,91 +91,91 @@ def increasing(ids: Sequence[str]) -> bool:
     return all(a < b for a, b in itertools.pairwise(values))
 
 
-def step_for(fleet_at_most: int | None, *, workers: int, page_size: int, max_offset: int) -> int:
-    """Devices per range: a whole number of pages, about `RANGES_PER_WORKER` ranges per
-    walker for a fleet of known size, the most that keeps 8 probes per `max_offset` else."""
-    pages_cap = max(1, max_offset // (8 * page_size))
-    if fleet_at_most is None:
-        return pages_cap * page_size
-    wanted = fleet_at_most / (RANGES_PER_WORKER * workers * page_size)
-    return min(max(1, math.ceil(wanted)), pages_cap) * page_size
+@dataclass(frozen=True)
+class BlockShape:
+    """Pages per block and per sub-range, the block's last page within reach of `offset`."""
+
+    pages: int
+    sub_pages: int
+
+    @classmethod
+    def fitting(cls, page_size: int, max_offset: int = MAX_OFFSET) -> BlockShape:
+        pages = max(1, min(BLOCK_PAGES, max_offset // page_size + 1))
+        return cls(pages, math.ceil(pages / SUBRANGES_PER_BLOCK))
+
+    @property
+    def starts(self) -> list[int]:
+        """The page (within the block) each sub-range starts with."""
+        return list(range(0, self.pages, self.sub_pages))
+
+    @property
+    def last(self) -> int:
+        return self.pages - 1
+
+    @property
+    def probes(self) -> list[int]:
+        return sorted({*self.starts, self.last})
+
+
+@dataclass(frozen=True)
+class SubRange:
+    """Ids `span`, whose first page is in hand, and its last one too where it is the block's
+    last page (`tail`)."""
+
+    span: IdSpan
+    first: Page[Device]
+    tail: Page[Device] | None = None
 
 
 # ---------------------------------------------------------------------------------- planning
 
-Probe = Callable[[int, str | None], str | None]  # (offset, minId) -> id or None
+Wave = dict[int, Page[Device]]  # page within the block -> that page
 
 
-class RangePlanner:
-    """Finds the range boundaries with a few concurrent probes (see the module's text)."""
+def probe_block(client: SigfoxClient, pool: ThreadPoolExecutor, shape: BlockShape,
+                low: str | None, page_size: int) -> Wave:
+    """The block's wave: the first page of each sub-range and the block's last page."""
+    def page_at(index: int) -> Page[Device]:
+        return client.device_page(min_id=low, offset=index * page_size, page_size=page_size)
 
-    def __init__(self, probe: Probe, pool: ThreadPoolExecutor, *, workers: int,
-                 page_size: int, max_offset: int = MAX_OFFSET) -> None:
-        self._probe = probe
-        self._pool = pool
-        self._workers = workers
-        self._page_size = page_size
-        self._max_offset = max_offset
-        self._known: dict[int, str | None] = {0: None}  # position -> id (None: past the end)
-        self.probes = 0
+    return dict(zip(shape.probes, pool.map(page_at, shape.probes), strict=True))
 
-    def boundaries(self) -> list[str]:
-        """Ids at positions step, 2 x step, ... (ascending by value is checked by callers)."""
-        step = self._step()
-        reach = step * (self._max_offset // step)  # deepest position one probe may ask
-        if reach == 0:  # pages longer than the deepest offset: no range can be found
-            return []
-        found: list[str] = []
-        position = step
-        while True:
-            wave = self._wave(position, step, reach)
-            self._ask(wave)
-            for pos in range(position, position + step * len(wave), step):
-                ident = self._known[pos]
-                if ident is None:
-                    return found
-                found.append(ident)
-            position += step * len(wave)
 
-    def _step(self) -> int:
-        positions = [p * self._page_size for p in SIZE_PROBES_IN_PAGES
-                     if p * self._page_size <= self._max_offset]
-        self._ask([(p, 0) for p in positions])
-        ended = [p for p in positions if self._known[p] is None]
-        return step_for(min(ended) if ended else None, workers=self._workers,
-                        page_size=self._page_size, max_offset=self._max_offset)
+def disorder(low: str | None, wave: Wave) -> str | None:
+    """What is wrong with a wave when the backend did not sort by id or start at `minId`."""
+    seen: list[str] = []
+    for index in sorted(wave):
+        ids = [device.id for device in wave[index].items]
+        if low is not None and ids and int(ids[0], 16) < int(low, 16):
+            return f"device {ids[0]} listed below minId {low}"
+        if not increasing(seen[-1:] + ids):
+            return "devices not listed in id order"
+        seen += ids[-1:]
+    return None
 
-    def _end(self) -> float:
-        """The first position known to be past the fleet's end (infinity while none is)."""
-        ended = [p for p, ident in self._known.items() if p and ident is None]
-        return min(ended, default=math.inf)
 
-    def _wave(self, position: int, step: int, reach: int) -> list[tuple[int, int]]:
-        """Up to `workers` next positions, each with the position it counts from, as long as
-        that base is known (a base deeper in the same wave waits for the next wave)."""
-        wave: list[tuple[int, int]] = []
-        while len(wave) < self._workers:
-            base = (position - 1) // reach * reach
-            if base not in self._known:
-                break
-            wave.append((position, base))
-            position += step
-        return wave
+def subranges(shape: BlockShape, low: str | None, wave: Wave
+              ) -> tuple[list[SubRange], str | None]:
+    """The block's sub-ranges, and the first id of the next block (None: this is the last).
 
-    def _ask(self, wave: list[tuple[int, int]]) -> None:
-        todo = []
-        for position, base in wave:
-            if position in self._known:
-                continue
-            if (base and self._known[base] is None) or position >= self._end():
-                self._known[position] = None  # the fleet ends before: no need to ask
-                continue
-            todo.append((position, base))
-        answers = self._pool.map(
-            lambda job: self._probe(job[0] - job[1], self._known[job[1]]), todo)
-        for (position, _), ident in zip(todo, answers, strict=True):
-            self._known[position] = ident
-        self.probes += len(todo)
+    Probes past an empty one are ignored: the list ended there when it was asked, and the
+    open last sub-range covers whatever lies beyond.
+    """
+    held = list(itertools.takewhile(lambda i: wave[i].items, shape.probes))
+    starts = [i for i in shape.starts if i in held]
+    if not starts:
+        return [], None
+    last = wave[shape.last] if shape.last in held else None
+    whole = last is not None and last.next_url is not None
+    ends: list[str | None] = [predecessor(wave[i].items[0].id) for i in starts[1:]]
+    ends.append(last.items[-1].id if whole and last is not None else None)
+    lows = [low, *(wave[i].items[0].id for i in starts[1:])]
+    found = []
+    for index, (start, sub_low, sub_high) in enumerate(zip(starts, lows, ends, strict=True)):
+        tail = last if index == len(starts) - 1 and start != shape.last else None
+        found.append(SubRange(IdSpan(sub_low, sub_high), wave[start], tail))
+    next_low = successor(last.items[-1].id) if whole and last is not None else None
+    return found, next_low
 
 
 # ---------------------------------------------------------------------------------- walking
@@ -172,119 +183,200 @@ class RangePlanner:
 _DONE = object()
 
 
+class RangesUnusable(SigfoxError):
+    """The backend refused or ignored `minId`/`maxId` on the walk's first call using them."""
+
+
 class _Walk:
     """Walkers put pages on a bounded queue; the caller's thread takes them off."""
 
     def __init__(self, workers: int) -> None:
         self.pages: queue.Queue[object] = queue.Queue(maxsize=2 * workers)
+        self.jobs: queue.Queue[SubRange | None] = queue.Queue(maxsize=workers)
         self.stop = threading.Event()
+        self.confirmed = threading.Event()  # a call with minId/maxId was answered as asked
 
     def put(self, item: object) -> bool:
+        return self._put(self.pages, item)
+
+    def put_job(self, job: SubRange | None) -> bool:
+        return self._put(self.jobs, job)
+
+    def _put(self, into: queue.Queue[Any], item: Any) -> bool:
         while not self.stop.is_set():
             try:
-                self.pages.put(item, timeout=0.1)
+                into.put(item, timeout=0.1)
                 return True
             except queue.Full:
                 continue
         return False
 
+    def next_job(self) -> SubRange | None:
+        while not self.stop.is_set():
+            try:
+                return self.jobs.get(timeout=0.1)
+            except queue.Empty:
+                continue
+        return None
+
+    def ranged(self, call: Callable[[], R], problem: Callable[[R], str | None]) -> R:
+        """`call` (which uses minId/maxId); until one such call has been answered as asked, a
+        refusal or an answer ignoring them is `RangesUnusable`, which turns the walk into one
+        walk of `paging.next`."""
+        try:
+            result = call()
+        except SigfoxBadRequest as refusal:
+            if self.confirmed.is_set():
+                raise
+            raise RangesUnusable(f"minId/maxId refused ({refusal})") from refusal
+        wrong = problem(result)
+        if wrong is not None:
+            message = (f"Sigfox ignored the id range asked for ({wrong}); the scan stopped "
+                       "rather than count a device twice")
+            error = SigfoxError(message, method="GET", path="/devices/")
+            raise error if self.confirmed.is_set() else RangesUnusable(message)
+        self.confirmed.set()
+        return result
+
 
 def walk_fleet(client: SigfoxClient, *, workers: int = 8, page_size: int = 100,
-               max_offset: int = MAX_OFFSET) -> Iterator[Device]:
+               max_offset: int = MAX_OFFSET) -> Generator[Device, None, None]:
     """Every device once, over concurrent id ranges, or through one walk where the backend
     will not cut its list by id."""
     workers = max(1, workers)
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fleet-walk") as pool:
-        spans, first = _plan(client, pool, workers=workers, page_size=page_size,
-                             max_offset=max_offset)
-        if first is None:
-            yield from client.iter_devices(page_size=page_size)
-            return
-        yield from _walk_spans(client, pool, spans, first, workers=workers, page_size=page_size)
-
-
-def _plan(client: SigfoxClient, pool: ThreadPoolExecutor, *, workers: int, page_size: int,
-          max_offset: int) -> tuple[list[IdSpan], Iterator[list[Device]] | None]:
-    """The ranges, and the first range's walk with its first page checked, or None to fall
-    back to one walk (one range only, or the backend refused or ignored the parameters)."""
-    planner = RangePlanner(lambda offset, low: client.device_id_at(offset, min_id=low), pool,
-                           workers=workers, page_size=page_size, max_offset=max_offset)
+    shape = BlockShape.fitting(page_size, max_offset)
+    with ThreadPoolExecutor(len(shape.probes), thread_name_prefix="fleet-walk") as pool:
+        wave = probe_block(client, pool, shape, None, page_size)
+    first = wave[0]
+    wrong = disorder(None, wave)
+    if wrong is not None:
+        log.warning("device list: sort=id not honoured (%s); one walk instead", wrong)
+        yield from _one_walk(client, first)
+        return
+    subs, next_low = subranges(shape, None, wave)
+    if next_low is None and len(subs) <= 1 and (not subs or subs[0].tail is None):
+        yield from _one_walk(client, first)  # one sub-range: its first page and what follows
+        return
     try:
-        boundaries = planner.boundaries()
-    except SigfoxBadRequest as refusal:
-        log.info("device list: no id ranges (%s); one walk instead", refusal)
-        return [], None
-    if not boundaries:
-        return [], None
-    if not increasing(boundaries):
-        log.warning("device list: sort=id not honoured by the backend; one walk instead")
-        return [], None
-    spans = spans_between(boundaries)
-    first = _checked_first_range(client, spans[0], page_size)
-    log.info("device list: %d id ranges found with %d probes", len(spans), planner.probes)
-    return spans, first
+        for page in _walk_blocks(client, shape, subs, next_low, workers=workers,
+                                 page_size=page_size):
+            yield from page
+    except RangesUnusable as unusable:
+        log.info("device list: no id ranges (%s); one walk instead", unusable)
+        yield from _one_walk(client, first)
 
 
-def _checked_first_range(
-    client: SigfoxClient, span: IdSpan, page_size: int
-) -> Iterator[list[Device]] | None:
-    """The first range's pages, its first page checked to honour `maxId`; None if not."""
-    pages = client.iter_device_pages(min_id=span.low, max_id=span.high, page_size=page_size)
-    try:
-        page = next(pages, [])
-    except SigfoxBadRequest as refusal:
-        log.info("device list: minId/maxId refused (%s); one walk instead", refusal)
-        return None
-    if not all(span.holds(d.id) for d in page):
-        log.warning("device list: minId/maxId ignored by the backend; one walk instead")
-        return None
-
-    def resumed() -> Iterator[list[Device]]:
-        yield page
-        yield from pages
-
-    return resumed()
+def _one_walk(client: SigfoxClient, first: Page[Device]) -> Iterator[Device]:
+    yield from first.items
+    for page in client.iter_device_pages_after(first):
+        yield from page
 
 
-def _walk_spans(client: SigfoxClient, pool: ThreadPoolExecutor, spans: list[IdSpan],
-                first: Iterator[list[Device]], *, workers: int, page_size: int
-                ) -> Iterator[Device]:
+def _walk_blocks(client: SigfoxClient, shape: BlockShape, subs: list[SubRange],
+                 next_low: str | None, *, workers: int, page_size: int
+                 ) -> Iterator[list[Device]]:
     walk = _Walk(workers)
 
-    def walk_span(span: IdSpan, pages: Iterator[list[Device]] | None) -> None:
-        if walk.stop.is_set():
-            return
+    def plan() -> None:
         try:
-            pages = pages or client.iter_device_pages(
-                min_id=span.low, max_id=span.high, page_size=page_size)
-            for page in pages:
-                if walk.stop.is_set():
-                    return
-                _check_page(span, page)
-                if not walk.put(page):
-                    return
-            walk.put(_DONE)
+            _plan_blocks(client, walk, shape, subs, next_low, page_size)
+            for _ in range(workers):
+                walk.put_job(None)
         except BaseException as error:  # handed to the caller's thread, which raises it
             walk.put(error)
 
-    for index, span in enumerate(spans):
-        pool.submit(walk_span, span, first if index == 0 else None)
-    try:
-        yield from _drain(walk, len(spans))
-    finally:
-        walk.stop.set()
+    def walker() -> None:
+        try:
+            while (job := walk.next_job()) is not None:
+                for page in _pages_of(client, walk, job, page_size):
+                    _check_page(job.span, page)
+                    if not walk.put(page):
+                        return
+            walk.put(_DONE)
+        except BaseException as error:
+            walk.put(error)
+
+    with ThreadPoolExecutor(workers + 1, thread_name_prefix="fleet-walk") as pool:
+        pool.submit(plan)
+        for _ in range(workers):
+            pool.submit(walker)
+        try:
+            yield from _drain(walk, workers)
+        finally:
+            walk.stop.set()
 
 
-def _drain(walk: _Walk, ranges: int) -> Iterator[Device]:
+def _plan_blocks(client: SigfoxClient, walk: _Walk, shape: BlockShape, subs: list[SubRange],
+                 low: str | None, page_size: int) -> None:
+    """Hand out each block's sub-ranges, asking the next block's wave meanwhile; the short job
+    queue keeps the planning a few sub-ranges ahead of the walkers."""
+    with ThreadPoolExecutor(len(shape.probes), thread_name_prefix="fleet-walk") as pool:
+        while True:
+            for sub in subs:
+                if not walk.put_job(sub):
+                    return
+            if low is None or walk.stop.is_set():
+                return
+            wave = walk.ranged(partial(probe_block, client, pool, shape, low, page_size),
+                               partial(disorder, low))
+            subs, low = subranges(shape, low, wave)
+
+
+def _pages_of(client: SigfoxClient, walk: _Walk, sub: SubRange, page_size: int
+              ) -> Iterator[list[Device]]:
+    yield sub.first.items
+    if not sub.first.items or sub.first.next_url is None:
+        return  # the list ended with this page
+    after = successor(sub.first.items[-1].id)
+    if sub.tail is not None:
+        yield from _ranged_pages(client, walk, IdSpan(after, predecessor(sub.tail.items[0].id)),
+                                 page_size)
+        yield sub.tail.items
+    elif sub.span.high is not None:
+        yield from _ranged_pages(client, walk, IdSpan(after, sub.span.high), page_size)
+    else:
+        yield from client.iter_device_pages_after(sub.first)
+
+
+def _ranged_pages(client: SigfoxClient, walk: _Walk, span: IdSpan, page_size: int
+                  ) -> Iterator[list[Device]]:
+    if span.low is not None and span.high is not None and int(span.low, 16) > int(span.high, 16):
+        return  # nothing lies between the pages in hand
+    pages = client.iter_device_pages(min_id=span.low, max_id=span.high, page_size=page_size)
+    yield walk.ranged(lambda: next(pages, []), lambda page: _stray(span, page))
+    yield from pages
+
+
+def _drain(walk: _Walk, walkers: int) -> Iterator[list[Device]]:
+    """Pages as the walkers hand them, held back until a call with minId/maxId has been
+    answered as asked (else the walk may still turn into one walk)."""
     finished = 0
-    while finished < ranges:
+    held: list[list[Device]] | None = []  # None once pages have been handed out
+    while finished < walkers:
         item = walk.pages.get()
         if item is _DONE:
             finished += 1
+        elif isinstance(item, RangesUnusable) and held is None:
+            raise SigfoxError(item.message, method="GET", path="/devices/") from item
         elif isinstance(item, BaseException):
             raise item
         elif isinstance(item, list):
-            yield from item
+            if held is None:
+                yield item
+                continue
+            held.append(item)
+            if walk.confirmed.is_set():
+                pages, held = held, None
+                yield from pages
+    yield from held or []
+
+
+def _stray(span: IdSpan, page: list[Device]) -> str | None:
+    ids = [device.id for device in page]
+    outside = next((i for i in ids if not span.holds(i)), None)
+    if outside is not None:
+        return f"device {outside} outside {span.low or 'start'}..{span.high or 'end'}"
+    return None if increasing(ids) else "devices not listed in id order"
 
 
 def _check_page(span: IdSpan, page: list[Device]) -> None:

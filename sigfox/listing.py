@@ -4,7 +4,8 @@ time; `offset` is never used to walk (the service caps it at 40,000)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any, TypeVar
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 from urllib.parse import urljoin, urlsplit
 
 from pydantic import BaseModel
@@ -15,6 +16,15 @@ from sigfox.transport import PacedTransport
 MAX_PAGE_SIZE = 100
 
 M = TypeVar("M", bound=BaseModel)
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    """One page of a list and the link to the page after it (None on the last page)."""
+
+    items: list[T]
+    next_url: str | None
 
 
 def page_limit(size: int) -> int:
@@ -39,21 +49,35 @@ def iter_items(
             yield model.model_validate(item)
 
 
+def read_page(
+    calls: PacedTransport,
+    endpoint: str,
+    url: str,
+    params: dict[str, Any] | None = None,
+    *,
+    device_id: str | None = None,
+) -> Page[Any]:
+    """One list call: the raw `data` and the checked `paging.next`."""
+    page = calls.json("GET", endpoint, url, params=params, device_id=device_id)
+    return Page(list(page.get("data") or []), _next_url(calls.base_url, page, url))
+
+
 def iter_pages(
     calls: PacedTransport,
     endpoint: str,
     path: str,
-    params: dict[str, Any],
+    params: dict[str, Any] | None,
     *,
     device_id: str | None = None,
 ) -> Iterator[list[Any]]:
-    """The raw `data` of each page, following `paging.next` verbatim until it is absent."""
+    """The raw `data` of each page, following `paging.next` verbatim until it is absent.
+    `path` may be a `paging.next` link already (then `params` is None)."""
     url: str | None = path
-    query: dict[str, Any] | None = params
+    query = params
     while url is not None:
-        page = calls.json("GET", endpoint, url, params=query, device_id=device_id)
-        yield list(page.get("data") or [])
-        url, query = _next_url(calls.base_url, page, url), None
+        page = read_page(calls, endpoint, url, query, device_id=device_id)
+        yield page.items
+        url, query = page.next_url, None
 
 
 def _next_url(base_url: str, page: dict[str, Any], current: str) -> str | None:
