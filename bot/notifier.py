@@ -37,6 +37,8 @@ from commands import human
 from commands.ports import Progress, ProgressKind
 from commands.read_models import approval_request
 from commands.states import CANCELLABLE, Kind
+from storage import buttons as carrying
+from storage.buttons import ButtonMessages
 from storage.records import ApprovalRecord
 from storage.store import Store
 
@@ -89,9 +91,12 @@ class SlackNotifier:
                  pacer: Pacer | None = None,
                  progress_interval: float = DEFAULT_PROGRESS_INTERVAL,
                  device_lines_up_to: int = DEFAULT_DEVICE_LINES,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 buttons: ButtonMessages | None = None) -> None:
         self.client = client
         self.store = store
+        # Every message posted with a job's buttons, where the click listeners look it up.
+        self.buttons = buttons or ButtonMessages(store.database)
         self.pacer = pacer or Pacer(min_interval)
         self.progress_interval = progress_interval
         self.device_lines_up_to = device_lines_up_to
@@ -188,6 +193,7 @@ class SlackNotifier:
         if answer is None:
             return None
         ts = str(answer["ts"])
+        self._carries(progress.workflow_id, answer, carrying.CARD)
         ref = {"channel": str(answer["channel"]), "ts": ts,
                "thread": progress.target.thread or ts, "state": view.state, "last": "",
                "waiting": {}, "approval_note": ""}
@@ -220,8 +226,11 @@ class SlackNotifier:
         """The same wait, with nothing said since: edit its line instead of adding one."""
         workflow_id = progress.workflow_id
         if progress.details.get("release_overdue") and workflow_id and progress.devices:
-            self._reply(ref, blocks.release_overdue(progress.text, workflow_id,
-                                                    progress.devices[0]))
+            ts = self._reply(ref, blocks.release_overdue(progress.text, workflow_id,
+                                                         progress.devices[0]))
+            if ts:
+                self._carries(workflow_id, {"channel": ref["channel"], "ts": ts},
+                              carrying.RELEASE)
             return
         key = f"{progress.details.get('wait', '')}:{','.join(progress.devices)}"
         message = blocks.job_line(progress.text, mark=_MARKS[ProgressKind.WAITING])
@@ -243,6 +252,8 @@ class SlackNotifier:
         if ts is None:
             return
         self.store.set_approval_message(approval_id, {"channel": ref["channel"], "ts": ts})
+        self._carries(approval.workflow_id, {"channel": ref["channel"], "ts": ts},
+                      carrying.APPROVAL)
         link = self._permalink(ref["channel"], ts)
         where = f"<{link}|the request in the thread>" if link else "the request in the thread"
         ref["approval_note"] = f":raised_hand: Waiting for an approver: see {where}."
@@ -294,6 +305,7 @@ class SlackNotifier:
             if answer is not None:
                 reached.append(user)
                 self._note_dm(approval.id, answer)
+                self._carries(approval.workflow_id, answer, carrying.REMINDER)
         return reached
 
     def _note_dm(self, approval_id: int, answer: dict[str, Any]) -> None:
@@ -400,7 +412,10 @@ class SlackNotifier:
             job=progress.job, workflow_id=progress.workflow_id,
             ok=ok, text=progress.text, next_steps=next_steps(progress, outcome),
             pac_devices=pac, copy_devices=_copy_devices(progress))
-        self._reply(ref, message)
+        ts = self._reply(ref, message)
+        if ts and (pac or _copy_devices(progress)):
+            self._carries(progress.workflow_id, {"channel": ref["channel"], "ts": ts},
+                          carrying.SUMMARY)
 
     # -- the parent ------------------------------------------------------------------------
 
@@ -436,6 +451,12 @@ class SlackNotifier:
     def _state(self, progress: Progress) -> str:
         workflow = self.store.get_workflow(progress.workflow_id)
         return workflow.state if workflow else progress.state
+
+    def _carries(self, workflow_id: int, posted: dict[str, Any], kind: str) -> None:
+        """Record that the message just posted carries the job's buttons: only a click made
+        on it (or on another recorded one) counts (bot/listeners/binding.py)."""
+        self.buttons.record(workflow_id, str(posted["channel"]), str(posted["ts"]), kind,
+                            time.time())
 
     # -- Slack calls -----------------------------------------------------------------------
 

@@ -10,17 +10,22 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
 
 from sqlite_utils import Database
 
+from storage.buttons import create_tables as create_button_tables
+
 DEFAULT_DB_PATH = "sigfox-bot.db"
 
+# A migration is SQL, or a function given the sqlite-utils `Database` (the table API).
+Migration = str | Callable[[Database], None]
+
 # Append only: a released migration is never edited, a change is a new entry.
-MIGRATIONS: tuple[str, ...] = (
+MIGRATIONS: tuple[Migration, ...] = (
     # 1: workflows, their devices and events, approvals, snapshots, audit, idempotency.
     """
     CREATE TABLE workflows (
@@ -236,6 +241,9 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX intents_workflow ON intents(workflow_id);
     CREATE INDEX intents_batch ON intents(batch);
     """,
+    # 8: the messages (and Home tabs) carrying each job's buttons: a click counts only from
+    # one of them (storage/buttons.py).
+    create_button_tables,
 )
 
 
@@ -329,8 +337,11 @@ def _migrate(conn: sqlite3.Connection) -> None:
     for version, script in enumerate(MIGRATIONS[current:], start=current + 1):
         conn.execute("BEGIN IMMEDIATE")
         try:
-            for statement in _statements(script):
-                conn.execute(statement)
+            if callable(script):
+                script(Database(conn))
+            else:
+                for statement in _statements(script):
+                    conn.execute(statement)
             conn.execute(f"PRAGMA user_version = {version}")
         except BaseException:
             conn.execute("ROLLBACK")

@@ -26,8 +26,6 @@ from support.core import core_config, sigfox_client
 from support.slack_signing import (
     CHANNEL_ID,
     app_home_opened_event,
-    home_block_actions_payload,
-    interaction_body,
     signed_headers,
     slash_command_body,
 )
@@ -382,9 +380,7 @@ def home_blocks(bot: BotHarness, user: str) -> str:
 
 
 def click_from_home(bot: BotHarness, action_id: str, value: str, user: str) -> None:
-    body = interaction_body(home_block_actions_payload(action_id, value, user_id=user))
-    assert bot.post(body).status_code == 200
-    bot.executor.drain()
+    assert bot.click_home(action_id, value, user).status_code == 200
 
 
 def test_approve_from_app_home_decides_and_republishes_the_home(bot: BotHarness) -> None:

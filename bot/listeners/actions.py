@@ -16,7 +16,7 @@ from slack_sdk import WebClient
 from bot import blocks
 from bot.handler import Reply
 from bot.listeners.app_home import publish_home
-from bot.listeners.binding import container_of, off_its_channel, off_its_message
+from bot.listeners.binding import MessageBinding
 from bot.listeners.replies import (
     acknowledge,
     action_value,
@@ -47,6 +47,7 @@ class JobButtons:
     def __init__(self, services: Services, forms: ReasonForms) -> None:
         self.services = services
         self.forms = forms
+        self.binding = MessageBinding(services.notifier.buttons)
 
     def approve(self, body: dict[str, Any], client: WebClient, respond: Respond) -> None:
         self._decide(body, client, respond, approve=True)
@@ -57,7 +58,7 @@ class JobButtons:
         if not value.isdigit():
             self._tell_clicker(body, client, respond, "This button is not an approval request.")
             return
-        if self._not_on_its_message(body, client, respond, int(value)):
+        if self._approval_misplaced(body, client, respond, blocks.REJECT, int(value)):
             return
         refusal = self.forms.open_reject(body, client, int(value))
         if refusal:
@@ -72,7 +73,8 @@ class JobButtons:
             self._tell_clicker(body, client, respond, "This button is not an approval request.")
             return
         approval_id = int(value)
-        if self._not_on_its_message(body, client, respond, approval_id):
+        if self._approval_misplaced(body, client, respond, blocks.APPROVE if approve
+                                    else blocks.REJECT, approval_id):
             return
         outcome = self.services.core.decide(approval_id, clicker, approve)
         if not outcome.ok:
@@ -81,17 +83,27 @@ class JobButtons:
         elif from_home(body):
             publish_home(self.services, client, clicker, notice=outcome.message)
 
-    def _not_on_its_message(self, body: dict[str, Any], client: WebClient, respond: Respond,
-                            approval_id: int) -> bool:
-        """A click on an approval's button must come from that approval's own message (or a
-        reminder in a DM, or App Home): refused privately otherwise, nothing decided."""
-        approval = self.services.core.store.get_approval(approval_id)
-        if approval is None or not off_its_message(body, approval.message_ref or {}):
+    def _approval_misplaced(self, body: dict[str, Any], client: WebClient, respond: Respond,
+                            action_id: str, approval_id: int) -> bool:
+        """Approve/Reject count on the request's own message, a reminder the bot sent by DM,
+        or the clicker's Home tab (an unknown request is left to the core to answer)."""
+        request = self.services.core.approval_request(approval_id)
+        if request is None:
             return False
-        log.warning("click on approval %s outside its message (%s) refused", approval_id,
-                    container_of(body))
-        self._tell_clicker(body, client, respond, "This button does not belong to this message: "
-                           "decide on the request's own message, or from the bot's Home tab.")
+        return self._misplaced(body, client, respond, action_id, request.workflow_id,
+                               "decide on the request's own message, on a reminder the bot "
+                               "sent you, or from the bot's Home tab")
+
+    def _misplaced(self, body: dict[str, Any], client: WebClient, respond: Respond,
+                   action_id: str, workflow_id: int, where_instead: str) -> bool:
+        """A job button clicked anywhere but where the bot put it: refused privately, nothing
+        changed, the log says why (ids only)."""
+        why = self.binding.misplaced(body, action_id, workflow_id)
+        if not why:
+            return False
+        log.warning("%s click by %s refused: %s", action_id, _clicker_id(body), why)
+        self._tell_clicker(body, client, respond, "This button does not belong to this message, "
+                           f"so it did nothing: {where_instead}.")
         return True
 
     def _redraw_if_settled(self, approval_id: int) -> None:
@@ -107,6 +119,10 @@ class JobButtons:
             self._tell_clicker(body, client, respond, "This button names no recorded PAC.")
             return
         workflow_id, device_id = parsed
+        if self._misplaced(body, client, respond, blocks.SHOW_PAC, workflow_id,
+                           f"use Show PAC on the summary of {job_label(workflow_id)} in its "
+                           "thread"):
+            return
         outcome = self.services.core.reveal_pac(workflow_id, device_id, clicker)
         if not outcome.ok:
             self._tell_clicker(body, client, respond, outcome.message)
@@ -122,12 +138,9 @@ class JobButtons:
         if not value.isdigit():
             self._tell_clicker(body, client, respond, "This button names no job.")
             return
-        workflow = self.services.core.store.get_workflow(int(value))
-        if workflow is not None and off_its_channel(body, workflow.channel):
-            log.warning("cancel of %s clicked outside its channel refused", workflow.label)
-            self._tell_clicker(body, client, respond, "This button does not belong to this "
-                               f"channel: cancel {workflow.label} from its own thread, or with "
-                               f"`/sigfox cancel {workflow.label}`.")
+        label = job_label(int(value))
+        if self._misplaced(body, client, respond, blocks.CANCEL, int(value),
+                           f"cancel {label} from its own card, or with `/sigfox cancel {label}`"):
             return
         outcome = self.services.core.cancel(int(value), clicker)
         if not outcome.ok:
@@ -137,6 +150,9 @@ class JobButtons:
         parsed = blocks.parse_pac_value(action_value(body))
         if parsed is None:
             self._tell_clicker(body, client, respond, "This button names no device of a job.")
+            return
+        if self._misplaced(body, client, respond, blocks.COPY_CALLBACKS, parsed[0],
+                           f"use Copy callbacks on the summary of {job_label(parsed[0])}"):
             return
         clicker = self.services.groups.actor(body["user"]["id"])
         outcome = self.services.core.copy_callbacks(*parsed, clicker)
@@ -148,6 +164,8 @@ class JobButtons:
         if parsed is None:
             self._tell_clicker(body, client, respond, "This button names no device of a job.")
             return
+        if self._release_misplaced(body, client, respond, blocks.KEEP_WAITING, parsed[0]):
+            return
         clicker = self.services.groups.actor(body["user"]["id"])
         outcome = self.services.core.keep_waiting_for_release(*parsed, clicker)
         self._tell_clicker(body, client, respond, outcome.message)
@@ -156,6 +174,8 @@ class JobButtons:
         parsed = blocks.parse_pac_value(action_value(body))
         if parsed is None:
             self._tell_clicker(body, client, respond, "This button names no device of a job.")
+            return
+        if self._release_misplaced(body, client, respond, blocks.STOP_WAITING, parsed[0]):
             return
         clicker = self.services.groups.actor(body["user"]["id"])
         outcome = self.services.core.stop_waiting_for_release(*parsed, clicker)
@@ -168,6 +188,12 @@ class JobButtons:
         send_secret_privately(body, client, f"{outcome.message} PAC of {device_id} "
                               f"({job_label(workflow_id)}): `{pac}` (only you can see this).")
 
+    def _release_misplaced(self, body: dict[str, Any], client: WebClient, respond: Respond,
+                           action_id: str, workflow_id: int) -> bool:
+        return self._misplaced(body, client, respond, action_id, workflow_id,
+                               "decide on the release-wait message in the thread of "
+                               f"{job_label(workflow_id)}")
+
     def _tell_clicker(self, body: dict[str, Any], client: WebClient, respond: Respond,
                       text: str) -> None:
         """A private answer to whoever clicked: in the conversation, or on their Home tab."""
@@ -179,3 +205,8 @@ class JobButtons:
         deliver(Reply(blocks.text_message(text)), client=client, respond=respond,
                 channel=container.get("channel_id") or (body.get("channel") or {}).get("id", ""),
                 user=body["user"]["id"], thread=container.get("thread_ts", ""))
+
+
+def _clicker_id(body: dict[str, Any]) -> str:
+    user = body.get("user")
+    return str(user.get("id") or "?") if isinstance(user, dict) else "?"

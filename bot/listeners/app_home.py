@@ -4,6 +4,7 @@ the fleet at a glance), drawn when they open it and redrawn after a click made t
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -29,9 +30,14 @@ def publish_home(services: Services, client: WebClient, actor: Actor, notice: st
         view["blocks"] = blocks.fit([blocks.section(notice), blocks.divider(),
                                      *view["blocks"]], blocks.MAX_HOME_BLOCKS)
     try:
-        client.views_publish(user_id=actor.user_id, view=view)
+        published = client.views_publish(user_id=actor.user_id, view=view)
     except (SlackApiError, SlackClientError) as error:
         log.warning("views.publish for %s failed (%s)", actor.user_id, describe(error))
+        return
+    # Its Approve/Reject count only from a Home tab the bot published for that person.
+    view_id = (published.get("view") or {}).get("id")
+    if view_id:
+        services.notifier.buttons.record_home(actor.user_id, str(view_id), time.time())
 
 
 def home_view(core: Core, actor: Actor, alerts: Any = None) -> dict[str, Any]:

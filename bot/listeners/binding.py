@@ -3,9 +3,13 @@
 A valid signature proves a request comes from Slack, not that it concerns this installation:
 every request must name the workspace (`team_id`) and the app (`api_app_id`) the bot is
 installed in, learnt once from `auth.test` and `bots.info` with the bot's own token. A click on a
-job button must also come from that job's own message (the channel and `message_ts` recorded
-when the approval was posted; for Cancel, the job's channel), a direct message the bot sent
-(reminders), or the App Home view. Anything else changes nothing and is logged.
+job button must also come from a message the bot recorded, when it posted it, as carrying that
+job's buttons of that kind (storage/buttons.py): Approve and Reject on the approval request or
+one of the reminders sent by direct message, Cancel on the job's card, Show PAC and Copy
+callbacks on the job's summary, Keep and Stop waiting on the release-wait message; Approve and
+Reject also on the Home tab the bot published for the person clicking. Another channel,
+another `message_ts`, a DM the bot never sent with these buttons: nothing changes, the clicker
+is told privately and the log says why (ids only, never a PAC).
 """
 
 from __future__ import annotations
@@ -17,6 +21,11 @@ from typing import Any
 from slack_bolt import BoltResponse
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
+
+from bot import blocks
+from storage import buttons as carrying
+from storage.buttons import ButtonMessages
+from storage.records import job_label
 
 log = logging.getLogger(__name__)
 
@@ -99,18 +108,49 @@ def container_of(body: dict[str, Any]) -> tuple[str, str, str]:
             str(container.get("message_ts") or ""))
 
 
-def off_its_message(body: dict[str, Any], message_ref: dict[str, Any]) -> bool:
-    """True when a click on an approval's button did not come from that approval's message,
-    a direct message (the bot's reminders) or the App Home view."""
-    kind, channel, ts = container_of(body)
-    if kind == "home" or channel.startswith("D"):
-        return False
-    return (channel, ts) != (message_ref.get("channel"), message_ref.get("ts"))
+# Which of the recorded messages carry which job buttons (what bot/notifier.py posts).
+CARRIED_ON: dict[str, frozenset[str]] = {
+    blocks.APPROVE: frozenset({carrying.APPROVAL, carrying.REMINDER}),
+    blocks.REJECT: frozenset({carrying.APPROVAL, carrying.REMINDER}),
+    blocks.CANCEL: frozenset({carrying.CARD}),
+    blocks.SHOW_PAC: frozenset({carrying.SUMMARY}),
+    blocks.COPY_CALLBACKS: frozenset({carrying.SUMMARY}),
+    blocks.KEEP_WAITING: frozenset({carrying.RELEASE}),
+    blocks.STOP_WAITING: frozenset({carrying.RELEASE}),
+}
+ON_HOME = frozenset({blocks.APPROVE, blocks.REJECT})  # what the Home tab shows (blocks.app_home)
 
 
-def off_its_channel(body: dict[str, Any], channel: str) -> bool:
-    """The same for a job's other buttons: they live in the job's channel (or a DM, Home)."""
-    kind, clicked_in, _ = container_of(body)
-    if kind == "home" or clicked_in.startswith("D"):
-        return False
-    return clicked_in != channel
+class MessageBinding:
+    """A job button counts only where the bot put it: on a message recorded as carrying that
+    job's buttons of that kind (storage/buttons.py), or, for Approve and Reject, on the Home
+    tab the bot published for the person clicking."""
+
+    def __init__(self, buttons: ButtonMessages) -> None:
+        self.buttons = buttons
+
+    def misplaced(self, body: dict[str, Any], action_id: str, workflow_id: int) -> str:
+        """Why this click is not on a surface carrying the job's button (for the log), or ""
+        when it is."""
+        kind, channel, ts = container_of(body)
+        if kind == "home":
+            return self._off_home(body, action_id)
+        if kind != "message":
+            return f"a {kind} carries no job button"
+        recorded = self.buttons.kind_of(workflow_id, channel, ts)
+        if recorded is None:
+            return (f"the bot recorded no message with buttons of {job_label(workflow_id)} "
+                    f"at {channel or '?'}/{ts or '?'}")
+        if recorded not in CARRIED_ON.get(action_id, frozenset()):
+            return f"the {recorded} message at {channel}/{ts} carries no {action_id}"
+        return ""
+
+    def _off_home(self, body: dict[str, Any], action_id: str) -> str:
+        if action_id not in ON_HOME:
+            return f"the Home tab carries no {action_id}"
+        user = body.get("user") or {}
+        user_id = str(user.get("id") or "") if isinstance(user, dict) else ""
+        view_id = str((body.get("view") or {}).get("id") or "")
+        if not self.buttons.is_home_of(user_id, view_id):
+            return f"view {view_id or '?'} is not a Home tab the bot published for {user_id}"
+        return ""

@@ -31,7 +31,10 @@ from .core import Fleet, build_fleet, core_config, sigfox_client
 from .slack_api import BackgroundServer, SlackApiStandIn
 from .slack_signing import (
     CHANNEL_ID,
+    app_home_opened_event,
     block_actions_body,
+    home_block_actions_payload,
+    interaction_body,
     signed_headers,
     slash_command_body,
 )
@@ -89,6 +92,7 @@ class BotHarness:
     executor: TrackingExecutor
     notifier: SlackNotifier
     alerts: AlertService
+    _homes_opened: int = 0
 
     # -- requests as Slack sends them ------------------------------------------------------
 
@@ -118,6 +122,23 @@ class BotHarness:
         response = self.post(body)
         if settle:
             self.executor.drain()
+        return response
+
+    def open_home(self, user: str) -> dict[str, Any]:
+        """`user` opens the app's Home tab (a fresh event each time); the view published."""
+        self._homes_opened += 1
+        self.event({**app_home_opened_event(user), "event_id": f"EvHOME{self._homes_opened}"})
+        return self.standin.home_views[user]
+
+    def click_home(self, action_id: str, value: str, user: str, *, view_id: str = ""
+                   ) -> httpx.Response:
+        """A click on `user`'s Home tab, as published to them (opened first if it never was);
+        `view_id` names another view instead."""
+        view = self.standin.home_views.get(user) or self.open_home(user)
+        payload = home_block_actions_payload(action_id, value, user_id=user,
+                                             view_id=view_id or view["id"])
+        response = self.post(interaction_body(payload))
+        self.executor.drain()
         return response
 
     def event(self, envelope: dict[str, Any], **headers: str) -> httpx.Response:
