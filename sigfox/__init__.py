@@ -4,7 +4,7 @@
   back-off on 429, every answer validated into a model; built on private modules: one paced,
   retried call (transport.py), list walking (listing.py), bulk job bodies (bulk.py), HTTP
   answers turned into errors (http_errors.py);
-- the models (models.py): `Device`, `DeviceType`, `ContractInfo`, `Group`, `Callback`,
+- the models (models/): `Device`, `DeviceType`, `ContractInfo`, `Group`, `Callback`,
   `BulkJob`, the requests `DeviceCreate` and `CallbackCreate`, the enums `TokenState` and
   `JobKind`, and `normalize_device_id`;
 - the errors (errors.py): `SigfoxError` and one subclass per answer a caller handles apart.

@@ -184,6 +184,6 @@ def test_the_semantics_doc_reads_every_field_and_the_code_points_to_it() -> None
     assert missing == [], missing
     assert "cannot destroy anything" in text and "⚠" in text  # ambiguities are marked
     root = DOC.parents[1]
-    for module in ("sigfox/models.py", "commands/preflight.py", "commands/planning.py",
+    for module in ("sigfox/models/resources.py", "commands/preflight.py", "commands/planning.py",
                    "commands/steps.py", "sigfox/simulator/backend.py"):
         assert "docs/sigfox-semantics.md" in (root / module).read_text(encoding="utf-8"), module

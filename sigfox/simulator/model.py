@@ -4,7 +4,7 @@ tests/specs/sigfox-api-v2/SOURCE.md).
 Plain mutable dataclasses: the `World` owns them and guards every change with its lock.
 Times are kept in epoch milliseconds, like the API, so rendering never converts.
 
-The enums repeat the client's (`sigfox/models.py`) on purpose: the simulator stands for
+The enums repeat the client's (`sigfox/models/codes.py`) on purpose: the simulator stands for
 Sigfox's side of the contract, and a code mistyped in one shared enum would pass every test on
 both sides at once.
 """

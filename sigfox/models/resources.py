@@ -1,39 +1,30 @@
-"""Typed models of the Sigfox API v2 resources the bot uses.
+"""Response models of the Sigfox API v2 resources the bot reads (openapi.json's definitions
+`device`, `token`, `deviceType`, `contractInfo`, `group`, `callback`, `deviceMessage`).
 
-Field names, types and enum codes come from the service's Swagger document (definitions
-`device`, `token`, `deviceType`, `contractInfo`, `group`, `callback`, `deviceMessage`,
-`registrationJobStatus`, `actionJob`, and the request definitions `deviceCreationJob`,
-`deviceUpdateJob`, `createCallback`, ...).
-
-Response models tolerate unknown fields (`extra="allow"`) and unknown enum codes, because the
-live service adds both over time and a new code must not break a scan of 150,000 devices.
-Every field the service may omit is optional: Sigfox omits empty fields rather than sending null.
+They tolerate unknown fields (`extra="allow"`): the live service adds fields over time. Every
+field the service may omit is optional: Sigfox omits empty fields rather than sending null.
 How each field is read (and what its absence means) is written down, field by field, in
 docs/sigfox-semantics.md; where the description is ambiguous the reading that cannot destroy
 anything is taken, and the properties below say which.
-Request models forbid unknown fields so a typo fails here, not as a 400 from the backend, and
-serialise with camelCase aliases and without None values.
 """
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime
-from enum import IntEnum, StrEnum
-from typing import Any, Literal, Self
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-_HEX = re.compile(r"^[0-9A-Fa-f]+$")
-
-
-def normalize_device_id(device_id: str) -> str:
-    """Sigfox device ids are hexadecimal; the backend and its URLs use upper case."""
-    cleaned = device_id.strip()
-    if not _HEX.match(cleaned):
-        raise ValueError(f"a Sigfox device id is hexadecimal, got {device_id!r}")
-    return cleaned.upper()
+from sigfox.models.codes import (
+    AutomaticRenewalStatus,
+    CallbackSubtype,
+    CallbackType,
+    ComState,
+    DeviceState,
+    TokenState,
+)
+from sigfox.models.requests import CallbackCreate
 
 
 def ms_to_datetime(ms: int | None) -> datetime | None:
@@ -47,91 +38,12 @@ def _day(ms: int) -> str:
         return f"{ms} ms after 1970"
 
 
-class _TolerantIntEnum(IntEnum):
-    """An IntEnum that maps a code it does not know to a pseudo-member `UNKNOWN_<code>`."""
-
-    @classmethod
-    def _missing_(cls, value: object) -> Any:
-        if isinstance(value, int) and not isinstance(value, bool):
-            member = int.__new__(cls, value)
-            member._name_ = f"UNKNOWN_{value}"
-            member._value_ = value
-            return member
-        return None
-
-
-class TokenState(_TolerantIntEnum):
-    OK = 0
-    OFF_CONTRACT = 1
-    NA_FOR_API = 2
-    INVALID = 3
-
-
-class DeviceState(_TolerantIntEnum):
-    OK = 0
-    DEAD = 1
-    OFF_CONTRACT = 2
-    DISABLED = 3
-    WARN = 4
-    DELETED = 5
-    SUSPENDED = 6
-    NOT_ACTIVABLE = 7
-
-
-class ComState(_TolerantIntEnum):
-    NO = 0
-    OK = 1
-    WARN = 2
-    KO = 3
-    NA = 4
-    NOT_SEEN = 5
-
-
-class AutomaticRenewalStatus(_TolerantIntEnum):
-    """`device.automaticRenewalStatus`, "computed automatic renewal status" (openapi.json)."""
-
-    ALLOWED = 0
-    NOT_ALLOWED = 1
-    RENEWED = 2
-    ENDED = 3
-
-
-class CallbackType(_TolerantIntEnum):
-    DATA = 0
-    SERVICE = 1
-    ERROR = 2
-
-
-class CallbackSubtype(_TolerantIntEnum):
-    STATUS = 0
-    GEOLOC = 1
-    UPLINK = 2
-    BIDIR = 3
-    ACKNOWLEDGE = 4
-    REPEATER = 5
-    DATA_ADVANCED = 6
-
-
-class JobErrorType(_TolerantIntEnum):
-    ENTITY = 0
-    SYSTEM = 1
-
-
 class SigfoxModel(BaseModel):
     """Base of response models: camelCase on the wire, snake_case in Python."""
 
     model_config = ConfigDict(
         extra="allow", populate_by_name=True, alias_generator=to_camel, frozen=False
     )
-
-
-class SigfoxRequest(BaseModel):
-    """Base of request bodies: unknown fields are an error, None means "omit"."""
-
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, alias_generator=to_camel)
-
-    def to_body(self) -> dict[str, Any]:
-        return self.model_dump(by_alias=True, exclude_none=True, mode="json")
 
 
 class MinRef(SigfoxModel):
@@ -408,169 +320,3 @@ class Message(SigfoxModel):
         return ms_to_datetime(self.time)
 
 
-# --- bulk jobs ---------------------------------------------------------------------------
-
-
-class JobKind(StrEnum):
-    """Kinds of asynchronous device jobs, each polled at its own status endpoint."""
-
-    CREATE = "create"  # POST /devices/bulk -> GET /devices/bulk/{jobId}
-    EDIT = "edit"  # PUT /devices/bulk -> GET /devices/bulk/{jobId}
-    TRANSFER = "transfer"  # POST /devices/bulk/transfer -> GET /devices/bulk/{jobId}
-    RESTART = "restart"  # POST /devices/bulk/restart -> GET /devices/bulk/restart/{jobId}
-    UNSUBSCRIBE = "unsubscribe"  # POST /devices/bulk/unsubscribe -> .../unsubscribe/{jobId}
-
-
-class JobError(SigfoxModel):
-    entity: str | None = None
-    message: str | None = None
-    type: JobErrorType | None = None
-
-
-class RegistrationProgress(SigfoxModel):
-    errors: list[JobError] | None = None
-    success: int | None = None
-
-
-class RegistrationJobStatus(SigfoxModel):
-    """Definition `registrationJobStatus`: status of create, edit and transfer jobs."""
-
-    job_done: bool | None = None
-    total: int | None = None
-    status: RegistrationProgress | None = None
-
-
-class ActionProgress(SigfoxModel):
-    total: int | None = None
-    nb_success: int | None = None
-    nb_errors: int | None = None
-    errors: list[JobError] | None = None
-
-
-class ActionJobStatus(SigfoxModel):
-    """Definition `actionJob`: status of restart and unsubscribe jobs."""
-
-    job_done: bool | None = None
-    status: ActionProgress | None = None
-
-
-class BulkJob(BaseModel):
-    """One shape for every job kind, so callers need not know which definition answered."""
-
-    kind: JobKind
-    job_id: str
-    done: bool
-    total: int | None = None
-    succeeded: int | None = None
-    failed: int | None = None
-    errors: list[JobError] = Field(default_factory=list)
-
-    @classmethod
-    def from_registration(cls, kind: JobKind, job_id: str, raw: RegistrationJobStatus) -> Self:
-        errors = (raw.status.errors if raw.status else None) or []
-        return cls(
-            kind=kind,
-            job_id=job_id,
-            done=bool(raw.job_done),
-            total=raw.total,
-            succeeded=raw.status.success if raw.status else None,
-            failed=len(errors) if raw.status else None,
-            errors=errors,
-        )
-
-    @classmethod
-    def from_action(cls, kind: JobKind, job_id: str, raw: ActionJobStatus) -> Self:
-        progress = raw.status or ActionProgress()
-        return cls(
-            kind=kind,
-            job_id=job_id,
-            done=bool(raw.job_done),
-            total=progress.total,
-            succeeded=progress.nb_success,
-            failed=progress.nb_errors,
-            errors=progress.errors or [],
-        )
-
-
-# --- request bodies ----------------------------------------------------------------------
-
-
-class CertificateRef(SigfoxRequest):
-    """Definition `certificateUpdate`: a certificate named by its key, e.g. P_0003_71CF_01."""
-
-    key: str
-
-
-def _certificate_from_str(value: object) -> object:
-    return {"key": value} if isinstance(value, str) else value
-
-
-class DeviceCreate(SigfoxRequest):
-    """Definition `deviceCreationJob` (POST /devices/)."""
-
-    id: str
-    name: str = Field(max_length=100)
-    device_type_id: str
-    pac: str = Field(repr=False)
-    lat: float | None = None
-    lng: float | None = None
-    prototype: bool | None = None
-    product_certificate: CertificateRef | None = None
-    automatic_renewal: bool | None = None
-    activable: bool | None = None
-
-    _norm_id = field_validator("id")(normalize_device_id)
-    _cert = field_validator("product_certificate", mode="before")(_certificate_from_str)
-
-
-class DeviceUpdate(SigfoxRequest):
-    """Definition `deviceUpdateJob` (PUT /devices/{id})."""
-
-    name: str | None = Field(default=None, max_length=100)
-    lat: float | None = None
-    lng: float | None = None
-    prototype: bool | None = None
-    product_certificate: CertificateRef | None = None
-    automatic_renewal: bool | None = None
-    activable: bool | None = None
-
-    _cert = field_validator("product_certificate", mode="before")(_certificate_from_str)
-
-
-class BulkDeviceCreate(SigfoxRequest):
-    """One item of `bulkDeviceAsynchronousRequest.data` (POST /devices/bulk)."""
-
-    id: str
-    pac: str | None = Field(default=None, repr=False)
-    name: str | None = None
-    lat: float | None = None
-    lng: float | None = None
-    automatic_renewal: bool | None = None
-    activable: bool | None = None
-
-    _norm_id = field_validator("id")(normalize_device_id)
-
-    @classmethod
-    def from_device_create(cls, device: DeviceCreate) -> Self:
-        data = device.model_dump(include=set(cls.model_fields))
-        return cls.model_validate(data)
-
-
-class CallbackCreate(SigfoxRequest):
-    """Definitions `createUrlCallback`, `createBatchUrlCallback`, `createEmailCallback`."""
-
-    channel: Literal["URL", "BATCH_URL", "EMAIL"]
-    callback_type: int
-    callback_subtype: int
-    enabled: bool
-    payload_config: str | None = None
-    url: str | None = None
-    http_method: Literal["GET", "PUT", "POST"] | None = None
-    headers: dict[str, str] | None = None
-    send_sni: bool | None = None
-    body_template: str | None = None
-    content_type: str | None = None
-    line_pattern: str | None = None
-    subject: str | None = None
-    recipient: str | None = None
-    message: str | None = None
