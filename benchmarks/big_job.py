@@ -39,7 +39,7 @@ from commands.config import parse_config  # noqa: E402
 from commands.planning import Request  # noqa: E402
 from commands.policy import Actor  # noqa: E402
 from commands.ports import SystemClock, Target  # noqa: E402
-from commands.states import Kind, Step, WorkflowState  # noqa: E402
+from commands.states import Kind, StepState, WorkflowState  # noqa: E402
 from sigfox.client import SigfoxClient  # noqa: E402
 from sigfox.simulator import SimulatorServer  # noqa: E402
 from sigfox.simulator.latency import LatencyModel, parse_latency  # noqa: E402
@@ -62,8 +62,8 @@ tick = "1s"
 release_retry = "20s"
 """
 # The step each kind has reached once the bot has nothing left to do but wait for the device.
-SETTLED = {Kind.RESTART: {Step.DONE.value}, Kind.RENEW: {Step.AWAITING_UPLINK.value,
-                                                         Step.DONE.value}}
+SETTLED = {Kind.RESTART: {StepState.DONE.value}, Kind.RENEW: {StepState.AWAITING_UPLINK.value,
+                                                         StepState.DONE.value}}
 
 
 def off_contract_devices(sim: SimulatorServer, count: int) -> list[str]:
@@ -77,7 +77,7 @@ def off_contract_devices(sim: SimulatorServer, count: int) -> list[str]:
 def settled(services: Any, workflow_id: int, kind: Kind) -> tuple[int, int]:
     counts = services.core.store.step_states(workflow_id)
     done = sum(n for state, n in counts.items() if state in SETTLED[kind])
-    return done, counts.get(Step.FAILED.value, 0)
+    return done, counts.get(StepState.FAILED.value, 0)
 
 
 def run(devices: int, latency: float, hold: float, kind: Kind) -> dict[str, Any]:

@@ -14,9 +14,9 @@ from typing import Any, TypeVar
 
 from commands.config import BotConfig
 from commands.ports import Clock, Notifier, Progress, ProgressKind, Target
-from commands.states import Kind, Step
+from commands.states import Kind, StepState
 from sigfox.errors import SigfoxError
-from storage.records import DeviceStep, WorkflowRecord
+from storage.records import StepRecord, WorkflowRecord
 from storage.store import Store
 
 log = logging.getLogger(__name__)
@@ -51,7 +51,7 @@ class Bookkeeper:
                          device_id=device_id, outcome="ok")
         return result
 
-    def move(self, workflow: WorkflowRecord, device_id: str, expected: str, new: Step,
+    def move(self, workflow: WorkflowRecord, device_id: str, expected: str, new: StepState,
              text: str, data: dict[str, Any] | None = None) -> bool:
         fields: dict[str, Any] = {"attempts": 0, "last_error": "", "next_run": 0}
         if data is not None:
@@ -65,14 +65,14 @@ class Bookkeeper:
 
     def fail(self, workflow: WorkflowRecord, device_id: str, at: str, text: str) -> None:
         step = self.store.device_step(workflow.id, device_id)
-        if step is None or Step(step.state).finished:
+        if step is None or StepState(step.state).finished:
             return
-        if self.store.cas_device(workflow.id, device_id, step.state, Step.FAILED.value,
+        if self.store.cas_device(workflow.id, device_id, step.state, StepState.FAILED.value,
                                  self.clock.now(), last_error=text,
                                  data={**step.data, "failed_at": at}):
             # Only a renewal that deletes has a PAC worth showing (not a restart or transfer).
             deleting = workflow.params.get("method", "delete") == "delete"
-            deleted = step.state not in (Step.PENDING.value,) and deleting
+            deleted = step.state not in (StepState.PENDING.value,) and deleting
             self.tell(workflow, ProgressKind.FAILED, f"Failed at {at}: {text}",
                       device_id=device_id, step=at, pac_recorded=deleted and workflow.kind in (
                           Kind.RENEW, Kind.DELETE))
@@ -117,7 +117,7 @@ class Bookkeeper:
             raise LookupError(f"workflow {workflow_id} vanished")
         return workflow
 
-    def device_step(self, workflow: WorkflowRecord, device_id: str) -> DeviceStep:
+    def device_step(self, workflow: WorkflowRecord, device_id: str) -> StepRecord:
         """The device's step as it stands now (after a move), which must exist."""
         step = self.store.device_step(workflow.id, device_id)
         if step is None:
@@ -125,7 +125,7 @@ class Bookkeeper:
         return step
 
     def report_wait(
-        self, workflow: WorkflowRecord, step: DeviceStep, waited: float, wait: str, text: str
+        self, workflow: WorkflowRecord, step: StepRecord, waited: float, wait: str, text: str
     ) -> None:
         """Say a wait goes on at growing intervals (5 min, 10, 20, …, then twice a day), so a
         week-long wait for a first message is a handful of lines, not two thousand."""

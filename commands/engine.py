@@ -20,12 +20,12 @@ from commands.bookkeeping import Bookkeeper, clock_time, public_details
 from commands.config import BotConfig
 from commands.ports import Clock, ProgressKind
 from commands.preflight import day
-from commands.states import ACTIVE, Kind, Step, WorkflowState
+from commands.states import ACTIVE, Kind, StepState, WorkflowState
 from commands.steps import StepRunner
 from commands.ticks import Stopwatch, TickStats
 from commands.writeahead import WriteAhead
 from sigfox.errors import SigfoxError
-from storage.records import DeviceStep, WorkflowRecord
+from storage.records import StepRecord, WorkflowRecord
 from storage.store import Store
 
 log = logging.getLogger(__name__)
@@ -104,18 +104,18 @@ class WorkflowEngine:
             return
         now = self.clock.now()
         due = [step for step in self.store.workflow_devices(workflow.id)
-               if not Step(step.state).finished and step.next_run <= now]
+               if not StepState(step.state).finished and step.next_run <= now]
         self._run_steps(workflow, due, stats)
         self.finish_if_done(self.books.workflow(workflow.id))
 
-    def _run_steps(self, workflow: WorkflowRecord, due: list[DeviceStep], stats: TickStats
+    def _run_steps(self, workflow: WorkflowRecord, due: list[StepRecord], stats: TickStats
                    ) -> None:
         """The due steps side by side, `concurrent_steps` at most: each spends its time waiting
         for Sigfox's answers, so a thousand-device job ticks in steps x latency / width, not
         steps x latency. Nothing else changes: every call still goes through the client's
         pacing (per endpoint, per device), and each step moves by compare-and-set, so a step
         that another thread (or process) moved meanwhile does not run twice."""
-        def run(step: DeviceStep) -> None:
+        def run(step: StepRecord) -> None:
             # Past the tick's budget a step does not start: it stays due, and
             # `finish_if_done` schedules the job for now, so the next tick takes it.
             if not stats.out_of_time():
@@ -168,7 +168,7 @@ class WorkflowEngine:
         if error.retry_at is not None and step is not None:
             self._report_sigfox_wait(workflow, step, error.waiting_for, next_run)
 
-    def _report_sigfox_wait(self, workflow: WorkflowRecord, step: DeviceStep, waiting_for: str,
+    def _report_sigfox_wait(self, workflow: WorkflowRecord, step: StepRecord, waiting_for: str,
                             until: float) -> None:
         """"Waiting for Sigfox's per-device limit until 10:42": said when the wait starts or
         changes, and again only when it moved on by more than a minute (a 429 throttle retried
@@ -192,7 +192,7 @@ class WorkflowEngine:
         Reads nothing from Sigfox, so the callback's HTTP answer is immediate; returns the
         workflows to advance."""
         device_id = device_id.upper()
-        steps = self.store.active_steps_for_device(device_id, [Step.AWAITING_UPLINK.value])
+        steps = self.store.active_steps_for_device(device_id, [StepState.AWAITING_UPLINK.value])
         now = self.clock.now()
         for step in steps:
             self.store.update_device_step(step.workflow_id, device_id, now, next_run=now)
@@ -208,11 +208,11 @@ class WorkflowEngine:
 
     def finish_if_done(self, workflow: WorkflowRecord) -> None:
         steps = self.store.workflow_devices(workflow.id)
-        if not all(Step(s.state).finished for s in steps):
-            pending = [s.next_run for s in steps if not Step(s.state).finished]
+        if not all(StepState(s.state).finished for s in steps):
+            pending = [s.next_run for s in steps if not StepState(s.state).finished]
             self.books.schedule(workflow.id, min(pending))
             return
-        failed = [s for s in steps if s.state == Step.FAILED]
+        failed = [s for s in steps if s.state == StepState.FAILED]
         state = WorkflowState.FAILED if failed else WorkflowState.DONE
         if not self.store.cas_workflow(workflow.id, [WorkflowState.RUNNING.value], state.value,
                                        self.clock.now(), outcome=state.value):
@@ -225,20 +225,20 @@ class WorkflowEngine:
                         results={s.device_id: {"state": s.state, **public_details(s.data),
                                                "error": s.last_error} for s in steps})
 
-    def _announce_renewed(self, workflow: WorkflowRecord, steps: Sequence[DeviceStep]) -> None:
+    def _announce_renewed(self, workflow: WorkflowRecord, steps: Sequence[StepRecord]) -> None:
         if self.on_renewed is None or workflow.kind not in (Kind.RENEW, Kind.RESTART):
             return
         for step in steps:
-            if step.state == Step.DONE:
+            if step.state == StepState.DONE:
                 try:
                     self.on_renewed(step.device_id)
                 except Exception:  # alert bookkeeping must not undo a finished renewal
                     log.exception("could not mark %s renewed", step.device_id)
 
 
-def _summary(kind: Kind, steps: Sequence[DeviceStep]) -> str:
-    done = [s for s in steps if s.state == Step.DONE]
-    failed = [s for s in steps if s.state == Step.FAILED]
+def _summary(kind: Kind, steps: Sequence[StepRecord]) -> str:
+    done = [s for s in steps if s.state == StepState.DONE]
+    failed = [s for s in steps if s.state == StepState.FAILED]
     head = f"{kind.value.capitalize()} finished: {len(done)} of {len(steps)} device(s) done"
     lines = [head + (f", {len(failed)} failed." if failed else ".")]
     for step in done:

@@ -41,7 +41,7 @@ ACTIVE = frozenset(set(WorkflowState) - FINISHED)
 CANCELLABLE = frozenset({WorkflowState.AWAITING_APPROVAL, WorkflowState.APPROVED})
 
 
-class Step(StrEnum):
+class StepState(StrEnum):
     """Where one device of a workflow stands."""
 
     PENDING = "pending"
@@ -57,4 +57,4 @@ class Step(StrEnum):
 
     @property
     def finished(self) -> bool:
-        return self in (Step.DONE, Step.FAILED)
+        return self in (StepState.DONE, StepState.FAILED)

@@ -19,7 +19,7 @@ from commands.config import BotConfig
 from commands.planning import type_id_of
 from commands.ports import Clock, ProgressKind, SigfoxApi
 from commands.preflight import contract_of, day, is_deletable
-from commands.states import Kind, Step
+from commands.states import Kind, StepState
 from commands.writeahead import (
     CREATE,
     DELETE,
@@ -37,7 +37,7 @@ from sigfox.errors import (
 )
 from sigfox.models import BulkJob, Callback, Device, DeviceCreate, DeviceState, JobKind, TokenState
 from storage.intents import NOT_LANDED
-from storage.records import DeviceStep, Snapshot, WorkflowRecord
+from storage.records import Snapshot, StepRecord, WorkflowRecord
 from storage.store import Store
 
 JOB_POLL_SECONDS = 5.0
@@ -59,9 +59,9 @@ class StepRunner:
     books: Bookkeeper
     write_ahead: WriteAhead
 
-    def run(self, workflow: WorkflowRecord, step: DeviceStep) -> None:
+    def run(self, workflow: WorkflowRecord, step: StepRecord) -> None:
         """Move the device's step as far as it can go now (it may raise `SigfoxError`)."""
-        runners: dict[Kind, Callable[[WorkflowRecord, DeviceStep], None]] = {
+        runners: dict[Kind, Callable[[WorkflowRecord, StepRecord], None]] = {
             Kind.RENEW: self._step_renew,
             Kind.DELETE: self._step_delete,
             Kind.TRANSFER: self._step_transfer,
@@ -84,12 +84,12 @@ class StepRunner:
                             target, callback.to_create())
         return len(missing)
 
-    def _step_delete(self, workflow: WorkflowRecord, step: DeviceStep) -> None:
+    def _step_delete(self, workflow: WorkflowRecord, step: StepRecord) -> None:
         if self._delete_once(workflow, step):
-            self.books.move(workflow, step.device_id, Step.DELETING, Step.DONE,
+            self.books.move(workflow, step.device_id, StepState.DELETING, StepState.DONE,
                             "Deleted; Sigfox no longer lists it. The PAC is recorded.")
 
-    def _step_renew(self, workflow: WorkflowRecord, step: DeviceStep) -> None:
+    def _step_renew(self, workflow: WorkflowRecord, step: StepRecord) -> None:
         # Workflows recorded before renewals chose their method were all delete-and-re-register.
         method = workflow.params.get("method", "delete")
         if method == "restart":
@@ -102,21 +102,21 @@ class StepRunner:
             self._renew_by_automatic_renewal(workflow, step)
             return
         handlers = {
-            Step.PENDING: self._renew_delete,
-            Step.DELETING: self._renew_delete,
-            Step.AWAITING_RELEASE: self._renew_register,
-            Step.REGISTERED: self._renew_report_contract,
-            Step.AWAITING_UPLINK: self._renew_await_uplink,
-            Step.CHECKING_CALLBACKS: self._check_callbacks,
+            StepState.PENDING: self._renew_delete,
+            StepState.DELETING: self._renew_delete,
+            StepState.AWAITING_RELEASE: self._renew_register,
+            StepState.REGISTERED: self._renew_report_contract,
+            StepState.AWAITING_UPLINK: self._renew_await_uplink,
+            StepState.CHECKING_CALLBACKS: self._check_callbacks,
         }
-        handlers[Step(step.state)](workflow, step)
+        handlers[StepState(step.state)](workflow, step)
 
-    def _delete_once(self, workflow: WorkflowRecord, step: DeviceStep) -> bool:
+    def _delete_once(self, workflow: WorkflowRecord, step: StepRecord) -> bool:
         """Send the delete once it is known that no earlier one can still land; True once a
         read shows the device gone from Sigfox."""
         device_id = step.device_id
-        if step.state == Step.PENDING and not self.store.cas_device(
-            workflow.id, device_id, Step.PENDING, Step.DELETING, self.clock.now()
+        if step.state == StepState.PENDING and not self.store.cas_device(
+            workflow.id, device_id, StepState.PENDING, StepState.DELETING, self.clock.now()
         ):
             return False
         if not self.write_ahead.settled(workflow, device_id):
@@ -171,17 +171,17 @@ class StepRunner:
         self.books.schedule(workflow.id, now + retry)
         return False
 
-    def _renew_delete(self, workflow: WorkflowRecord, step: DeviceStep) -> None:
+    def _renew_delete(self, workflow: WorkflowRecord, step: StepRecord) -> None:
         if not self._delete_once(workflow, step):
             return
         now = self.clock.now()
         data = {**step.data, "deleted_at": now}
-        if self.books.move(workflow, step.device_id, Step.DELETING, Step.AWAITING_RELEASE,
+        if self.books.move(workflow, step.device_id, StepState.DELETING, StepState.AWAITING_RELEASE,
                            "Deleted. Waiting for Sigfox to release the id before registering it "
                            "again.", data=data):
             self._renew_register(workflow, self.books.device_step(workflow, step.device_id))
 
-    def _renew_register(self, workflow: WorkflowRecord, step: DeviceStep) -> None:
+    def _renew_register(self, workflow: WorkflowRecord, step: StepRecord) -> None:
         device_id = step.device_id
         snapshot = self.store.snapshot(workflow.id, device_id)
         assert snapshot is not None  # taken before the approval; the schema keeps it
@@ -211,7 +211,7 @@ class StepRunner:
         if existing is not None and existing.pac and existing.pac != snapshot.pac:
             self.store.record_new_pac(workflow.id, device_id, existing.pac)
         data = {**step.data, "registered_at": self.clock.now()}
-        if self.books.move(workflow, device_id, Step.AWAITING_RELEASE, Step.REGISTERED,
+        if self.books.move(workflow, device_id, StepState.AWAITING_RELEASE, StepState.REGISTERED,
                            "Registered again with the recorded PAC; its token is not consumed yet.",
                            data=data):
             self._renew_report_contract(workflow, self.books.device_step(workflow, device_id))
@@ -231,7 +231,7 @@ class StepRunner:
             product_certificate=flags.get("productCertificate"),
         )
 
-    def _wait_for_release(self, workflow: WorkflowRecord, step: DeviceStep) -> None:
+    def _wait_for_release(self, workflow: WorkflowRecord, step: StepRecord) -> None:
         """Sigfox still holds the deleted id: try again later. Past `release_timeout` the job
         stays open and keeps trying (a deleted, unregistered device must never be left behind
         silently): people are asked once whether to keep waiting or to stop and register the
@@ -260,7 +260,7 @@ class StepRunner:
         self.books.report_wait(workflow, step, waited, "release",
                                f"Waiting for Sigfox to release the id, {elapsed_text(waited)}")
 
-    def _renew_report_contract(self, workflow: WorkflowRecord, step: DeviceStep) -> None:
+    def _renew_report_contract(self, workflow: WorkflowRecord, step: StepRecord) -> None:
         device_id = step.device_id
         type_id = target_type_id(workflow, device_id)
         device_type = self.books.call(workflow, device_id, "read device type",
@@ -274,9 +274,10 @@ class StepRunner:
             + ". Waiting for the device's first message."
         )
         data = {**step.data, "contract": contract.name or contract.id, "contract_end": end}
-        self.books.move(workflow, device_id, Step.REGISTERED, Step.AWAITING_UPLINK, text, data=data)
+        self.books.move(workflow, device_id, StepState.REGISTERED, StepState.AWAITING_UPLINK,
+                        text, data=data)
 
-    def _renew_await_uplink(self, workflow: WorkflowRecord, step: DeviceStep) -> None:
+    def _renew_await_uplink(self, workflow: WorkflowRecord, step: StepRecord) -> None:
         """Done only when Sigfox shows the token in state OK; a message that leaves the device
         Off Contract, Invalid or not activable fails the step with Sigfox's own words."""
         device_id = step.device_id
@@ -300,29 +301,30 @@ class StepRunner:
             text = "First message received" + (
                 f"; token OK until {day(token_end)}." if token_end else "."
             )
-            if self.books.move(workflow, device_id, Step.AWAITING_UPLINK, Step.CHECKING_CALLBACKS,
-                               text, data=data):
+            if self.books.move(workflow, device_id, StepState.AWAITING_UPLINK,
+                               StepState.CHECKING_CALLBACKS, text, data=data):
                 self._check_callbacks(workflow, self.books.device_step(workflow, device_id))
             return
         self._keep_waiting_for_uplink(workflow, step)
 
-    def _renew_by_transfer(self, workflow: WorkflowRecord, step: DeviceStep) -> None:
+    def _renew_by_transfer(self, workflow: WorkflowRecord, step: StepRecord) -> None:
         """Renewal by transfer: the job moves the device, then its first message must take a
         token (state OK) on the new type's contract."""
-        if step.state == Step.AWAITING_UPLINK:
+        if step.state == StepState.AWAITING_UPLINK:
             self._renew_await_uplink(workflow, step)
             return
-        if step.state == Step.CHECKING_CALLBACKS:
+        if step.state == StepState.CHECKING_CALLBACKS:
             self._check_callbacks(workflow, step)
             return
         self._transfer(workflow, step, f"Transferred to {workflow.params.get('device_type_name')}; "
-                       "waiting for its first message to take a token.", then=Step.AWAITING_UPLINK)
+                       "waiting for its first message to take a token.",
+                       then=StepState.AWAITING_UPLINK)
 
-    def _renew_by_automatic_renewal(self, workflow: WorkflowRecord, step: DeviceStep) -> None:
+    def _renew_by_automatic_renewal(self, workflow: WorkflowRecord, step: StepRecord) -> None:
         """Switch on the device's automatic renewal (a PUT, nothing deleted), then check it."""
         device_id = step.device_id
-        if step.state == Step.PENDING and not self.store.cas_device(
-            workflow.id, device_id, Step.PENDING, Step.SUBMITTING, self.clock.now()
+        if step.state == StepState.PENDING and not self.store.cas_device(
+            workflow.id, device_id, StepState.PENDING, StepState.SUBMITTING, self.clock.now()
         ):
             return
         device = self._read_device(workflow, device_id)
@@ -345,12 +347,12 @@ class StepRunner:
             return
         end = device.token.end if device.token else None
         self.books.move(
-            workflow, device_id, Step.SUBMITTING, Step.DONE,
+            workflow, device_id, StepState.SUBMITTING, StepState.DONE,
             f"Automatic renewal switched on: the token, OK until {day(end)}, is renewed "
             "by the device's first message after that date.",
             data={**step.data, "token_end": end})
 
-    def _keep_waiting_for_uplink(self, workflow: WorkflowRecord, step: DeviceStep) -> None:
+    def _keep_waiting_for_uplink(self, workflow: WorkflowRecord, step: StepRecord) -> None:
         now = self.clock.now()
         waited = now - step.data.get("registered_at", now)
         if waited > self.config.timing.first_message_timeout.total_seconds():
@@ -365,7 +367,7 @@ class StepRunner:
         self.books.report_wait(workflow, step, waited, "uplink",
                                f"Waiting for the first message, {elapsed_text(waited)}")
 
-    def _check_callbacks(self, workflow: WorkflowRecord, step: DeviceStep) -> None:
+    def _check_callbacks(self, workflow: WorkflowRecord, step: StepRecord) -> None:
         device_id = step.device_id
         snapshot = self.store.snapshot(workflow.id, device_id)
         type_id = target_type_id(workflow, device_id)
@@ -388,23 +390,24 @@ class StepRunner:
                 )
                 details["copy_callbacks_from"] = snapshot.device_type_id
         data = {**step.data, **details}
-        self.books.move(workflow, device_id, Step.CHECKING_CALLBACKS, Step.DONE, text, data=data)
+        self.books.move(workflow, device_id, StepState.CHECKING_CALLBACKS, StepState.DONE, text,
+                        data=data)
 
     def _callbacks(self, workflow: WorkflowRecord, device_id: str, type_id: str) -> list[Callback]:
         return list(self.books.call(workflow, device_id, "read callbacks",
                                     lambda: list(self.api.iter_device_type_callbacks(type_id))))
 
-    def _step_transfer(self, workflow: WorkflowRecord, step: DeviceStep) -> None:
-        if step.state == Step.CHECKING_CALLBACKS:
+    def _step_transfer(self, workflow: WorkflowRecord, step: StepRecord) -> None:
+        if step.state == StepState.CHECKING_CALLBACKS:
             self._check_callbacks(workflow, step)
             return
         # A new device type may send its messages elsewhere: check callbacks, as a renewal does.
         self._transfer(workflow, step, f"Transferred to {workflow.params.get('device_type_name')}.",
-                       then=Step.CHECKING_CALLBACKS,
+                       then=StepState.CHECKING_CALLBACKS,
                        details={"device_type_id": workflow.params["device_type_id"]})
 
-    def _transfer(self, workflow: WorkflowRecord, step: DeviceStep, done_text: str, *,
-                  then: Step, details: dict[str, Any] | None = None) -> None:
+    def _transfer(self, workflow: WorkflowRecord, step: StepRecord, done_text: str, *,
+                  then: StepState, details: dict[str, Any] | None = None) -> None:
         """The bulk transfer to the workflow's device type, shared by transfer and renewal."""
         target = workflow.params["device_type_id"]
 
@@ -417,7 +420,7 @@ class StepRunner:
         self._bulk_step(workflow, step, JobKind.TRANSFER, submit, arrived, done_text, then=then,
                         details=details)
 
-    def _step_restart(self, workflow: WorkflowRecord, step: DeviceStep) -> None:
+    def _step_restart(self, workflow: WorkflowRecord, step: StepRecord) -> None:
         def back(device: Device | None) -> bool:
             return (
                 device is not None
@@ -431,17 +434,17 @@ class StepRunner:
     def _bulk_step(
         self,
         workflow: WorkflowRecord,
-        step: DeviceStep,
+        step: StepRecord,
         kind: JobKind,
         submit: Callable[[list[str]], str],
         reached: Callable[[Device | None], bool],
         done_text: str,
-        then: Step = Step.DONE,
+        then: StepState = StepState.DONE,
         details: dict[str, Any] | None = None,
     ) -> None:
         """One bulk job for every pending device; each device is then checked on its own:
         the device itself is the truth, the job only explains a failure."""
-        if step.state == Step.PENDING:
+        if step.state == StepState.PENDING:
             self._submit_bulk(workflow, kind, submit, details)
             return
         device_id = step.device_id
@@ -451,7 +454,7 @@ class StepRunner:
         device = self._read_device(workflow, device_id)
         if reached(device):
             moved = self.books.move(workflow, device_id, step.state, then, done_text)
-            if moved and then == Step.CHECKING_CALLBACKS:
+            if moved and then == StepState.CHECKING_CALLBACKS:
                 self._check_callbacks(workflow, self.books.device_step(workflow, device_id))
             return
         now = self.clock.now()
@@ -483,12 +486,12 @@ class StepRunner:
         self.store.update_device_step(workflow.id, device_id, now, next_run=now + JOB_POLL_SECONDS)
         self.books.schedule(workflow.id, now + JOB_POLL_SECONDS)
 
-    def _resubmit(self, workflow: WorkflowRecord, step: DeviceStep, kind: JobKind) -> None:
+    def _resubmit(self, workflow: WorkflowRecord, step: StepRecord, kind: JobKind) -> None:
         """The submission was cut off (a crash, a timeout) and it is verified that it did not
         take effect (see `WriteAhead.settled`): send it again."""
         now = self.clock.now()
-        if self.store.cas_device(workflow.id, step.device_id, step.state, Step.PENDING.value, now,
-                                 next_run=now):
+        if self.store.cas_device(workflow.id, step.device_id, step.state,
+                                 StepState.PENDING.value, now, next_run=now):
             self.books.schedule(workflow.id, now)
             self.books.tell(
                 workflow, ProgressKind.STEP_DONE,
@@ -506,11 +509,11 @@ class StepRunner:
         # intent (see `_bulk_step`) was left so by a process that died.
         with _CLAIMING:
             pending = [s.device_id for s in self.store.workflow_devices(workflow.id)
-                       if s.state == Step.PENDING]
+                       if s.state == StepState.PENDING]
             claimed = [
                 d for d in pending
-                if self.store.cas_device(workflow.id, d, Step.PENDING, Step.SUBMITTING, now,
-                                         data={"submitted_at": now})
+                if self.store.cas_device(workflow.id, d, StepState.PENDING,
+                                         StepState.SUBMITTING, now, data={"submitted_at": now})
             ]
             if not claimed:
                 return
@@ -520,8 +523,8 @@ class StepRunner:
                 # Cancelled meanwhile, or a call on one of them is unresolved: not sent, back
                 # to pending; the next tick looks again.
                 for device_id in claimed:
-                    self.store.cas_device(workflow.id, device_id, Step.SUBMITTING,
-                                          Step.PENDING.value, now,
+                    self.store.cas_device(workflow.id, device_id, StepState.SUBMITTING,
+                                          StepState.PENDING.value, now,
                                           next_run=now + self.books.tick_seconds())
                 return
         try:
@@ -530,15 +533,16 @@ class StepRunner:
         except SigfoxError as error:
             # Unknown outcome: the devices are watched, and submitted again if nothing changes.
             # Known refusal: back to pending, retried later with back-off.
-            target = Step.AWAITING_JOB if error.outcome_unknown else Step.PENDING
+            target = StepState.AWAITING_JOB if error.outcome_unknown else StepState.PENDING
             for device_id in claimed:
-                self.store.cas_device(workflow.id, device_id, Step.SUBMITTING, target.value, now,
-                                      last_error=str(error))
+                self.store.cas_device(workflow.id, device_id, StepState.SUBMITTING,
+                                      target.value, now, last_error=str(error))
             if error.outcome_unknown:
                 return
             raise
         for device_id in claimed:
-            self.store.cas_device(workflow.id, device_id, Step.SUBMITTING, Step.AWAITING_JOB, now,
+            self.store.cas_device(workflow.id, device_id, StepState.SUBMITTING,
+                                  StepState.AWAITING_JOB, now,
                                   data={"job_id": job_id, "submitted_at": now},
                                   next_run=now + JOB_POLL_SECONDS)
         self.books.schedule(workflow.id, now + JOB_POLL_SECONDS)
@@ -546,11 +550,11 @@ class StepRunner:
                         f"Sigfox {kind.value} job {job_id} started for {len(claimed)} device(s).",
                         job_id=job_id)
 
-    def _step_unsubscribe(self, workflow: WorkflowRecord, step: DeviceStep) -> None:
+    def _step_unsubscribe(self, workflow: WorkflowRecord, step: StepRecord) -> None:
         device_id = step.device_id
         when = int(workflow.params["unsubscribe_at_ms"])
-        if step.state == Step.PENDING and not self.store.cas_device(
-            workflow.id, device_id, Step.PENDING, Step.SUBMITTING, self.clock.now()
+        if step.state == StepState.PENDING and not self.store.cas_device(
+            workflow.id, device_id, StepState.PENDING, StepState.SUBMITTING, self.clock.now()
         ):
             return
         if not self.write_ahead.settled(workflow, device_id):
@@ -567,7 +571,7 @@ class StepRunner:
                                       details={"at_ms": when})
             except NotSent:
                 return
-        self.books.move(workflow, device_id, Step.SUBMITTING, Step.DONE,
+        self.books.move(workflow, device_id, StepState.SUBMITTING, StepState.DONE,
                         f"Unsubscription set for {day(when)}.")
 
 

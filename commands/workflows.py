@@ -36,7 +36,7 @@ from commands.policy import Actor, Operation, Policy
 from commands.ports import Clock, Notifier, ProgressKind, SigfoxApi
 from commands.preflight import Refusal
 from commands.read_models import ApprovalRequest, approval_request
-from commands.states import ACTIVE, CANCELLABLE, Step, WorkflowState
+from commands.states import ACTIVE, CANCELLABLE, StepState, WorkflowState
 from commands.status import DeviceStatus, read_device_status
 from commands.steps import StepRunner, target_type_id
 from commands.ticks import Stopwatch, TickStats
@@ -44,7 +44,7 @@ from commands.writeahead import WriteAhead
 from sigfox.errors import SigfoxError
 from sigfox.models import Device
 from storage.intents import IN_FLIGHT
-from storage.records import DeviceStep, EventRecord, WorkflowRecord, job_label
+from storage.records import EventRecord, StepRecord, WorkflowRecord, job_label
 from storage.store import Store
 
 __all__ = ["Core", "Outcome"]
@@ -160,7 +160,7 @@ class Core:
             state=state.value,
             requester=request.actor.user_id,
             device_ids=request.device_ids,
-            device_state=Step.PENDING.value,
+            device_state=StepState.PENDING.value,
             now=now,
             channel=request.target.channel,
             thread=request.target.thread,
@@ -346,10 +346,10 @@ class Core:
                  details=details)
 
     def _overdue_release(self, workflow_id: int, device_id: str, actor: Actor
-                         ) -> tuple[DeviceStep | None, str]:
+                         ) -> tuple[StepRecord | None, str]:
         workflow = self.store.get_workflow(workflow_id)
         step = self.store.device_step(workflow_id, device_id) if workflow else None
-        if workflow is None or step is None or step.state != Step.AWAITING_RELEASE:
+        if workflow is None or step is None or step.state != StepState.AWAITING_RELEASE:
             return None, (f"{job_label(workflow_id)} is not waiting for Sigfox to release "
                           f"{device_id} any more; nothing to decide.")
         if not self.policy.can_approve(actor, Operation(workflow.kind), "").allowed:

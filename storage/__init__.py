@@ -5,7 +5,7 @@
 - `Store` (store.py): workflows, their devices, approvals, PAC snapshots, events, the audit log
   and idempotency keys, each state change a compare-and-set;
 - `FleetStore` (fleet.py): the last fleet scan, alert state and snoozes;
-- the typed rows (records.py): `WorkflowRecord`, `DeviceStep`, `ApprovalRecord`, `Snapshot`,
+- the typed rows (records.py): `WorkflowRecord`, `StepRecord`, `ApprovalRecord`, `Snapshot`,
   `EventRecord`, `AuditEntry`, and `job_label` (how people see a workflow id, `J-0042`).
 """
 
@@ -14,9 +14,9 @@ from storage.fleet import FleetStore
 from storage.records import (
     ApprovalRecord,
     AuditEntry,
-    DeviceStep,
     EventRecord,
     Snapshot,
+    StepRecord,
     WorkflowRecord,
     job_label,
 )
@@ -26,11 +26,11 @@ __all__ = [
     "DEFAULT_DB_PATH",
     "ApprovalRecord",
     "AuditEntry",
-    "DeviceStep",
     "EventRecord",
     "FleetStore",
     "SafeDatabase",
     "Snapshot",
+    "StepRecord",
     "Store",
     "WorkflowRecord",
     "backup_database",

@@ -59,7 +59,7 @@ class WorkflowRecord:
 
 
 @dataclass(frozen=True)
-class DeviceStep:
+class StepRecord:
     """Where one device of a workflow stands."""
 
     workflow_id: int

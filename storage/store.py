@@ -19,9 +19,9 @@ from storage.records import (
     JSON_COLUMNS,
     ApprovalRecord,
     AuditEntry,
-    DeviceStep,
     EventRecord,
     Snapshot,
+    StepRecord,
     VoteRecord,
     VoteResult,
     WorkflowRecord,
@@ -192,11 +192,11 @@ class Store:
 
     # -- devices of a workflow ---------------------------------------------------------------
 
-    def workflow_devices(self, workflow_id: int) -> list[DeviceStep]:
+    def workflow_devices(self, workflow_id: int) -> list[StepRecord]:
         rows = self.database.query(
             "SELECT * FROM workflow_devices WHERE workflow_id = ? ORDER BY rowid", (workflow_id,)
         )
-        return [from_row(DeviceStep, r) for r in rows]
+        return [from_row(StepRecord, r) for r in rows]
 
     def step_states(self, workflow_id: int) -> dict[str, int]:
         """How many of a job's devices are in each step state (one aggregate, not N rows)."""
@@ -205,12 +205,12 @@ class Store:
             "GROUP BY state", (workflow_id,))
         return {str(r["state"]): int(r["n"]) for r in rows}
 
-    def device_step(self, workflow_id: int, device_id: str) -> DeviceStep | None:
+    def device_step(self, workflow_id: int, device_id: str) -> StepRecord | None:
         rows = self.database.query(
             "SELECT * FROM workflow_devices WHERE workflow_id = ? AND device_id = ?",
             (workflow_id, device_id),
         )
-        return from_row(DeviceStep, rows[0]) if rows else None
+        return from_row(StepRecord, rows[0]) if rows else None
 
     def cas_device(
         self,
@@ -241,14 +241,14 @@ class Store:
                 [*values, workflow_id, device_id],
             )
 
-    def active_steps_for_device(self, device_id: str, states: Iterable[str]) -> list[DeviceStep]:
+    def active_steps_for_device(self, device_id: str, states: Iterable[str]) -> list[StepRecord]:
         wanted = list(states)
         marks = ", ".join("?" for _ in wanted)
         rows = self.database.query(
             f"SELECT * FROM workflow_devices WHERE device_id = ? AND state IN ({marks})",
             (device_id, *wanted),
         )
-        return [from_row(DeviceStep, r) for r in rows]
+        return [from_row(StepRecord, r) for r in rows]
 
     # -- events and audit --------------------------------------------------------------------
 

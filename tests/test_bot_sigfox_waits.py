@@ -10,7 +10,7 @@ import pytest
 from support.bot import CHANNEL_ID, BotHarness, running_bot
 from test_bot_flows import request_and_approve
 
-from commands.states import Step
+from commands.states import StepState
 
 
 @pytest.fixture
@@ -29,7 +29,7 @@ def test_a_job_throttled_by_sigfox_shows_until_when_on_its_card(bot: BotHarness)
     bot.core.tick()
 
     [step] = bot.core.store.workflow_devices(workflow_id)
-    assert step.state == Step.DELETING and step.next_run > bot.clock.now() - 1
+    assert step.state == StepState.DELETING and step.next_run > bot.clock.now() - 1
     until = datetime.fromtimestamp(step.next_run, tz=UTC).strftime("%H:%M")
     line = f"Waiting for Sigfox's rate limit until {until} UTC."
     assert any(line in text for text in bot.thread_texts(parent["ts"])), \

@@ -39,7 +39,7 @@ def test_importing_the_cli_loads_neither_slack_nor_the_core() -> None:
 
 
 def test_the_cores_seams_are_typed() -> None:
-    # The core depends on `commands.ports.SigfoxApi` and reads steps as `DeviceStep` records.
+    # The core depends on `commands.ports.SigfoxApi` and reads steps as `StepRecord` records.
     root = Path(__file__).resolve().parent.parent / "commands"
     loose = [f"{path.name}:{number}" for path in sorted(root.glob("*.py"))
              for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)

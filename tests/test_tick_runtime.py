@@ -20,7 +20,7 @@ from test_tick_waits import OTHER, THROTTLED, Sleeper, approved_renewal, step_of
 
 from commands import metrics
 from commands.runtime import WorkflowTicker, start_scheduler
-from commands.states import Step, WorkflowState
+from commands.states import StepState, WorkflowState
 
 SKIPPED = ("maximum number of running instances", "was missed by", "skipped")
 
@@ -80,7 +80,7 @@ def test_a_whole_renewal_at_tick_1s_skips_no_scheduler_run(live) -> None:
     with Lines("apscheduler") as apscheduler:
         scheduler = start_scheduler(harness.core, tick=timedelta(seconds=1))
         try:
-            wait_for(lambda: step_of(harness, workflow_id).state == Step.AWAITING_UPLINK)
+            wait_for(lambda: step_of(harness, workflow_id).state == StepState.AWAITING_UPLINK)
             harness.simulator.uplink(THROTTLED)
             harness.core.note_uplink(THROTTLED)  # as the DATA callback does: the tick takes it
             wait_for(lambda: state(harness, workflow_id) == WorkflowState.DONE)
@@ -107,7 +107,7 @@ def test_a_tick_longer_than_its_interval_says_so_once_with_its_slowest_step(live
     with Lines("commands.runtime") as runtime, Lines("apscheduler") as apscheduler:
         scheduler.start()
         try:
-            wait_for(lambda: all(step_of(harness, w).state == Step.AWAITING_UPLINK
+            wait_for(lambda: all(step_of(harness, w).state == StepState.AWAITING_UPLINK
                                  for w in (slow, other)))
         finally:
             scheduler.shutdown(wait=True)
@@ -131,11 +131,11 @@ def test_a_tick_stops_at_its_budget_and_the_next_takes_the_rest(make_simulator,
     looked = harness.core.tick(budget=3.5)
     stats = harness.core.last_tick
     assert stats is not None and stats.steps == 1 and stats.left_due == 1 and looked == 1
-    assert step_of(harness, first).state == Step.AWAITING_UPLINK
-    assert step_of(harness, second).state == Step.PENDING
+    assert step_of(harness, first).state == StepState.AWAITING_UPLINK
+    assert step_of(harness, second).state == StepState.PENDING
     # What is left stays due and goes in due order: the first job's uplink check (due since it
     # was registered), then the second job, one step a tick.
     for _ in range(2):
         harness.core.tick(budget=3.5)
         assert harness.core.last_tick is not None and harness.core.last_tick.steps == 1
-    assert step_of(harness, second).state == Step.AWAITING_UPLINK
+    assert step_of(harness, second).state == StepState.AWAITING_UPLINK

@@ -17,7 +17,7 @@ from support.core import APPROVER, REQUESTER, CoreHarness, build_fleet, make_cor
 from commands.planning import Request
 from commands.ports import ManualClock, Progress, ProgressKind, Target
 from commands.progress_lane import ProgressLane
-from commands.states import Kind, Step, WorkflowState
+from commands.states import Kind, StepState, WorkflowState
 from storage.db import open_database
 from storage.pacing import SqliteCallLedger
 
@@ -83,7 +83,7 @@ def test_a_throttled_device_never_holds_another_job(harness: CoreHarness,
     registered_at = None
     while harness.clock.now() - start < 600:  # a tick every 5 s (virtual), for ten minutes
         harness.core.tick()
-        if registered_at is None and step_of(harness, other).state == Step.AWAITING_UPLINK:
+        if registered_at is None and step_of(harness, other).state == StepState.AWAITING_UPLINK:
             registered_at = harness.clock.now() - start
         harness.advance(5)
 
@@ -97,7 +97,7 @@ def test_a_throttled_device_never_holds_another_job(harness: CoreHarness,
     assert len(throttled_deletes) >= 10
     assert all(c["status"] == 429 for c in throttled_deletes)
     assert harness.simulator.world.devices.get(THROTTLED) is not None
-    assert step_of(harness, throttled).state == Step.DELETING
+    assert step_of(harness, throttled).state == StepState.DELETING
     waits = [t for t in texts_about(harness, THROTTLED) if "Waiting for Sigfox's rate limit until"
              in t]
     assert waits, texts_about(harness, THROTTLED)
@@ -109,7 +109,7 @@ def test_a_throttled_device_never_holds_another_job(harness: CoreHarness,
         harness.advance(5)
         harness.core.tick()
     assert len(harness.calls("DELETE", f"/v2/devices/{THROTTLED}", 204)) == 1
-    assert step_of(harness, throttled).state == Step.AWAITING_RELEASE
+    assert step_of(harness, throttled).state == StepState.AWAITING_RELEASE
 
     harness.simulator.uplink(OTHER)
     harness.core.handle_uplink(OTHER)
@@ -136,7 +136,7 @@ def test_one_500_on_delete_does_not_hold_the_renewal_an_hour(harness: CoreHarnes
     assert any("checking that it did nothing" in t for t in texts_about(harness, THROTTLED))
     assert harness.clock.now() - start >= 55
     assert len(harness.calls("DELETE", f"/v2/devices/{THROTTLED}")) == 2
-    assert step_of(harness, workflow_id).state == Step.AWAITING_RELEASE
+    assert step_of(harness, workflow_id).state == StepState.AWAITING_RELEASE
     assert sleeper.calls == []
 
 
@@ -157,7 +157,7 @@ def test_a_delete_that_may_have_been_executed_still_counts_after_a_restart(
         restarted.delete_device(THROTTLED)
     assert refused.value.retry_at >= harness.clock.now() + 3500
     assert len(harness.calls("DELETE", f"/v2/devices/{THROTTLED}")) == 1
-    assert step_of(harness, workflow_id).state == Step.AWAITING_RELEASE
+    assert step_of(harness, workflow_id).state == StepState.AWAITING_RELEASE
 
 
 def test_serve_wires_a_deferring_client_into_the_workflows_and_counts_hours_in_the_db(
@@ -210,7 +210,7 @@ def test_the_tick_never_waits_for_the_chat(make_simulator, tmp_path: Path) -> No
     chat.release.clear()
     chat.delivered.clear()
     harness.core.tick()  # returns while the chat has not taken a single line
-    assert step_of(harness, workflow_id).state == Step.AWAITING_UPLINK
+    assert step_of(harness, workflow_id).state == StepState.AWAITING_UPLINK
     assert chat.delivered == []
     chat.release.set()
     lane.flush()
