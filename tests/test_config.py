@@ -9,7 +9,6 @@ from commands.config import (
     CONFIG_ENV_VAR,
     BotConfig,
     ConfigError,
-    format_duration,
     load_config,
     parse_config,
     parse_duration,
@@ -86,11 +85,6 @@ def test_parse_duration_rejects_with_an_example(text: str) -> None:
 def test_parse_duration_refuses_absurd_lengths_instead_of_overflowing() -> None:
     with pytest.raises(ValueError, match="too long"):
         parse_duration("99999999999999999999d")
-
-
-def test_format_duration_round_trips() -> None:
-    for text in ("30s", "5m", "1h30m", "7d", "1d2h3m4s"):
-        assert format_duration(parse_duration(text)) == text
 
 
 # -- loading ----------------------------------------------------------------------------------
