@@ -17,6 +17,7 @@ from bot.cli import main
 from commands.logs import PAC_REDACTED
 from demo import DemoSettings, DemoWorld
 from demo.render import mrkdwn_to_text, render_message
+from demo.slack_standin import Refusal
 from demo.svg import GLYPHS, excerpt, plain_glyphs
 from demo.tour import pick_expired_device, pick_tokenless_device, run_tour
 
@@ -60,6 +61,7 @@ class Tour:
     tokenless: str
     pacs: set[str]
     raw: list[str]
+    refused: list[Refusal]
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +75,8 @@ def tour() -> Tour:
         record = world.slack.record
         raw = [str(m) for c in record.conversations.values() for v in c.values() for m in v]
         raw += [str(e) for e in record.ephemerals]
-    return Tour(status, stops, out.getvalue(), restartable, tokenless, pacs, raw)
+        refused = record.refusals
+    return Tour(status, stops, out.getvalue(), restartable, tokenless, pacs, raw, refused)
 
 
 @pytest.fixture(autouse=True)
@@ -104,6 +107,11 @@ def test_scripted_tour_shows_every_step_and_never_a_pac(tour: Tour) -> None:
         position = found.start()
     assert PAC_REDACTED not in transcript  # nothing even needed redacting
     assert not [p for p in tour.pacs if p in transcript or any(p in r for r in tour.raw)]
+
+
+def test_the_tour_makes_only_calls_slack_accepts_with_the_manifests_scopes(tour: Tour) -> None:
+    # The demo's Slack is the tests' stand-in: spec, Block Kit, channels and app.yaml's scopes.
+    assert tour.refused == []
 
 
 def test_the_tour_fits_a_screen_says_each_fact_once_and_fits_80_columns(tour: Tour) -> None:

@@ -6,25 +6,37 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import yaml
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry import RateLimitErrorRetryHandler
-from support.slack_api import SlackApiStandIn, required_params
 
 from bot.slack_client import make_web_client, slack_api_url
 from commands.metrics import Metrics
+from demo.slack_standin import (
+    MANIFEST_PATH,
+    SlackApiStandIn,
+    manifest_scopes,
+    method_scopes,
+    required_params,
+)
 
 CHANNEL = "C0FLEETOPS"
 USER = "U0OPERATOR"
+# Methods these tests exercise beyond what the bot calls, and the scopes the manifest lacks for
+# them; the stand-in serving the bot grants only the manifest's.
+BEYOND_THE_MANIFEST = {"channels:read", "groups:read", "im:write", "team:read"}
+ALL_THESE_TESTS_USE = manifest_scopes() | BEYOND_THE_MANIFEST
 
 
 @pytest.fixture(scope="module")
 def served_standin() -> Iterator[SlackApiStandIn]:
-    with SlackApiStandIn() as s:
+    with SlackApiStandIn(scopes=ALL_THESE_TESTS_USE) as s:
         yield s
 
 
@@ -103,6 +115,51 @@ def test_spec_methods_are_accepted_by_post_even_where_the_spec_says_get(
     assert got.json() == {"ok": True, "users": ["U0ALICE01", "U0BOB0001"]}
 
 
+# --------------------------------------------------------------------------- scopes
+
+
+def test_each_methods_scope_comes_from_the_spec_read_for_a_bot_token() -> None:
+    table = method_scopes()
+    assert table["chat.postMessage"] == ("chat:write",)  # the spec's chat:write:bot/:user
+    assert table["bots.info"] == ("users:read",)
+    assert table["usergroups.users.list"] == ("usergroups:read",)
+    assert table["conversations.info"][0] == "channels:read" and "groups:read" in table[
+        "conversations.info"]
+    assert table["views.publish"] == table["auth.test"] == ()  # `none` in the spec
+    assert table["files.getUploadURLExternal"] == ("files:write",)  # newer than the spec
+
+
+def test_the_token_has_the_manifests_scopes_by_default() -> None:
+    manifest = yaml.safe_load(MANIFEST_PATH.read_text(encoding="utf-8"))
+    assert SlackApiStandIn().scopes == set(manifest["oauth_config"]["scopes"]["bot"])
+
+
+def test_a_method_outside_the_manifests_scopes_is_refused_like_slack() -> None:
+    with SlackApiStandIn() as standin:
+        client = WebClient(token=standin.token, base_url=standin.url)
+        refused = slack_error(lambda: client.conversations_info(channel=CHANNEL)).response
+        assert refused.data == {
+            "ok": False, "error": "missing_scope", "needed": "channels:read",
+            "provided": ",".join(sorted(manifest_scopes())),
+        }
+        assert [r.method for r in standin.refusals_of("missing_scope")] == ["conversations.info"]
+        assert client.chat_postMessage(channel=CHANNEL, text="granted")["ok"] is True
+
+
+def test_a_manifest_missing_a_scope_refuses_what_needs_it(tmp_path: Path) -> None:
+    # Once, app.yaml lacked users:read: bots.info was refused in every workspace.
+    manifest = yaml.safe_load(MANIFEST_PATH.read_text(encoding="utf-8"))
+    manifest["oauth_config"]["scopes"]["bot"].remove("users:read")
+    older = tmp_path / "app.yaml"
+    older.write_text(yaml.safe_dump(manifest), encoding="utf-8")
+    with SlackApiStandIn(manifest=older) as standin:
+        client = WebClient(token=standin.token, base_url=standin.url)
+        refused = slack_error(lambda: client.bots_info(bot=standin.bot_id)).response
+        assert (refused["error"], refused["needed"]) == ("missing_scope", "users:read")
+        assert "users:read" not in refused["provided"].split(",")
+        assert client.auth_test()["bot_id"] == standin.bot_id  # auth.test needs no scope
+
+
 # --------------------------------------------------------------------------- auth and routing
 
 
@@ -179,7 +236,7 @@ def test_permalink_of_a_reply_names_its_thread(standin: SlackApiStandIn, client:
 
 
 def test_channels_the_bot_is_not_in() -> None:
-    strict = SlackApiStandIn(lenient=False)
+    strict = SlackApiStandIn(lenient=False, scopes=ALL_THESE_TESTS_USE)
     strict.add_channel("C0PRIVATE1", "secret", is_member=False, is_private=True)
     with strict:
         c = WebClient(token=strict.token, base_url=strict.url)

@@ -46,6 +46,13 @@ class Call(NamedTuple):
     time: float
 
 
+class Refusal(NamedTuple):
+    """A call the stand-in's own checks refused (faults a test injects are not counted)."""
+
+    method: str
+    answer: dict[str, Any]  # {"ok": false, "error": ..., ...} as sent
+
+
 @dataclass
 class UploadedFile:
     id: str
@@ -77,6 +84,7 @@ class Record:
     def __init__(self) -> None:
         self.lock = threading.RLock()
         self.calls: list[Call] = []
+        self.refusals: list[Refusal] = []
         self.ephemerals: list[Message] = []
         self.home_views: dict[str, dict[str, Any]] = {}
         # Modals opened (views.open), by view id.
@@ -102,6 +110,7 @@ class Record:
     def clear(self) -> None:
         with self.lock:
             self.calls.clear()
+            self.refusals.clear()
             self.ephemerals.clear()
             self.home_views.clear()
             self.modals.clear()
@@ -117,6 +126,10 @@ class Record:
         with self.lock:
             self.calls.append(Call(method, params, time.time()))
             self.last_activity = time.monotonic()
+
+    def refused(self, method: str, answer: dict[str, Any]) -> None:
+        with self.lock:
+            self.refusals.append(Refusal(method, answer))
 
     def add_message(self, channel: str, message: Message) -> None:
         """A new message; a reply is counted on its parent, as Slack's parent shows it."""
@@ -168,6 +181,11 @@ class Record:
     def calls_to(self, method: str) -> list[Call]:
         with self.lock:
             return [c for c in self.calls if c.method == method]
+
+    def refusals_of(self, error: str) -> list[Refusal]:
+        """The calls refused with `error` (e.g. `missing_scope`: the manifest lacks a scope)."""
+        with self.lock:
+            return [r for r in self.refusals if r.answer.get("error") == error]
 
     def methods_called(self) -> list[str]:
         with self.lock:

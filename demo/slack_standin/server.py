@@ -7,7 +7,7 @@ import dataclasses
 import json
 import time
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -22,7 +22,8 @@ from . import chat, files, people, views
 from .directory import Directory, dm_channel
 from .loopback import BackgroundServer
 from .protocol import Params, SlackError, bearer, parse_params
-from .record import Call, Message, ResponseUrl, UploadedFile
+from .record import Call, Message, Refusal, ResponseUrl, UploadedFile
+from .scopes import MANIFEST_PATH, check_scope, manifest_scopes, method_scopes
 from .socket_mode import SOCKET_PING_INTERVAL, SOCKET_PING_TIMEOUT, SocketModeStandIn
 from .spec import MISSING_PARAM_ERROR, SPEC_PATH, missing_params, required_params
 from .workspace import DEFAULT_IDENTITY, Clock, Handler, Workspace
@@ -64,6 +65,8 @@ class SlackApiStandIn:
         app_token: str = DEFAULT_APP_TOKEN,
         app_id: str = DEFAULT_IDENTITY.app_id,
         clock: Clock = time.time,
+        scopes: Iterable[str] | None = None,
+        manifest: Path = MANIFEST_PATH,
         **server_options: Any,
     ) -> None:
         """`lenient`: any well-formed channel or user id exists (the bot is in every channel).
@@ -71,6 +74,8 @@ class SlackApiStandIn:
         With `lenient=False` only those added with `add_channel`/`add_user` exist.
         `app_token` is the app-level token (`xapp-...`) Socket Mode connects with. `clock`
         stamps messages (`ts`); `server_options` are more `uvicorn.Config` settings.
+        `scopes`: the bot token's; by default those `manifest` (app.yaml) asks for. A method
+        needing another is refused with `missing_scope` (scopes.py).
         """
         self.token = token
         self.app_token = app_token
@@ -83,6 +88,8 @@ class SlackApiStandIn:
         self.record = self.workspace.record
         self.directory = self.workspace.directory
         self.required = required_params(spec_path)
+        self.method_scopes = method_scopes(spec_path)
+        self.scopes = frozenset(manifest_scopes(manifest) if scopes is None else scopes)
         self._injected: dict[str, list[_Injected]] = defaultdict(list)
         self._scripted: dict[str, dict[str, Any]] = {}
         # Slack pings Socket Mode connections and drops one whose pongs stop. Pinging often
@@ -236,6 +243,10 @@ class SlackApiStandIn:
     def methods_called(self) -> list[str]:
         return self.record.methods_called()
 
+    def refusals_of(self, error: str) -> list[Refusal]:
+        """The calls the stand-in refused with `error`, e.g. `missing_scope`."""
+        return self.record.refusals_of(error)
+
     def messages(self, channel: str) -> list[Message]:
         """Top-level messages of a channel, oldest first, each in its latest version."""
         return self.record.messages(channel)
@@ -296,6 +307,8 @@ class SlackApiStandIn:
             if not known:
                 raise SlackError("unknown_method", req_method=method)
             self._check_auth(token, app_level=method in _APP_TOKEN_METHODS)
+            if method not in _APP_TOKEN_METHODS:  # the app-level token's scopes are not modelled
+                check_scope(method, self.scopes, self.method_scopes)
             injected = self._take_injected(method)
             if injected is not None:
                 return injected
@@ -306,6 +319,7 @@ class SlackApiStandIn:
                 return JSONResponse(self._scripted_or_unimplemented(method))
             return JSONResponse({"ok": True, **handler(self.workspace, params)})
         except SlackError as exc:
+            self.record.refused(method, exc.body())
             return JSONResponse(exc.body())
 
     def _check_auth(self, token: str | None, *, app_level: bool = False) -> None:

@@ -211,5 +211,8 @@ def running_bot(simulator: SimulatorServer, db_path: Path, *, config: BotConfig 
         with BackgroundServer(web) as server:
             yield BotHarness(server.root, standin, core, clock, simulator, fleet, executor,
                              services.notifier, services.alerts)
+            # The stand-in grants the scopes app.yaml asks for: a flow needing another fails here.
+            missing = standin.refusals_of("missing_scope")
+            assert not missing, f"app.yaml lacks a scope the bot used: {missing}"
         executor.shutdown(wait=True)
         reads.shutdown(wait=True)
