@@ -280,8 +280,12 @@ class TerminalSlack:
             self._print(f"{INDENT}{self._time()}  ✎ {lines[0].strip()}", thread=keep)
             return
         label = first_line(posted.text, posted.blocks, self.name_of, limit=30)
-        self._print(f"{INDENT}{self._time()}  ✎ \"{label}\" now says:\n"
-                    + _indent(changed, body), thread=keep)
+        head = f"{INDENT}{self._time()}  ✎ \"{label}\" now says:"
+        one_line = f"{head} {changed[0].strip()}"
+        if len(changed) == 1 and len(one_line) <= self.width:  # a status word: one line
+            self._print(one_line, thread=keep)
+            return
+        self._print(f"{head}\n" + _indent(changed, body), thread=keep)
 
     def _show_ephemeral(self, user: str, text: str, blocks: list[dict[str, Any]]) -> None:
         lines = self._lines(text, blocks, BODY)
