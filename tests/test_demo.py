@@ -48,7 +48,7 @@ TOUR_STEPS = [
     r"week of .* │█+",                                           # the weeks as a bar chart
     r"and \d+ more: `/sigfox expiring 30 csv`",
 ]
-TOUR_MAX_LINES = 128  # "one screen-height per scene": about 120, a waiting line or two aside
+TOUR_MAX_LINES = 124  # "one screen-height per scene": about 120, a waiting line or two aside
 TIME = re.compile(r"\b\d\d:\d\d\b")
 
 
