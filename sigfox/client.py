@@ -26,6 +26,7 @@ from typing import Any, Self
 import httpx
 
 from sigfox import bulk
+from sigfox.call_ledger import CallLedger
 from sigfox.errors import SigfoxConfigError
 from sigfox.listing import MAX_PAGE_SIZE, Page, iter_items, iter_pages, page_limit, read_page
 from sigfox.models import (
@@ -43,7 +44,7 @@ from sigfox.models import (
     Message,
     normalize_device_id,
 )
-from sigfox.pacing import CallLedger, Pacer
+from sigfox.pacing import Pacer
 from sigfox.transport import OnCall, PacedTransport, WaitMode, segment, without_unset
 
 __all__ = ["DEFAULT_API_URL", "SigfoxClient", "WaitMode"]

@@ -27,29 +27,29 @@ becomes possible: a chat bot must not hold a thread for an hour. A deferring cal
 steps, scheduled jobs) never waits: any wait is refused with its `retry_at`, which the caller
 records as its next run, so one device's wait never holds the others.
 
-The long windows (per-device hourly calls, bulk jobs) are counted in a `CallLedger`: the bot's
-database in production (`storage.pacing`), so the count survives a restart. What counts is
-what the server may have executed: a call refused locally, one that failed before connecting,
-or one answered 429 gives its slot back; one answered otherwise, or cut off after it was sent,
-keeps it. A caller that later verifies, by reading the backend, that a call did not take effect
-(a DELETE answered 500 and the device still listed) says so with `Pacer.forget`.
+The long windows (per-device hourly calls, bulk jobs) are counted in a `CallLedger`
+(call_ledger.py): the bot's database in production (`storage.pacing`), so the count survives a
+restart. What counts is what the server may have executed: a call refused locally, one that
+failed before connecting, or one answered 429 gives its slot back; one answered otherwise, or
+cut off after it was sent, keeps it. A caller that later verifies, by reading the backend, that
+a call did not take effect (a DELETE answered 500 and the device still listed) says so with
+`Pacer.forget`.
 
 After a 429, a 5xx or a failed connection, the same call is held for a back-off (exponential,
-full jitter, per endpoint and device): every caller of that call, sleeping or deferring, waits
-for it, and the first success clears it.
+full jitter, per endpoint and device; backoff.py): every caller of that call, sleeping or
+deferring, waits for it, and the first success clears it.
 """
 
 from __future__ import annotations
 
 import bisect
-import itertools
-import random
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Protocol
+from dataclasses import dataclass
 
+from sigfox.backoff import BackOff
+from sigfox.call_ledger import CallLedger, MemoryLedger
 from sigfox.errors import SigfoxPacingRefused
 
 # How long after being sent a list call may be dated by the service, where calls count from when
@@ -175,72 +175,6 @@ class SlidingWindow:
         return not self._grants
 
 
-class CallLedger(Protocol):
-    """Where the calls counted against a durable limit are kept. Implementations are safe to
-    share between threads; each `reserve` is atomic (check and record in one step)."""
-
-    def reserve(self, key: str, calls: int, window: float, now: float) -> tuple[int | None, float]:
-        """Record one call at `now` if fewer than `calls` were recorded in the last `window`
-        seconds: `(entry id, now)`; else `(None, the earliest time one fits)`."""
-        ...
-
-    def settle(self, entry: int, done: float) -> None:
-        """The call completed at `done`: count it from then (see `SlidingWindow.settle`)."""
-        ...
-
-    def release(self, entry: int) -> None:
-        """The call never reached the server: it does not count."""
-        ...
-
-    def forget(self, key: str, since: float) -> int:
-        """Calls recorded at or after `since` were verified not to have taken effect."""
-        ...
-
-
-class MemoryLedger:
-    """A `CallLedger` in memory, for a client without a database (CLI, tests)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._ids = itertools.count(1)
-        self._by_key: dict[str, dict[int, float]] = {}
-        self._key_of: dict[int, str] = {}
-
-    def reserve(self, key: str, calls: int, window: float, now: float) -> tuple[int | None, float]:
-        with self._lock:
-            entries = self._by_key.setdefault(key, {})
-            for entry in [e for e, at in entries.items() if at <= now - window]:
-                del entries[entry], self._key_of[entry]
-            recent = sorted(entries.values())
-            if len(recent) >= calls:
-                return None, max(now, recent[-calls] + window)
-            entry = next(self._ids)
-            entries[entry] = now
-            self._key_of[entry] = key
-            return entry, now
-
-    def settle(self, entry: int, done: float) -> None:
-        with self._lock:
-            key = self._key_of.get(entry)
-            if key is not None:
-                entries = self._by_key[key]
-                entries[entry] = max(entries[entry], done)
-
-    def release(self, entry: int) -> None:
-        with self._lock:
-            key = self._key_of.pop(entry, None)
-            if key is not None:
-                del self._by_key[key][entry]
-
-    def forget(self, key: str, since: float) -> int:
-        with self._lock:
-            entries = self._by_key.get(key, {})
-            gone = [e for e, at in entries.items() if at >= since]
-            for entry in gone:
-                del entries[entry], self._key_of[entry]
-            return len(gone)
-
-
 @dataclass
 class Permit:
     """A granted slot; hand it back to `Pacer.settle` once the request has completed, or to
@@ -258,40 +192,6 @@ class Permit:
 class _Hold:
     failures: int = 0
     until: float = 0.0
-
-
-def full_jitter_delay(
-    attempt: int,
-    *,
-    base: float,
-    cap: float,
-    rng: random.Random,
-    retry_after: float | None = None,
-) -> float:
-    """Delay before retry number `attempt` (0-based): uniform in [0, min(cap, base*2^n)].
-
-    Full jitter spreads concurrent clients apart; a Retry-After (undocumented by Sigfox,
-    honoured if ever sent) raises the floor but never past the cap.
-    """
-    ceiling = min(cap, base * (2**attempt))
-    delay = rng.uniform(0.0, ceiling)
-    if retry_after is not None:
-        delay = max(delay, retry_after)
-    return min(delay, cap)
-
-
-@dataclass
-class BackOff:
-    """How long a call is held after a 429, a 5xx or a failed connection: full jitter,
-    `base * 2^n` capped at `cap`, n the number of failures in a row."""
-
-    base: float = 0.5
-    cap: float = 30.0
-    rng: random.Random = field(default_factory=random.Random)
-
-    def delay(self, failures: int, retry_after: float | None = None) -> float:
-        return full_jitter_delay(max(failures - 1, 0), base=self.base, cap=self.cap,
-                                 rng=self.rng, retry_after=retry_after)
 
 
 class Pacer:

@@ -25,9 +25,11 @@ from urllib.parse import quote, urlsplit
 
 import httpx
 
+from sigfox.backoff import BackOff, full_jitter_delay
+from sigfox.call_ledger import CallLedger
 from sigfox.errors import SigfoxConnectionError, SigfoxError
 from sigfox.http_errors import WRITE_METHODS, error_from_response, retry_after, retry_reason
-from sigfox.pacing import BackOff, CallLedger, Pacer, Permit, full_jitter_delay
+from sigfox.pacing import Pacer, Permit
 
 log = logging.getLogger(__name__)
 

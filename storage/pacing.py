@@ -14,7 +14,7 @@ KEEP_SECONDS = 24 * 3600.0
 
 
 class SqliteCallLedger:
-    """Implements `sigfox.pacing.CallLedger` on the `sigfox_calls` table."""
+    """Implements `sigfox.call_ledger.CallLedger` on the `sigfox_calls` table."""
 
     def __init__(self, database: SafeDatabase) -> None:
         self.database = database

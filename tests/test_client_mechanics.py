@@ -12,6 +12,7 @@ from collections.abc import Callable
 import httpx
 import pytest
 
+from sigfox.backoff import full_jitter_delay
 from sigfox.client import SigfoxClient
 from sigfox.errors import (
     SigfoxBadRequest,
@@ -36,7 +37,7 @@ from sigfox.models import (
     JobKind,
     TokenState,
 )
-from sigfox.pacing import Pacer, SlidingWindow, full_jitter_delay
+from sigfox.pacing import Pacer, SlidingWindow
 
 BASE = "https://api.example.test/v2"
 PASSWORD = "s3cr3t-password"
