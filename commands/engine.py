@@ -17,6 +17,7 @@ from functools import partial
 
 from commands.approvals import ApprovalRounds
 from commands.bookkeeping import Bookkeeper, clock_time, public_details
+from commands.cancels import PendingCancels
 from commands.config import BotConfig
 from commands.ports import Clock, ProgressKind
 from commands.preflight import day
@@ -46,6 +47,7 @@ class WorkflowEngine:
     write_ahead: WriteAhead
     steps: StepRunner
     approvals: ApprovalRounds
+    cancels: PendingCancels
     owner: str  # names this process's leases
     # Told the id of every device renewed or restarted through the bot (alerts resolve).
     on_renewed: Callable[[str], object] | None = None
@@ -101,6 +103,8 @@ class WorkflowEngine:
                 return
             workflow = self.books.workflow(workflow.id)
         if workflow.state != WorkflowState.RUNNING:
+            return
+        if self.cancels.carry_out(workflow):  # a cancel asked while a call could land
             return
         now = self.clock.now()
         due = [step for step in self.store.workflow_devices(workflow.id)

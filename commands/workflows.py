@@ -25,9 +25,9 @@ import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from commands import human
 from commands.approvals import ApprovalRounds, clean_reason
 from commands.bookkeeping import Bookkeeper, elapsed_text
+from commands.cancels import PendingCancels
 from commands.config import BotConfig
 from commands.engine import WorkflowEngine
 from commands.outcome import Outcome
@@ -43,7 +43,6 @@ from commands.ticks import Stopwatch, TickStats
 from commands.writeahead import WriteAhead
 from sigfox.errors import SigfoxError
 from sigfox.models import Device
-from storage.intents import IN_FLIGHT
 from storage.records import EventRecord, StepRecord, WorkflowRecord, job_label
 from storage.store import Store
 
@@ -83,9 +82,13 @@ class Core:
                                 books=self.books, write_ahead=self.write_ahead)
         self.approvals = ApprovalRounds(store=store, policy=self.policy, clock=clock,
                                         config=config, books=self.books)
+        self.cancels = PendingCancels(store=store, clock=clock, landing_clock=self.landing_clock,
+                                      config=config, books=self.books,
+                                      write_ahead=self.write_ahead)
         self.engine = WorkflowEngine(
             store=store, clock=clock, config=config, books=self.books,
             write_ahead=self.write_ahead, steps=self.steps, approvals=self.approvals,
+            cancels=self.cancels,
             owner=owner or f"{os.getpid()}-{uuid.uuid4().hex[:8]}", on_renewed=on_renewed,
             stopwatch=stopwatch)
 
@@ -246,7 +249,9 @@ class Core:
         if not self.store.cancel_workflow(
             workflow.id, [s.value for s in CANCELLABLE], now, actor.user_id,
         ) and not self._cancel_untouched(workflow, now):
-            return Outcome(False, self._cannot_cancel(self.books.workflow(workflow.id)))
+            # A call that may still land: the cancel is decided once it can be checked.
+            pending = self.cancels.ask(self.books.workflow(workflow.id), actor)
+            return pending or Outcome(False, self._cannot_cancel(self.books.workflow(workflow.id)))
         self.store.release_device_locks(workflow.id)
         self.store.audit(actor.user_id, "cancel", now, workflow_id=workflow.id)
         self.books.tell(self.books.workflow(workflow.id), ProgressKind.FINISHED,
@@ -270,18 +275,8 @@ class Core:
             outcome="cancelled")
 
     def _cannot_cancel(self, workflow: WorkflowRecord) -> str:
+        # (A call that may still land, with none known to have, makes a pending cancel.)
         if workflow.state == WorkflowState.RUNNING:
-            intents = self.store.intents.of_workflow(workflow.id)
-            unanswered = [i for i in intents if i.state == IN_FLIGHT]
-            if unanswered:
-                wait = max(i.lands_by for i in unanswered) - self.landing_clock.now()
-                when = f"in {human.duration(wait)}" if wait > 0 else "now"
-                return (
-                    f"{workflow.label} cannot be cancelled yet: Sigfox did not answer the "
-                    f"{unanswered[-1].action} it was sent, which may still take effect. Ask "
-                    f"again {when}: if the bot then finds the device unchanged, the job is "
-                    "cancelled with nothing changed."
-                )
             return (
                 f"{workflow.label} cannot be cancelled: its first change was already sent to "
                 "Sigfox and took effect. The bot will finish it (the PAC is recorded), follow "

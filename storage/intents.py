@@ -42,6 +42,11 @@ def _record(row: dict[str, Any]) -> IntentRecord:
     return IntentRecord(**{**row, "details": json.loads(row["details"])})
 
 
+# A cancel asked while a call could still land waits in the workflow's params (see ask_cancel).
+CANCEL_ASKED = "cancel_asked"
+_NO_CANCEL_ASKED = f"json_extract(params, '$.{CANCEL_ASKED}') IS NULL"
+
+
 class Intents:
     def __init__(self, database: SafeDatabase) -> None:
         self.database = database
@@ -52,15 +57,16 @@ class Intents:
         """Record that `action` is about to be sent for `device_ids`; returns the batch id.
 
         None, and nothing recorded, when the workflow is no longer in one of the `running`
-        states (cancelled meanwhile) or when any of the devices still has an unresolved
-        intent, of this workflow or another: its call could still land.
+        states (cancelled meanwhile), when a cancel of it waits for its calls to settle
+        (`ask_cancel`), or when any of the devices still has an unresolved intent, of this
+        workflow or another: its call could still land.
         """
         states = list(running)
         batch = uuid.uuid4().hex
         with self.database.transaction() as db:
             marks = ", ".join("?" for _ in states)
-            alive = db.execute(f"SELECT 1 FROM workflows WHERE id = ? AND state IN ({marks})",
-                               [workflow_id, *states]).fetchone()
+            alive = db.execute(f"SELECT 1 FROM workflows WHERE id = ? AND state IN ({marks}) "
+                               f"AND {_NO_CANCEL_ASKED}", [workflow_id, *states]).fetchone()
             if alive is None or self._any_unresolved(db, device_ids):
                 return None
             for device_id in device_ids:
@@ -148,5 +154,31 @@ class Intents:
                 f"UPDATE workflows SET state = ?, outcome = ?, updated_at = ?, "
                 f"version = version + 1 WHERE id = ? AND state IN ({marks})",
                 [new_state, outcome, now, workflow_id, *states],
+            )
+            return cursor.rowcount == 1
+
+    def ask_cancel(self, workflow_id: int, expected: Iterable[str], asked: dict[str, Any]
+                   ) -> bool:
+        """Note a cancel to carry out once the workflow's calls are settled: from then on
+        `open` sends nothing more for it. False when it left the `expected` states, or when a
+        cancel was already asked."""
+        states = list(expected)
+        marks = ", ".join("?" for _ in states)
+        with self.database.transaction() as db:
+            cursor = db.execute(
+                f"UPDATE workflows SET params = json_set(params, '$.{CANCEL_ASKED}', json(?)), "
+                f"version = version + 1 WHERE id = ? AND state IN ({marks}) "
+                f"AND {_NO_CANCEL_ASKED}",
+                [json.dumps(asked, sort_keys=True), workflow_id, *states],
+            )
+            return cursor.rowcount == 1
+
+    def drop_cancel(self, workflow_id: int) -> bool:
+        """The asked cancel cannot be done (a call took effect): the job may send again."""
+        with self.database.transaction() as db:
+            cursor = db.execute(
+                f"UPDATE workflows SET params = json_remove(params, '$.{CANCEL_ASKED}'), "
+                f"version = version + 1 WHERE id = ? AND NOT {_NO_CANCEL_ASKED}",
+                [workflow_id],
             )
             return cursor.rowcount == 1

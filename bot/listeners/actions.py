@@ -143,7 +143,7 @@ class JobButtons:
                            f"cancel {label} from its own card, or with `/sigfox cancel {label}`"):
             return
         outcome = self.services.core.cancel(int(value), clicker)
-        if not outcome.ok:
+        if not outcome.ok or outcome.details.get("pending"):  # refused, or decided later
             self._tell_clicker(body, client, respond, outcome.message)
 
     def copy_callbacks(self, body: dict[str, Any], client: WebClient, respond: Respond) -> None:
