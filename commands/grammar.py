@@ -62,7 +62,8 @@ class StatusCommand:
 class RenewCommand:
     device_ids: tuple[str, ...]
     device_type: str | None = None
-    by_delete: bool = False  # `by delete`: the seed's delete-and-re-register, asked explicitly
+    # `by delete`: delete and re-register, asked explicitly (docs/sigfox-semantics.md)
+    by_delete: bool = False
 
 
 @dataclass(frozen=True)

@@ -178,8 +178,7 @@ def require_activable(device: Device) -> None:
 
 
 class TransferImpact(StrEnum):
-    """What a transfer does to a device's token (Sigfox's token lifecycle article, as
-    docs/sigfox-semantics.md tabulates it)."""
+    """What a transfer does to a device's token (docs/sigfox-semantics.md, Transfers)."""
 
     NO_TOKEN = "no_token"
     SEAMLESS = "seamless"

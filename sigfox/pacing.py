@@ -1,6 +1,6 @@
 """Client-side pacing to Sigfox's published rate limits, so the client rarely sees a 429.
 
-Published limits (Sigfox support articles; the Swagger document does not state them):
+Published limits (tests/specs/sigfox-api-v2/SOURCE.md; openapi.json does not state them):
 
 - `GET /devices/` (the list): 50 requests per 10 s, per API user;
 - `GET /devices/{id}/messages`: 1 per second per device;

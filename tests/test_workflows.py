@@ -42,8 +42,8 @@ def harness(backend, fleet, tmp_path: Path) -> CoreHarness:
 
 def renew(harness: CoreHarness, *device_ids: str, device_type: str | None = None, actor=REQUESTER,
           by_delete: bool = True):
-    """The seed's delete-and-re-register, asked explicitly (`by delete`) unless told otherwise:
-    the planner's own choice is tested in test_semantics.py."""
+    """Delete and re-register (docs/sigfox-semantics.md), asked explicitly (`by delete`) unless
+    told otherwise: the planner's own choice is tested in test_semantics.py."""
     return harness.core.request(Request(Kind.RENEW, actor, tuple(device_ids), Target("C0CHAN", ""),
                                         device_type, by_delete=by_delete))
 
