@@ -1,4 +1,5 @@
-"""When the fleet scan and the daily digest run: derived from the database, never from start.
+"""When the fleet scan, the daily digest and alert redelivery run: from the database, never from
+start.
 
 APScheduler keeps the timing; the database keeps the memory. Each job's next run is computed from
 what the database says happened, so a restart, a crash loop or a daily redeploy changes no date:
@@ -8,7 +9,9 @@ what the database says happened, so a restart, a crash loop or a daily redeploy 
   interval, while the scan-failure alert is told once as before;
 - the daily digest is due at `digest_time` in the [alerts] timezone, once per day: the day is
   claimed by compare-and-set before anything is sent, so two ticks (or two processes) never both
-  send it, and a bot that was down at `digest_time` sends it when it starts, saying it is late.
+  send it, and a bot that was down at `digest_time` sends it when it starts, saying it is late;
+- an alert digest Slack did not take waits in the notification log: it is delivered again
+  within START_DELAY of a start, then every DIGEST_RETRY until it is (or the next scan does).
 
 A job reschedules itself after each run (`modify_job(next_run_time=...)`, which APScheduler only
 applies once it has stored the trigger's own next time, so the two never race), and the scan job
@@ -30,12 +33,13 @@ from commands.config import AlertsConfig
 from storage.fleet import FleetStore
 
 if TYPE_CHECKING:
-    from commands.alerting import AlertService, DailyDigest, ScanReport
+    from commands.alerting import AlertDigest, AlertService, DailyDigest, ScanReport
 
 log = logging.getLogger(__name__)
 
 SCAN_JOB = "fleet-scan"
 DIGEST_JOB = "alerts-daily-digest"
+REDELIVER_JOB = "alerts-redeliver"
 DIGEST_KEY = "alerts.daily_digest"  # kv: {"day": "YYYY-MM-DD", "sent_at", "due_at", "late_by"}
 FIRST_RETRY = timedelta(minutes=2)  # a failed scan's first retry; doubles up to scan_interval
 START_DELAY = (5.0, 30.0)  # seconds after start before a job already due runs (jittered)
@@ -246,7 +250,17 @@ class AlertSchedule:
         scan_due = self.service.scan_timing().next_due <= now  # or running right now
         return scan_due and now < self.started_at + SCAN_FIRST.total_seconds()
 
+    def redeliver(self) -> list[AlertDigest]:
+        """The alert digests still pending in the notification log, delivered once."""
+        return self.service.redeliver()
+
     # -- when it runs next ---------------------------------------------------------------
+
+    def next_redelivery_at(self) -> float:
+        """Every DIGEST_RETRY while a digest is pending; else in SAFETY_NET (a scan that leaves
+        one pending moves this job, see `_scan_finished`)."""
+        wait = DIGEST_RETRY if self.service.undelivered() else SAFETY_NET
+        return self.service.clock.now() + wait.total_seconds()
 
     def next_scan_at(self) -> float:
         return self.service.scan_timing().next_due
@@ -262,13 +276,15 @@ class AlertSchedule:
     # -- wiring --------------------------------------------------------------------------
 
     def attach(self, scheduler: Any) -> None:
-        """Add both jobs to `scheduler`; a job already due runs within START_DELAY."""
+        """Add the jobs to `scheduler`; a job already due runs within START_DELAY."""
         self._scheduler = scheduler
         now = self.service.clock.now()
-        jobs = ((SCAN_JOB, self.scan_if_due, self.next_scan_at),
-                (DIGEST_JOB, self.digest_if_due, self.next_digest_at))
-        for job_id, run, next_at in jobs:
-            first = max(next_at(), now + self._rng.uniform(*START_DELAY))
+        jobs = ((SCAN_JOB, self.scan_if_due, self.next_scan_at, self.next_scan_at()),
+                (DIGEST_JOB, self.digest_if_due, self.next_digest_at, self.next_digest_at()),
+                # What a previous run left pending is delivered right after a start.
+                (REDELIVER_JOB, self.redeliver, self.next_redelivery_at, now))
+        for job_id, run, next_at, due in jobs:
+            first = max(due, now + self._rng.uniform(*START_DELAY))
             scheduler.add_job(self._job(job_id, run, next_at), "interval",
                               seconds=SAFETY_NET.total_seconds(), id=job_id,
                               next_run_time=_utc(first), max_instances=1, coalesce=True,
@@ -288,8 +304,10 @@ class AlertSchedule:
         return job
 
     def _scan_finished(self) -> None:
-        """Any completed scan (scheduled, `/sigfox scan`) moves the next one."""
+        """Any completed scan (scheduled, `/sigfox scan`) moves the next one, and the next
+        redelivery (the scan may have left a digest pending)."""
         self._reschedule(SCAN_JOB, self.next_scan_at())
+        self._reschedule(REDELIVER_JOB, self.next_redelivery_at())
 
     def _reschedule(self, job_id: str, at: float) -> None:
         scheduler = self._scheduler

@@ -18,6 +18,7 @@ from typing import Any
 from sqlite_utils import Database
 
 from storage.buttons import create_tables as create_button_tables
+from storage.notifications import create_tables as create_notification_log
 
 DEFAULT_DB_PATH = "sigfox-bot.db"
 
@@ -244,6 +245,9 @@ MIGRATIONS: tuple[Migration, ...] = (
     # 8: the messages (and Home tabs) carrying each job's buttons: a click counts only from
     # one of them (storage/buttons.py).
     create_button_tables,
+    # 9: the alerts' notification log, replacing the digests Slack refused kept as JSON in kv
+    # and the announcement columns of `alerts`, both carried forward (storage/notifications.py).
+    create_notification_log,
 )
 
 

@@ -1,5 +1,9 @@
 """The fleet as last scanned, the alerts raised on it, snoozes and scan records: all their SQL.
 
+The alert rules themselves (which states raise which alert, at which level) are defined in
+`commands/alerting/rules.py`; this module runs them, as the `StateRule`s and `EndingRule` it is
+handed, bound as query parameters.
+
 Built for 150,000 devices: a scan writes in batches (one transaction per 1,000 rows), the alert
 rules run as set operations inside SQLite rather than row by row in Python, and readers page
 through results by key so memory stays flat whatever the fleet size.
@@ -8,7 +12,7 @@ through results by key so memory stays flat whatever the fleet size.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Collection, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import astuple, dataclass
 from typing import Any
 
@@ -16,20 +20,6 @@ from storage.db import SafeDatabase, get_value, set_value
 
 BATCH_SIZE = 1000
 CHUNK_SIZE = 1000
-
-WARNING = 1
-CRITICAL = 2
-
-# Conditions, as stored in alerts.condition.
-EXPIRING = "expiring"
-INVALID = "invalid"
-OFF_CONTRACT = "off_contract"
-
-TOKEN_OK = 0
-TOKEN_OFF_CONTRACT = 1
-TOKEN_INVALID = 3
-DEVICE_OFF_CONTRACT = 2
-
 
 @dataclass(frozen=True)
 class FleetRow:
@@ -60,6 +50,34 @@ class Thresholds:
     repeat_before: float
 
 
+@dataclass(frozen=True)
+class StateRule:
+    """An alert raised, at a fixed level, on a device whose token state or device state is one
+    of these codes."""
+
+    condition: str
+    level: int
+    token_states: tuple[int, ...] = ()
+    device_states: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class EndingRule:
+    """An alert raised on a token in `token_state` ending by `warn_until` (`warning`), or by
+    `critical_until` (`critical`); never on a device that renews automatically."""
+
+    condition: str
+    token_state: int
+    warning: int
+    critical: int
+
+
+@dataclass(frozen=True)
+class RuleSet:
+    ending: EndingRule
+    states: tuple[StateRule, ...]
+
+
 _UPSERT_DEVICE = """
 INSERT INTO fleet_devices (device_id, name, device_type_id, device_type_name, group_id,
     group_name, device_state, token_state, token_end, last_com, renews_automatically, scan_id,
@@ -74,28 +92,40 @@ ON CONFLICT(device_id) DO UPDATE SET
     scan_id = excluded.scan_id, seen_at = excluded.seen_at
 """
 
-# The rules, one SELECT per condition, over the devices the scan just saw.
-_CURRENT_CONDITIONS = f"""
+# The rules: what a scan's devices raise, each rule's codes and levels bound as parameters.
+_ENDING_RULE = """
 INSERT INTO temp.alert_now (device_id, condition, level)
-SELECT device_id, '{EXPIRING}',
-       CASE WHEN token_end <= :critical_until THEN {CRITICAL} ELSE {WARNING} END
+SELECT device_id, :condition, CASE WHEN token_end <= :critical_until THEN :critical
+                                   ELSE :warning END
   FROM fleet_devices
- WHERE scan_id = :scan AND token_state = {TOKEN_OK} AND token_end IS NOT NULL
+ WHERE scan_id = :scan AND token_state = :token_state AND token_end IS NOT NULL
    AND token_end <= :warn_until AND renews_automatically = 0
-UNION ALL
-SELECT device_id, '{INVALID}', {CRITICAL} FROM fleet_devices
- WHERE scan_id = :scan AND token_state = {TOKEN_INVALID}
-UNION ALL
-SELECT device_id, '{OFF_CONTRACT}', {CRITICAL} FROM fleet_devices
- WHERE scan_id = :scan
-   AND (token_state = {TOKEN_OFF_CONTRACT} OR device_state = {DEVICE_OFF_CONTRACT})
 """
+
+
+def _state_rule(rule: StateRule, scan_id: int) -> tuple[str, list[Any]]:
+    tokens = ", ".join("?" * len(rule.token_states)) or "NULL"
+    devices = ", ".join("?" * len(rule.device_states)) or "NULL"
+    sql = ("INSERT OR IGNORE INTO temp.alert_now (device_id, condition, level) "
+           "SELECT device_id, ?, ? FROM fleet_devices WHERE scan_id = ? "
+           f"AND (token_state IN ({tokens}) OR device_state IN ({devices}))")
+    return sql, [rule.condition, rule.level, scan_id, *rule.token_states, *rule.device_states]
+
 
 _DETAILS = """json_object('name', f.name, 'device_type', f.device_type_name,
     'device_type_id', f.device_type_id, 'group', f.group_name, 'group_id', f.group_id,
     'token_state', f.token_state, 'token_end', f.token_end, 'device_state', f.device_state)"""
 
-# Open (or reopen) the alerts whose condition holds; a reopened one starts afresh.
+# A reopened alert starts afresh: what was told of its earlier life is forgotten.
+_FORGET_REOPENED = """
+DELETE FROM notified_alerts WHERE EXISTS (
+    SELECT 1 FROM temp.alert_now n JOIN alerts a
+        ON a.device_id = n.device_id AND a.condition = n.condition
+     WHERE a.state != 'open' AND n.device_id = notified_alerts.device_id
+       AND n.condition = notified_alerts.condition)
+"""
+
+# Open (or reopen) the alerts whose condition holds.
 _OPEN_ALERTS = f"""
 INSERT INTO alerts (device_id, condition, level, state, first_seen, details)
 SELECT n.device_id, n.condition, n.level, 'open', :now, {_DETAILS}
@@ -106,15 +136,21 @@ ON CONFLICT(device_id, condition) DO UPDATE SET
     details = excluded.details,
     first_seen = CASE WHEN alerts.state = 'open' THEN alerts.first_seen
                       ELSE excluded.first_seen END,
-    announced_level = CASE WHEN alerts.state = 'open'
-                           THEN MIN(alerts.announced_level, excluded.level) ELSE 0 END,
-    last_announced = CASE WHEN alerts.state = 'open' THEN alerts.last_announced ELSE 0 END,
     state = 'open', resolved_at = 0, resolution = ''
 """
 
-# Resolve open alerts whose condition no longer holds. Telling people about it only makes
-# sense if they were told about the alert; a device that merely moved to another condition
-# (a token that ran out turns Invalid) is announced through its new alert instead.
+# An alert back to a lower level than it was told at: a new rise is news again (worse).
+_LOWER_TOLD_LEVELS = """
+UPDATE notified_alerts SET level = (
+    SELECT n.level FROM temp.alert_now n
+     WHERE n.device_id = notified_alerts.device_id AND n.condition = notified_alerts.condition)
+ WHERE EXISTS (SELECT 1 FROM temp.alert_now n
+                WHERE n.device_id = notified_alerts.device_id
+                  AND n.condition = notified_alerts.condition AND n.level < notified_alerts.level)
+"""
+
+# Resolve open alerts whose condition no longer holds: `gone` (not in the fleet any more),
+# `superseded` (the device moved to another condition) or `cleared`.
 _RESOLVE_ALERTS = """
 UPDATE alerts SET
     state = 'resolved', resolved_at = :now,
@@ -124,37 +160,21 @@ UPDATE alerts SET
             THEN 'gone'
         WHEN EXISTS (SELECT 1 FROM temp.alert_now n WHERE n.device_id = alerts.device_id)
             THEN 'superseded'
-        ELSE 'cleared' END,
-    change = CASE WHEN announced_level > 0
-                   AND NOT EXISTS (SELECT 1 FROM temp.alert_now n
-                                    WHERE n.device_id = alerts.device_id)
-                  THEN 'resolved' ELSE '' END,
-    change_scan = :scan
+        ELSE 'cleared' END
  WHERE state = 'open'
    AND NOT EXISTS (SELECT 1 FROM temp.alert_now n
                     WHERE n.device_id = alerts.device_id AND n.condition = alerts.condition)
 """
 
-_NOT_SNOOZED = """NOT EXISTS (SELECT 1 FROM snoozes s
-    WHERE s.device_id = alerts.device_id AND s.ended_at = 0
-      AND (s.condition = '' OR s.condition = alerts.condition)
-      AND (s.until IS NULL OR s.until > :now))"""
-
-# Announce what is new, worse than what was last said, or due for a reminder; not if snoozed.
-_ANNOUNCE_ALERTS = f"""
-UPDATE alerts SET
-    change = CASE WHEN announced_level = 0 THEN 'new'
-                  WHEN announced_level < level THEN 'worse' ELSE 'repeat' END,
-    change_scan = :scan, announced_level = level, last_announced = :now
- WHERE state = 'open'
-   AND (announced_level < level OR last_announced <= :repeat_before)
-   AND {_NOT_SNOOZED}
+# A device that moved to another condition (a token that ran out turns Invalid) is told
+# through its new alert: the old one's resolution needs no telling of its own.
+_CLOSE_SUPERSEDED = """
+UPDATE notified_alerts SET change = 'resolved'
+ WHERE change != 'resolved' AND EXISTS (
+    SELECT 1 FROM alerts a WHERE a.device_id = notified_alerts.device_id
+       AND a.condition = notified_alerts.condition AND a.state = 'resolved'
+       AND a.resolution = 'superseded' AND a.resolved_at = :now)
 """
-
-# Resolutions recorded between scans (a renewal through the bot) join this scan's digest.
-_ADOPT_PENDING = (
-    "UPDATE alerts SET change_scan = :scan WHERE change = 'resolved' AND change_scan = 0"
-)
 
 # A snooze "until resolved" ends with the last open alert it covered.
 _END_SNOOZES = """
@@ -260,16 +280,18 @@ class FleetStore:
         )
         return {row["token_state"]: row["n"] for row in rows}
 
-    def count_ending(self, now: float, until: float) -> int:
+    def count_ending(self, now: float, until: float, token_state: int) -> int:
+        """Devices whose token, in `token_state` (the valid one), ends between now and until."""
         rows = self.database.query(
             "SELECT COUNT(*) AS n FROM fleet_devices WHERE token_state = ? "
             "AND token_end IS NOT NULL AND token_end <= ? AND token_end >= ?",
-            (TOKEN_OK, until, now),
+            (token_state, until, now),
         )
         return int(rows[0]["n"])
 
-    def iter_ending(self, until: float) -> Iterator[dict[str, Any]]:
-        """Devices whose valid token ends by `until` (ended ones too), soonest first."""
+    def iter_ending(self, until: float, token_state: int) -> Iterator[dict[str, Any]]:
+        """Devices whose token, in `token_state` (the valid one), ends by `until` (ended ones
+        too), soonest first."""
         sql = (
             "SELECT * FROM fleet_devices WHERE token_state = ? AND token_end IS NOT NULL "
             "AND token_end <= ? AND (token_end, device_id) > (?, ?) "
@@ -277,7 +299,7 @@ class FleetStore:
         )
         last: tuple[float, str] = (float("-inf"), "")
         while True:
-            rows = self.database.query(sql, (TOKEN_OK, until, *last, CHUNK_SIZE))
+            rows = self.database.query(sql, (token_state, until, *last, CHUNK_SIZE))
             yield from rows
             if len(rows) < CHUNK_SIZE:
                 return
@@ -285,15 +307,9 @@ class FleetStore:
 
     # -- alerts ------------------------------------------------------------------------------
 
-    def evaluate(self, scan_id: int, limits: Thresholds) -> None:
-        """Apply the rules to what scan `scan_id` saw: open, resolve, announce, in one go."""
-        params = {
-            "scan": scan_id,
-            "now": limits.now,
-            "warn_until": limits.warn_until,
-            "critical_until": limits.critical_until,
-            "repeat_before": limits.repeat_before,
-        }
+    def evaluate(self, scan_id: int, limits: Thresholds, rules: RuleSet) -> None:
+        """Apply `rules` to what scan `scan_id` saw: open and resolve alerts, in one go."""
+        params = {"scan": scan_id, "now": limits.now}
         with self.database.transaction() as db:
             conn = db.conn
             conn.execute(
@@ -302,8 +318,15 @@ class FleetStore:
                 "PRIMARY KEY (device_id, condition)) WITHOUT ROWID"
             )
             conn.execute("DELETE FROM temp.alert_now")
-            for statement in (_CURRENT_CONDITIONS, _RESOLVE_ALERTS, _OPEN_ALERTS,
-                              _ANNOUNCE_ALERTS, _ADOPT_PENDING, _END_SNOOZES):
+            ending = rules.ending
+            conn.execute(_ENDING_RULE, {
+                "scan": scan_id, "condition": ending.condition, "token_state": ending.token_state,
+                "warning": ending.warning, "critical": ending.critical,
+                "warn_until": limits.warn_until, "critical_until": limits.critical_until})
+            for rule in rules.states:
+                conn.execute(*_state_rule(rule, scan_id))
+            for statement in (_RESOLVE_ALERTS, _FORGET_REOPENED, _OPEN_ALERTS,
+                              _LOWER_TOLD_LEVELS, _CLOSE_SUPERSEDED, _END_SNOOZES):
                 conn.execute(statement, _only(statement, params))
             conn.execute("DELETE FROM temp.alert_now")
 
@@ -311,35 +334,30 @@ class FleetStore:
         """Resolve a device's open alerts outside a scan; the next digest reports them."""
         with self.database.transaction() as db:
             cursor = db.execute(
-                "UPDATE alerts SET state = 'resolved', resolved_at = ?, resolution = ?, "
-                "change = CASE WHEN announced_level > 0 THEN 'resolved' ELSE '' END, "
-                "change_scan = 0 WHERE device_id = ? AND state = 'open'",
+                "UPDATE alerts SET state = 'resolved', resolved_at = ?, resolution = ? "
+                "WHERE device_id = ? AND state = 'open'",
                 [now, resolution, device_id],
             )
             db.execute(_END_SNOOZES.replace(":now", "?"), [now])
             return cursor.rowcount
 
-    def iter_alerts(
-        self, *, open_only: bool = False, changed_in: int | Collection[int] | None = None
-    ) -> Iterator[dict[str, Any]]:
-        """Alerts paged by key: open ones, those changed by a scan (or scans), or both (OR)."""
-        clauses: list[str] = []
-        params: list[Any] = []
-        if open_only:
-            clauses.append("state = 'open'")
-        if changed_in is not None:
-            scans = [changed_in] if isinstance(changed_in, int) else sorted(changed_in)
-            marks = ", ".join("?" * len(scans))
-            clauses.append(f"(change_scan IN ({marks}) AND change != '')")
-            params.extend(scans)
-        where = " OR ".join(clauses) or "1"
+    def iter_digest_rows(self, scan_id: int) -> Iterator[dict[str, Any]]:
+        """Every open alert, and every resolved one whose resolution is still to tell or was
+        told for scan `scan_id`, with what was last told of it (`told_level`, `told_change`,
+        `told_at`, `told_scan`: NULL when never); by device, paged by key."""
         sql = (
-            f"SELECT * FROM alerts WHERE ({where}) AND (device_id, condition) > (?, ?) "
-            "ORDER BY device_id, condition LIMIT ?"
+            "SELECT a.*, n.level AS told_level, n.change AS told_change, "
+            "n.notified_at AS told_at, n.scan_id AS told_scan "
+            "FROM alerts a LEFT JOIN notified_alerts n "
+            "ON n.device_id = a.device_id AND n.condition = a.condition "
+            "WHERE (a.state = 'open' OR (n.change IS NOT NULL "
+            "AND (n.change != 'resolved' OR n.scan_id = ?))) "
+            "AND (a.device_id, a.condition) > (?, ?) "
+            "ORDER BY a.device_id, a.condition LIMIT ?"
         )
         last = ("", "")
         while True:
-            rows = self.database.query(sql, (*params, *last, CHUNK_SIZE))
+            rows = self.database.query(sql, (scan_id, *last, CHUNK_SIZE))
             for row in rows:
                 yield _decoded(row)
             if len(rows) < CHUNK_SIZE:

@@ -15,7 +15,6 @@ from support.alerts import CHANNEL, add, client_for, config, service
 from support.slack_api import DEFAULT_TOKEN, SlackApiStandIn, check_blocks
 
 from bot.alerts import SlackAlertSink
-from commands.alerting.delivery import UNDELIVERED_KEY
 from commands.config import parse_config
 from commands.metrics import METRICS
 from commands.schedules import DIGEST_JOB, DIGEST_KEY, AlertSchedule, local_day
@@ -104,7 +103,9 @@ def test_digest_lost_to_a_slack_outage_is_told_at_the_next_scan(
     slack.fail("chat.postMessage", "service_unavailable")
     first = svc.scan()
     assert first.ok and slack.messages(CHANNEL) == []
-    assert svc.fleet.get_kv(UNDELIVERED_KEY) == {CHANNEL: [first.scan_id]}
+    (waiting,) = svc.delivery.log.pending()  # the notification log says what waits, and why
+    assert (waiting.route, waiting.scan_id, waiting.attempts) == (CHANNEL, first.scan_id, 1)
+    assert "service_unavailable" in waiting.last_error
 
     second = svc.scan()  # nothing changed at Sigfox: the lost announcements are told now
     assert second.ok and len(second.digests) == 1
@@ -113,7 +114,8 @@ def test_digest_lost_to_a_slack_outage_is_told_at_the_next_scan(
     (digest,) = slack.messages(CHANNEL)
     thread = slack.thread(CHANNEL, digest["ts"])
     assert len(thread) == 1 + 1 + 2  # the digest, its CSV and its two lines
-    assert svc.fleet.get_kv(UNDELIVERED_KEY) is None
+    assert svc.delivery.log.pending() == []
+    assert svc.delivery.log.recent(1)[0].attempts == 2
 
     assert svc.scan().digests == ()  # told once: not again
     assert len(slack.messages(CHANNEL)) == 1

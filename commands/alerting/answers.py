@@ -21,7 +21,7 @@ from commands.alerting.model import (
     condition_counts,
 )
 from commands.alerting.rows import alert_item, expiring_device, scan_info, snooze_info
-from commands.alerting.rules import DAY, token_state_name
+from commands.alerting.rules import DAY, EXPIRING, token_state_name
 from commands.config import AlertsConfig
 from commands.ports import Clock
 from commands.schedules import ScanTiming, scan_timing
@@ -50,7 +50,7 @@ class AlertAnswers:
             raise ValueError("days must be zero or more")
         now = self.clock.now()
         collector = ExpiringCollector(self.settings.tz, limit=limit)
-        for row in self.fleet.iter_ending(now + days * DAY):
+        for row in self.fleet.iter_ending(now + days * DAY, EXPIRING.token_state):
             collector.add(expiring_device(row))
         return collector.summary(days, self.as_of(), now, self.settings.timezone)
 
@@ -60,7 +60,7 @@ class AlertAnswers:
         days = self.settings.warn_days if days is None else days
         now = self.clock.now()
         collector = ExpiringCollector(self.settings.tz, limit=0, csv_prefix="ending")
-        for row in self.fleet.iter_ending(now + days * DAY):
+        for row in self.fleet.iter_ending(now + days * DAY, EXPIRING.token_state):
             collector.add(expiring_device(row))
         collector.summary(days, self.as_of(), now, self.settings.timezone)  # closes the file
         assert collector.csv_path is not None
@@ -73,7 +73,7 @@ class AlertAnswers:
         days = self.settings.warn_days
         router = Router(self.settings)
         per_channel: dict[str | None, ExpiringCollector] = {}
-        for row in self.fleet.iter_ending(now + days * DAY):
+        for row in self.fleet.iter_ending(now + days * DAY, EXPIRING.token_state):
             channel = router.channel(row)
             if channel not in per_channel:
                 per_channel[channel] = ExpiringCollector(self.settings.tz, limit=10,
@@ -108,8 +108,8 @@ class AlertAnswers:
         return FleetSummary(
             devices=self.fleet.count_devices(),
             by_token_state=states,
-            ending_7_days=self.fleet.count_ending(now, now + 7 * DAY),
-            ending_30_days=self.fleet.count_ending(now, now + 30 * DAY),
+            ending_7_days=self.fleet.count_ending(now, now + 7 * DAY, EXPIRING.token_state),
+            ending_30_days=self.fleet.count_ending(now, now + 30 * DAY, EXPIRING.token_state),
             open_alerts=sum(self.fleet.count_open_alerts().values()),
             last_scan=self.last_scan(),
             scan_failing=scan_failing,

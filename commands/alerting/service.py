@@ -35,7 +35,7 @@ from commands.alerting.model import (
     SnoozeInfo,
     SnoozeOutcome,
 )
-from commands.alerting.rules import thresholds, token_state_name
+from commands.alerting.rules import RULES, thresholds, token_state_name
 from commands.alerting.scan import ScanProblems, SeenCounter, error_sentence, fleet_rows
 from commands.alerting.snoozes import Audit, Snoozes
 from commands.config import AlertsConfig, BotConfig
@@ -46,6 +46,7 @@ from sigfox.errors import SigfoxError
 from sigfox.models import normalize_device_id
 from storage.db import SafeDatabase
 from storage.fleet import FleetStore
+from storage.notifications import Notification
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +75,8 @@ class AlertService:
         self.scan_listeners: list[Callable[[], None]] = []
         self.problems = ScanProblems(self.fleet, lambda: self.settings,
                                      lambda problem: self.sink.deliver_scan_problem(problem))
-        self.delivery = DigestDelivery(self.fleet, lambda: self.settings, lambda: self.sink)
+        self.delivery = DigestDelivery(self.fleet, lambda: self.settings, lambda: self.sink,
+                                       clock.now)
         self.answers = AlertAnswers(self.fleet, lambda: self.settings, clock,
                                     self.problems.current)
         self.snoozes = Snoozes(self.fleet, policy=lambda: self.policy,
@@ -117,15 +119,27 @@ class AlertService:
         except Exception as error:  # any cause leaves the alerts stale: say so
             return self._scan_failed(scan_id, started, seen.count, error)
         now = self.clock.now()
-        self.fleet.evaluate(scan_id, thresholds(self.settings, now))
+        self.fleet.evaluate(scan_id, thresholds(self.settings, now), RULES)
         self.fleet.forget_unseen(scan_id)
-        digests = self.delivery.build(scan_id, now)
+        outgoing = self.delivery.announce(scan_id, now)
         duration = time.monotonic() - started
         self.fleet.finish_scan(scan_id, now=now, ok=True, devices=seen.count, duration=duration)
         self._record_metrics(duration)
         problem = self.problems.recovered(scan_id, now)
-        self.delivery.deliver(scan_id, digests)
+        self.delivery.notify(outgoing)
+        digests = tuple(each.digest for each in outgoing)
         return ScanReport(scan_id, True, seen.count, duration, digests=digests, problem=problem)
+
+    def redeliver(self) -> list[AlertDigest]:
+        """Deliver the digests still pending (Slack refused them, the bot restarted since),
+        built from what is true now; returns those delivered. Not while a scan runs (it
+        delivers them itself)."""
+        if not self._scan_lock.acquire(blocking=False):
+            return []
+        try:
+            return self.delivery.redeliver(self.clock.now())
+        finally:
+            self._scan_lock.release()
 
     def _record_metrics(self, duration: float) -> None:
         by_state = {token_state_name(k): v for k, v in self.fleet.count_by_token_state().items()}
@@ -148,13 +162,17 @@ class AlertService:
     def current_scan_problem(self) -> ScanProblem | None:
         return self.problems.current()
 
+    def undelivered(self) -> list[Notification]:
+        """The alert digests waiting in the notification log for Slack to take them."""
+        return self.delivery.log.pending()
+
     # -- digests -----------------------------------------------------------------------------
 
     def open_digests(self, scan_id: int) -> tuple[AlertDigest, ...]:
         """The whole picture after scan `scan_id`, one digest per channel with anything open or
         changed by that scan, changed or not (what a one-off `sigfox-bot scan` prints). The
         caller owns the CSV files: remove them when done."""
-        return self.delivery.build(scan_id, self.clock.now(), everything=True)
+        return self.delivery.picture(scan_id, self.clock.now())
 
     def alert_items(self, scan_id: int) -> Iterator[tuple[str | None, AlertItem]]:
         """Every open alert, and every one scan `scan_id` changed, with its channel."""
