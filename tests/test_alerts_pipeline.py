@@ -7,14 +7,12 @@ channel."""
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 from apscheduler.schedulers.background import BackgroundScheduler
-from sqlite_utils import Database
 from support.alerts import CHANNEL, RecordingSink, add, announced, config, service
 
 from commands.alerting import AlertDigest, AlertItem, Change, Condition, Level
@@ -32,7 +30,7 @@ from commands.alerting.stages import (
 )
 from commands.schedules import REDELIVER_JOB, START_DELAY, AlertSchedule
 from sigfox.simulator import SimulatorServer
-from storage.db import MIGRATIONS, _statements, get_value, open_database
+from storage.db import MIGRATIONS, get_value, open_database
 from storage.fleet import FleetRow, FleetStore
 from storage.notifications import DELIVERED, PENDING, NotificationLog, create_tables
 
@@ -286,23 +284,22 @@ def test_an_off_contract_device_is_not_also_announced_as_ending_soon(tmp_path: P
 
 def _before_the_log(path: Path, alerts: list[tuple[str, str, int, str, int, float, str, int]],
                     undelivered: str) -> None:
-    """A database as version 8 left it: announcements in `alerts`, lost digests in kv."""
-    conn = sqlite3.connect(path, isolation_level=None)
-    for script in MIGRATIONS[:LOG_MIGRATION - 1]:
-        if callable(script):
-            script(Database(conn))
-        else:
-            for statement in _statements(script):
-                conn.execute(statement)
-    conn.execute(f"PRAGMA user_version = {LOG_MIGRATION - 1}")
-    conn.executemany("INSERT INTO scans (id, started_at, finished_at, ok) VALUES (?, ?, ?, 1)",
-                     [(1, 8 * DAY, 8 * DAY), (2, 9 * DAY, 9 * DAY)])
-    conn.executemany(
-        "INSERT INTO alerts (device_id, condition, level, state, announced_level, "
-        "last_announced, change, change_scan, first_seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0)",
-        alerts)
-    conn.execute("INSERT INTO kv (key, value) VALUES ('alerts.undelivered', ?)", [undelivered])
-    conn.close()
+    """A database as the version before the log left it: announcements in `alerts`, the
+    digests Slack refused in kv."""
+    database = open_database(path)
+    with database.transaction() as db:
+        for table in ("notifications", "notified_alerts", "notification_alerts"):
+            db.execute(f"DROP TABLE {table}")
+        db.execute(f"PRAGMA user_version = {LOG_MIGRATION - 1}")
+        db.conn.executemany(
+            "INSERT INTO scans (id, started_at, finished_at, ok) VALUES (?, ?, ?, 1)",
+            [(1, 8 * DAY, 8 * DAY), (2, 9 * DAY, 9 * DAY)])
+        db.conn.executemany(
+            "INSERT INTO alerts (device_id, condition, level, state, announced_level, "
+            "last_announced, change, change_scan, first_seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0)",
+            alerts)
+        db.execute("INSERT INTO kv (key, value) VALUES ('alerts.undelivered', ?)", [undelivered])
+    database.close()
 
 
 def test_an_upgraded_database_keeps_the_digests_slack_refused_and_what_was_told(
