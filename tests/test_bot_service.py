@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 
 import pytest
-from support.core import APPROVER, POLICY_TOML, REQUESTER, build_fleet
+from support.core import APPROVER, POLICY_TOML, REQUESTER, build_fleet, service_env
 from support.slack_api import BackgroundServer, SlackApiStandIn
 
 from bot.app import register_metrics
@@ -28,12 +28,7 @@ def test_missing_variables_are_named(tmp_path: Path) -> None:
 def test_socket_mode_needs_an_app_token(make_simulator, tmp_path: Path) -> None:
     simulator = make_simulator(devices=0, rate_limits=False)
     with SlackApiStandIn() as standin:
-        services = build_services({
-            "SLACK_BOT_TOKEN": standin.token, "SLACK_API_URL": standin.url,
-            "SIGFOX_API_URL": simulator.base_url, "SIGFOX_API_LOGIN": simulator.login,
-            "SIGFOX_API_PASSWORD": simulator.password,
-            "SIGFOX_BOT_DB": str(tmp_path / "bot.db"),
-        })
+        services = build_services(service_env(simulator, standin, tmp_path / "bot.db"))
         assert services.health() == {"ok": True, "database": "ok"}
         assert services.alerts is not None and services.core.engine.on_renewed is not None
         assert services.actor_for("U0SOMEONE").user_id == "U0SOMEONE"
@@ -49,12 +44,7 @@ def test_metrics_count_sigfox_calls_and_show_the_last_scan(make_simulator, tmp_p
     listing = {"method": "GET", "endpoint": "/devices", "status": "200"}
     before = metrics.METRICS.value(calls, listing) or 0
     with SlackApiStandIn() as standin:
-        services = build_services({
-            "SLACK_BOT_TOKEN": standin.token, "SLACK_API_URL": standin.url,
-            "SIGFOX_API_URL": simulator.base_url, "SIGFOX_API_LOGIN": simulator.login,
-            "SIGFOX_API_PASSWORD": simulator.password,
-            "SIGFOX_BOT_DB": str(tmp_path / "bot.db"),
-        })
+        services = build_services(service_env(simulator, standin, tmp_path / "bot.db"))
         try:
             register_metrics(services.core, services.alerts)
             report = services.alerts.scan(started_by="test")
@@ -82,12 +72,9 @@ def test_the_backend_data_callback_finishes_a_waiting_renewal_at_once(make_simul
     config.write_text(POLICY_TOML)
     secret = "callback-secret-for-tests"
     with SlackApiStandIn() as standin:
-        services = build_services({
-            "SLACK_BOT_TOKEN": standin.token, "SLACK_API_URL": standin.url,
-            "SIGFOX_API_URL": simulator.base_url, "SIGFOX_API_LOGIN": simulator.login,
-            "SIGFOX_API_PASSWORD": simulator.password, "SIGFOX_BOT_DB": str(tmp_path / "bot.db"),
-            "SIGFOX_BOT_CONFIG": str(config), "SIGFOX_CALLBACK_SECRET": secret,
-        }, clock=ManualClock(simulator.clock.now()))
+        env = service_env(simulator, standin, tmp_path / "bot.db", SIGFOX_BOT_CONFIG=str(config),
+                          SIGFOX_CALLBACK_SECRET=secret)
+        services = build_services(env, clock=ManualClock(simulator.clock.now()))
         web = create_web_app(services.bolt_app, uplink_handler=services.handle_uplink,
                              callback_secret=secret, health=services.health)
         with BackgroundServer(web) as server:
@@ -118,11 +105,8 @@ def test_the_scheduler_forgets_slack_deliveries_after_a_day(make_simulator, tmp_
     simulator = make_simulator(devices=0, rate_limits=False)
     clock = ManualClock(simulator.clock.now())
     with SlackApiStandIn() as standin:
-        services = build_services({
-            "SLACK_BOT_TOKEN": standin.token, "SLACK_API_URL": standin.url,
-            "SIGFOX_API_URL": simulator.base_url, "SIGFOX_API_LOGIN": simulator.login,
-            "SIGFOX_API_PASSWORD": simulator.password, "SIGFOX_BOT_DB": str(tmp_path / "bot.db"),
-        }, clock=clock)
+        services = build_services(service_env(simulator, standin, tmp_path / "bot.db"),
+                                  clock=clock)
         assert "forget-idempotency-keys" in services.extra_jobs()
         store = services.core.store
         assert store.claim_idempotency_key("slack:Ev1", clock.now())

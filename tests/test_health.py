@@ -18,6 +18,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from support.core import service_env
 from support.slack_api import BackgroundServer, SlackApiStandIn
 
 from bot.readiness import CheckOutcome, DependencyLog, Readiness, last_scan_check
@@ -37,11 +38,8 @@ def slack() -> Iterator[SlackApiStandIn]:
 
 def env_for(simulator: SimulatorServer, slack: SlackApiStandIn, tmp_path: Path,
             **extra: str) -> dict[str, str]:
-    return {"SLACK_BOT_TOKEN": slack.token, "SLACK_API_URL": slack.url,
-            "SLACK_SIGNING_SECRET": "0123456789abcdef0123456789abcdef",
-            "SIGFOX_API_URL": simulator.base_url, "SIGFOX_API_LOGIN": simulator.login,
-            "SIGFOX_API_PASSWORD": simulator.password,
-            "SIGFOX_BOT_DB": str(tmp_path / "bot.db"), **extra}
+    return service_env(simulator, slack, tmp_path / "bot.db",
+                       **{"SLACK_SIGNING_SECRET": "0123456789abcdef0123456789abcdef", **extra})
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.socket_mode.builtin import SocketModeClient
 from slack_sdk.socket_mode.request import SocketModeRequest
 from slack_sdk.socket_mode.response import SocketModeResponse
-from support.core import APPROVER, POLICY_TOML, REQUESTER, Fleet, build_fleet
+from support.core import APPROVER, POLICY_TOML, REQUESTER, Fleet, build_fleet, service_env
 from support.slack_api import SlackApiStandIn
 from support.slack_signing import (
     API_APP_ID,
@@ -92,14 +92,9 @@ def bot_env(standin: SlackApiStandIn, simulator: SimulatorServer, tmp_path: Path
             **extra: str) -> dict[str, str]:
     policy = tmp_path / "policy.toml"
     policy.write_text(POLICY_TOML)
-    return {
-        "SLACK_BOT_TOKEN": standin.token, "SLACK_APP_TOKEN": standin.app_token,
-        "SLACK_API_URL": standin.url,
-        "SIGFOX_API_URL": simulator.base_url, "SIGFOX_API_LOGIN": simulator.login,
-        "SIGFOX_API_PASSWORD": simulator.password,
-        "SIGFOX_BOT_DB": str(tmp_path / "bot.db"), "SIGFOX_BOT_CONFIG": str(policy),
-        **extra,
-    }
+    return service_env(simulator, standin, tmp_path / "bot.db",
+                       **{"SLACK_APP_TOKEN": standin.app_token, "SIGFOX_BOT_CONFIG": str(policy),
+                          **extra})
 
 
 @pytest.fixture

@@ -12,7 +12,15 @@ import threading
 from pathlib import Path
 
 import pytest
-from support.core import APPROVER, REQUESTER, CoreHarness, build_fleet, make_core, sigfox_client
+from support.core import (
+    APPROVER,
+    REQUESTER,
+    CoreHarness,
+    build_fleet,
+    make_core,
+    service_env,
+    sigfox_client,
+)
 
 from commands.planning import Request
 from commands.ports import ManualClock, Progress, ProgressKind, Target
@@ -171,12 +179,7 @@ def test_serve_wires_a_deferring_client_into_the_workflows_and_counts_hours_in_t
     simulator = make_simulator(devices=0, rate_limits=False)
     build_fleet(simulator)
     with SlackApiStandIn() as standin:
-        services = build_services({
-            "SLACK_BOT_TOKEN": standin.token, "SLACK_API_URL": standin.url,
-            "SIGFOX_API_URL": simulator.base_url, "SIGFOX_API_LOGIN": simulator.login,
-            "SIGFOX_API_PASSWORD": simulator.password,
-            "SIGFOX_BOT_DB": str(tmp_path / "bot.db"),
-        })
+        services = build_services(service_env(simulator, standin, tmp_path / "bot.db"))
         workflows, scans = services.core.api, services.alerts.api
         assert isinstance(workflows, SigfoxClient) and isinstance(scans, SigfoxClient)
         assert workflows.waits is WaitMode.DEFER  # a step never sleeps

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from commands.config import BotConfig, parse_config
 from commands.policy import Actor
@@ -56,6 +56,23 @@ class RecordingNotifier:
 
 def core_config(extra: str = "") -> BotConfig:
     return parse_config(POLICY_TOML + extra)
+
+
+class SlackEndpoint(Protocol):
+    """Where a bot's Slack Web API is: the stand-in (support.slack_api) in tests."""
+
+    token: str
+    url: str
+
+
+def service_env(simulator: SimulatorServer, slack: SlackEndpoint, database: Path,
+                **extra: str) -> dict[str, str]:
+    """The environment `sigfox-bot serve` reads, pointed at the simulated backend, the Slack
+    stand-in and `database`; `extra` adds or overrides variables."""
+    return {"SLACK_BOT_TOKEN": slack.token, "SLACK_API_URL": slack.url,
+            "SIGFOX_API_URL": simulator.base_url, "SIGFOX_API_LOGIN": simulator.login,
+            "SIGFOX_API_PASSWORD": simulator.password, "SIGFOX_BOT_DB": str(database),
+            **extra}
 
 
 def sigfox_client(simulator: SimulatorServer, **options: Any) -> SigfoxClient:
