@@ -391,3 +391,11 @@ def test_messages_posted_before_the_upgrade_stay_clickable(tmp_path: Path) -> No
     assert recorded.kind_of(42, "D1", "11.1") == carrying.REMINDER
     assert recorded.kind_of(42, "C1", "9.1") == carrying.CARD
     assert recorded.kind_of(43, "C1", "9.1") is None
+
+
+@pytest.mark.parametrize("action_id", [f"{blocks.APPROVE}_x", f"x{blocks.APPROVE}"])
+def test_only_the_exact_action_id_is_a_job_button(bot: BotHarness, action_id: str) -> None:
+    surface = approval_surface(bot, blocks.APPROVE)
+    surface.action_id = action_id  # the real id inside another one: no listener matches
+    assert click(bot, surface).status_code == 404
+    assert not surface.changed()
