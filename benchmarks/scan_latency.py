@@ -1,30 +1,33 @@
 """Benchmark: the fleet scan at Sigfox's answer time (run on demand, not a test).
 
-    .venv/bin/python benchmarks/scan_latency.py [--latency 300ms] [--limited 150000]
-        [--sizes 1000,10000,150000] [--write]
+One command, from the repository with its virtualenv (pysigfox-client is the reference of the
+comparison, installed in the benchmark's environment only, never a dependency of the project):
 
-The simulator runs in its own process with `--latency` (log-normal answer times around the
-median, 1 % slow answers); every measurement runs in a fresh process of its own, so its peak
-RSS is its own. Side by side in one run:
+    .venv/bin/pip install pysigfox-client && .venv/bin/python benchmarks/scan_latency.py --write
 
-1. published limits on (enforced by the simulator, paced by the client): a full alert scan of
-   `--limited` devices (`AlertService.scan`: the list walked over concurrent id ranges, rows
-   upserted in SQLite, rules in SQL, digests streamed): wall time against the floor the limit
-   of 50 list calls per 10 s imposes on ceil(N/100) pages, list requests, 429s, peak RSS;
-2. limits off, for each of `--sizes`: the bot's walk of the device list
-   (`SigfoxClient.iter_all_devices`) against pysigfox-client's `devices(list_all=True)` on the
-   same simulator and latency. pysigfox-client (PyPI) is installed in the benchmark's
-   environment only (`pip install pysigfox-client`), never a dependency of the project; without
-   it, the comparison is against a sequential walk of `paging.next` (`iter_devices`), and the
-   table says so.
+Options: `--latency 300ms`, `--sizes 1000,10000,150000` (both tables), `--write` (replaces the
+section of docs/benchmarks.md). The simulator runs in its own process with `--latency`
+(log-normal answer times around the median, 1 % slow answers); every measurement runs in a
+fresh process of its own, so its peak RSS is its own. Side by side in one run, for each size:
 
-Exits 1 when a run misses a device. With `--write`, replaces the section of docs/benchmarks.md.
+1. published limits on (enforced by the simulator, paced by the client): a full alert scan
+   (`AlertService.scan`: the list walked over concurrent id ranges, rows upserted in SQLite,
+   rules in SQL, digests streamed): wall time against the floor the limit of 50 list calls
+   per 10 s imposes on ceil(N/100) pages, list requests, 429s, peak RSS;
+2. limits off: the bot's walk of the device list (`SigfoxClient.iter_all_devices`) against
+   pysigfox-client's `devices(list_all=True)` on the same simulator and latency. Without
+   pysigfox-client, the comparison is against a sequential walk of `paging.next`
+   (`iter_devices`), and the table says so.
+
+The load average of the machine is noted before and after: the simulator shares the CPUs.
+Exits 1 when a run misses a device.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 import tempfile
 import time
@@ -43,6 +46,8 @@ from common import (
     simulator_process,
     write_section,
 )
+
+from sigfox.pacing import DATING_MARGIN
 
 SECTION = "## Fleet scan at Sigfox's answer time"
 
@@ -70,8 +75,20 @@ def scan(root: str) -> dict[str, Any]:
 
         def deliver_daily(self, digest: object) -> None: ...
 
+    import httpx
+
+    sent: list[tuple[str, float]] = []
+
+    class Stamped(httpx.HTTPTransport):
+        """Notes when each request leaves the client (the simulator notes when it dates it)."""
+
+        def handle_request(self, request: httpx.Request) -> httpx.Response:
+            sent.append((request.url.query.decode("latin-1"), time.time()))
+            return super().handle_request(request)
+
     with tempfile.TemporaryDirectory() as tmp:
-        client = SigfoxClient(f"{root}/v2", LOGIN, PASSWORD, rate_limits=True)
+        client = SigfoxClient(f"{root}/v2", LOGIN, PASSWORD, rate_limits=True,
+                              transport=Stamped())
         service = AlertService(
             api=client, database=open_database(Path(tmp) / "bench.db"), sink=NullSink(),
             config=parse_config('[alerts]\nchannel = "C0BENCH01"\n'), clock=SystemClock(),
@@ -80,7 +97,8 @@ def scan(root: str) -> dict[str, Any]:
         report = service.scan(started_by="benchmark")
         wall = time.monotonic() - started
         assert report.ok, report.error
-        return {"devices": report.devices, "wall": wall, "peak_mib": peak_rss_mib()}
+        return {"devices": report.devices, "wall": wall, "peak_mib": peak_rss_mib(),
+                "sent": sent}
 
 
 def walk(root: str, how: str) -> dict[str, Any]:
@@ -119,10 +137,13 @@ def reference() -> str:
 
 def measure_limited(devices: int, latency: str) -> dict[str, Any]:
     with simulator_process(devices, rate_limits=True, latency=latency) as root:
+        load = os.getloadavg()[0]
         result = isolated(scan, root)
+        result["load"] = load
         calls = list_requests(root)
     result["requests"] = len(calls)
     result["throttled"] = sum(c["status"] == 429 for c in calls)
+    result["dating"] = dating_delays(result.pop("sent"), calls)
     result["expected"] = math.ceil(devices / 100)
     result["floor"] = floor_seconds(result["expected"])
     print(f"limits on, {devices:,}: {result}", flush=True)
@@ -142,27 +163,69 @@ def measure_unlimited(devices: int, latency: str, other: str) -> dict[str, Any]:
     return {"devices": devices, **runs}
 
 
-def report(limited: dict[str, Any], unlimited: list[dict[str, Any]], latency: str,
-           other: str) -> str:
+def dating_delays(sent: list[tuple[str, float]], calls: list[dict[str, Any]]) -> list[float]:
+    """How long after leaving the client each list call was dated by the simulator, sorted
+    (a call sent again after a 429 is matched in order, by its query)."""
+    pending: dict[str, list[float]] = {}
+    for query, at in sent:
+        pending.setdefault(query, []).append(at)
+    delays = []
+    for call in sorted(calls, key=lambda c: c["time"]):
+        times = pending.get(call["query"])
+        if times:
+            delays.append(call["time"] - times.pop(0))
+    return sorted(delays)
+
+
+def quantile(values: list[float], share: float) -> float:
+    return values[min(len(values) - 1, int(share * len(values)))] if values else 0.0
+
+
+def load_average() -> str:
+    return "/".join(f"{v:.1f}" for v in os.getloadavg())
+
+
+def milliseconds(delays: list[float]) -> str:
+    return " / ".join(f"{quantile(delays, q) * 1000:.0f}" for q in (0.5, 0.99, 1.0)) + " ms"
+
+
+def ratio(wall: float, floor: float) -> str:
+    return f"{wall / floor:.3f}" if floor else "— (one window)"
+
+
+def report(limited: list[dict[str, Any]], unlimited: list[dict[str, Any]], latency: str,
+           other: str, loads: tuple[str, str]) -> str:
     other_name = ("pysigfox-client `devices(list_all=True)`" if other == "pysigfox" else
                   "a sequential walk of `paging.next` (pysigfox-client not installed here)")
+    sizes = ",".join(str(run["devices"]) for run in limited or unlimited)
     lines = [
         SECTION,
         "",
-        f"`benchmarks/scan_latency.py --latency {latency} --limited {limited['devices']}`: "
-        f"the simulator answers in {latency} (median; log-normal spread, 1 % of answers five "
-        f"times slower) from its own process; each measurement in a fresh process; {MACHINE}; "
-        f"{time.strftime('%Y-%m-%d')}.",
+        "Command (from the repository, with its virtualenv): `.venv/bin/pip install "
+        "pysigfox-client && .venv/bin/python benchmarks/scan_latency.py --write` "
+        f"(here `--latency {latency} --sizes {sizes}`, the defaults). The simulator answers in "
+        f"{latency} (median; log-normal spread, 1 % of answers five times slower) from its own "
+        f"process; each measurement in a fresh process; {MACHINE}; "
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; load average (1/5/15 min) "
+        f"{loads[0]} at the start, {loads[1]} at the end.",
         "",
         "Published limits on (enforced by the simulator, paced by the client): a full alert "
-        "scan, the list walked over concurrent id ranges.",
+        "scan, the list walked over concurrent id ranges. The floor is what 50 list calls per "
+        "10 s allow for ceil(N/100) pages: (ceil(pages / 50) - 1) x 10 s.",
         "",
         "| devices | list requests | ceil(N/100) | answered 429 | wall time | floor | "
-        "wall / floor | peak RSS |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|",
-        f"| {limited['devices']:,} | {limited['requests']:,} | {limited['expected']:,} | "
-        f"{limited['throttled']} | {limited['wall']:.1f} s | {limited['floor']:.0f} s | "
-        f"{limited['wall'] / max(limited['floor'], 1):.3f} | {limited['peak_mib']:.0f} MiB |",
+        "wall / floor | peak RSS | load (1 min) at its start | dated after sending: "
+        f"median / p99 / max | dated > {DATING_MARGIN * 1000:.0f} ms late |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for run in limited:
+        lines.append(
+            f"| {run['devices']:,} | {run['requests']:,} | {run['expected']:,} | "
+            f"{run['throttled']} | {run['wall']:.1f} s | {run['floor']:.0f} s | "
+            f"{ratio(run['wall'], run['floor'])} | {run['peak_mib']:.0f} MiB | "
+            f"{run['load']:.1f} | {milliseconds(run['dating'])} | "
+            f"{sum(d > DATING_MARGIN for d in run['dating'])} |")
+    lines += [
         "",
         f"Limits off: the bot's walk (`iter_all_devices`) against {other_name}, same simulator, "
         "same latency.",
@@ -177,20 +240,16 @@ def report(limited: dict[str, Any], unlimited: list[dict[str, Any]], latency: st
             f"| {run['devices']:,} | {bot['wall']:.1f} s | {bot['requests']:,} | "
             f"{bot['peak_mib']:.0f} MiB | {ref['wall']:.1f} s | {ref['requests']:,} | "
             f"{ref['peak_mib']:.0f} MiB | {ref['wall'] / bot['wall']:.1f}x |")
-    lines += [
-        "",
-        "The floor counts only the pages (ceil(N/100)); the walk's few extra requests are the "
-        "probes that find the id ranges (`sigfox/fleet_walk.py`). The bot's requests include "
-        "them; its memory does not grow with the fleet, pysigfox-client keeps every device.",
-        "",
-    ]
+    lines.append("")
     return "\n".join(lines)
 
 
-def failures(limited: dict[str, Any], unlimited: list[dict[str, Any]], other: str) -> list[str]:
+def failures(limited: list[dict[str, Any]], unlimited: list[dict[str, Any]],
+             other: str) -> list[str]:
     problems = []
-    if limited["devices"] != limited["expected"] * 100 and limited["devices"] < 1:
-        problems.append("the limited scan listed nothing")
+    for run in limited:
+        if run["devices"] < 1:
+            problems.append(f"the limited scan of {run['expected'] * 100} listed nothing")
     for run in unlimited:
         for how in ("bot", other):
             if run[how]["listed"] != run["devices"]:
@@ -201,19 +260,25 @@ def failures(limited: dict[str, Any], unlimited: list[dict[str, Any]], other: st
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--latency", default="300ms")
-    parser.add_argument("--limited", type=int, default=150_000)
     parser.add_argument("--sizes", default="1000,10000,150000")
+    parser.add_argument("--limits", default="on,off",
+                        help="which tables: on, off or both (the default); --write needs both")
     parser.add_argument("--write", action="store_true", help="update docs/benchmarks.md")
     args = parser.parse_args()
+    tables = set(args.limits.split(","))
     other = reference()
-    limited = measure_limited(args.limited, args.latency)
-    unlimited = [measure_unlimited(int(n), args.latency, other) for n in args.sizes.split(",")]
-    section = report(limited, unlimited, args.latency, other)
+    sizes = [int(n) for n in args.sizes.split(",")]
+    started = load_average()
+    print(f"load average {started}", flush=True)
+    limited = [measure_limited(n, args.latency) for n in sizes] if "on" in tables else []
+    unlimited = ([measure_unlimited(n, args.latency, other) for n in sizes]
+                 if "off" in tables else [])
+    section = report(limited, unlimited, args.latency, other, (started, load_average()))
     print(section)
     problems = failures(limited, unlimited, other)
     for problem in problems:
         print(f"FAILED: {problem}", file=sys.stderr)
-    if args.write and not problems:
+    if args.write and not problems and tables == {"on", "off"}:
         write_section(SECTION, section)
     return 1 if problems else 0
 
