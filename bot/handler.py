@@ -23,7 +23,7 @@ from commands import grammar as g
 from commands import human
 from commands.config import BotConfig, PolicyConfig
 from commands.planning import Request
-from commands.policy import GUARDED_OPERATIONS, Actor, Operation
+from commands.policy import Actor, Operation
 from commands.ports import Target
 from commands.schedules import ScanTiming
 from commands.states import Kind
@@ -151,8 +151,7 @@ class CommandHandler:
     def _whoami(self, command: g.WhoamiCommand, actor: Actor, target: Target) -> Reply:
         policy = self.core.policy
         may = sorted(op.value for op in policy.allowed_operations(actor))
-        approves = sorted(op.value for op in GUARDED_OPERATIONS
-                          if policy.can_approve(actor, op, "").allowed)
+        approves = sorted(op.value for op in self.core.approvable_operations(actor))
         groups = ", ".join(f"<!subteam^{gid}>" for gid in sorted(actor.group_ids)) or "none"
         lines = [
             f"You are <@{actor.user_id}> (`{actor.user_id}`).",

@@ -1,13 +1,15 @@
 """The core's `Notifier` for Slack: one thread per job, its parent message kept current.
 
 - The parent message is posted in the job's channel at its first event and updated in place
-  (`chat.update`) when the job's state changes. Its channel and ts live in the store's kv table,
-  so after a restart the same job goes on in the same thread.
+  (`chat.update`) when the job's state changes. Its channel and ts are the notifier's own
+  records (`storage.edge.EdgeRecords`), so after a restart the same job goes on in the same
+  thread.
 - Steps, waits, decisions and the final summary are replies in that thread. A wait repeated with
   nothing said in between edits its line in place ("waiting for the release, 25 min") instead of
   adding one line every five minutes.
 - Approval requests are replies with Approve/Reject, referenced from the parent; once decided,
-  expired or cancelled they are redrawn from the store without buttons (`refresh_approval`).
+  expired or cancelled they are redrawn from the core's read model without buttons
+  (`refresh_approval`).
 - A big job (more devices than `device_lines_up_to`) gets no line per device: the first device
   to reach each step gets a line for that phase, every failure gets its own, and the card counts
   the devices where they stand, edited at most every `progress_interval` seconds. A thousand
@@ -16,6 +18,8 @@
   channel); a 429 is retried after its Retry-After by the WebClient's retry handler.
 - Slack failing never reaches the core: every delivery problem is logged (error code only) and
   the job goes on. No PAC ever comes here: `Progress` never carries one.
+- It carries ids (`Progress.workflow_id`, the approval id in its details) and reads the core
+  only through `commands.read_models.ReadModels`, never its store.
 """
 
 from __future__ import annotations
@@ -35,12 +39,12 @@ from bot import blocks
 from bot.blocks import ApprovalView, JobView, Message
 from commands import human
 from commands.ports import Progress, ProgressKind
-from commands.read_models import approval_request
+from commands.read_models import ApprovalRequest, ReadModels
 from commands.states import CANCELLABLE, Kind
 from storage import buttons as carrying
 from storage.buttons import ButtonMessages
-from storage.records import ApprovalRecord
-from storage.store import Store
+from storage.edge import EdgeRecords
+from storage.records import job_label
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +90,7 @@ DEFAULT_DEVICE_LINES = 10  # jobs of more devices get counts on their card inste
 class SlackNotifier:
     """Implements `commands.ports.Notifier` with Slack messages."""
 
-    def __init__(self, client: WebClient, store: Store, *,
+    def __init__(self, client: WebClient, reads: ReadModels, records: EdgeRecords, *,
                  min_interval: float = DEFAULT_POST_INTERVAL,
                  pacer: Pacer | None = None,
                  progress_interval: float = DEFAULT_PROGRESS_INTERVAL,
@@ -94,15 +98,16 @@ class SlackNotifier:
                  clock: Callable[[], float] = time.monotonic,
                  buttons: ButtonMessages | None = None) -> None:
         self.client = client
-        self.store = store
+        self.reads = reads
+        self.records = records
         # Every message posted with a job's buttons, where the click listeners look it up.
-        self.buttons = buttons or ButtonMessages(store.database)
+        self.buttons = buttons or ButtonMessages(records.database)
         self.pacer = pacer or Pacer(min_interval)
         self.progress_interval = progress_interval
         self.device_lines_up_to = device_lines_up_to
         self._clock = clock
         self._card_at: dict[int, float] = {}  # when each big job's card was last edited
-        self._locks: dict[str, threading.Lock] = {}
+        self._locks: dict[int, threading.Lock] = {}
         self._locks_guard = threading.Lock()
 
     # -- the Notifier protocol ------------------------------------------------------------
@@ -111,22 +116,22 @@ class SlackNotifier:
         if not progress.target.channel:
             return  # a job started outside Slack (CLI, demo) has no thread to keep
         try:
-            with self._lock_for(progress.job):
+            with self._lock_for(progress.workflow_id):
                 self._deliver(progress)
         except Exception as error:  # never let a chat outage stop a renewal half-way
             log.warning("could not post progress of %s to Slack (%s)", progress.job,
                         _describe(error))
 
-    def _lock_for(self, job: str) -> threading.Lock:
+    def _lock_for(self, workflow_id: int) -> threading.Lock:
         with self._locks_guard:
-            return self._locks.setdefault(job, threading.Lock())
+            return self._locks.setdefault(workflow_id, threading.Lock())
 
     def _deliver(self, progress: Progress) -> None:
         ref = self._thread(progress)
         if ref is None:
             return
         if self._counted_on_card(progress, ref):
-            self.store.set_value(_key(progress.job), ref)
+            self.records.set_value(_key(progress.workflow_id), ref)
             return
         handler = {
             ProgressKind.APPROVAL_NEEDED: self._approval_needed,
@@ -140,7 +145,7 @@ class SlackNotifier:
         }.get(progress.kind, self._line)
         handler(progress, ref)
         self._refresh_parent(progress, ref)
-        self.store.set_value(_key(progress.job), ref)
+        self.records.set_value(_key(progress.workflow_id), ref)
 
     # -- big jobs --------------------------------------------------------------------------
 
@@ -151,7 +156,7 @@ class SlackNotifier:
             return False
         if len(progress.devices) != 1:
             return False
-        counts = self.store.step_states(progress.workflow_id)
+        counts = self.reads.step_counts(progress.workflow_id)
         total = sum(counts.values())
         if total <= self.device_lines_up_to:
             return False
@@ -179,12 +184,12 @@ class SlackNotifier:
 
     # -- the thread ------------------------------------------------------------------------
 
-    def thread_of(self, job: str) -> dict[str, Any] | None:
+    def thread_of(self, workflow_id: int) -> dict[str, Any] | None:
         """`{"channel", "ts", "thread", ...}` of a job's parent message, once posted."""
-        return self.store.get_value(_key(job))
+        return self.records.get_value(_key(workflow_id))
 
     def _thread(self, progress: Progress) -> dict[str, Any] | None:
-        ref = self.thread_of(progress.job)
+        ref = self.thread_of(progress.workflow_id)
         if ref:
             return ref
         view = self._job_view(progress, state=self._state(progress))
@@ -197,7 +202,7 @@ class SlackNotifier:
         ref = {"channel": str(answer["channel"]), "ts": ts,
                "thread": progress.target.thread or ts, "state": view.state, "last": "",
                "waiting": {}, "approval_note": ""}
-        self.store.set_value(_key(progress.job), ref)
+        self.records.set_value(_key(progress.workflow_id), ref)
         return ref
 
     def _reply(self, ref: dict[str, Any], message: Message) -> str | None:
@@ -245,14 +250,14 @@ class SlackNotifier:
 
     def _approval_needed(self, progress: Progress, ref: dict[str, Any]) -> None:
         approval_id = int(progress.details["approval_id"])
-        approval = self.store.get_approval(approval_id)
-        if approval is None:
+        request = self.reads.approval_request(approval_id)
+        if request is None:
             return
-        ts = self._reply(ref, blocks.approval_request(self._approval_view(approval)))
+        ts = self._reply(ref, blocks.approval_request(self._approval_view(request)))
         if ts is None:
             return
-        self.store.set_approval_message(approval_id, {"channel": ref["channel"], "ts": ts})
-        self._carries(approval.workflow_id, {"channel": ref["channel"], "ts": ts},
+        self.records.note_approval_posted(approval_id, {"channel": ref["channel"], "ts": ts})
+        self._carries(request.workflow_id, {"channel": ref["channel"], "ts": ts},
                       carrying.APPROVAL)
         link = self._permalink(ref["channel"], ts)
         where = f"<{link}|the request in the thread>" if link else "the request in the thread"
@@ -287,14 +292,14 @@ class SlackNotifier:
                        *, escalated: bool = False) -> list[str]:
         """DM every user among `principals` (user groups expanded) who may decide; returns
         those reached."""
-        approval = self.store.get_approval(int(progress.details["approval_id"]))
-        if approval is None or approval.state != "pending":
+        request = self.reads.approval_request(int(progress.details["approval_id"]))
+        if request is None or request.state != "pending":
             return []
-        view = self._approval_view(approval)
+        view = self._approval_view(request)
         excluded = set(self._users(progress.details.get("excluded") or []))
         link = ""
-        if approval.message_ref:
-            link = self._permalink(approval.message_ref["channel"], approval.message_ref["ts"])
+        if request.posted:
+            link = self._permalink(request.posted["channel"], request.posted["ts"])
         message = blocks.approval_reminder(view, text=progress.text, link=link,
                                            escalated=escalated)
         reached: list[str] = []
@@ -304,49 +309,47 @@ class SlackNotifier:
             answer = self._post(user, message)  # a user id: the app's Messages tab
             if answer is not None:
                 reached.append(user)
-                self._note_dm(approval.id, answer)
-                self._carries(approval.workflow_id, answer, carrying.REMINDER)
+                self._note_dm(request.approval_id, answer)
+                self._carries(request.workflow_id, answer, carrying.REMINDER)
         return reached
 
     def _note_dm(self, approval_id: int, answer: dict[str, Any]) -> None:
-        sent = self.store.get_value(f"{DM_PREFIX}{approval_id}") or []
-        self.store.set_value(f"{DM_PREFIX}{approval_id}", [*sent, answer])
+        sent = self.records.get_value(f"{DM_PREFIX}{approval_id}") or []
+        self.records.set_value(f"{DM_PREFIX}{approval_id}", [*sent, answer])
 
     def _decided(self, progress: Progress, ref: dict[str, Any]) -> None:
         approval_id = progress.details.get("approval_id")
-        approval = self.store.get_approval(int(approval_id)) if approval_id is not None else None
-        if approval is not None:
-            self.refresh_approval(approval.id)
+        request = (self.reads.approval_request(int(approval_id)) if approval_id is not None
+                   else None)
+        if request is not None:
+            self.refresh_approval(request.approval_id)
         ref["approval_note"] = ""
-        if approval is None or not approval.message_ref or approval.state != "approved":
+        if request is None or not request.posted or request.state != "approved":
             # An approval shows on the redrawn request; a refusal is also said on its own line,
             # with its reason, for whoever follows the thread.
             self._line(progress, ref)
 
     def refresh_approval(self, approval_id: int) -> None:
-        """Redraw an approval message from the store: buttons only while it is pending."""
-        approval = self.store.get_approval(approval_id)
-        if approval is None or not approval.message_ref:
+        """Redraw an approval message as the request stands: buttons only while pending."""
+        request = self.reads.approval_request(approval_id)
+        if request is None or not request.posted:
             return
-        view = self._approval_view(approval)
-        if approval.state == "pending":
+        view = self._approval_view(request)
+        if request.state == "pending":
             message = blocks.approval_request(view)
-        elif approval.state == "expired":
-            message = blocks.approval_expired(view, at=approval.decided_at or approval.expires_at)
+        elif request.state == "expired":
+            message = blocks.approval_expired(view, at=request.decided_at or request.expires_at)
         else:
-            message = blocks.approval_decided(view, decision=approval.state,
-                                              by=approval.decided_by, at=approval.decided_at,
-                                              reason=approval.reason)
-        self._update(approval.message_ref["channel"], approval.message_ref["ts"], message)
-        if approval.state != "pending":  # the reminders sent lose their buttons too
-            for dm in self.store.get_value(f"{DM_PREFIX}{approval_id}") or []:
+            message = blocks.approval_decided(view, decision=request.state,
+                                              by=request.decided_by, at=request.decided_at,
+                                              reason=request.decision_reason)
+        self._update(request.posted["channel"], request.posted["ts"], message)
+        if request.state != "pending":  # the reminders sent lose their buttons too
+            for dm in self.records.get_value(f"{DM_PREFIX}{approval_id}") or []:
                 self._update(dm["channel"], dm["ts"], message)
 
-    def _approval_view(self, approval: ApprovalRecord) -> ApprovalView:
+    def _approval_view(self, request: ApprovalRequest) -> ApprovalView:
         """The request as the core has it now: who approved, who may still decide."""
-        request = approval_request(self.store, approval.id)
-        if request is None:
-            raise LookupError(f"approval {approval.id} vanished")
         return blocks.approval_view(
             request, waiting_for=self._who_may_decide(request.deciders, request.excluded))
 
@@ -384,9 +387,9 @@ class SlackNotifier:
 
     def _finished(self, progress: Progress, ref: dict[str, Any]) -> None:
         outcome = str(progress.details.get("outcome", "done"))
-        approval = self.store.approval_for(progress.workflow_id)
-        if approval is not None:
-            self.refresh_approval(approval.id)
+        request = self.reads.approval_of_job(progress.workflow_id)
+        if request is not None:
+            self.refresh_approval(request.approval_id)
         ref["approval_note"] = ""
         self._summary(progress, ref, ok=outcome == "done", outcome=outcome)
 
@@ -400,9 +403,8 @@ class SlackNotifier:
     def _deleted(self, progress: Progress) -> bool:
         """Whether the job deletes: a renewal by restart, transfer or automatic renewal keeps
         the device, so it has no PAC to show (nothing was recorded for a re-registration)."""
-        workflow = self.store.get_workflow(progress.workflow_id)
-        method = (workflow.params or {}).get("method") if workflow else None
-        return method in (None, "delete")
+        job = self.reads.job(progress.workflow_id)
+        return job.deletes if job else True
 
     def _summary(self, progress: Progress, ref: dict[str, Any], *, ok: bool, outcome: str,
                  pac: list[str] | None = None) -> None:
@@ -440,17 +442,16 @@ class SlackNotifier:
 
     def _job_view(self, progress: Progress, *, state: str, note: str = "") -> JobView:
         workflow_id = progress.workflow_id
-        workflow = self.store.get_workflow(workflow_id)
-        devices = (tuple(s.device_id for s in self.store.workflow_devices(workflow_id))
-                   if workflow else progress.devices)
-        requester = workflow.requester if workflow else str(progress.details.get("requester"))
+        job = self.reads.job(workflow_id)
+        devices = self.reads.job_devices(workflow_id) if job else progress.devices
+        requester = job.requester if job else str(progress.details.get("requester"))
         return JobView(progress.job, workflow_id, progress.operation, devices, state,
                        requester, latest=_latest(progress),
                        approval_note=note, cancellable=state in {s.value for s in CANCELLABLE})
 
     def _state(self, progress: Progress) -> str:
-        workflow = self.store.get_workflow(progress.workflow_id)
-        return workflow.state if workflow else progress.state
+        job = self.reads.job(progress.workflow_id)
+        return job.state if job else progress.state
 
     def _carries(self, workflow_id: int, posted: dict[str, Any], kind: str) -> None:
         """Record that the message just posted carries the job's buttons: only a click made
@@ -542,8 +543,9 @@ def _latest(progress: Progress) -> str:
     return progress.text.splitlines()[0]
 
 
-def _key(job: str) -> str:
-    return f"{KV_PREFIX}{job}"
+def _key(workflow_id: int) -> str:
+    # Keyed by the label since the first release: threads posted then go on after an upgrade.
+    return f"{KV_PREFIX}{job_label(workflow_id)}"
 
 
 def _describe(error: Exception) -> str:

@@ -43,9 +43,11 @@ from commands.config import BotConfig, load_config
 from commands.policy import Actor
 from commands.ports import Clock, Notifier, SigfoxApi, SystemClock
 from commands.progress_lane import ProgressLane
+from commands.read_models import ReadModels
 from commands.schedules import AlertSchedule
 from commands.workflows import Core
 from storage.db import DEFAULT_DB_PATH, SafeDatabase, open_database
+from storage.edge import EdgeRecords
 from storage.store import Store
 
 if TYPE_CHECKING:
@@ -77,6 +79,8 @@ class Services:
     groups: GroupResolver
     config: BotConfig
     alerts: AlertService
+    # What the Slack side keeps for itself (delivery keys, long requests waiting for a reason).
+    edge: EdgeRecords
     env: Mapping[str, str] = field(default_factory=dict)
     uplink_workers: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(max_workers=2, thread_name_prefix="uplink")
@@ -119,7 +123,7 @@ class Services:
     def forget_old_deliveries(self) -> None:
         """Slack redelivers within minutes; a day of keys is plenty, and the table stays small."""
         now = self.core.clock.now()
-        self.core.store.forget_idempotency_keys(older_than=now - IDEMPOTENCY_KEEP.total_seconds())
+        self.edge.forget_idempotency_keys(older_than=now - IDEMPOTENCY_KEEP.total_seconds())
 
 
 def _require(env: Mapping[str, str], name: str, what: str) -> str:
@@ -176,8 +180,9 @@ def assemble(
     waits for Slack's pace (serve; tests that read the thread right after a tick go without).
     """
     store = Store(database)
+    edge = EdgeRecords(database)
     notifier = SlackNotifier(
-        client, store, min_interval=post_interval,
+        client, ReadModels(store), edge, min_interval=post_interval,
         progress_interval=config.timing.progress_interval.total_seconds(),
         device_lines_up_to=config.timing.device_lines_up_to)
     # Fleet scans pace their list walk by sleeping in their own scheduler thread; the workflows
@@ -189,7 +194,7 @@ def assemble(
                 config=config, on_renewed=alerts.resolve_for_device)
     groups = GroupResolver(client, config, ttl=group_ttl)
     bolt_app = create_bolt_app(client, listener_executor=listener_executor)
-    services = Services(core, client, bolt_app, notifier, groups, config, alerts, env or {},
+    services = Services(core, client, bolt_app, notifier, groups, config, alerts, edge, env or {},
                         read_lane=ReadLane(read_executor))
     register_listeners(bolt_app, services)
     return services

@@ -1,15 +1,37 @@
 """What the edges (Slack, the terminal) read from the core: plain values, no store rows.
 
 `bot/` shows these; it never reads the core's store for them, so the store's shape can change
-without the Slack side noticing.
+without the Slack side noticing. `ReadModels` is the one reader: the core offers it as
+`Core.reads`, and the Slack notifier (built before the core it reports for) gets its own.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from storage.records import job_label
+from commands.states import ACTIVE, Kind
+from storage.records import EventRecord, WorkflowRecord, job_label
 from storage.store import Store
+
+
+@dataclass(frozen=True)
+class JobSummary:
+    """A job as the edges show it: what it does, where it stands, who asked, where it reports.
+    `deletes` says whether it deletes devices (and so has PACs worth showing): a renewal by
+    restart, transfer or automatic renewal keeps the device."""
+
+    id: int
+    kind: str
+    state: str
+    requester: str
+    channel: str
+    updated_at: float
+    deletes: bool
+
+    @property
+    def label(self) -> str:
+        return job_label(self.id)
 
 
 @dataclass(frozen=True)
@@ -32,10 +54,72 @@ class ApprovalRequest:
     excluded: frozenset[str] = field(default_factory=frozenset)
     reason: str = ""  # the requester's
     escalated_at: float = 0.0
+    decided_by: str = ""  # who settled it (approved or rejected)
+    decided_at: float = 0.0
+    decision_reason: str = ""  # the decider's
+    posted: Mapping[str, str] = field(default_factory=dict)  # where the edge posted it
 
     @property
     def job(self) -> str:
         return job_label(self.workflow_id)
+
+
+class ReadModels:
+    """The core's records as the edges read them."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def approval_request(self, approval_id: int) -> ApprovalRequest | None:
+        """The request as it stands now, or None when there is no such request."""
+        return approval_request(self.store, approval_id)
+
+    def approval_of_job(self, workflow_id: int) -> ApprovalRequest | None:
+        """The job's approval request, or None when it needed none."""
+        approval = self.store.approval_for(workflow_id)
+        return approval_request(self.store, approval.id) if approval else None
+
+    def pending_approvals(self) -> list[ApprovalRequest]:
+        """Every request still waiting for a decision, oldest first."""
+        waiting = (approval_request(self.store, a.id) for a in self.store.pending_approvals())
+        return [request for request in waiting if request is not None]
+
+    def job(self, workflow_id: int) -> JobSummary | None:
+        workflow = self.store.get_workflow(workflow_id)
+        return _summary(workflow) if workflow else None
+
+    def jobs(self, active_only: bool = True) -> list[JobSummary]:
+        """The jobs, newest first; only those not finished when `active_only`."""
+        states = [s.value for s in ACTIVE] if active_only else None
+        return [_summary(w) for w in self.store.list_workflows(states=states)]
+
+    def job_devices(self, workflow_id: int) -> tuple[str, ...]:
+        """The devices of a job, in the order they were asked for."""
+        return tuple(s.device_id for s in self.store.workflow_devices(workflow_id))
+
+    def device_states(self, workflow_id: int) -> dict[str, str]:
+        """Where each device of a job stands (its step state), in the order asked for."""
+        return {s.device_id: s.state for s in self.store.workflow_devices(workflow_id)}
+
+    def step_counts(self, workflow_id: int) -> dict[str, int]:
+        """How many of the job's devices stand in each step state."""
+        return self.store.step_states(workflow_id)
+
+    def device_history(self, device_id: str, limit: int = 40) -> list[EventRecord]:
+        """What the bot did to a device, newest last (`/sigfox history`)."""
+        return self.store.device_history(device_id, limit=limit)
+
+    def workflow_counts(self) -> dict[str, int]:
+        """Workflows by state (metrics, health); raises when the database is unusable."""
+        return self.store.count_workflows_by_state()
+
+
+def _summary(workflow: WorkflowRecord) -> JobSummary:
+    # Jobs recorded before renewals chose their method all deleted and re-registered.
+    method = (workflow.params or {}).get("method", "delete")
+    deletes = workflow.kind == Kind.DELETE or (workflow.kind == Kind.RENEW and method == "delete")
+    return JobSummary(workflow.id, workflow.kind, workflow.state, workflow.requester,
+                      workflow.channel, workflow.updated_at, deletes)
 
 
 def approval_request(store: Store, approval_id: int) -> ApprovalRequest | None:
@@ -52,5 +136,7 @@ def approval_request(store: Store, approval_id: int) -> ApprovalRequest | None:
         approval.summary, approval.requested_by, approval.expires_at, approval.state,
         required=approval.required, approved_by=approved, deciders=tuple(approval.deciders),
         excluded=frozenset(approved) | requester, reason=approval.request_reason,
-        escalated_at=approval.escalated_at,
+        escalated_at=approval.escalated_at, decided_by=approval.decided_by,
+        decided_at=approval.decided_at, decision_reason=approval.reason,
+        posted={str(k): str(v) for k, v in (approval.message_ref or {}).items()},
     )

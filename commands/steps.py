@@ -183,7 +183,7 @@ class StepRunner:
 
     def _renew_register(self, workflow: WorkflowRecord, step: StepRecord) -> None:
         device_id = step.device_id
-        snapshot = self.store.snapshot(workflow.id, device_id)
+        snapshot = self.store.snapshots.of(workflow.id, device_id)
         assert snapshot is not None  # taken before the approval; the schema keeps it
         # A DELETE or a create could still land:
         if not self.write_ahead.settled(workflow, device_id):
@@ -209,7 +209,7 @@ class StepRunner:
                 return
             existing = self._read_device(workflow, device_id)
         if existing is not None and existing.pac and existing.pac != snapshot.pac:
-            self.store.record_new_pac(workflow.id, device_id, existing.pac)
+            self.store.snapshots.record_new_pac(workflow.id, device_id, existing.pac)
         data = {**step.data, "registered_at": self.clock.now()}
         if self.books.move(workflow, device_id, StepState.AWAITING_RELEASE, StepState.REGISTERED,
                            "Registered again with the recorded PAC; its token is not consumed yet.",
@@ -369,7 +369,7 @@ class StepRunner:
 
     def _check_callbacks(self, workflow: WorkflowRecord, step: StepRecord) -> None:
         device_id = step.device_id
-        snapshot = self.store.snapshot(workflow.id, device_id)
+        snapshot = self.store.snapshots.of(workflow.id, device_id)
         type_id = target_type_id(workflow, device_id)
         callbacks = self._callbacks(workflow, device_id, type_id)
         enabled = [c for c in callbacks if c.enabled]

@@ -35,8 +35,8 @@ from commands.planning import Plan, Request, plan_request, type_id_of
 from commands.policy import Actor, Operation, Policy
 from commands.ports import Clock, Notifier, ProgressKind, SigfoxApi
 from commands.preflight import Refusal
-from commands.read_models import ApprovalRequest, approval_request
-from commands.states import ACTIVE, CANCELLABLE, StepState, WorkflowState
+from commands.read_models import ApprovalRequest, JobSummary, ReadModels
+from commands.states import CANCELLABLE, StepState, WorkflowState
 from commands.status import DeviceStatus, read_device_status
 from commands.steps import StepRunner, target_type_id
 from commands.ticks import Stopwatch, TickStats
@@ -74,6 +74,7 @@ class Core:
         self.landing_clock = landing_clock or clock
         self.config = config
         self.policy = Policy(config)
+        self.reads = ReadModels(store)  # what the edges read (bot/ never reads `store`)
         self.books = Bookkeeper(store=store, notifier=notifier, clock=clock, config=config)
         self.write_ahead = WriteAhead(store=store, api=api, clock=clock,
                                       landing_clock=self.landing_clock, config=config,
@@ -218,7 +219,7 @@ class Core:
     def _record_snapshots(self, workflow_id: int, devices: Iterable[Device], now: float) -> None:
         for device in devices:
             location = device.location
-            self.store.save_snapshot(
+            self.store.snapshots.save(
                 workflow_id,
                 device.id,
                 pac=device.pac or "",
@@ -287,7 +288,7 @@ class Core:
     def reveal_pac(self, workflow_id: int, device_id: str, actor: Actor) -> Outcome:
         """The recorded PAC, for an approver who asks: private, and audited."""
         workflow = self.store.get_workflow(workflow_id)
-        snapshot = self.store.snapshot(workflow_id, device_id) if workflow else None
+        snapshot = self.store.snapshots.of(workflow_id, device_id) if workflow else None
         if workflow is None or snapshot is None:
             label = job_label(workflow_id)
             return Outcome(False, f"No PAC was recorded for {device_id} in {label}.")
@@ -359,32 +360,36 @@ class Core:
 
     def approval_request(self, approval_id: int) -> ApprovalRequest | None:
         """An approval request as the people deciding see it (a read model, for the edges)."""
-        return approval_request(self.store, approval_id)
+        return self.reads.approval_request(approval_id)
 
     def approvals_awaiting(self, actor: Actor) -> list[ApprovalRequest]:
         """The pending requests whose decision `actor` may take now, oldest first."""
-        waiting = (approval_request(self.store, a.id) for a in self.store.pending_approvals()
-                   if not self.approvals.may_decide(a.id, actor))
-        return [request for request in waiting if request is not None]
+        return [request for request in self.reads.pending_approvals()
+                if not self.approvals.may_decide(request.approval_id, actor)]
+
+    def approvable_operations(self, actor: Actor) -> list[Operation]:
+        """The operations needing approval that `actor` may approve (`whoami`, App Home)."""
+        return [operation for operation in Operation
+                if operation.guarded and self.policy.can_approve(actor, operation, "").allowed]
 
     def job_devices(self, workflow_id: int) -> tuple[str, ...]:
         """The devices of a job, in the order they were asked for."""
-        return tuple(s.device_id for s in self.store.workflow_devices(workflow_id))
+        return self.reads.job_devices(workflow_id)
 
     def device_history(self, device_id: str, limit: int = 40) -> list[EventRecord]:
         """What the bot did to a device, newest last (`/sigfox history`)."""
-        return self.store.device_history(device_id, limit=limit)
+        return self.reads.device_history(device_id, limit=limit)
 
     def workflow_counts(self) -> dict[str, int]:
         """Workflows by state (metrics, health); raises when the database is unusable."""
-        return self.store.count_workflows_by_state()
+        return self.reads.workflow_counts()
 
     def approvals_waiting(self) -> int:
         return len(self.store.pending_approvals())
 
-    def jobs(self, active_only: bool = True) -> list[WorkflowRecord]:
-        states = [s.value for s in ACTIVE] if active_only else None
-        return self.store.list_workflows(states=states)
+    def jobs(self, active_only: bool = True) -> list[JobSummary]:
+        """The jobs, newest first (`/sigfox jobs`, App Home)."""
+        return self.reads.jobs(active_only)
 
     # -- callbacks after a move to another device type --------------------------------------
 

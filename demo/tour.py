@@ -63,18 +63,18 @@ def pick_tokenless_device(world: DemoWorld) -> str:
 
 
 def latest_workflow_id(world: DemoWorld) -> int | None:
-    latest = world.core.store.list_workflows(limit=1)
+    latest = world.core.reads.jobs(active_only=False)
     return latest[0].id if latest else None
 
 
 def device_state(world: DemoWorld, workflow_id: int) -> str:
-    steps = world.core.store.workflow_devices(workflow_id)
-    return steps[0].state if steps else ""
+    states = world.core.reads.device_states(workflow_id)
+    return next(iter(states.values()), "")
 
 
 def workflow_state(world: DemoWorld, workflow_id: int) -> str:
-    workflow = world.core.store.get_workflow(workflow_id)
-    return workflow.state if workflow else ""
+    job = world.core.reads.job(workflow_id)
+    return job.state if job else ""
 
 
 def play(world: DemoWorld) -> None:

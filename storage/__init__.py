@@ -2,14 +2,19 @@
 
 - `open_database`, `SafeDatabase`, `DEFAULT_DB_PATH` (db.py): the file, its migrations, one
   connection shared under a lock; `backup_database`, an owner-only online copy;
-- `Store` (store.py): workflows, their devices, approvals, PAC snapshots, events, the audit log
-  and idempotency keys, each state change a compare-and-set;
+- `Store` (store.py): workflows, their devices, approvals, events and the audit log, each state
+  change a compare-and-set; with `Store.intents` (intents.py, the write-ahead of destructive
+  calls) and `Store.snapshots` (snapshots.py, each device before anything destructive, PAC
+  included);
+- `EdgeRecords` (edge.py): what the edges keep for themselves (where they posted, delivery
+  keys); they read the core through its read models, never through `Store`;
 - `FleetStore` (fleet.py): the last fleet scan, alert state and snoozes;
 - the typed rows (records.py): `WorkflowRecord`, `StepRecord`, `ApprovalRecord`, `Snapshot`,
   `EventRecord`, `AuditEntry`, and `job_label` (how people see a workflow id, `J-0042`).
 """
 
 from storage.db import DEFAULT_DB_PATH, SafeDatabase, backup_database, open_database
+from storage.edge import EdgeRecords
 from storage.fleet import FleetStore
 from storage.records import (
     ApprovalRecord,
@@ -26,6 +31,7 @@ __all__ = [
     "DEFAULT_DB_PATH",
     "ApprovalRecord",
     "AuditEntry",
+    "EdgeRecords",
     "EventRecord",
     "FleetStore",
     "SafeDatabase",

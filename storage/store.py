@@ -20,13 +20,13 @@ from storage.records import (
     ApprovalRecord,
     AuditEntry,
     EventRecord,
-    Snapshot,
     StepRecord,
     VoteRecord,
     VoteResult,
     WorkflowRecord,
     from_row,
 )
+from storage.snapshots import Snapshots
 
 
 def _encode(fields: dict[str, Any]) -> dict[str, Any]:
@@ -50,6 +50,7 @@ class Store:
     def __init__(self, database: SafeDatabase) -> None:
         self.database = database
         self.intents = Intents(database)
+        self.snapshots = Snapshots(database)
 
     # -- workflows -------------------------------------------------------------------------
 
@@ -467,91 +468,6 @@ class Store:
     def pending_approvals(self) -> list[ApprovalRecord]:
         rows = self.database.query("SELECT * FROM approvals WHERE state = 'pending' ORDER BY id")
         return [from_row(ApprovalRecord, r) for r in rows]
-
-    def decide_approval(
-        self, approval_id: int, new_state: str, by: str, now: float, reason: str = ""
-    ) -> bool:
-        """The first decision wins: only a pending approval can be decided."""
-        with self.database.transaction() as db:
-            cursor = db.execute(
-                "UPDATE approvals SET state = ?, decided_by = ?, decided_at = ?, reason = ? "
-                "WHERE id = ? AND state = 'pending'",
-                [new_state, by, now, reason, approval_id],
-            )
-            return cursor.rowcount == 1
-
-    def set_approval_message(self, approval_id: int, message_ref: dict[str, Any]) -> None:
-        with self.database.transaction() as db:
-            db.execute(
-                "UPDATE approvals SET message_ref = ? WHERE id = ?",
-                [json.dumps(message_ref), approval_id],
-            )
-
-    # -- snapshots ---------------------------------------------------------------------------
-
-    def save_snapshot(
-        self,
-        workflow_id: int,
-        device_id: str,
-        *,
-        pac: str,
-        now: float,
-        name: str = "",
-        device_type_id: str = "",
-        group_id: str = "",
-        lat: float | None = None,
-        lng: float | None = None,
-        flags: dict[str, Any] | None = None,
-    ) -> bool:
-        """Record the device before anything destructive. The first capture is never replaced."""
-        with self.database.transaction() as db:
-            cursor = db.execute(
-                "INSERT OR IGNORE INTO snapshots (workflow_id, device_id, pac, name, "
-                "device_type_id, group_id, lat, lng, flags, captured_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    workflow_id,
-                    device_id,
-                    pac,
-                    name,
-                    device_type_id,
-                    group_id,
-                    lat,
-                    lng,
-                    json.dumps(flags or {}),
-                    now,
-                ],
-            )
-            return cursor.rowcount == 1
-
-    def record_new_pac(self, workflow_id: int, device_id: str, new_pac: str) -> None:
-        with self.database.transaction() as db:
-            db.execute(
-                "UPDATE snapshots SET new_pac = ? WHERE workflow_id = ? AND device_id = ?",
-                [new_pac, workflow_id, device_id],
-            )
-
-    def snapshot(self, workflow_id: int, device_id: str) -> Snapshot | None:
-        rows = self.database.query(
-            "SELECT * FROM snapshots WHERE workflow_id = ? AND device_id = ?",
-            (workflow_id, device_id),
-        )
-        return from_row(Snapshot, rows[0]) if rows else None
-
-    # -- idempotency -------------------------------------------------------------------------
-
-    def claim_idempotency_key(self, key: str, now: float) -> bool:
-        """True the first time a key is seen: a Slack retry or a replay sees False."""
-        with self.database.transaction() as db:
-            cursor = db.execute(
-                "INSERT OR IGNORE INTO idempotency_keys (key, created_at) VALUES (?, ?)",
-                [key, now],
-            )
-            return cursor.rowcount == 1
-
-    def forget_idempotency_keys(self, older_than: float) -> None:
-        with self.database.transaction() as db:
-            db.execute("DELETE FROM idempotency_keys WHERE created_at < ?", [older_than])
 
     # -- small key/value settings ------------------------------------------------------------
 

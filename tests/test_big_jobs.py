@@ -107,9 +107,10 @@ def test_card_counts_are_edited_at_most_once_per_progress_interval(bot: BotHarne
     bot.core.tick()
     workflow = bot.core.jobs()[0]
     now = [0.0]
-    notifier = SlackNotifier(bot.notifier.client, bot.core.store, min_interval=0.0,
-                             progress_interval=5.0, device_lines_up_to=5, clock=lambda: now[0])
-    parent = notifier.thread_of(workflow.label)
+    notifier = SlackNotifier(bot.notifier.client, bot.core.reads, bot.notifier.records,
+                             min_interval=0.0, progress_interval=5.0, device_lines_up_to=5,
+                             clock=lambda: now[0])
+    parent = notifier.thread_of(workflow.id)
     assert parent is not None
     before = len(bot.standin.calls_to("chat.update"))
     for second in range(100):  # one device event a second for 100 s

@@ -34,9 +34,11 @@ from bot import blocks
 from bot.app import register_metrics
 from bot.notifier import SlackNotifier
 from bot.slack_client import make_web_client
+from commands.read_models import ReadModels
 from commands.states import WorkflowState
 from commands.workflows import Core
 from storage.db import open_database
+from storage.edge import EdgeRecords
 from storage.store import Store
 
 
@@ -437,7 +439,8 @@ def test_after_a_restart_the_job_goes_on_in_the_same_thread(bot: BotHarness,
     # A new process: new store, notifier and core over the same database file.
     store = Store(open_database(tmp_path / "bot.db"))
     client = make_web_client(bot.standin.token, bot.standin.url)
-    notifier = SlackNotifier(client, store, min_interval=0.0)
+    notifier = SlackNotifier(client, ReadModels(store), EdgeRecords(store.database),
+                             min_interval=0.0)
     core = Core(api=sigfox_client(bot.simulator, clock=bot.clock.now), store=store,
                 notifier=notifier,
                 clock=bot.clock, config=bot.core.config)

@@ -59,7 +59,7 @@ def test_a_crash_anywhere_loses_nothing_and_repeats_nothing(make_simulator, tmp_
     creates = [c for c in log if c["method"] == "POST" and c["path"] == "/v2/devices/"
                and c["status"] in (200, 201)]
     assert len(deletes) == 1 and len(creates) == 1
-    snapshot = final.core.store.snapshot(outcome.workflow_id, device)
+    snapshot = final.core.store.snapshots.of(outcome.workflow_id, device)
     assert snapshot.pac == original_pac
     assert snapshot.new_pac == simulator.world.pac_of(device)
 

@@ -84,7 +84,7 @@ def test_renewal_survives_faults(make_simulator, tmp_path, method, path, fault) 
         )
         == 1
     )
-    assert harness.core.store.snapshot(outcome.workflow_id, DEVICE).pac == original_pac
+    assert harness.core.store.snapshots.of(outcome.workflow_id, DEVICE).pac == original_pac
 
 
 BULK_FAULTS = [{"status": 500}, {"drop": True}, {"status": 429, "count": 2}, {"delay": 0.8}]

@@ -6,6 +6,7 @@ import stat
 import threading
 
 from storage.db import MIGRATIONS, open_database, schema_version
+from storage.edge import EdgeRecords
 from storage.store import Store
 
 
@@ -35,13 +36,13 @@ def test_first_snapshot_is_kept_and_its_repr_hides_the_pac(tmp_path) -> None:
     workflow_id, _ = store.create_workflow(kind="renew", state="awaiting_approval",
                                            requester="U1", device_ids=["ABC"],
                                            device_state="pending", now=1.0)
-    assert store.save_snapshot(workflow_id, "ABC", pac="0123456789ABCDEF", now=1.0)
-    assert not store.save_snapshot(workflow_id, "ABC", pac="FFFFFFFFFFFFFFFF", now=2.0)
-    snapshot = store.snapshot(workflow_id, "ABC")
+    assert store.snapshots.save(workflow_id, "ABC", pac="0123456789ABCDEF", now=1.0)
+    assert not store.snapshots.save(workflow_id, "ABC", pac="FFFFFFFFFFFFFFFF", now=2.0)
+    snapshot = store.snapshots.of(workflow_id, "ABC")
     assert snapshot.pac == "0123456789ABCDEF"
     assert "0123456789ABCDEF" not in repr(snapshot)
-    store.record_new_pac(workflow_id, "ABC", "AAAAAAAAAAAAAAAA")
-    assert store.snapshot(workflow_id, "ABC").current_pac == "AAAAAAAAAAAAAAAA"
+    store.snapshots.record_new_pac(workflow_id, "ABC", "AAAAAAAAAAAAAAAA")
+    assert store.snapshots.of(workflow_id, "ABC").current_pac == "AAAAAAAAAAAAAAAA"
 
 
 def test_one_destructive_workflow_per_device(tmp_path) -> None:
@@ -86,14 +87,15 @@ def test_leases_and_idempotency_keys(tmp_path) -> None:
     assert not store.claim_workflow(workflow_id, "worker-2", now=20.0, ttl=60.0)
     assert store.claim_workflow(workflow_id, "worker-2", now=71.0, ttl=60.0)  # lapsed
     assert store.break_leases() == 1
-    assert store.claim_idempotency_key("slack:Ev123", 1.0)
-    assert not store.claim_idempotency_key("slack:Ev123", 2.0)
+    edge = EdgeRecords(store.database)
+    assert edge.claim_idempotency_key("slack:Ev123", 1.0)
+    assert not edge.claim_idempotency_key("slack:Ev123", 2.0)
 
 
 def test_old_idempotency_keys_are_forgotten(tmp_path) -> None:
-    store = make_store(tmp_path)
-    store.claim_idempotency_key("old", 1.0)
-    store.claim_idempotency_key("new", 100.0)
-    store.forget_idempotency_keys(older_than=50.0)
-    assert store.claim_idempotency_key("old", 101.0)  # forgotten: claimable again
-    assert not store.claim_idempotency_key("new", 101.0)
+    edge = EdgeRecords(make_store(tmp_path).database)
+    edge.claim_idempotency_key("old", 1.0)
+    edge.claim_idempotency_key("new", 100.0)
+    edge.forget_idempotency_keys(older_than=50.0)
+    assert edge.claim_idempotency_key("old", 101.0)  # forgotten: claimable again
+    assert not edge.claim_idempotency_key("new", 101.0)

@@ -45,3 +45,16 @@ def test_the_cores_seams_are_typed() -> None:
              for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
              if re.search(r"\b(api|step|steps|snapshot|approval): (Any|Sequence\[Any\])", line)]
     assert loose == []
+
+
+def test_the_edges_read_the_core_through_its_read_models() -> None:
+    # bot/ and the demo read the core through `commands.read_models` (and ask it through
+    # `Core`), never through its `Store`: only the wiring, bot/service.py, builds one.
+    root = Path(__file__).resolve().parent.parent
+    wiring = root / "bot" / "service.py"
+    edges = [p for p in [*(root / "bot").rglob("*.py"), *(root / "demo").glob("*.py")]
+             if p != wiring]
+    reaching = [f"{path.relative_to(root)}:{number}" for path in sorted(edges)
+                for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+                if re.search(r"\.store\b|\bStore\b", line)]
+    assert edges and reaching == []

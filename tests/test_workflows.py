@@ -82,7 +82,7 @@ def test_renewal_from_request_to_first_uplink(harness: CoreHarness, fleet: Fleet
     creates = [c for c in harness.calls("POST", "/v2/devices/") if c["status"] in (200, 201)]
     assert len(creates) == 1
     assert len(harness.calls("DELETE", "/v2/devices/")) == 1
-    snapshot = harness.core.store.snapshot(outcome.workflow_id, fleet.off_contract)
+    snapshot = harness.core.store.snapshots.of(outcome.workflow_id, fleet.off_contract)
     assert snapshot is not None and snapshot.pac == original_pac
     assert snapshot.new_pac == harness.simulator.world.pac_of(fleet.off_contract)
     final = harness.notifier.events[-1]
@@ -272,7 +272,7 @@ def test_delete_workflow(harness, fleet) -> None:
     harness.core.tick()
     assert state_of(harness, outcome.workflow_id) == WorkflowState.DONE
     assert len(harness.calls("DELETE", "/v2/devices/")) == 1
-    assert harness.core.store.snapshot(outcome.workflow_id, fleet.off_contract).pac
+    assert harness.core.store.snapshots.of(outcome.workflow_id, fleet.off_contract).pac
 
 
 def test_renew_several_devices_with_one_approval(harness, fleet) -> None:

@@ -38,7 +38,8 @@ def register_listeners(app: App, services: Services) -> None:
     # Before every listener: the request must name this workspace and app.
     app.middleware(installation_guard(Installation(services.client)))
     handler = CommandHandler(services.core, services.alerts)
-    forms = ReasonForms(core=services.core, handler=handler, groups=services.groups)
+    forms = ReasonForms(core=services.core, edge=services.edge, handler=handler,
+                        groups=services.groups)
     commands.register(app, services, handler, forms)
     actions.register(app, services, forms)
     alert_actions.register(app, services)

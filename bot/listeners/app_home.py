@@ -14,7 +14,7 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 from bot import blocks
 from bot.handler import job_lines, scan_timing_line
 from bot.listeners.replies import describe
-from commands.policy import Actor, Operation
+from commands.policy import Actor
 from commands.workflows import Core
 
 if TYPE_CHECKING:
@@ -42,8 +42,7 @@ def publish_home(services: Services, client: WebClient, actor: Actor, notice: st
 
 def home_view(core: Core, actor: Actor, alerts: Any = None) -> dict[str, Any]:
     views = [blocks.approval_view(request) for request in core.approvals_awaiting(actor)]
-    can_approve = any(core.policy.can_approve(actor, op, "").allowed
-                      for op in Operation if op.guarded)
+    can_approve = bool(core.approvable_operations(actor))
     return blocks.app_home(approvals=views, jobs=job_lines(core), fleet=fleet_view(alerts),
                            can_approve=can_approve)
 

@@ -53,7 +53,8 @@ class SlashCommand:
     def run_command(self, command: dict[str, Any], client: WebClient, respond: Respond) -> None:
         if isinstance(self.handler.parse(command.get("text") or ""), g.CommandError):
             return  # the acknowledgement already said what was wrong
-        if not first_delivery(self.services.core, f"slack.command:{command.get('trigger_id', '')}"):
+        if not first_delivery(self.services.edge, self.services.core.clock,
+                              f"slack.command:{command.get('trigger_id', '')}"):
             return
         actor = self.services.groups.actor(command["user_id"])
         prompt = self.handler.reason_prompt(command.get("text") or "", actor)

@@ -27,6 +27,7 @@ class Events:
                     ) -> None:
         if event.get("tab", "home") != "home":
             return
-        if not first_delivery(self.services.core, f"slack.event:{body.get('event_id', '')}"):
+        if not first_delivery(self.services.edge, self.services.core.clock,
+                              f"slack.event:{body.get('event_id', '')}"):
             return  # Slack's retry of a delivery already handled
         publish_home(self.services, client, self.services.groups.actor(event["user"]))

@@ -20,7 +20,8 @@ from slack_sdk.webhook import WebhookClient
 from bot import blocks
 from bot.blocks import Message
 from bot.handler import Reply
-from commands.workflows import Core
+from commands.ports import Clock
+from storage.edge import EdgeRecords
 
 log = logging.getLogger(__name__)
 # For calls carrying a PAC (slack_sdk logs request bodies at DEBUG): a logger outside the
@@ -38,11 +39,11 @@ def log_error(error: Exception, request: BoltRequest) -> None:
     log.error("listener failed: %s", type(error).__name__, exc_info=error)
 
 
-def first_delivery(core: Core, key: str) -> bool:
+def first_delivery(edge: EdgeRecords, clock: Clock, key: str) -> bool:
     """False when Slack delivers again what was handled (same trigger or event id)."""
     if key.endswith(":"):
         return True  # nothing to recognise a replay by
-    return core.store.claim_idempotency_key(key, core.clock.now())
+    return edge.claim_idempotency_key(key, clock.now())
 
 
 def deliver(reply: Reply, *, client: WebClient, respond: Respond | None, channel: str,

@@ -25,6 +25,7 @@ from bot.groups import GroupResolver
 from bot.handler import CommandHandler, Reply
 from commands.approvals import clean_reason
 from commands.workflows import Core
+from storage.edge import EdgeRecords
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +36,10 @@ PENDING_PREFIX = "slack.pending-request."  # a long command waiting for its reas
 class ReasonForms:
     """Opens the reason modals and handles their submissions."""
 
-    def __init__(self, *, core: Core, handler: CommandHandler, groups: GroupResolver) -> None:
+    def __init__(self, *, core: Core, edge: EdgeRecords, handler: CommandHandler,
+                 groups: GroupResolver) -> None:
         self.core = core
+        self.edge = edge
         self.handler = handler
         self.groups = groups
 
@@ -95,9 +98,9 @@ class ReasonForms:
         text = command.get("text") or ""
         where = {"channel": command.get("channel_id", ""), "thread": ""}
         metadata = json.dumps({"text": text, **where})
-        if len(metadata) > blocks.MAX_METADATA:  # thousands of ids: kept in the store
+        if len(metadata) > blocks.MAX_METADATA:  # thousands of ids: kept aside
             key = secrets.token_hex(8)
-            self.core.store.set_value(PENDING_PREFIX + key, text)
+            self.edge.set_value(PENDING_PREFIX + key, text)
             metadata = json.dumps({"key": key, **where})
         modal = blocks.request_reason_modal(prompt, metadata)
         return self._open(client, command.get("trigger_id", ""), modal)
@@ -115,7 +118,7 @@ class ReasonForms:
         meta = _metadata(view)
         text = meta.get("text")
         if text is None:
-            text = self.core.store.get_value(PENDING_PREFIX + str(meta.get("key", ""))) or ""
+            text = self.edge.get_value(PENDING_PREFIX + str(meta.get("key", ""))) or ""
         user = body["user"]["id"]
         reply = self.handler.handle(str(text), self.groups.actor(user),
                                     channel=str(meta.get("channel", "")), reason=_reason(view))
