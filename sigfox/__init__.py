@@ -24,19 +24,10 @@ from sigfox.errors import (
     SigfoxServerError,
     SigfoxUnauthorized,
 )
-from sigfox.models import (
-    BulkJob,
-    Callback,
-    CallbackCreate,
-    ContractInfo,
-    Device,
-    DeviceCreate,
-    DeviceType,
-    Group,
-    JobKind,
-    TokenState,
-    normalize_device_id,
-)
+from sigfox.models.codes import TokenState
+from sigfox.models.jobs import BulkJob, JobKind
+from sigfox.models.requests import CallbackCreate, DeviceCreate, normalize_device_id
+from sigfox.models.resources import Callback, ContractInfo, Device, DeviceType, Group
 
 __all__ = [
     "BulkJob",

@@ -29,21 +29,15 @@ from sigfox import bulk
 from sigfox.call_ledger import CallLedger
 from sigfox.errors import SigfoxConfigError
 from sigfox.listing import MAX_PAGE_SIZE, Page, iter_items, iter_pages, page_limit, read_page
-from sigfox.models import (
+from sigfox.models.jobs import BulkJob, JobKind
+from sigfox.models.requests import (
     BulkDeviceCreate,
-    BulkJob,
-    Callback,
     CallbackCreate,
-    ContractInfo,
-    Device,
     DeviceCreate,
-    DeviceType,
     DeviceUpdate,
-    Group,
-    JobKind,
-    Message,
     normalize_device_id,
 )
+from sigfox.models.resources import Callback, ContractInfo, Device, DeviceType, Group, Message
 from sigfox.pacing import Pacer
 from sigfox.transport import OnCall, PacedTransport, WaitMode, segment, without_unset
 

@@ -12,21 +12,9 @@ from collections.abc import Callable
 import httpx
 import pytest
 
+from sigfox import errors
 from sigfox.backoff import full_jitter_delay
 from sigfox.client import SigfoxClient
-from sigfox.errors import (
-    SigfoxBadRequest,
-    SigfoxConfigError,
-    SigfoxConflict,
-    SigfoxConnectionError,
-    SigfoxError,
-    SigfoxForbidden,
-    SigfoxNotFound,
-    SigfoxPacingRefused,
-    SigfoxRateLimited,
-    SigfoxServerError,
-    SigfoxUnauthorized,
-)
 from sigfox.models import (
     Callback,
     ComState,
@@ -157,7 +145,7 @@ def test_hourly_device_write_refused_with_retry_at_instead_of_sleeping() -> None
     pacer = Pacer(clock=fake.clock, sleep=fake.sleep)
     pacer.acquire("DELETE", "/devices/{id}", "1A2B")
     fake.now += 600
-    with pytest.raises(SigfoxPacingRefused) as info:
+    with pytest.raises(errors.SigfoxPacingRefused) as info:
         pacer.acquire("DELETE", "/devices/{id}", "1A2B")
     assert info.value.retry_at == pytest.approx(fake.now + 3000)
     assert "1A2B" in str(info.value) and "possible again at" in str(info.value)
@@ -174,7 +162,7 @@ def test_bulk_jobs_five_per_ten_minutes_then_refused() -> None:
     pacer = Pacer(clock=fake.clock, sleep=fake.sleep)
     for endpoint in ["/devices/bulk"] * 3 + ["/devices/bulk/transfer"] * 2:
         pacer.acquire("POST", endpoint)
-    with pytest.raises(SigfoxPacingRefused) as info:
+    with pytest.raises(errors.SigfoxPacingRefused) as info:
         pacer.acquire("POST", "/devices/bulk/restart")
     assert info.value.retry_at == pytest.approx(fake.now + 600)
 
@@ -184,7 +172,7 @@ def test_a_call_that_never_reached_the_server_gives_its_hourly_slot_back() -> No
     pacer = Pacer(clock=fake.clock, sleep=fake.sleep)
     pacer.release(pacer.acquire("PUT", "/devices/{id}", "1A2B"))  # refused before connecting
     assert pacer.acquire("PUT", "/devices/{id}", "1A2B").wait == 0.0
-    with pytest.raises(SigfoxPacingRefused):
+    with pytest.raises(errors.SigfoxPacingRefused):
         pacer.acquire("PUT", "/devices/{id}", "1A2B")
 
 
@@ -225,7 +213,7 @@ def test_client_refuses_second_delete_within_the_hour_without_sending() -> None:
     handler, seen = sequence(httpx.Response(204))
     with make_client(handler) as client:
         client.delete_device("1a2b")
-        with pytest.raises(SigfoxPacingRefused):
+        with pytest.raises(errors.SigfoxPacingRefused):
             client.delete_device("1A2B")
     assert len(seen) == 1
 
@@ -274,7 +262,7 @@ def test_429_exhausted_raises_rate_limited_after_bounded_attempts() -> None:
     handler, seen = sequence(httpx.Response(429))
     fake = FakeTime()
     client = make_client(handler, fake, max_retries=4, backoff_cap=2.0, calls=calls)
-    with pytest.raises(SigfoxRateLimited) as info:
+    with pytest.raises(errors.SigfoxRateLimited) as info:
         client.get_device_type("dt")
     assert len(seen) == 5 and info.value.attempts == 5 and info.value.status == 429
     assert len(fake.sleeps) == 4 and all(0 <= s <= 2.0 for s in fake.sleeps)
@@ -295,7 +283,8 @@ def test_get_retried_on_5xx_and_dropped_connection() -> None:
 
 def test_get_gives_up_after_max_retries_on_5xx() -> None:
     handler, seen = sequence(httpx.Response(500))
-    with make_client(handler, max_retries=2) as client, pytest.raises(SigfoxServerError) as info:
+    with (make_client(handler, max_retries=2) as client,
+          pytest.raises(errors.SigfoxServerError) as info):
         client.get_contract_info("c1")
     assert len(seen) == 3
     assert info.value.outcome_unknown is False
@@ -310,7 +299,7 @@ def test_write_never_retried_on_5xx_or_connection_failure(
     method: str, failure: httpx.Response | Exception
 ) -> None:
     handler, seen = sequence(failure)
-    with make_client(handler) as client, pytest.raises(SigfoxError) as info:
+    with make_client(handler) as client, pytest.raises(errors.SigfoxError) as info:
         if method == "POST":
             client.create_device(DeviceCreate(id="1A2B", name="n", device_type_id="t", pac=PAC))
         elif method == "PUT":
@@ -320,13 +309,14 @@ def test_write_never_retried_on_5xx_or_connection_failure(
     assert len(seen) == 1
     assert info.value.outcome_unknown is True
     assert "may or may not have been applied" in str(info.value)
-    expected = SigfoxServerError if isinstance(failure, httpx.Response) else SigfoxConnectionError
+    expected = (errors.SigfoxServerError if isinstance(failure, httpx.Response)
+                else errors.SigfoxConnectionError)
     assert type(info.value) is expected
 
 
 def test_connection_error_names_the_path_as_sent() -> None:
     handler, _ = sequence(httpx.ReadTimeout("t"))
-    with make_client(handler) as client, pytest.raises(SigfoxConnectionError) as info:
+    with make_client(handler) as client, pytest.raises(errors.SigfoxConnectionError) as info:
         client.delete_device("1a2b")
     assert info.value.path == "/v2/devices/1A2B" and info.value.method == "DELETE"
 
@@ -340,14 +330,14 @@ def test_empty_update_is_refused_before_using_the_hourly_allowance() -> None:
 
 def test_write_connect_failure_is_known_not_applied() -> None:
     handler, seen = sequence(httpx.ConnectError("refused"))
-    with make_client(handler) as client, pytest.raises(SigfoxConnectionError) as info:
+    with make_client(handler) as client, pytest.raises(errors.SigfoxConnectionError) as info:
         client.delete_device("1A2B")
     assert len(seen) == 1 and info.value.outcome_unknown is False
 
 
 def test_get_connection_failure_exhausted() -> None:
     handler, seen = sequence(httpx.ConnectTimeout("t"))
-    with make_client(handler, max_retries=3) as client, pytest.raises(SigfoxConnectionError):
+    with make_client(handler, max_retries=3) as client, pytest.raises(errors.SigfoxConnectionError):
         client.get_device_type("dt")
     assert len(seen) == 4
 
@@ -358,14 +348,15 @@ def test_get_connection_failure_exhausted() -> None:
 @pytest.mark.parametrize(
     ("status", "error", "hint"),
     [
-        (401, SigfoxUnauthorized, "SIGFOX_API_LOGIN"),
-        (403, SigfoxForbidden, "profile"),
-        (404, SigfoxNotFound, "Check the identifier"),
-        (409, SigfoxConflict, "Conflict"),
-        (412, SigfoxError, "Unexpected"),
+        (401, errors.SigfoxUnauthorized, "SIGFOX_API_LOGIN"),
+        (403, errors.SigfoxForbidden, "profile"),
+        (404, errors.SigfoxNotFound, "Check the identifier"),
+        (409, errors.SigfoxConflict, "Conflict"),
+        (412, errors.SigfoxError, "Unexpected"),
     ],
 )
-def test_status_maps_to_typed_error(status: int, error: type[SigfoxError], hint: str) -> None:
+def test_status_maps_to_typed_error(status: int, error: type[errors.SigfoxError], hint: str
+                                    ) -> None:
     client = make_client(answer(status, {"message": "backend says no"}))
     with pytest.raises(error) as info:
         client.get_device_type("dt")
@@ -381,7 +372,7 @@ def test_bad_request_carries_field_errors() -> None:
         "errors": [{"type": "body", "field": "name", "message": "too long"}],
     }
     client = make_client(answer(400, body))
-    with pytest.raises(SigfoxBadRequest) as info:
+    with pytest.raises(errors.SigfoxBadRequest) as info:
         client.update_device("1A2B", name="x")
     err = info.value
     assert [(e.type, e.field, e.message) for e in err.field_errors] == [
@@ -396,7 +387,7 @@ def test_pac_and_password_never_in_error_messages() -> None:
         "errors": [{"type": "body", "field": "pac", "message": f"invalid {PAC.lower()}"}],
     }
     client = make_client(answer(400, body))
-    with pytest.raises(SigfoxBadRequest) as info:
+    with pytest.raises(errors.SigfoxBadRequest) as info:
         client.create_device(DeviceCreate(id="1A2B", name="n", device_type_id="t", pac=PAC))
     text = str(info.value) + repr(info.value.field_errors)
     assert PAC not in text.upper() and PASSWORD not in text
@@ -425,7 +416,7 @@ def test_on_call_reports_template_and_survives_a_failing_hook() -> None:
 def test_from_env_names_the_missing_variable(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("SIGFOX_API_PASSWORD", raising=False)
     monkeypatch.setenv("SIGFOX_API_LOGIN", "me")
-    with pytest.raises(SigfoxConfigError, match="SIGFOX_API_PASSWORD"):
+    with pytest.raises(errors.SigfoxConfigError, match="SIGFOX_API_PASSWORD"):
         SigfoxClient.from_env()
     monkeypatch.setenv("SIGFOX_API_PASSWORD", "pw")
     monkeypatch.delenv("SIGFOX_API_URL", raising=False)
@@ -470,7 +461,7 @@ def test_paging_next_followed_verbatim_and_lazily() -> None:
 def test_paging_next_to_another_host_is_refused() -> None:
     page = {"data": [DEVICE], "paging": {"next": "https://evil.example/v2/devices/?pageId=x"}}
     client = make_client(answer(200, page))
-    with pytest.raises(SigfoxError, match="another host"):
+    with pytest.raises(errors.SigfoxError, match="another host"):
         list(client.iter_devices())
 
 
@@ -604,7 +595,7 @@ def test_429s_are_named_as_sigfoxs_rate_limit_with_the_endpoint(
     handler, _ = sequence(httpx.Response(429))
     client = make_client(handler, FakeTime(), max_retries=2)
     with (caplog.at_level("INFO", logger="sigfox.transport"),
-          pytest.raises(SigfoxRateLimited) as info):
+          pytest.raises(errors.SigfoxRateLimited) as info):
         client.get_device_type("dt")
     retries = [r.getMessage() for r in caplog.records if "retry" in r.getMessage()]
     assert len(retries) == 2
@@ -618,10 +609,10 @@ def test_a_404_on_a_url_without_v2_hints_at_sigfox_api_url() -> None:
     handler, _ = sequence(httpx.Response(404))
     client = SigfoxClient("https://api.example.test", "api-login", PASSWORD,
                           transport=httpx.MockTransport(handler), sleep=lambda _s: None)
-    with pytest.raises(SigfoxNotFound) as info:
+    with pytest.raises(errors.SigfoxNotFound) as info:
         client.get_device_type("dt")
     assert "SIGFOX_API_URL must end in /v2" in str(info.value)
     with make_client(sequence(httpx.Response(404))[0]) as right, \
-            pytest.raises(SigfoxNotFound) as plain:
+            pytest.raises(errors.SigfoxNotFound) as plain:
         right.get_device_type("dt")
     assert "/v2" not in str(plain.value).split("[")[0]

@@ -19,18 +19,8 @@ import httpx
 import pytest
 from support.openapi import SpecCheckingTransport
 
+from sigfox import errors
 from sigfox.client import SigfoxClient
-from sigfox.errors import (
-    SigfoxBadRequest,
-    SigfoxConflict,
-    SigfoxConnectionError,
-    SigfoxForbidden,
-    SigfoxNotFound,
-    SigfoxPacingRefused,
-    SigfoxRateLimited,
-    SigfoxServerError,
-    SigfoxUnauthorized,
-)
 from sigfox.models import (
     BulkDeviceCreate,
     CallbackCreate,
@@ -196,7 +186,7 @@ def test_hourly_write_refused_locally_until_the_hour_has_passed(
 ) -> None:
     device_id = next(iter(simulator.world.devices))
     client.update_device(device_id, name="first")
-    with pytest.raises(SigfoxPacingRefused) as info:
+    with pytest.raises(errors.SigfoxPacingRefused) as info:
         client.update_device(device_id, name="second")
     assert info.value.retry_at > simulator.clock.now() + 3500
     assert len(api_calls(simulator, "PUT")) == 1  # the refusal sent nothing
@@ -209,7 +199,7 @@ def test_429_on_a_write_is_retried_but_bounded(simulator: SimulatorServer) -> No
     device_id = next(iter(simulator.world.devices))
     with sim_client(simulator, rate_limits=False, max_retries=2) as c:
         c.update_device(device_id, name="first")
-        with pytest.raises(SigfoxRateLimited) as info:
+        with pytest.raises(errors.SigfoxRateLimited) as info:
             c.update_device(device_id, name="second")
     assert info.value.attempts == 3
     assert [c["status"] for c in api_calls(simulator, "PUT")] == [204, 429, 429, 429]
@@ -223,7 +213,7 @@ def test_server_error_on_create_is_not_retried_and_outcome_unknown(
 ) -> None:
     simulator.fault("/v2/devices/", method="POST", status=500)
     dtype = next(iter(simulator.world.device_types))
-    with pytest.raises(SigfoxServerError) as info:
+    with pytest.raises(errors.SigfoxServerError) as info:
         client.create_device(
             DeviceCreate(id="FACE01", name="n", device_type_id=dtype, pac="0123456789ABCDEF")
         )
@@ -237,7 +227,7 @@ def test_dropped_delete_is_not_retried_and_outcome_unknown(
 ) -> None:
     device_id = deletable(simulator)
     simulator.fault(f"/v2/devices/{device_id}", method="DELETE", drop=True)
-    with pytest.raises(SigfoxConnectionError) as info:
+    with pytest.raises(errors.SigfoxConnectionError) as info:
         client.delete_device(device_id)
     assert info.value.outcome_unknown
     assert [c.get("dropped") for c in api_calls(simulator, "DELETE")] == [True]
@@ -250,7 +240,7 @@ def test_timed_out_put_is_not_retried_and_caller_can_reconcile(
     simulator.fault(f"/v2/devices/{device_id}", method="PUT", delay=1.0)
     attempts: list[tuple[str, str, int | None]] = []
     with sim_client(simulator, timeout=0.3, on_call=lambda *a: attempts.append(a)) as c:
-        with pytest.raises(SigfoxConnectionError) as info:
+        with pytest.raises(errors.SigfoxConnectionError) as info:
             c.update_device(device_id, name="renamed")
         assert info.value.outcome_unknown
         assert "read the backend" in str(info.value)
@@ -273,7 +263,7 @@ def test_reads_are_retried_on_5xx_and_dropped_connections(
 
 def test_bad_credentials(simulator: SimulatorServer) -> None:
     c = SigfoxClient(simulator.base_url, simulator.login, "wrong-password")
-    with c, pytest.raises(SigfoxUnauthorized) as info:
+    with c, pytest.raises(errors.SigfoxUnauthorized) as info:
         c.find_device("1A2B")
     assert "SIGFOX_API_PASSWORD" in str(info.value) and "wrong-password" not in str(info.value)
 
@@ -284,29 +274,29 @@ def test_backend_refusals_surface_as_typed_errors(
     world = simulator.world
     existing = next(iter(world.devices))
     dtype = next(iter(world.device_types))
-    with pytest.raises(SigfoxConflict):
+    with pytest.raises(errors.SigfoxConflict):
         client.create_device(
             DeviceCreate(id=existing, name="dup", device_type_id=dtype, pac=world.pac_of(existing))
         )
-    with pytest.raises(SigfoxBadRequest) as bad:
+    with pytest.raises(errors.SigfoxBadRequest) as bad:
         client.create_device(
             DeviceCreate(id="FACE02", name="n", device_type_id="nope", pac="0011223344556677")
         )
     assert [e.field for e in bad.value.field_errors] == ["deviceTypeId"]
-    with pytest.raises(SigfoxNotFound):
+    with pytest.raises(errors.SigfoxNotFound):
         client.get_device_type("000000000000000000000000")
     valid = world.add_device(token="ok").id
-    with pytest.raises(SigfoxForbidden):
+    with pytest.raises(errors.SigfoxForbidden):
         client.delete_device(valid)
 
 
 def test_fault_statuses_map_to_exceptions(simulator: SimulatorServer, client: SigfoxClient) -> None:
     cases = [
-        (400, SigfoxBadRequest),
-        (401, SigfoxUnauthorized),
-        (403, SigfoxForbidden),
-        (404, SigfoxNotFound),
-        (409, SigfoxConflict),
+        (400, errors.SigfoxBadRequest),
+        (401, errors.SigfoxUnauthorized),
+        (403, errors.SigfoxForbidden),
+        (404, errors.SigfoxNotFound),
+        (409, errors.SigfoxConflict),
     ]
     for status, error in cases:
         simulator.fault("/v2/groups/", method="GET", status=status)
@@ -320,11 +310,11 @@ RETRIES = 2
 # (fault, exception, write outcome unknown): each kind the simulator can inject, as the
 # client must surface it once retries (reads, and 429 for every method) are used up.
 FAULT_KINDS = [
-    pytest.param({"status": 500}, SigfoxServerError, True, id="status500"),
-    pytest.param({"status": 503}, SigfoxServerError, True, id="status503"),
-    pytest.param({"status": 429}, SigfoxRateLimited, False, id="status429"),
-    pytest.param({"delay": 0.3}, SigfoxConnectionError, True, id="delay"),
-    pytest.param({"drop": True}, SigfoxConnectionError, True, id="drop"),
+    pytest.param({"status": 500}, errors.SigfoxServerError, True, id="status500"),
+    pytest.param({"status": 503}, errors.SigfoxServerError, True, id="status503"),
+    pytest.param({"status": 429}, errors.SigfoxRateLimited, False, id="status429"),
+    pytest.param({"delay": 0.3}, errors.SigfoxConnectionError, True, id="delay"),
+    pytest.param({"drop": True}, errors.SigfoxConnectionError, True, id="drop"),
 ]
 
 
@@ -379,7 +369,7 @@ def test_delete_then_recreate_waits_for_release(make_simulator: MakeSim) -> None
             device_type_id=before.device_type.id,  # type: ignore[union-attr]
             pac=pac or "",
         )
-        with pytest.raises(SigfoxConflict, match="released"):
+        with pytest.raises(errors.SigfoxConflict, match="released"):
             c.create_device(body)
         sim.clock.advance(901)
         assert c.create_device(body) == device_id

@@ -35,6 +35,7 @@ from sigfox.models.requests import (
     DeviceCreate,
     DeviceUpdate,
     SigfoxRequest,
+    SingleDeviceFields,
     normalize_device_id,
 )
 from sigfox.models.resources import (
@@ -82,6 +83,7 @@ __all__ = [
     "RegistrationProgress",
     "SigfoxModel",
     "SigfoxRequest",
+    "SingleDeviceFields",
     "Token",
     "TokenState",
     "ms_to_datetime",

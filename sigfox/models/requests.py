@@ -41,36 +41,35 @@ def _certificate_from_str(value: object) -> object:
     return {"key": value} if isinstance(value, str) else value
 
 
-class DeviceCreate(SigfoxRequest):
-    """Definition `deviceCreationJob` (POST /devices/)."""
+class SingleDeviceFields(SigfoxRequest):
+    """Definition `singleDeviceFields`: what a device's creation and its update share."""
+
+    lat: float | None = None
+    lng: float | None = None
+    prototype: bool | None = None
+    product_certificate: CertificateRef | None = None
+    automatic_renewal: bool | None = None
+    activable: bool | None = None
+
+    _cert = field_validator("product_certificate", mode="before")(_certificate_from_str)
+
+
+class DeviceCreate(SingleDeviceFields):
+    """Definition `deviceCreationJob` (POST /devices/): `commonDevice`, `singleDeviceFields`,
+    the device type and the PAC."""
 
     id: str
     name: str = Field(max_length=100)
     device_type_id: str
     pac: str = Field(repr=False)
-    lat: float | None = None
-    lng: float | None = None
-    prototype: bool | None = None
-    product_certificate: CertificateRef | None = None
-    automatic_renewal: bool | None = None
-    activable: bool | None = None
 
     _norm_id = field_validator("id")(normalize_device_id)
-    _cert = field_validator("product_certificate", mode="before")(_certificate_from_str)
 
 
-class DeviceUpdate(SigfoxRequest):
-    """Definition `deviceUpdateJob` (PUT /devices/{id})."""
+class DeviceUpdate(SingleDeviceFields):
+    """Definition `deviceUpdateJob` (PUT /devices/{id}): `singleDeviceFields` and the name."""
 
     name: str | None = Field(default=None, max_length=100)
-    lat: float | None = None
-    lng: float | None = None
-    prototype: bool | None = None
-    product_certificate: CertificateRef | None = None
-    automatic_renewal: bool | None = None
-    activable: bool | None = None
-
-    _cert = field_validator("product_certificate", mode="before")(_certificate_from_str)
 
 
 class BulkDeviceCreate(SigfoxRequest):
