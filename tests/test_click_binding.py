@@ -37,6 +37,7 @@ from support.slack_signing import (
 )
 
 from bot import blocks
+from bot.listeners.binding import NOT_HERE
 from commands.config import parse_config
 from commands.states import WorkflowState
 from storage import buttons as carrying
@@ -257,10 +258,12 @@ def test_a_job_button_works_only_on_its_own_message(bot: BotHarness, name: str,
     refusals = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
     assert len(refusals) == len(MISPLACED) and all(action_id in r for r in refusals)
     for where, changes in FOREIGN.items():
+        told = len(bot.ephemeral_texts(surface.clicker))
         response = click(bot, surface, **changes)
         assert (response.status_code, response.text) == (200, ""), where
         assert not surface.changed(), f"{name} honoured from {where}"
-    assert any("dropped" in r.getMessage() for r in caplog.records)
+        assert bot.ephemeral_texts(surface.clicker)[told:] == [f"{NOT_HERE}\n[]"], where
+    assert sum("dropped" in r.getMessage() for r in caplog.records) == len(FOREIGN)
 
     click(bot, surface)  # on its own message
     assert surface.changed(), name
@@ -339,10 +342,11 @@ def test_the_home_tab_carries_no_cancel(bot: BotHarness) -> None:
 
 
 def test_a_command_for_another_workspace_is_dropped(bot: BotHarness) -> None:
-    bot.post(slash_command_body(f"renew {bot.fleet.off_contract} by delete",
-                                user_id=REQUESTER_ID, team_id="T0OTHERWS"))
+    response = bot.post(slash_command_body(f"renew {bot.fleet.off_contract} by delete",
+                                           user_id=REQUESTER_ID, team_id="T0OTHERWS"))
     bot.executor.drain()
     assert bot.core.store.list_workflows() == []
+    assert response.json() == {"response_type": "ephemeral", "text": NOT_HERE}
 
 
 def test_without_the_app_id_the_workspace_is_still_checked(make_simulator, tmp_path: Path,

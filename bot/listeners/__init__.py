@@ -36,7 +36,8 @@ def register_listeners(app: App, services: Services) -> None:
     """`/sigfox`, the job and alert buttons, App Home's event, the reason forms (modals, which
     the command and Reject open), and the error logger."""
     # Before every listener: the request must name this workspace and app.
-    app.middleware(installation_guard(Installation(services.client)))
+    app.middleware(installation_guard(Installation(services.client),
+                                      app.listener_runner.listener_executor.submit))
     handler = CommandHandler(services.core, services.alerts)
     forms = ReasonForms(core=services.core, edge=services.edge, handler=handler,
                         groups=services.groups)

@@ -14,13 +14,17 @@ is told privately and the log says why (ids only, never a PAC).
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from slack_bolt import BoltResponse
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
+from slack_sdk.webhook import WebhookClient
 
 from bot import blocks
 from storage import buttons as carrying
@@ -77,8 +81,17 @@ def team_and_app(body: dict[str, Any]) -> tuple[str, str]:
     return str(team or ""), str(body.get("api_app_id") or "")
 
 
-def installation_guard(installation: Installation) -> Any:
-    """A Bolt middleware: requests for another workspace or app are answered and dropped."""
+NOT_HERE = ("This Sigfox bot serves another Slack workspace or app, so it did nothing with "
+            "this. Use the bot installed in your workspace.")
+CANNOT_CHECK = ("The Sigfox bot cannot confirm its Slack workspace right now, so it did nothing "
+                "with this. Try again in a minute.")
+
+
+def installation_guard(installation: Installation,
+                       run_later: Callable[[Callable[[], None]], object]) -> Any:
+    """A Bolt middleware: requests for another workspace or app change nothing; the person is
+    told privately (a command in its acknowledgement, a click through its response URL, sent
+    by `run_later` so the acknowledgement does not wait for it)."""
 
     def guard(body: dict[str, Any], next: Any) -> Any:  # Bolt passes `next` by that name
         if "ssl_check" in body or body.get("type") == "url_verification":
@@ -87,10 +100,30 @@ def installation_guard(installation: Installation) -> Any:
         if expected is None or not _names(team_and_app(body), expected):
             log.warning("request for workspace/app %s dropped: the bot is installed in %s",
                         team_and_app(body), expected)
-            return BoltResponse(status=200, body="")
+            return _refused(body, NOT_HERE if expected else CANNOT_CHECK, run_later)
         return next()
 
     return guard
+
+
+def _refused(body: dict[str, Any], text: str,
+             run_later: Callable[[Callable[[], None]], object]) -> BoltResponse:
+    if "command" in body:  # Slack shows a command's acknowledgement to its author only
+        return BoltResponse(status=200, body=json.dumps({"response_type": "ephemeral",
+                                                         "text": text}),
+                            headers={"content-type": ["application/json"]})
+    url = body.get("response_url")
+    if isinstance(url, str) and url.startswith(("https://", "http://")):
+        run_later(partial(_tell_privately, url, text))
+    return BoltResponse(status=200, body="")
+
+
+def _tell_privately(url: str, text: str) -> None:
+    try:
+        WebhookClient(url, timeout=10).send(text=text, response_type="ephemeral",
+                                            replace_original=False)
+    except Exception as error:  # the answer is a courtesy: never let it fail anything
+        log.info("could not answer a request for another workspace (%s)", type(error).__name__)
 
 
 def _names(named: tuple[str, str], expected: tuple[str, str]) -> bool:
