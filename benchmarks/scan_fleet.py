@@ -21,7 +21,7 @@ from pathlib import Path
 
 from common import LOGIN, MACHINE, PASSWORD, list_requests, simulator_process, write_section
 
-from commands.alerting import AlertService
+from bot.service import build_alerts
 from commands.config import parse_config
 from commands.ports import SystemClock
 from sigfox.client import SigfoxClient
@@ -44,7 +44,7 @@ def run_scan(devices: int, rate_limits: bool) -> dict[str, float]:
     with simulator_process(devices, rate_limits=rate_limits) as root, \
             tempfile.TemporaryDirectory() as tmp:
         client = SigfoxClient(f"{root}/v2", LOGIN, PASSWORD, rate_limits=rate_limits)
-        service = AlertService(
+        service = build_alerts(  # as the running bot builds them
             api=client, database=open_database(Path(tmp) / "bench.db"), sink=NullSink(),
             config=parse_config('[alerts]\nchannel = "C0BENCH01"\n'), clock=SystemClock(),
         )

@@ -166,10 +166,9 @@ def check_schedule(env: Env) -> CheckResult:
     import sqlite3
     import time
 
+    from commands.alerting import scan_timing_of
     from commands.config import CONFIG_ENV_VAR, ConfigError, load_config
-    from commands.schedules import scan_timing
     from storage.db import open_database
-    from storage.fleet import FleetStore
 
     path = Path(env.get("SIGFOX_BOT_DB") or DEFAULT_DB)
     if not path.exists():
@@ -184,7 +183,7 @@ def check_schedule(env: Env) -> CheckResult:
     try:
         database = open_database(path)
         try:
-            timing = scan_timing(FleetStore(database), settings.scan_interval, time.time())
+            timing = scan_timing_of(database, settings, time.time())
         finally:
             database.close()
     except (OSError, sqlite3.Error) as error:  # the database check says what is wrong with it

@@ -209,7 +209,7 @@ def scan(as_json: bool, changes: bool, csv_dir: Path | None, db_path: Path | Non
     \b
     Exit status: 0 nothing critical is open, 2 critical alerts are open, 1 the scan failed.
     """
-    from commands.terminal_alerts import ScanOptions, run_terminal_scan
+    from bot.scan_cli import ScanOptions, run_terminal_scan
 
     if changes and db_path is None:
         raise click.UsageError("--changes compares with the previous scan, which is kept only "

@@ -38,7 +38,7 @@ from bot.readiness import (
 )
 from bot.slack_client import make_web_client
 from commands import metrics
-from commands.alerting import AlertService
+from commands.alerting import AlertService, AlertSink
 from commands.config import BotConfig, load_config
 from commands.policy import Actor
 from commands.ports import Clock, Notifier, SigfoxApi, SystemClock
@@ -185,10 +185,8 @@ def assemble(
         client, ReadModels(store), edge, min_interval=post_interval,
         progress_interval=config.timing.progress_interval.total_seconds(),
         device_lines_up_to=config.timing.device_lines_up_to)
-    # Fleet scans pace their list walk by sleeping in their own scheduler thread; the workflows
-    # never sleep: a wait comes back as a date the step records (issue 16).
-    alerts = AlertService(api=api, database=database, sink=SlackAlertSink(client), config=config,
-                          clock=clock, audit=store.audit)
+    alerts = build_alerts(api=api, database=database, sink=SlackAlertSink(client),
+                          config=config, clock=clock)
     told: Notifier = ProgressLane(notifier) if progress_lane else notifier
     core = Core(api=workflow_api(api), store=store, notifier=told, clock=clock,
                 config=config, on_renewed=alerts.resolve_for_device)
@@ -198,6 +196,17 @@ def assemble(
                         read_lane=ReadLane(read_executor))
     register_listeners(bolt_app, services)
     return services
+
+
+def build_alerts(*, api: SigfoxApi, database: SafeDatabase, sink: AlertSink, config: BotConfig,
+                 clock: Clock) -> AlertService:
+    """The fleet scan and alerts as the running bot has them, delivering to `sink`: `assemble`
+    builds them so (the Slack sink), and so does `sigfox-bot scan` (bot/scan_cli.py, a sink that
+    keeps what it is given). Fleet scans pace their list walk by sleeping in their own thread
+    (the scheduler's, the CLI's); the workflows never sleep: a wait comes back as a date the
+    step records. Snoozes are audited with the rest of the bot's actions."""
+    return AlertService(api=api, database=database, sink=sink, config=config, clock=clock,
+                        audit=Store(database).audit)
 
 
 def _sigfox_client(env: Mapping[str, str], database: SafeDatabase) -> SigfoxClient:

@@ -8,13 +8,17 @@ What it offers (everything the bot, the CLI and the demo need; the modules behin
   `AlertDigest`, `DailyDigest`, `ScanProblem`, `ScanReport`, `ExpiringSummary`, `DeviceReport`,
   `AlertsOverview`, `FleetSummary`, `SnoozeInfo`, `SnoozeOutcome`, and `AlertSink`, the port a
   digest is delivered through;
-- `NOTE_LIMIT` (digests.py): the per-alert lines a digest tells before it only counts them.
+- `NOTE_LIMIT` (digests.py): the per-alert lines a digest tells before it only counts them;
+- `scan_timing_of` (answers.py): when the last scan completed and the next is due, from a
+  database alone.
 
 Inside: `rules` (the alert rules, run by `storage.fleet`), `scan` (reading the fleet, a failing
-scan), `digests` (grouping per channel, CSV files), `delivery` (handing digests to the sink),
-`answers` (the read side), `snoozes`, `rows` (table rows to values).
+scan), `stages` (inhibit, silence, dedup, group, notify), `delivery` (the stages run over the
+notification log of `storage.notifications`), `digests` (per-channel aggregates, routing, CSV
+files), `answers` (the read side), `snoozes`, `rows` (table rows to values).
 """
 
+from commands.alerting.answers import scan_timing_of
 from commands.alerting.digests import NOTE_LIMIT, TOP_LIMIT
 from commands.alerting.model import (
     AlertDigest,
@@ -62,4 +66,5 @@ __all__ = [
     "SnoozeInfo",
     "SnoozeOutcome",
     "WeekBucket",
+    "scan_timing_of",
 ]

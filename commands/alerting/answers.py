@@ -26,7 +26,14 @@ from commands.config import AlertsConfig
 from commands.ports import Clock
 from commands.schedules import ScanTiming, scan_timing
 from sigfox.models import normalize_device_id
+from storage.db import SafeDatabase
 from storage.fleet import FleetStore
+
+
+def scan_timing_of(database: SafeDatabase, settings: AlertsConfig, now: float) -> ScanTiming:
+    """When the last scan completed and the next is due, from a database alone (what
+    `sigfox-bot check` says of a bot that may not be running)."""
+    return scan_timing(FleetStore(database), settings.scan_interval, now)
 
 
 class AlertAnswers:

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bot.service import build_alerts
 from commands.alerting import (
     AlertDigest,
     AlertService,
@@ -65,7 +66,7 @@ def service(
     cfg: BotConfig | None = None,
     api: SigfoxClient | None = None,
 ) -> AlertService:
-    return AlertService(
+    return build_alerts(  # as `assemble` builds them, with the test's sink
         api=api or client_for(sim),
         database=open_database(db_path),
         sink=sink,

@@ -76,6 +76,7 @@ class RecordingAlertSink:
 def run_terminal_scan(options: ScanOptions, *, env: Mapping[str, str] | None = None,
                       out: TextIO | None = None, err: TextIO | None = None) -> int:
     """Scan once; print the digest (or the JSON document); return the exit status."""
+    from bot.service import build_alerts
     from commands.config import ConfigError, load_config
     from commands.ports import SystemClock
     from sigfox.client import SigfoxClient
@@ -90,7 +91,8 @@ def run_terminal_scan(options: ScanOptions, *, env: Mapping[str, str] | None = N
     except (ConfigError, SigfoxConfigError) as error:
         return report_to.failure(f"Cannot scan: {error}")
     with client, _database_file(options.db_path) as db_path:
-        service = AlertService(api=client, database=open_database(db_path),
+        # The alerts as the running bot builds them, telling what they find to this command.
+        service = build_alerts(api=client, database=open_database(db_path),
                                sink=RecordingAlertSink(), config=config, clock=SystemClock())
         report_to.progress(f"Scanning the fleet at {client.base_url} …")
         report = service.scan(started_by="cli", progress=report_to.progress_counter())
