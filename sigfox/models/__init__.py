@@ -31,6 +31,7 @@ from sigfox.models.jobs import (
 from sigfox.models.requests import (
     BulkDeviceCreate,
     CallbackCreate,
+    CallbackDelivery,
     CertificateRef,
     DeviceCreate,
     DeviceUpdate,
@@ -61,6 +62,7 @@ __all__ = [
     "BulkJob",
     "Callback",
     "CallbackCreate",
+    "CallbackDelivery",
     "CallbackSubtype",
     "CallbackType",
     "Certificate",

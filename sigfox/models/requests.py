@@ -91,16 +91,13 @@ class BulkDeviceCreate(SigfoxRequest):
         return cls.model_validate(data)
 
 
-class CallbackCreate(SigfoxRequest):
-    """Definitions `createUrlCallback`, `createBatchUrlCallback`, `createEmailCallback`."""
+class CallbackDelivery(BaseModel):
+    """How a callback is delivered, the same in what Sigfox answers (`urlCallback`,
+    `batchUrlCallback`, `emailCallback`) and in what creates one (`createUrlCallback`, ...):
+    `Callback` and `CallbackCreate` add these to their own base."""
 
-    channel: Literal["URL", "BATCH_URL", "EMAIL"]
-    callback_type: int
-    callback_subtype: int
-    enabled: bool
     payload_config: str | None = None
     url: str | None = None
-    http_method: Literal["GET", "PUT", "POST"] | None = None
     headers: dict[str, str] | None = None
     send_sni: bool | None = None
     body_template: str | None = None
@@ -109,3 +106,13 @@ class CallbackCreate(SigfoxRequest):
     subject: str | None = None
     recipient: str | None = None
     message: str | None = None
+
+
+class CallbackCreate(SigfoxRequest, CallbackDelivery):
+    """Definitions `createUrlCallback`, `createBatchUrlCallback`, `createEmailCallback`."""
+
+    channel: Literal["URL", "BATCH_URL", "EMAIL"]
+    callback_type: int
+    callback_subtype: int
+    enabled: bool
+    http_method: Literal["GET", "PUT", "POST"] | None = None

@@ -24,7 +24,7 @@ from sigfox.models.codes import (
     DeviceState,
     TokenState,
 )
-from sigfox.models.requests import CallbackCreate
+from sigfox.models.requests import CallbackCreate, CallbackDelivery
 
 
 def ms_to_datetime(ms: int | None) -> datetime | None:
@@ -274,27 +274,17 @@ class Group(SigfoxModel):
     created_by: str | None = None
 
 
-class Callback(SigfoxModel):
+class Callback(SigfoxModel, CallbackDelivery):
     """A device type's callback (definitions callback, urlCallback, batchUrlCallback, ...)."""
 
     id: str | None = None
     channel: str | None = None
     callback_type: CallbackType | None = None
     callback_subtype: CallbackSubtype | None = None
-    payload_config: str | None = None
     enabled: bool | None = None
     dead: bool | None = None
-    url: str | None = None
     http_method: str | None = None
     downlink_hook: bool | None = None
-    headers: dict[str, str] | None = None
-    send_sni: bool | None = None
-    body_template: str | None = None
-    content_type: str | None = None
-    line_pattern: str | None = None
-    subject: str | None = None
-    recipient: str | None = None
-    message: str | None = None
 
     def to_create(self) -> CallbackCreate:
         """A creation body reproducing this callback on another device type."""
