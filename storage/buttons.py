@@ -31,6 +31,7 @@ RELEASE = "release"  # "Sigfox still holds the id": Keep waiting, Stop waiting
 SUMMARY = "summary"  # the job's end: Show PAC, Copy callbacks
 
 MESSAGES = "button_messages"
+KEEP_HOMES = 10
 HOMES = "home_views"
 
 # The notifier's own records of what it posted before this table existed (bot/notifier.py).
@@ -48,7 +49,7 @@ class ButtonMessages:
         """The message at (`channel`, `ts`) carries `workflow_id`'s buttons of `kind`."""
         with self.database.transaction() as db:
             db.table(MESSAGES).insert({"channel": channel, "ts": ts, "workflow_id": workflow_id,
-                                 "kind": kind, "posted_at": now}, replace=True)
+                                       "kind": kind, "posted_at": now}, replace=True)
 
     def kind_of(self, workflow_id: int, channel: str, ts: str) -> str | None:
         """The kind of message the bot recorded at (`channel`, `ts`) for this job, or None
@@ -66,10 +67,16 @@ class ButtonMessages:
                 "workflow_id = ?", [workflow_id], order_by="posted_at, rowid"))
 
     def record_home(self, user_id: str, view_id: str, now: float) -> None:
-        """The bot published `user_id`'s Home tab as view `view_id`."""
+        """The bot published `user_id`'s Home tab as view `view_id`. The last `KEEP_HOMES`
+        views of each person are kept (a tab left open in a second client still counts)."""
         with self.database.transaction() as db:
-            db.table(HOMES).insert({"user_id": user_id, "view_id": view_id, "published_at": now},
-                             replace=True)
+            homes = db.table(HOMES)
+            homes.insert({"user_id": user_id, "view_id": view_id, "published_at": now},
+                         replace=True)
+            older = [row["view_id"] for row in homes.rows_where(
+                "user_id = ?", [user_id], order_by="published_at DESC", offset=KEEP_HOMES)]
+            for old in older:
+                homes.delete((user_id, old))
 
     def is_home_of(self, user_id: str, view_id: str) -> bool:
         with self.database.lock:

@@ -41,7 +41,7 @@ from bot.listeners.binding import NOT_HERE
 from commands.config import parse_config
 from commands.states import WorkflowState
 from storage import buttons as carrying
-from storage.buttons import ButtonMessages
+from storage.buttons import KEEP_HOMES, ButtonMessages
 from storage.db import MIGRATIONS, open_database, schema_version
 
 CONFIG = """
@@ -403,3 +403,13 @@ def test_only_the_exact_action_id_is_a_job_button(bot: BotHarness, action_id: st
     surface.action_id = action_id  # the real id inside another one: no listener matches
     assert click(bot, surface).status_code == 404
     assert not surface.changed()
+
+
+def test_each_persons_last_home_tabs_are_kept(tmp_path: Path) -> None:
+    recorded = ButtonMessages(open_database(tmp_path / "bot.db"))
+    for n in range(KEEP_HOMES + 3):
+        recorded.record_home(APPROVER_ID, f"V{n:04d}", float(n))
+    recorded.record_home(OUTSIDER_ID, "V0000", 0.0)
+    kept = [n for n in range(KEEP_HOMES + 3) if recorded.is_home_of(APPROVER_ID, f"V{n:04d}")]
+    assert kept == list(range(3, KEEP_HOMES + 3))
+    assert recorded.is_home_of(OUTSIDER_ID, "V0000")  # another person's are their own
