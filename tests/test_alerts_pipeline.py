@@ -331,3 +331,19 @@ def test_an_upgraded_database_keeps_the_digests_slack_refused_and_what_was_told(
         ("1A02", "off_contract", "new"), ("1A03", "expiring", "worse"),
         ("1A04", "invalid", "resolved"), ("1A06", "expiring", "repeat")]
     assert delivery.redeliver(now) == [] and log.pending() == []
+
+
+def test_a_pending_digest_whose_news_resolved_meanwhile_is_closed_not_sent(
+    make_simulator: MakeSim, tmp_path: Path,
+) -> None:
+    sim = make_simulator(devices=0, rate_limits=False)
+    add(sim, "1C001", end_in_days=5)
+    sink = FlakySink(down=True)
+    svc = service(sim, tmp_path / "bot.db", sink)
+    assert svc.scan().ok and len(svc.undelivered()) == 1
+    svc.resolve_for_device("1C001")  # renewed through the bot before Slack came back
+    sink.down = False
+    assert svc.redeliver() == []  # nobody heard of the alert: no news that it is gone
+    assert svc.undelivered() == [] and sink.digests == []
+    (closed,) = svc.delivery.log.recent(1)
+    assert (closed.state, closed.attempts) == ("obsolete", 1)

@@ -13,7 +13,10 @@ Alertmanager's notify pipeline; `commands.alerting.delivery` runs them in this o
    there and is built again and retried (`AlertService.redeliver`, the next scan), restarts
    included.
 
-Inhibited and silenced alerts stay open and counted: they are only not announced.
+Inhibited and silenced alerts stay open and counted: they are only not announced. An outage
+inhibits per-device news at the source: a scan that fails (Sigfox unreachable) runs no rule, so
+no alert opens or resolves on a partial fleet, and one scan-failure message is told instead
+(`commands.alerting.scan.ScanProblems`).
 """
 
 from __future__ import annotations
