@@ -5,7 +5,8 @@ Slack messages; it holds no Sigfox rules. What it offers:
 
 - `assemble`, `build_services`, `Services`, `ServiceError`, `serve` (service.py): the running
   bot, built from its parts (the one wiring `serve`, the demo and the tests share) or from the
-  environment, and its Socket Mode or HTTP runner;
+  environment, and its Socket Mode or HTTP runner; `build_alerts`: its alerts (`assemble` and
+  `sigfox-bot scan` build them so);
 - `register_listeners` (listeners/): every Slack listener, one module per kind;
 - `create_bolt_app` (app.py), `create_web_app` (web.py): the bare Bolt app and the web endpoints
   (`/slack/events`, `/healthz`, `/metrics`, `/sigfox/uplink`);
@@ -13,7 +14,8 @@ Slack messages; it holds no Sigfox rules. What it offers:
 - `SlackNotifier` (notifier.py), `SlackAlertSink` (alerts.py): the core's progress and alerts,
   as Slack messages;
 - `make_web_client` (slack_client.py): the `slack_sdk` client every part shares;
-- `run_checks` (checks.py): `sigfox-bot check`; `main` (cli.py): the `sigfox-bot` script.
+- `run_checks` (checks.py): `sigfox-bot check`; `run_terminal_scan` (scan_cli.py):
+  `sigfox-bot scan`; `main` (cli.py): the `sigfox-bot` script.
 
 The names load on first use, so `sigfox-bot --help` does not load Slack's libraries.
 """
@@ -31,7 +33,15 @@ if TYPE_CHECKING:
     from bot.handler import CommandHandler
     from bot.listeners import register_listeners
     from bot.notifier import SlackNotifier
-    from bot.service import ServiceError, Services, assemble, build_services, serve
+    from bot.scan_cli import run_terminal_scan
+    from bot.service import (
+        ServiceError,
+        Services,
+        assemble,
+        build_alerts,
+        build_services,
+        serve,
+    )
     from bot.slack_client import make_web_client
     from bot.web import create_web_app
 
@@ -42,6 +52,7 @@ __all__ = [
     "SlackAlertSink",
     "SlackNotifier",
     "assemble",
+    "build_alerts",
     "build_services",
     "create_bolt_app",
     "create_web_app",
@@ -49,6 +60,7 @@ __all__ = [
     "make_web_client",
     "register_listeners",
     "run_checks",
+    "run_terminal_scan",
     "serve",
 ]
 
@@ -60,7 +72,9 @@ _HOMES = {
     "handler": ["CommandHandler"],
     "listeners": ["register_listeners"],
     "notifier": ["SlackNotifier"],
-    "service": ["ServiceError", "Services", "assemble", "build_services", "serve"],
+    "scan_cli": ["run_terminal_scan"],
+    "service": ["ServiceError", "Services", "assemble", "build_alerts", "build_services",
+                "serve"],
     "slack_client": ["make_web_client"],
     "web": ["create_web_app"],
 }
