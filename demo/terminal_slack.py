@@ -34,7 +34,7 @@ from typing import Any, NamedTuple, TextIO
 from commands import human
 from commands.logs import redact
 from demo.render import buttons_of, first_line, render_message
-from demo.slack_standin import Message, SlackApiStandIn
+from demo.slack_standin import Identity, Message, SlackApiStandIn
 from demo.slack_standin.record import Change, Event
 
 TEAM_ID = "T0DEMO0001"
@@ -124,6 +124,11 @@ class TerminalSlack:
     @property
     def token(self) -> str:
         return self.standin.token
+
+    @property
+    def identity(self) -> Identity:
+        """The workspace and the app, as requests from its people name them."""
+        return self.standin.workspace.identity
 
     @property
     def api_url(self) -> str:

@@ -143,6 +143,9 @@ def _finish(world: DemoWorld, workflow_id: int, device: str) -> None:
 
 
 def _click(world: DemoWorld, person: Person, label: str) -> None:
+    # The bot posts from its own threads: on a loaded machine the button may come after a
+    # quiet moment that `settle` took for the end.
+    wait_for(lambda: world.slack.find_button(label) is not None)
     if not world.click(person, label):
         raise TourStopped(f"no [ {label} ] button to click")
 

@@ -14,7 +14,6 @@ while something waits (a release hold of 30 virtual minutes passes in about a se
 
 from __future__ import annotations
 
-import itertools
 import json
 import logging
 import secrets
@@ -31,10 +30,10 @@ from typing import TYPE_CHECKING, Any, TextIO
 from urllib.parse import urlencode
 
 from slack_bolt import App, BoltRequest
-from slack_sdk.signature import SignatureVerifier
 
 from commands.config import BotConfig, parse_config
-from demo.terminal_slack import APP_ID, TEAM_ID, Person, Posted, TerminalSlack
+from demo.slack_standin import inbound
+from demo.terminal_slack import Person, TerminalSlack
 from sigfox.simulator import SimulatorServer
 
 if TYPE_CHECKING:
@@ -122,7 +121,6 @@ class DemoWorld:
         self.stream = stream
         self.config = demo_config()
         self.signing_secret = secrets.token_hex(16)
-        self._triggers = itertools.count(1)
         self._tmp: Path | None = None
         self._stoppers: list[Callable[[], object]] = []
         self.simulator: SimulatorServer
@@ -240,15 +238,10 @@ class DemoWorld:
     def command(self, user: Person, text: str, channel: str = OPS_CHANNEL) -> None:
         """`user` types `/sigfox <text>` in `channel`."""
         self.slack.say_typed(user.user_id, channel, f"/sigfox {text}".strip())
-        # Shaped as Slack's (views.open refuses another): <number>.<team number>.<hex>
-        trigger = f"{next(self._triggers)}.{TEAM_ID[1:]}.{secrets.token_hex(4)}"
-        form = {
-            "token": "demo", "team_id": TEAM_ID, "team_domain": "acme-iot-demo",
-            "channel_id": channel, "channel_name": CHANNELS.get(channel, channel),
-            "user_id": user.user_id, "user_name": user.name, "command": "/sigfox",
-            "text": text, "api_app_id": APP_ID, "trigger_id": trigger,
-            "response_url": self.slack.response_url(channel, user.user_id),
-        }
+        form = inbound.slash_command_fields(
+            self.slack.identity, text, user_id=user.user_id, user_name=user.name,
+            channel_id=channel, channel_name=CHANNELS.get(channel, channel),
+            response_url=self.slack.response_url(channel, user.user_id))
         self._dispatch(urlencode(form), user, channel)
 
     def click(self, user: Person, label: str) -> bool:
@@ -256,12 +249,16 @@ class DemoWorld:
         found = self.slack.find_button(label)
         if found is None:
             return False
-        message, button = found
-        self.slack.say_clicked(user.user_id, _label(button), message)
-        payload = _action_payload(user, message, button,
-                                  self.slack.response_url(message.channel, user.user_id,
-                                                          message.ts))
-        self._dispatch(urlencode({"payload": json.dumps(payload)}), user, message.channel)
+        posted, element = found
+        self.slack.say_clicked(user.user_id, _label(element), posted)
+        action = {k: v for k, v in element.items() if not k.startswith("_")}
+        action["block_id"] = element.get("_block_id", "")
+        payload = inbound.block_actions_payload(
+            self.slack.identity, action, message=posted.message, user_id=user.user_id,
+            user_name=user.name, channel_id=posted.channel,
+            channel_name=CHANNELS.get(posted.channel, ""),
+            response_url=self.slack.response_url(posted.channel, user.user_id, posted.ts))
+        self._dispatch(inbound.interaction_body(payload), user, posted.channel)
         return True
 
     def submit_form(self, user: Person, answer: str) -> bool:
@@ -270,24 +267,10 @@ class DemoWorld:
         view = self.slack.modal
         if view is None:
             return False
-        values: dict[str, Any] = {}
-        for block in view.get("blocks") or []:
-            element = block.get("element") or {}
-            if block.get("type") != "input":
-                continue
-            if element.get("type") == "static_select":
-                state = {"type": "static_select",
-                         "selected_option": element.get("initial_option")}
-            else:
-                state = {"type": element.get("type"), "value": answer}
-            values[block["block_id"]] = {element.get("action_id"): state}
-        payload = {"type": "view_submission", "api_app_id": APP_ID, "token": "demo",
-                   "team": {"id": TEAM_ID, "domain": "acme-iot-demo"},
-                   "user": {"id": user.user_id, "username": user.name, "name": user.name,
-                            "team_id": TEAM_ID},
-                   "trigger_id": f"{time.time():.6f}.demo",
-                   "view": {**view, "state": {"values": values}}}
-        body = urlencode({"payload": json.dumps(payload)})
+        answers = _filled(view, answer)
+        payload = inbound.view_submission_payload(self.slack.identity, view, answers,
+                                                  user_id=user.user_id, user_name=user.name)
+        body = inbound.interaction_body(payload)
         response = self.app.dispatch(signed_request(self.signing_secret, body))
         errors = _form_errors(response.body)
         if errors:  # the form stays open and says what is wrong
@@ -320,39 +303,26 @@ class DemoWorld:
 
 def signed_request(signing_secret: str, body: str) -> BoltRequest:
     """A request carrying Slack's signature headers over `body` (checked by Bolt)."""
-    timestamp = str(int(time.time()))  # Bolt compares with real time, not the virtual clock
-    signature = SignatureVerifier(signing_secret).generate_signature(timestamp=timestamp,
-                                                                     body=body)
-    headers: dict[str, str | Sequence[str]] = {
-        "content-type": ["application/x-www-form-urlencoded"],
-        "x-slack-request-timestamp": [timestamp],
-        "x-slack-signature": [signature or ""],
-    }
+    headers: dict[str, str | Sequence[str]] = dict(inbound.signed_headers(signing_secret, body))
     return BoltRequest(body=body, headers=headers)
 
 
-def _label(button: dict[str, Any]) -> str:
-    return str(button.get("_label") or (button.get("text") or {}).get("text", ""))
+def _label(element: dict[str, Any]) -> str:
+    return str(element.get("_label") or (element.get("text") or {}).get("text", ""))
 
 
-def _action_payload(user: Person, message: Posted, button: dict[str, Any],
-                    response_url: str) -> dict[str, Any]:
-    action = {k: v for k, v in button.items() if not k.startswith("_")}
-    action.update(block_id=button.get("_block_id", ""), action_ts=f"{time.time():.6f}")
-    container: dict[str, Any] = {"type": "message", "message_ts": message.ts,
-                                 "channel_id": message.channel, "is_ephemeral": False}
-    if message.thread_ts:
-        container["thread_ts"] = message.thread_ts
-    return {
-        "type": "block_actions", "api_app_id": APP_ID, "token": "demo",
-        "team": {"id": TEAM_ID, "domain": "acme-iot-demo"},
-        "user": {"id": user.user_id, "username": user.name, "name": user.name,
-                 "team_id": TEAM_ID},
-        "container": container, "trigger_id": f"{time.time():.6f}.demo",
-        "channel": {"id": message.channel, "name": CHANNELS.get(message.channel, "")},
-        "message": message.message,
-        "response_url": response_url, "actions": [action],
-    }
+def _filled(view: dict[str, Any], answer: str) -> dict[str, str]:
+    """What a person leaves in a form's inputs: selects as preset, `answer` typed in texts."""
+    answers: dict[str, str] = {}
+    for block in view.get("blocks") or []:
+        element = block.get("element") or {}
+        if block.get("type") != "input":
+            continue
+        if element.get("type") != "static_select":
+            answers[block["block_id"]] = answer
+        elif element.get("initial_option"):
+            answers[block["block_id"]] = str(element["initial_option"]["value"])
+    return answers
 
 
 def _form_errors(body: str) -> str:

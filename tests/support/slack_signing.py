@@ -1,24 +1,24 @@
-"""Requests as Slack sends them to an app in HTTP mode: signed bodies, slash commands, clicks.
-
-Signing (https://api.slack.com/authentication/verifying-requests-from-slack): the basestring is
-`v0:{timestamp}:{raw body}`, its HMAC-SHA256 under the app's signing secret is sent hex-encoded
-as `X-Slack-Signature: v0=<hex>`, with the same timestamp in `X-Slack-Request-Timestamp`. Bolt
-refuses a request whose timestamp is more than five minutes away from its clock.
-
-Slash commands arrive form-encoded; interactions arrive form-encoded too, as a single field
-`payload` holding the JSON document.
+"""Requests as Slack sends them to an app in HTTP mode, with the tests' defaults (the operator
+in #fleet-ops of the stand-in's workspace). How Slack signs and shapes them is
+`demo.slack_standin.inbound`, which the demo uses too.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import json
+import dataclasses
 import time
 from typing import Any
 from urllib.parse import urlencode
 
-from demo.slack_standin import DEFAULT_IDENTITY
+from demo.slack_standin import DEFAULT_IDENTITY, Identity, inbound
+from demo.slack_standin.inbound import (
+    FORM,
+    VERIFICATION_TOKEN,
+    interaction_body,
+    signature,
+    signed_headers,
+    view_state,
+)
 
 # The workspace and app of the Web API stand-in: requests come from where its answers point.
 TEAM_ID = DEFAULT_IDENTITY.team_id
@@ -30,38 +30,15 @@ CHANNEL_ID = "C0FLEETOPS"
 CHANNEL_NAME = "fleet-ops"
 BOT_ID = DEFAULT_IDENTITY.bot_id
 BOT_USER_ID = DEFAULT_IDENTITY.bot_user_id
-# The legacy verification token: still sent by Slack, ignored by Bolt when a signing secret is set.
-VERIFICATION_TOKEN = "legacy-verification-token"
-FORM = "application/x-www-form-urlencoded"
 
 
-def signature(secret: str, timestamp: int | str, body: str | bytes) -> str:
-    raw = body.encode() if isinstance(body, str) else body
-    base = b"v0:" + str(timestamp).encode() + b":" + raw
-    return "v0=" + hmac.new(secret.encode(), base, hashlib.sha256).hexdigest()
-
-
-def signed_headers(
-    secret: str,
-    body: str | bytes,
-    *,
-    timestamp: int | None = None,
-    content_type: str = FORM,
-) -> dict[str, str]:
-    """Headers Slack would send with `body`; `timestamp` defaults to now (epoch seconds)."""
-    ts = int(time.time()) if timestamp is None else timestamp
-    return {
-        "Content-Type": content_type,
-        "X-Slack-Request-Timestamp": str(ts),
-        "X-Slack-Signature": signature(secret, ts, body),
-        "User-Agent": "Slackbot 1.0 (+https://api.slack.com/robots)",
-    }
+def identity(team_id: str = TEAM_ID) -> Identity:
+    """The stand-in's workspace, or another (`team_id`) for a request from elsewhere."""
+    return dataclasses.replace(DEFAULT_IDENTITY, team_id=team_id)
 
 
 def trigger_id() -> str:
-    return (
-        f"{int(time.time())}.{TEAM_ID[1:]}.{hashlib.sha1(str(time.time_ns()).encode()).hexdigest()}"
-    )
+    return inbound.trigger_id(TEAM_ID)
 
 
 def slash_command_fields(
@@ -76,21 +53,9 @@ def slash_command_fields(
     response_url: str = "https://hooks.slack.com/commands/T0SIGFOX1/1/abc",
 ) -> dict[str, str]:
     """The fields of a slash command, in the order Slack sends them."""
-    return {
-        "token": VERIFICATION_TOKEN,
-        "team_id": team_id,
-        "team_domain": TEAM_DOMAIN,
-        "channel_id": channel_id,
-        "channel_name": channel_name,
-        "user_id": user_id,
-        "user_name": user_name,
-        "command": command,
-        "text": text,
-        "api_app_id": API_APP_ID,
-        "is_enterprise_install": "false",
-        "response_url": response_url,
-        "trigger_id": trigger_id(),
-    }
+    return inbound.slash_command_fields(
+        identity(team_id), text, command=command, user_id=user_id, user_name=user_name,
+        channel_id=channel_id, channel_name=channel_name, response_url=response_url)
 
 
 def slash_command_body(text: str, **fields: Any) -> str:
@@ -145,37 +110,10 @@ def block_actions_payload(
     }
     if thread_ts:
         message["thread_ts"] = thread_ts
-    return {
-        "type": "block_actions",
-        "user": {"id": user_id, "username": user_name, "name": user_name, "team_id": team_id},
-        "api_app_id": API_APP_ID,
-        "token": VERIFICATION_TOKEN,
-        "container": {
-            "type": "message",
-            "message_ts": message_ts,
-            "channel_id": channel_id,
-            "is_ephemeral": False,
-            **({"thread_ts": thread_ts} if thread_ts else {}),
-        },
-        "trigger_id": trigger_id(),
-        "team": {"id": team_id, "domain": TEAM_DOMAIN},
-        "enterprise": None,
-        "is_enterprise_install": False,
-        "channel": {"id": channel_id, "name": channel_name},
-        "message": message,
-        "state": {"values": {}},
-        "response_url": response_url,
-        "actions": [
-            {
-                "action_id": action_id,
-                "block_id": block_id,
-                "text": {"type": "plain_text", "text": button_text, "emoji": True},
-                "value": value,
-                "type": "button",
-                "action_ts": f"{time.time():.6f}",
-            }
-        ],
-    }
+    action = {**button(action_id, value, button_text), "block_id": block_id}
+    return inbound.block_actions_payload(
+        identity(team_id), action, message=message, user_id=user_id, user_name=user_name,
+        channel_id=channel_id, channel_name=channel_name, response_url=response_url)
 
 
 def home_block_actions_payload(action_id: str, value: str, *, user_id: str = USER_ID,
@@ -192,11 +130,6 @@ def home_block_actions_payload(action_id: str, value: str, *, user_id: str = USE
                        "state": {"values": {}}, "hash": f"{time.time():.6f}.abcd",
                        "app_id": API_APP_ID, "bot_id": BOT_ID}
     return payload
-
-
-def interaction_body(payload: dict[str, Any]) -> str:
-    """Form-encode an interaction payload the way Slack does: `payload=<json>`."""
-    return urlencode({"payload": json.dumps(payload, separators=(",", ":"))})
 
 
 def block_actions_body(action_id: str, value: str, **fields: Any) -> str:
@@ -224,38 +157,37 @@ def app_home_opened_event(user_id: str = USER_ID, team_id: str = TEAM_ID) -> dic
     }
 
 
-def view_state(view: dict[str, Any], answers: dict[str, str]) -> dict[str, Any]:
-    """`view.state` as Slack sends it with a submission: for each input block named in
-    `answers` (by block_id), its element's value (a text, or a select's option value)."""
-    values: dict[str, Any] = {}
-    for block in view.get("blocks", []):
-        if block.get("type") != "input" or block.get("block_id") not in answers:
-            continue
-        element = block["element"]
-        answer = answers[block["block_id"]]
-        if element["type"] == "static_select":
-            [option] = [o for o in element["options"] if o["value"] == answer]
-            state = {"type": "static_select", "selected_option": option}
-        else:
-            state = {"type": element["type"], "value": answer}
-        values[block["block_id"]] = {element["action_id"]: state}
-    return {"values": values}
-
-
 def view_submission_payload(view: dict[str, Any], answers: dict[str, str], *,
                             user_id: str = USER_ID, team_id: str = TEAM_ID) -> dict[str, Any]:
-    """The `view_submission` payload Slack sends when `user_id` presses Submit on a modal
-    (as opened by views.open: `view` carries its id, hash, callback_id and private_metadata)."""
-    return {
-        "type": "view_submission",
-        "team": {"id": team_id, "domain": TEAM_DOMAIN},
-        "user": {"id": user_id, "username": user_id.lower(), "name": user_id.lower(),
-                 "team_id": team_id},
-        "api_app_id": API_APP_ID,
-        "token": VERIFICATION_TOKEN,
-        "trigger_id": trigger_id(),
-        "view": {**view, "state": view_state(view, answers), "previous_view_id": None},
-        "response_urls": [],
-        "is_enterprise_install": False,
-        "enterprise": None,
-    }
+    """The `view_submission` payload Slack sends when `user_id` presses Submit on a modal."""
+    return inbound.view_submission_payload(identity(team_id), view, answers, user_id=user_id,
+                                           user_name=user_id.lower())
+
+
+__all__ = [
+    "API_APP_ID",
+    "BOT_ID",
+    "BOT_USER_ID",
+    "CHANNEL_ID",
+    "CHANNEL_NAME",
+    "FORM",
+    "TEAM_DOMAIN",
+    "TEAM_ID",
+    "USER_ID",
+    "USER_NAME",
+    "VERIFICATION_TOKEN",
+    "app_home_opened_event",
+    "block_actions_body",
+    "block_actions_payload",
+    "button",
+    "home_block_actions_payload",
+    "identity",
+    "interaction_body",
+    "signature",
+    "signed_headers",
+    "slash_command_body",
+    "slash_command_fields",
+    "trigger_id",
+    "view_state",
+    "view_submission_payload",
+]
