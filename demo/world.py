@@ -4,9 +4,10 @@
 - the real core, its SQLite store (in a temporary directory) and the APScheduler tick;
 - the real alert service with the Slack alert sink;
 - the real Bolt app, its listeners and the real `SlackNotifier`, built by `bot.service.assemble`
-  as `serve` builds them, whose Web API calls go to `TerminalSlack`, which prints them;
-- people: `/sigfox` commands and button clicks are `BoltRequest`s signed with the app's signing
-  secret exactly as Slack signs them, handed to `app.dispatch`.
+  as `serve` builds them, whose Web API calls go to the Slack stand-in the tests use
+  (`demo.slack_standin`); `TerminalSlack` prints what it records;
+- people: `/sigfox` commands, button clicks and forms are `BoltRequest`s shaped and signed as
+  Slack sends them (`demo.slack_standin.inbound`), handed to `app.dispatch`.
 
 One clock, the simulator's, serves the backend and the bot: the demo moves it forward quickly
 while something waits (a release hold of 30 virtual minutes passes in about a second).

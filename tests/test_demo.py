@@ -295,3 +295,46 @@ def test_piped_keyboard_reads_plain_lines() -> None:
     read = line_reader(io.StringIO("/help\n"), out)
     assert read("alice › ") == "/help\n" and read("alice › ") is None
     assert out.getvalue() == "alice › alice › "
+
+
+def test_the_terminal_renders_what_the_stand_in_records() -> None:
+    # The demo's Slack is the one stand-in: the bot's real WebClient calls it, the terminal
+    # prints each change it records (messages, threads, edits, private answers, DMs, views).
+    from slack_sdk import WebClient
+
+    from demo.terminal_slack import Person, TerminalSlack
+
+    out = io.StringIO()
+    slack = TerminalSlack(stream=out, clock=lambda: 1_700_000_000.0, width=80,
+                          channels={"C0FLEETOPS": "fleet-ops"},
+                          people=[Person("U0ALICE", "alice", "Alice Martin")])
+    slack.start()
+    try:
+        client = WebClient(token=slack.token, base_url=slack.api_url)
+        parent = client.chat_postMessage(channel="C0FLEETOPS", text="J-0001: renew `1A2B3C`")
+        client.chat_postMessage(channel="C0FLEETOPS", text="Deleted.", thread_ts=parent["ts"])
+        client.chat_update(channel="C0FLEETOPS", ts=parent["ts"], text="🟢 Done")
+        client.chat_postEphemeral(channel="C0FLEETOPS", user="U0ALICE", text="Only for you")
+        client.chat_postMessage(channel="U0ALICE", text="Reminder: J-0002 waits for you")
+        client.views_publish(user_id="U0ALICE", view={"type": "home", "blocks": []})
+        client.views_open(trigger_id="1.T0DEMO0001.ab", view={
+            "type": "modal", "title": {"type": "plain_text", "text": "Reject the request"},
+            "submit": {"type": "plain_text", "text": "Reject"},
+            "blocks": [{"type": "input", "block_id": "why", "label": {
+                "type": "plain_text", "text": "Why?"}, "element": {
+                    "type": "plain_text_input", "action_id": "reason"}}]})
+        slack.standin.acknowledge("C0FLEETOPS", "U0ALICE", {"text": "Working on it"})
+    finally:
+        slack.stop()
+    shown = out.getvalue()
+    for said in ("#fleet-ops\n", "J-0001: renew `1A2B3C`",
+                 '↳ in the thread of "J-0001: renew `1A2B3C`":', "Deleted.",
+                 "✎ 🟢 Done",  # a one-line message edited: one line
+                 "sigfox-bot (only visible to alice):\n         Only for you",
+                 "DM with alice\n", "Reminder: J-0002 waits for you",
+                 "🏠 App Home of alice refreshed (0 blocks)",
+                 "📝 A form opens: Reject the request: Why?",
+                 "(only visible to alice):\n         Working on it"):
+        assert said in shown, f"{said!r} not in:\n{shown}"
+    assert slack.modal is not None and slack.modal["title"]["text"] == "Reject the request"
+    assert slack.standin.methods_called().count("chat.postMessage") == 3
