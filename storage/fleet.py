@@ -21,6 +21,7 @@ from storage.db import SafeDatabase, get_value, set_value
 BATCH_SIZE = 1000
 CHUNK_SIZE = 1000
 
+
 @dataclass(frozen=True)
 class FleetRow:
     """What a scan keeps of one device. Never a PAC."""
@@ -42,7 +43,8 @@ class FleetRow:
 
 @dataclass(frozen=True)
 class Thresholds:
-    """Absolute instants (epoch seconds) the rules compare token ends with."""
+    """Absolute instants (epoch seconds) the rules compare token ends with, and before which an
+    alert told is due to be told again (`repeat_before`, read by the delivery's dedup)."""
 
     now: float
     warn_until: float

@@ -2,7 +2,7 @@
 which alert makes another one needless, and the instants a token's end is compared with.
 
 Storage runs them as set operations inside SQLite (`storage.fleet`), handed the `RULES` below
-as query parameters; the delivery pipeline reads `INHIBITIONS` (`commands.alerting.pipeline`).
+as query parameters; the delivery reads `INHIBITIONS` (`commands.alerting.stages`).
 How each Sigfox field is read is in docs/sigfox-semantics.md.
 """
 

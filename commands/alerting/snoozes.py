@@ -1,6 +1,6 @@
 """Snoozes: people silencing a device's alerts for a while, or until they resolve.
 
-A snooze is the silence of the delivery pipeline (`commands.alerting.pipeline`): silenced
+A snooze is the silence stage of the delivery (`commands.alerting.stages`): silenced
 alerts stay open and counted, they are just not announced.
 """
 
