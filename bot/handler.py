@@ -396,6 +396,8 @@ def alerts_message(overview: Any) -> Message:
     lines += [more] if more else []
     if overview.scan_problem:
         lines.append(f":warning: {overview.scan_problem.text()}")
+    lines += [f":hourglass: {waiting.text(ZoneInfo(overview.timezone))}"
+              for waiting in overview.undelivered]
     if overview.timing is not None:
         lines.append(scan_timing_line(overview.timing, overview.timezone))
     return blocks.text_message("\n".join(lines))

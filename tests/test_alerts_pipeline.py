@@ -15,6 +15,7 @@ import pytest
 from apscheduler.schedulers.background import BackgroundScheduler
 from support.alerts import CHANNEL, RecordingSink, add, announced, config, service
 
+from bot.handler import alerts_message
 from commands.alerting import AlertDigest, AlertItem, Change, Condition, Level
 from commands.alerting.delivery import DigestDelivery
 from commands.alerting.digests import Router
@@ -189,8 +190,14 @@ def test_restart_with_an_undelivered_digest_delivers_it_once_never_twice(
     add(sim, "1A002", "off_contract", end_in_days=-3)
     db = tmp_path / "bot.db"
     down = FlakySink(down=True)
-    assert service(sim, db, down).scan().ok
+    before = service(sim, db, down)
+    assert before.scan().ok
     assert len(down.refused) == 1 and down.digests == []
+    # `/sigfox alerts` says what waits for Slack.
+    (waiting,) = before.list_alerts_and_snoozes().undelivered
+    assert (waiting.channel, waiting.attempts) == (CHANNEL, 1)
+    text = alerts_message(before.list_alerts_and_snoozes()).text
+    assert f"The alert digest for #{CHANNEL} waits for Slack since" in text, text
 
     # A new process on the same database: the scheduler's first redelivery tells it.
     sink = RecordingSink()

@@ -6,8 +6,8 @@ What it offers (everything the bot, the CLI and the demo need; the modules behin
   layer, snoozes, the daily digest;
 - the model (model.py): `Condition`, `Level`, `Change`, `AlertItem`, `ConditionCount`,
   `AlertDigest`, `DailyDigest`, `ScanProblem`, `ScanReport`, `ExpiringSummary`, `DeviceReport`,
-  `AlertsOverview`, `FleetSummary`, `SnoozeInfo`, `SnoozeOutcome`, and `AlertSink`, the port a
-  digest is delivered through;
+  `AlertsOverview`, `PendingDigest`, `FleetSummary`, `SnoozeInfo`, `SnoozeOutcome`, and
+  `AlertSink`, the port a digest is delivered through;
 - `NOTE_LIMIT` (digests.py): the per-alert lines a digest tells before it only counts them;
 - `scan_timing_of` (answers.py): when the last scan completed and the next is due, from a
   database alone.
@@ -34,6 +34,7 @@ from commands.alerting.model import (
     ExpiringSummary,
     FleetSummary,
     Level,
+    PendingDigest,
     ScanInfo,
     ScanProblem,
     ScanReport,
@@ -60,6 +61,7 @@ __all__ = [
     "ExpiringSummary",
     "FleetSummary",
     "Level",
+    "PendingDigest",
     "ScanInfo",
     "ScanProblem",
     "ScanReport",

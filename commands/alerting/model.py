@@ -263,8 +263,24 @@ class SnoozeOutcome:
 
 
 @dataclass(frozen=True)
+class PendingDigest:
+    """An alert digest Slack has not taken yet, waiting in the notification log."""
+
+    channel: str | None
+    since: float  # when it was first due
+    attempts: int
+
+    def text(self, tz: ZoneInfo) -> str:
+        where = human.channel(self.channel) if self.channel else "the default channel"
+        return (f"The alert digest for {where} waits for Slack since "
+                f"{human.moment(self.since, tz)} ({human.plural(self.attempts, 'attempt')}); "
+                "it is tried again every few minutes.")
+
+
+@dataclass(frozen=True)
 class AlertsOverview:
-    """For `/sigfox alerts`: open alerts by condition, the worst ones, active snoozes."""
+    """For `/sigfox alerts`: open alerts by condition, the worst ones, active snoozes, digests
+    waiting for Slack."""
 
     counts: tuple[ConditionCount, ...]
     total_open: int
@@ -275,6 +291,7 @@ class AlertsOverview:
     scan_problem: ScanProblem | None
     timezone: str
     timing: ScanTiming | None = None
+    undelivered: tuple[PendingDigest, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Collection, Iterator
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from commands.alerting.model import (
     DeviceReport,
     ExpiringSummary,
     FleetSummary,
+    PendingDigest,
     ScanInfo,
     ScanProblem,
     ScanProgress,
@@ -220,7 +222,9 @@ class AlertService:
         return self.answers.expiring_csv(days)
 
     def list_alerts_and_snoozes(self, *, limit: int = 10) -> AlertsOverview:
-        return self.answers.overview(limit=limit)
+        waiting = tuple(PendingDigest(n.route or None, n.created_at, n.attempts)
+                        for n in self.undelivered())
+        return replace(self.answers.overview(limit=limit), undelivered=waiting)
 
     def fleet_summary(self) -> FleetSummary:
         return self.answers.fleet_summary(scan_failing=self.problems.failing())
