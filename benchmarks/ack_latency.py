@@ -313,6 +313,8 @@ class Run:
     load_before: float
     load_after: float
     wall: float
+    bot_errors: list[str]
+    parks: tuple[float, float]  # safe points at which the bot's lazy work waited, seconds
 
 
 def measure(args: argparse.Namespace) -> Run:
@@ -333,7 +335,21 @@ def measure(args: argparse.Namespace) -> Run:
         after = {name: phase_histograms(s.url) for name, s in setup.servers.items()}
         phases = {name: {p: minus(after[name].get(p, []), before[name].get(p, []))
                          for p in PHASES} for name in setup.servers}
-        return Run(samples, phases, cpu, load_before, os.getloadavg()[0], wall)
+        parks = parked(setup.servers[BOT].url)
+        time.sleep(args.gap)  # the last burst's work done before its log is read
+        errors = [line for line in (Path(tmp) / "bot.log").read_text().splitlines()
+                  if "ERROR" in line or "Traceback" in line]
+        return Run(samples, phases, cpu, load_before, os.getloadavg()[0], wall, errors, parks)
+
+
+def parked(url: str) -> tuple[float, float]:
+    """(waits, seconds) of `sigfox_bot_background_parked_seconds`."""
+    found = {"count": 0.0, "sum": 0.0}
+    for line in httpx.get(f"{url}/metrics", timeout=10).text.splitlines():
+        for kind in found:
+            if line.startswith(f"sigfox_bot_background_parked_seconds_{kind} "):
+                found[kind] = float(line.rsplit(" ", 1)[1])
+    return found["count"], found["sum"]
 
 
 # ------------------------------------------------------------------------ the report
@@ -355,7 +371,8 @@ def latency_rows(runs: list[Run]) -> list[str]:
         rows.append(
             f"| {i} | {run.load_before:.1f} | {len(bot)} | {ms(statistics.median(bare))} | "
             f"{ms(p99(bare))} | {ms(max(bare))} | {ms(statistics.median(bot))} | "
-            f"{ms(p99(bot))} | {ms(max(bot))} | {p99(bot) / p99(bare):.2f}x |")
+            f"{ms(p99(bot))} | {ms(max(bot))} | {p99(bot) / p99(bare):.2f}x | "
+            f"{run.parks[0]:.0f} / {run.parks[1]:.1f} s | {len(run.bot_errors)} |")
     return rows
 
 
@@ -390,8 +407,8 @@ def section(runs: list[Run], args: argparse.Namespace) -> str:
         RESULTS_PLACEHOLDER,
         "",
         "| run | load avg | commands each | bare p50 | bare p99 | bare max | bot p50 | bot p99 "
-        "| bot max | bot p99 / bare p99 |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| bot max | bot p99 / bare p99 | lazy work parked (waits / total) | errors in bot log |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         *latency_rows(runs),
         "",
         f"Milliseconds, from the load generator's side. p99 ratio over the runs: "
@@ -443,6 +460,8 @@ def main() -> None:
     for _i in range(args.repeat):
         runs.append(measure(args))
         print(latency_rows(runs)[-1], flush=True)
+        for line in runs[-1].bot_errors[:5]:
+            print("bot log:", line, file=sys.stderr)
     text = section(runs, args)
     print(text)
     if not args.no_write:

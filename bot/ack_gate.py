@@ -1,15 +1,28 @@
-"""Acknowledgements first: the work behind a Slack request waits while requests are answered.
+"""Acknowledgements first: the work behind a Slack request yields while requests are answered.
 
 Slack wants each request answered within 3 seconds, and the answer (the ack) is all it waits
-for; the work (Sigfox reads, SQLite, Slack posts) runs after, in Bolt's lazy listeners. Measured
-(docs/benchmarks.md, "Slash command acknowledgement"): when 50 commands arrive together, the
-lazy work of the first ones starts at once in worker threads and holds the GIL in 5 ms slices
-while the event loop still has the other 49 acks to read, verify, dispatch and write; every
-ack then waits behind the work. Python threads have no priorities, so the work is made to
-wait instead: the HTTP edge counts the Slack requests it is answering, and a lazy listener
-starts only when none has been for `quiet` seconds (the requests of a burst reach the handler
-a few milliseconds apart), or after `max_hold`, so a steady stream of requests cannot starve
-the work either.
+for; the work (Sigfox reads, SQLite, Slack posts) runs after, in Bolt's lazy listeners. Python
+threads share one GIL and have no priorities: when 50 commands arrive together, the work of the
+first ones, in worker threads, takes the GIL in 5 ms slices while the event loop and the
+dispatching threads still have the other acks to read, verify, dispatch and write, and every
+ack waits behind it (measured: docs/benchmarks.md, "Slash command acknowledgement").
+
+So the work is made to wait instead, twice:
+
+- before it starts: the HTTP edge counts the Slack requests it is answering (`enter`/`leave`),
+  and gated work (`run_background`, what `AcksFirstExecutor` runs) starts only once none has
+  been for `quiet` seconds (the requests of a burst reach the handler milliseconds apart);
+- once started, at its safe points: `checkpoint()` is called before each Sigfox request
+  (`CheckpointTransport`), after each Slack answer (`SlackCheckpoint`, i.e. before the next
+  call) and before each SQLite write transaction (`SafeDatabase.before_transaction`). In a
+  thread running gated work it parks while acks are due; anywhere else it does nothing.
+
+Never parked: a thread holding what an ack may need (the database lock: an ack that checks a
+decision reads the database), see `never_park_while`. Never lost: parking only delays; the work
+runs once, whole. Never starved: each piece of gated work waits at most `max_hold` seconds in
+all (start and parks together), so a steady stream of requests delays it, never stops it. The
+budget is short because some work must still reach Slack within the 3 s a trigger_id lives
+(a command that opens a form): only a flood of requests lasting the whole budget takes it all.
 """
 
 from __future__ import annotations
@@ -21,21 +34,32 @@ from collections.abc import Callable
 from concurrent.futures import Executor, Future
 from typing import Any, TypeVar
 
+import httpx
+from slack_sdk.http_retry import RetryHandler
+from slack_sdk.http_retry.request import HttpRequest
+from slack_sdk.http_retry.response import HttpResponse
+from slack_sdk.http_retry.state import RetryState
+
+from commands import metrics
+
 T = TypeVar("T")
 
-MAX_HOLD = 2.0  # seconds a lazy listener waits at most for the acks in flight
-QUIET = 0.02  # seconds without a request being answered before the work starts
+MAX_HOLD = 2.0  # seconds a piece of gated work waits at most for the acks in flight, in all
+QUIET = 0.02  # seconds without a request being answered before the work goes on
 
 
 class AckGate:
-    """Counts requests being answered; `wait_clear` returns once there are none."""
+    """Counts requests being answered; gated work waits until there are none."""
 
     def __init__(self, max_hold: float = MAX_HOLD, quiet: float = QUIET) -> None:
         self.max_hold = max_hold
         self.quiet = quiet
+        self.parks = 0  # safe points at which gated work waited
+        self.parked_now = 0  # pieces of gated work waiting at a safe point right now
         self._answering = 0
         self._last_answer = 0.0
         self._changed = threading.Condition()
+        self._holds: list[Callable[[], bool]] = []
 
     @property
     def answering(self) -> int:
@@ -52,10 +76,16 @@ class AckGate:
             if self._answering == 0:
                 self._changed.notify_all()
 
-    def wait_clear(self) -> bool:
-        """Wait (at most `max_hold`) until no request has been answered for `quiet` seconds;
-        True when that came, False when the hold ran out."""
-        deadline = time.monotonic() + self.max_hold
+    def never_park_while(self, holds: Callable[[], bool]) -> None:
+        """`holds()` is True when the calling thread holds something an ack may need: gated
+        work in that state goes on through its safe points instead of parking."""
+        self._holds.append(holds)
+
+    def wait_clear(self, deadline: float | None = None) -> bool:
+        """Wait (until `deadline`, by default `max_hold` from now) until no request has been
+        answered for `quiet` seconds; True when that came, False when time ran out."""
+        if deadline is None:
+            deadline = time.monotonic() + self.max_hold
         with self._changed:
             while True:
                 now = time.monotonic()
@@ -67,23 +97,106 @@ class AckGate:
                 wait = deadline - now if self._answering else min(quiet_left, deadline - now)
                 self._changed.wait(wait)
 
+    def run_background(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        """Run `fn` as gated work in this thread: once the acks in flight are answered, and
+        parking at its safe points while new ones are."""
+        deadline = time.monotonic() + self.max_hold
+        self.wait_clear(deadline)
+        outer = getattr(_running, "work", None)
+        _running.work = (self, deadline)
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            _running.work = outer
+
+    def park(self, deadline: float) -> None:
+        """A safe point of gated work that may wait until `deadline`."""
+        if self._answering == 0 or any(holds() for holds in self._holds):
+            return  # nothing due (read without the lock: a stale 0 only skips one wait)
+        started = time.monotonic()
+        if started >= deadline:
+            return  # this work has waited all it may
+        with self._changed:
+            self.parked_now += 1
+        try:
+            self.wait_clear(deadline)
+        finally:
+            with self._changed:
+                self.parked_now -= 1
+                self.parks += 1
+        metrics.METRICS.observe_parked(time.monotonic() - started)
+
+
+_running = threading.local()  # .work: (gate, deadline) of the gated work this thread runs
+
+
+def checkpoint() -> None:
+    """A safe point: gated work parks here while acks are due; any other thread goes on."""
+    work = getattr(_running, "work", None)
+    if work is not None:
+        gate, deadline = work
+        gate.park(deadline)
+
+
+def current_gate() -> AckGate | None:
+    """The gate of the gated work this thread runs, if any."""
+    work = getattr(_running, "work", None)
+    return work[0] if work is not None else None
+
 
 class AcksFirstExecutor(Executor):
-    """Runs each submitted function on `inner` once the gate is clear."""
+    """Runs each submitted function on `inner` as gated work of `gate`."""
 
     def __init__(self, inner: Executor, gate: AckGate) -> None:
         self.inner = inner
         self.gate = gate
 
     def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
-        def after_acks() -> T:
-            self.gate.wait_clear()
-            return fn(*args, **kwargs)
-
-        return self.inner.submit(after_acks)
+        return self.inner.submit(self.gate.run_background, fn, *args, **kwargs)
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         self.inner.shutdown(wait=wait, cancel_futures=cancel_futures)
+
+
+class CheckpointTransport(httpx.BaseTransport):
+    """An httpx transport whose every request is a safe point (the Sigfox client's)."""
+
+    def __init__(self, inner: httpx.BaseTransport | None = None) -> None:
+        self.inner = inner or httpx.HTTPTransport()
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        checkpoint()
+        return self.inner.handle_request(request)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+class SlackCheckpoint(RetryHandler):
+    """Makes every Slack Web API answer a safe point (before the listener's next call).
+
+    A retry handler because Bolt gives each listener a fresh `WebClient` built from the app's
+    client, keeping only its retry handlers (see `bot.slack_client`); slack_sdk consults them
+    after every answer. This one never asks for a retry: place it after the real ones."""
+
+    def __init__(self) -> None:
+        super().__init__(max_retry_count=0)
+
+    def can_retry(self, *, state: RetryState, request: HttpRequest,
+                  response: HttpResponse | None = None, error: Exception | None = None) -> bool:
+        checkpoint()
+        return False
+
+
+def install_safe_points(gate: AckGate, database: Any, client: Any) -> None:
+    """Make the bot's SQLite write transactions and Slack answers safe points of `gate`'s
+    work (`database`: storage's SafeDatabase; `client`: the app's WebClient, whose retry
+    handlers every listener's client copies). The Sigfox client gets `CheckpointTransport`
+    where it is built (`bot.service`)."""
+    database.before_transaction = checkpoint
+    gate.never_park_while(database.held_here)
+    if not any(isinstance(h, SlackCheckpoint) for h in client.retry_handlers):
+        client.retry_handlers.append(SlackCheckpoint())
 
 
 _GATES: weakref.WeakKeyDictionary[Any, AckGate] = weakref.WeakKeyDictionary()

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from slack_bolt import App
 from slack_sdk import WebClient
 
+from bot.ack_gate import CheckpointTransport, gate_of, install_safe_points
 from bot.alerts import SlackAlertSink
 from bot.app import create_bolt_app, register_metrics
 from bot.groups import DEFAULT_TTL as DEFAULT_GROUP_TTL
@@ -192,6 +193,9 @@ def assemble(
                 config=config, on_renewed=alerts.resolve_for_device)
     groups = GroupResolver(client, config, ttl=group_ttl)
     bolt_app = create_bolt_app(client, listener_executor=listener_executor)
+    gate = gate_of(bolt_app)
+    if gate is not None:  # the lazy work yields to acks at its SQLite writes and Slack calls
+        install_safe_points(gate, database, client)
     services = Services(core, client, bolt_app, notifier, groups, config, alerts, edge, env or {},
                         read_lane=ReadLane(read_executor))
     register_listeners(bolt_app, services)
@@ -215,8 +219,10 @@ def _sigfox_client(env: Mapping[str, str], database: SafeDatabase) -> SigfoxClie
 
     # Every HTTP answer (and every call that got none) counts in /metrics, 429s by endpoint.
     # The per-device hourly calls are counted in the database, so a restart remembers them.
+    # Each request is a safe point at which the lazy work yields to acks (bot.ack_gate).
     return SigfoxClient.from_env(env, on_call=metrics.record_sigfox_call,
-                                 ledger=SqliteCallLedger(database))
+                                 ledger=SqliteCallLedger(database),
+                                 transport=CheckpointTransport())
 
 
 def workflow_api(api: SigfoxApi) -> SigfoxApi:

@@ -264,10 +264,29 @@ class SafeDatabase:
         self.lock = threading.RLock()
         conn = _connect(self.path)
         self.db = Database(conn)
+        # Called before each outermost write transaction, before the lock is taken: where a
+        # thread may yield to more urgent work without holding up anyone (the bot's ack gate).
+        self.before_transaction: Callable[[], None] | None = None
+        self._held = threading.local()  # .depth: how deep this thread is inside the lock
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        with self.lock:
+            self._held.depth = getattr(self._held, "depth", 0) + 1
+            try:
+                yield
+            finally:
+                self._held.depth -= 1
+
+    def held_here(self) -> bool:
+        """True while the calling thread holds the database (inside a transaction or query)."""
+        return getattr(self._held, "depth", 0) > 0
 
     @contextmanager
     def transaction(self) -> Iterator[Database]:
-        with self.lock:
+        if self.before_transaction is not None and not self.held_here():
+            self.before_transaction()
+        with self._locked():
             conn = self.db.conn
             conn.execute("BEGIN IMMEDIATE")
             try:
@@ -280,7 +299,7 @@ class SafeDatabase:
     def query(
         self, sql: str, params: tuple[Any, ...] | dict[str, Any] = ()
     ) -> list[dict[str, Any]]:
-        with self.lock:
+        with self._locked():
             return list(self.db.query(sql, params))
 
     def close(self) -> None:

@@ -15,6 +15,9 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
+from functools import partial
+
+from bot.ack_gate import current_gate
 
 READ_WORKERS = 4
 READ_CAPACITY = 200
@@ -39,7 +42,10 @@ class ReadLane:
                 return None
             ahead = self._waiting
             self._waiting += 1
-        self._executor.submit(self._run, work)
+        # Handed over by gated work (a lazy listener): still gated here, yielding to acks.
+        gate = current_gate()
+        self._executor.submit(self._run, work if gate is None else partial(gate.run_background,
+                                                                           work))
         return ahead
 
     def _run(self, work: Callable[[], None]) -> None:
