@@ -191,9 +191,10 @@ def test_the_bot_as_served_yields_at_its_sigfox_calls_slack_calls_and_writes(
             posted = park_then_resume(gate, executor, lambda: services.client.chat_postMessage(
                 channel="C0SAFEPT", text="from the bot"))
             assert posted["ok"]
-            assert park_then_resume(
-                gate, executor, lambda: first_delivery(services.core, "slack.command:T1")) is True
-        assert first_delivery(services.core, "slack.command:T1") is False  # written, once
+            claim = lambda: first_delivery(services.edge, services.core.clock,  # noqa: E731
+                                           "slack.command:T1")
+            assert park_then_resume(gate, executor, claim) is True
+        assert claim() is False  # written, once
         services.close()
 
 
