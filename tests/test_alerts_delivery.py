@@ -242,7 +242,8 @@ def test_renew_button_starts_the_least_destructive_renewal(
     jobs = [w for w in core.jobs() if w.kind == "renew"]
     # Off Contract on a contract with tokens: a restart, which deletes nothing and needs no
     # approval (a delete would; see test_semantics.py).
-    assert len(jobs) == 1 and jobs[0].params["method"] == "restart", jobs
+    assert len(jobs) == 1 and not jobs[0].deletes, jobs
+    assert core.store.get_workflow(jobs[0].id).params["method"] == "restart"
     assert jobs[0].state == "approved" and "by a restart" in answer.params["text"]
     assert click(app, "alert_details", "3C0001|off_contract") == 200
     assert "3C0001" in slack.calls_to("chat.postEphemeral")[-1].params["text"]
