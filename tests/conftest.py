@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from support.slack_api import SlackApiStandIn
 
 from sigfox.simulator import SimulatorServer
 
@@ -30,3 +31,10 @@ def make_simulator() -> Iterator[Callable[..., SimulatorServer]]:
 def simulator(make_simulator: Callable[..., SimulatorServer]) -> SimulatorServer:
     """A running simulated Sigfox backend (20 devices, seed 1, rate limits on)."""
     return make_simulator()
+
+
+@pytest.fixture
+def slack() -> Iterator[SlackApiStandIn]:
+    """A running Slack Web API stand-in (support.slack_api), stopped after the test."""
+    with SlackApiStandIn() as standin:
+        yield standin

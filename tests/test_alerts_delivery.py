@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -41,12 +41,6 @@ from sigfox.client import SigfoxClient
 from sigfox.simulator import SimulatorServer
 
 SECRET = "alerts-signing-secret"
-
-
-@pytest.fixture
-def slack() -> Iterator[SlackApiStandIn]:
-    with SlackApiStandIn() as standin:
-        yield standin
 
 
 def web_client(standin: SlackApiStandIn) -> WebClient:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -23,12 +23,6 @@ from sigfox.simulator import SimulatorServer
 
 MakeSim = Callable[..., SimulatorServer]
 METERING = "C0METERING"
-
-
-@pytest.fixture
-def slack() -> Iterator[SlackApiStandIn]:
-    with SlackApiStandIn() as standin:
-        yield standin
 
 
 def sink(standin: SlackApiStandIn) -> SlackAlertSink:

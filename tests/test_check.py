@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,12 +25,6 @@ approvers = ["U0APPROVE"]
 [alerts]
 channel = "C0ALERTS"
 """
-
-
-@pytest.fixture
-def slack() -> Iterator[SlackApiStandIn]:
-    with SlackApiStandIn() as standin:
-        yield standin
 
 
 @pytest.fixture

@@ -30,12 +30,6 @@ from sigfox.simulator import SimulatorServer
 HOUR = 3600.0
 
 
-@pytest.fixture
-def slack() -> Iterator[SlackApiStandIn]:
-    with SlackApiStandIn() as standin:
-        yield standin
-
-
 def env_for(simulator: SimulatorServer, slack: SlackApiStandIn, tmp_path: Path,
             **extra: str) -> dict[str, str]:
     return service_env(simulator, slack, tmp_path / "bot.db",

@@ -99,12 +99,6 @@ class Bot:
 
 
 @pytest.fixture
-def slack() -> Iterator[SlackApiStandIn]:
-    with SlackApiStandIn() as standin:
-        yield standin
-
-
-@pytest.fixture
 def sim(make_simulator: MakeSim) -> SimulatorServer:
     sim = make_simulator(devices=0, rate_limits=False)
     for n in range(3):
