@@ -9,8 +9,10 @@ the delete (PAC included) is always there to re-register the device.
 `Core` builds and holds, each with its own dependencies:
 - `Bookkeeper` (bookkeeping.py): audited calls, compare-and-set moves, progress told;
 - `WriteAhead` (writeahead.py): destructive calls, their intent written first;
-- `StepRunner` (steps.py): what each kind of job does to one device;
+- `StepRunner` (steps.py): what each kind of job does to one device, with `BulkJobs`
+  (bulk_jobs.py) for the Sigfox bulk transfers and restarts;
 - `ApprovalRounds` (approvals.py): asking, deciding, reminders, escalation, expiry;
+- `PendingCancels` (cancels.py): a cancel asked while a destructive call could still land;
 - `WorkflowEngine` (engine.py): `tick`, advancing the jobs that can move.
 What is left here is what a person asks for: a request, a cancel, a PAC, a release wait's
 choice, a callback copy, and the reads the edges show.
@@ -27,6 +29,7 @@ from typing import Any
 
 from commands.approvals import ApprovalRounds, clean_reason
 from commands.bookkeeping import Bookkeeper, elapsed_text
+from commands.bulk_jobs import BulkJobs
 from commands.cancels import PendingCancels
 from commands.config import BotConfig
 from commands.engine import WorkflowEngine
@@ -79,8 +82,10 @@ class Core:
         self.write_ahead = WriteAhead(store=store, api=api, clock=clock,
                                       landing_clock=self.landing_clock, config=config,
                                       books=self.books)
+        bulk = BulkJobs(store=store, api=api, clock=clock, books=self.books,
+                        write_ahead=self.write_ahead)
         self.steps = StepRunner(store=store, api=api, clock=clock, config=config,
-                                books=self.books, write_ahead=self.write_ahead)
+                                books=self.books, write_ahead=self.write_ahead, bulk=bulk)
         self.approvals = ApprovalRounds(store=store, policy=self.policy, clock=clock,
                                         config=config, books=self.books)
         self.cancels = PendingCancels(store=store, clock=clock, landing_clock=self.landing_clock,
