@@ -1,230 +1,33 @@
-"""Pure mechanics of the Sigfox client, without a backend: pacing decisions, back-off, retry
-policy, error mapping, secrets hygiene. Behaviour against the API itself is exercised against
-the simulated backend in test_client_simulator.py."""
+"""Pure mechanics of the Sigfox client, without a backend: back-off, retry policy, error
+mapping, secrets hygiene, URLs and paging (pacing: test_pacing.py; models: test_models.py).
+Behaviour against the API itself is exercised against the simulated backend in
+test_client_simulator.py."""
 
 from __future__ import annotations
 
-import json
 import random
-import threading
-from collections.abc import Callable
 
 import httpx
 import pytest
+from support.fake_sigfox import (
+    BASE,
+    DEVICE,
+    PAC,
+    PASSWORD,
+    FakeTime,
+    answer,
+    make_client,
+    sequence,
+)
 
 from sigfox import errors
 from sigfox.backoff import full_jitter_delay
 from sigfox.client import SigfoxClient
 from sigfox.models import (
-    Callback,
-    ComState,
-    ContractInfo,
     Device,
     DeviceCreate,
-    DeviceState,
     JobKind,
-    TokenState,
 )
-from sigfox.pacing import Pacer, SlidingWindow
-
-BASE = "https://api.example.test/v2"
-PASSWORD = "s3cr3t-password"
-PAC = "0123456789ABCDEF"
-
-Handler = Callable[[httpx.Request], httpx.Response]
-
-
-class FakeTime:
-    """A clock whose sleep moves it forward instantly."""
-
-    def __init__(self, start: float = 1_700_000_000.0) -> None:
-        self.now = start
-        self.sleeps: list[float] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-
-
-def make_client(handler: Handler, fake: FakeTime | None = None, **kwargs: object) -> SigfoxClient:
-    fake = fake or FakeTime()
-    calls: list[tuple[str, str, int | None]] = kwargs.pop("calls", [])  # type: ignore[assignment]
-    options: dict[str, object] = {
-        "sleep": fake.sleep,
-        "clock": fake.clock,
-        "transport": httpx.MockTransport(handler),
-        "on_call": lambda m, e, s: calls.append((m, e, s)),
-    }
-    options.update(kwargs)
-    return SigfoxClient(BASE, "api-login", PASSWORD, **options)  # type: ignore[arg-type]
-
-
-def answer(status: int, body: object = None) -> Handler:
-    def handler(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(status, json=body) if body is not None else httpx.Response(status)
-
-    return handler
-
-
-def sequence(*responses: httpx.Response | Exception) -> tuple[Handler, list[httpx.Request]]:
-    seen: list[httpx.Request] = []
-    queue = list(responses)
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        seen.append(request)
-        item = queue.pop(0) if len(queue) > 1 else queue[0]
-        if isinstance(item, Exception):
-            raise item
-        return item
-
-    return handler, seen
-
-
-DEVICE = {"id": "1A2B", "name": "d", "pac": PAC, "state": 0, "comState": 1, "creationTime": 1}
-
-
-# --- pacing ------------------------------------------------------------------------------
-
-
-def test_sliding_window_admits_up_to_limit_then_waits_for_oldest_to_leave() -> None:
-    window = SlidingWindow(3, 10.0)
-    for t in (0.0, 1.0, 2.0):
-        assert window.next_slot(t) == t
-        window.grant(t)
-    assert window.next_slot(2.5) == 10.0
-    assert window.next_slot(10.5) == 10.5
-
-
-def test_window_counts_from_completion_so_latency_cannot_squeeze_calls() -> None:
-    fake = FakeTime()
-    pacer = Pacer(clock=fake.clock, sleep=fake.sleep)
-    permit = pacer.acquire("GET", "/devices/{id}/messages", "AAAA")
-    fake.now += 0.4  # the request took 0.4 s: the service dated it somewhere in between
-    pacer.settle(permit)
-    pacer.acquire("GET", "/devices/{id}/messages", "AAAA")
-    assert fake.sleeps == [pytest.approx(1.0)]  # one full second after completion
-
-
-def test_device_list_paced_to_50_per_10_seconds() -> None:
-    fake = FakeTime()
-    pacer = Pacer(clock=fake.clock, sleep=fake.sleep)
-    start = fake.now
-    for _ in range(120):
-        pacer.acquire("GET", "/devices/")
-    # 120 calls need at least two full windows beyond the first.
-    assert fake.now - start >= 20.0
-    assert all(s <= 10.0 for s in fake.sleeps)
-
-
-def test_list_window_never_exceeds_limit_in_any_10_seconds() -> None:
-    fake = FakeTime()
-    pacer = Pacer(clock=fake.clock, sleep=fake.sleep)
-    stamps = []
-    for _ in range(200):
-        pacer.acquire("GET", "/devices/")
-        stamps.append(fake.now)
-    for i, t in enumerate(stamps):
-        assert sum(1 for s in stamps[i:] if s < t + 10.0) <= 50
-
-
-def test_messages_paced_per_device_not_globally() -> None:
-    fake = FakeTime()
-    pacer = Pacer(clock=fake.clock, sleep=fake.sleep)
-    pacer.acquire("GET", "/devices/{id}/messages", "AAAA")
-    pacer.acquire("GET", "/devices/{id}/messages", "BBBB")
-    assert fake.sleeps == []
-    pacer.acquire("GET", "/devices/{id}/messages", "AAAA")
-    assert fake.sleeps == [pytest.approx(1.0)]
-
-
-def test_hourly_device_write_refused_with_retry_at_instead_of_sleeping() -> None:
-    fake = FakeTime()
-    pacer = Pacer(clock=fake.clock, sleep=fake.sleep)
-    pacer.acquire("DELETE", "/devices/{id}", "1A2B")
-    fake.now += 600
-    with pytest.raises(errors.SigfoxPacingRefused) as info:
-        pacer.acquire("DELETE", "/devices/{id}", "1A2B")
-    assert info.value.retry_at == pytest.approx(fake.now + 3000)
-    assert "1A2B" in str(info.value) and "possible again at" in str(info.value)
-    assert fake.sleeps == []
-    # Another device, and another method on the same device, are not affected.
-    pacer.acquire("DELETE", "/devices/{id}", "1A2C")
-    pacer.acquire("PUT", "/devices/{id}", "1A2B")
-    fake.now += 3000
-    pacer.acquire("DELETE", "/devices/{id}", "1A2B")
-
-
-def test_bulk_jobs_five_per_ten_minutes_then_refused() -> None:
-    fake = FakeTime()
-    pacer = Pacer(clock=fake.clock, sleep=fake.sleep)
-    for endpoint in ["/devices/bulk"] * 3 + ["/devices/bulk/transfer"] * 2:
-        pacer.acquire("POST", endpoint)
-    with pytest.raises(errors.SigfoxPacingRefused) as info:
-        pacer.acquire("POST", "/devices/bulk/restart")
-    assert info.value.retry_at == pytest.approx(fake.now + 600)
-
-
-def test_a_call_that_never_reached_the_server_gives_its_hourly_slot_back() -> None:
-    fake = FakeTime()
-    pacer = Pacer(clock=fake.clock, sleep=fake.sleep)
-    pacer.release(pacer.acquire("PUT", "/devices/{id}", "1A2B"))  # refused before connecting
-    assert pacer.acquire("PUT", "/devices/{id}", "1A2B").wait == 0.0
-    with pytest.raises(errors.SigfoxPacingRefused):
-        pacer.acquire("PUT", "/devices/{id}", "1A2B")
-
-
-def test_disabled_pacer_and_unpaced_endpoints_never_wait() -> None:
-    fake = FakeTime()
-    pacer = Pacer(enabled=False, clock=fake.clock, sleep=fake.sleep)
-    for _ in range(100):
-        pacer.acquire("GET", "/devices/")
-        pacer.acquire("DELETE", "/devices/{id}", "1A2B")
-    enabled = Pacer(clock=fake.clock, sleep=fake.sleep)
-    for _ in range(100):
-        enabled.acquire("GET", "/device-types/")
-    assert fake.sleeps == []
-
-
-def test_pacer_is_thread_safe() -> None:
-    # Time stands still, so every wait must come from slots reserved by other threads.
-    pacer = Pacer(clock=lambda: 1000.0, sleep=lambda s: None)
-    waits: list[float] = []
-    lock = threading.Lock()
-
-    def worker() -> None:
-        for _ in range(25):
-            wait = pacer.acquire("GET", "/devices/").wait
-            with lock:
-                waits.append(wait)
-
-    threads = [threading.Thread(target=worker) for _ in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    # 200 grants at 50 per 10 s (no deferring caller about: nothing is kept for one).
-    assert sorted(waits) == [0.0] * 50 + [10.0] * 50 + [20.0] * 50 + [30.0] * 50
-
-
-def test_client_refuses_second_delete_within_the_hour_without_sending() -> None:
-    handler, seen = sequence(httpx.Response(204))
-    with make_client(handler) as client:
-        client.delete_device("1a2b")
-        with pytest.raises(errors.SigfoxPacingRefused):
-            client.delete_device("1A2B")
-    assert len(seen) == 1
-
-
-def test_rate_limits_false_disables_pacing() -> None:
-    handler, seen = sequence(httpx.Response(204))
-    with make_client(handler, rate_limits=False) as client:
-        client.delete_device("1A2B")
-        client.delete_device("1A2B")
-    assert len(seen) == 2
-
 
 # --- back-off and retries ----------------------------------------------------------------
 
@@ -510,83 +313,6 @@ def test_job_status_endpoint_per_kind(kind: JobKind, path: str) -> None:
         assert job.done and job.succeeded == 2 and job.failed == 1
     else:
         assert not job.done and job.succeeded == 1 and job.failed == 1
-
-
-# --- models ------------------------------------------------------------------------------
-
-
-def test_device_model_tolerates_unknown_fields_and_codes() -> None:
-    raw = {
-        **DEVICE,
-        "state": 42,
-        "comState": 5,
-        "brandNewField": {"x": 1},
-        "token": {"state": 1, "end": 1_700_000_000_000, "detailMessage": "Off Contract"},
-        "deviceType": {"id": "dt", "name": "Type", "actions": ["read"]},
-    }
-    device = Device.model_validate(raw)
-    assert device.state == 42 and device.state.name == "UNKNOWN_42"
-    assert device.com_state is ComState.NOT_SEEN
-    assert device.token_state is TokenState.OFF_CONTRACT
-    assert device.token_end_datetime is not None and device.token_end_datetime.year == 2023
-    assert device.can_be_deleted
-    assert device.device_type is not None and device.device_type.name == "Type"
-
-
-def test_device_without_token_is_token_not_consumed() -> None:
-    device = Device.model_validate({"id": "1A2B"})
-    assert device.token is None and device.token_state is None
-    assert device.can_be_deleted and device.token_end_datetime is None
-    ok = Device.model_validate({"id": "1", "state": 0, "token": {"state": 0}})
-    assert ok.state is DeviceState.OK and not ok.can_be_deleted
-
-
-def test_device_create_serialises_with_aliases_and_without_none() -> None:
-    body = DeviceCreate(
-        id="ab12", name="n", device_type_id="t", pac=PAC, lat=1.5, product_certificate="P_1"
-    ).to_body()
-    assert body == {
-        "id": "AB12",
-        "name": "n",
-        "deviceTypeId": "t",
-        "pac": PAC,
-        "lat": 1.5,
-        "productCertificate": {"key": "P_1"},
-    }
-    with pytest.raises(ValueError):
-        DeviceCreate(id="1A2B", name="n", device_type_id="t", pac=PAC, colour="red")
-
-
-def test_contract_tokens_left() -> None:
-    assert ContractInfo(id="c", max_tokens=10, tokens_in_use=4).tokens_left == 6
-    assert ContractInfo(id="c", max_tokens=0, tokens_in_use=4).tokens_left is None
-    assert ContractInfo(id="c", communication_end_time=0).end_time is None
-
-
-def test_callback_copy_drops_read_only_fields() -> None:
-    callback = Callback.model_validate(
-        {
-            "id": "cb",
-            "channel": "URL",
-            "callbackType": 0,
-            "callbackSubtype": 2,
-            "enabled": True,
-            "dead": True,
-            "downlinkHook": False,
-            "url": "https://x/{device}",
-            "httpMethod": "GET",
-        }
-    )
-    body = callback.to_create().to_body()
-    assert body == {
-        "channel": "URL",
-        "callbackType": 0,
-        "callbackSubtype": 2,
-        "enabled": True,
-        "url": "https://x/{device}",
-        "httpMethod": "GET",
-    }
-    assert json.dumps(body)
 
 
 def test_429s_are_named_as_sigfoxs_rate_limit_with_the_endpoint(
