@@ -43,8 +43,8 @@ from commands.states import Kind, StepState, WorkflowState  # noqa: E402
 from sigfox.client import SigfoxClient  # noqa: E402
 from sigfox.simulator import SimulatorServer  # noqa: E402
 from sigfox.simulator.latency import LatencyModel, parse_latency  # noqa: E402
+from storage.call_ledger import SqliteCallLedger  # noqa: E402
 from storage.db import open_database  # noqa: E402
-from storage.pacing import SqliteCallLedger  # noqa: E402
 
 SECTION = "## One job over many devices"
 CHANNEL = "C0BIGJOB1"

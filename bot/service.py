@@ -215,7 +215,7 @@ def build_alerts(*, api: SigfoxApi, database: SafeDatabase, sink: AlertSink, con
 
 def _sigfox_client(env: Mapping[str, str], database: SafeDatabase) -> SigfoxClient:
     from sigfox.client import SigfoxClient
-    from storage.pacing import SqliteCallLedger
+    from storage.call_ledger import SqliteCallLedger
 
     # Every HTTP answer (and every call that got none) counts in /metrics, 429s by endpoint.
     # The per-device hourly calls are counted in the database, so a restart remembers them.

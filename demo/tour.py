@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from demo.terminal_slack import Person
 from demo.world import PEOPLE, DemoWorld, wait_for
-from sigfox.simulator.model import TokenState
+from sigfox.simulator.entities import TokenState
 
 RELEASE_WAIT_LIMIT = 3 * 3600.0  # virtual seconds; the backend holds an id about 30 minutes
 WAITING_STATES = ("awaiting_uplink", "done", "failed")

@@ -1,5 +1,5 @@
 """Where the calls counted against a durable rate limit are kept (see pacing.py): a
-`CallLedger` is the bot's database in production (`storage.pacing`), so an hour-long window
+`CallLedger` is the bot's database in production (`storage.call_ledger`), so an hour-long window
 survives a restart; `MemoryLedger` serves a client without a database (CLI, tests)."""
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ steps, scheduled jobs) never waits: any wait is refused with its `retry_at`, whi
 records as its next run, so one device's wait never holds the others.
 
 The long windows (per-device hourly calls, bulk jobs) are counted in a `CallLedger`
-(call_ledger.py): the bot's database in production (`storage.pacing`), so the count survives a
+(call_ledger.py): the bot's database in production (`storage.call_ledger`), so the count survives a
 restart. What counts is what the server may have executed: a call refused locally, one that
 failed before connecting, or one answered 429 gives its slot back; one answered otherwise, or
 cut off after it was sent, keeps it. A caller that later verifies, by reading the backend, that

@@ -208,7 +208,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     );
     """,
     # 5: Sigfox calls counted against the long limits (one per hour per device, bulk jobs), so
-    # a restart remembers them (storage/pacing.py).
+    # a restart remembers them (storage/call_ledger.py).
     """
     CREATE TABLE sigfox_calls (
         id INTEGER PRIMARY KEY,

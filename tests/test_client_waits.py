@@ -15,8 +15,8 @@ from sigfox.errors import (
     SigfoxServerError,
 )
 from sigfox.pacing import Pacer
+from storage.call_ledger import SqliteCallLedger
 from storage.db import open_database
-from storage.pacing import SqliteCallLedger
 
 LIST_PAGE = {"data": []}
 

@@ -13,7 +13,7 @@ from collections import Counter
 import httpx
 
 from sigfox.simulator import World, build_fleet
-from sigfox.simulator.model import TokenState
+from sigfox.simulator.entities import TokenState
 
 DAY_MS = 86_400_000
 

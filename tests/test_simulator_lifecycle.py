@@ -16,7 +16,7 @@ import pytest
 
 from sigfox.simulator import SimulatorServer
 from sigfox.simulator.clock import add_months
-from sigfox.simulator.model import Contract, DeviceType
+from sigfox.simulator.entities import Contract, DeviceType
 
 DAY = 86_400
 FACTORY_PAC = "00112233445566AA"

@@ -26,8 +26,8 @@ from commands.planning import Request
 from commands.ports import ManualClock, Progress, ProgressKind, Target
 from commands.progress_lane import ProgressLane
 from commands.states import Kind, StepState, WorkflowState
+from storage.call_ledger import SqliteCallLedger
 from storage.db import open_database
-from storage.pacing import SqliteCallLedger
 
 THROTTLED = "C0FFEE"  # Off Contract
 OTHER = "BEEF01"  # no token

@@ -229,33 +229,33 @@ class Api:
     # ------------------------------------------------------------------ bulk jobs
 
     async def bulk_create(self, request: Request) -> Response:
-        job = self.world.bulk_jobs.start("create", await json_body(request))
+        job = self.world.job_queue.start("create", await json_body(request))
         return JSONResponse({"total": job.total, "jobId": job.id})
 
     async def bulk_transfer(self, request: Request) -> Response:
-        job = self.world.bulk_jobs.start("transfer", await json_body(request))
+        job = self.world.job_queue.start("transfer", await json_body(request))
         return JSONResponse({"total": job.total, "jobId": job.id})
 
     async def bulk_restart(self, request: Request) -> Response:
-        job = self.world.bulk_jobs.start("restart", await json_body(request))
+        job = self.world.job_queue.start("restart", await json_body(request))
         return JSONResponse({"jobId": job.id}, status_code=201)
 
     async def bulk_unsubscribe(self, request: Request) -> Response:
-        job = self.world.bulk_jobs.start("unsubscribe", await json_body(request))
+        job = self.world.job_queue.start("unsubscribe", await json_body(request))
         return JSONResponse({"jobId": job.id}, status_code=201)
 
     async def registration_job(self, request: Request) -> Response:
-        job = self.world.bulk_jobs.status(request.path_params["job"], "registration")
+        job = self.world.job_queue.status(request.path_params["job"], "registration")
         with self.world.lock:
             return JSONResponse(json_bodies.registration_job(job))
 
     async def restart_job(self, request: Request) -> Response:
-        job = self.world.bulk_jobs.status(request.path_params["job"], "restart")
+        job = self.world.job_queue.status(request.path_params["job"], "restart")
         with self.world.lock:
             return JSONResponse(json_bodies.action_job(job))
 
     async def unsubscribe_job(self, request: Request) -> Response:
-        job = self.world.bulk_jobs.status(request.path_params["job"], "unsubscribe")
+        job = self.world.job_queue.status(request.path_params["job"], "unsubscribe")
         with self.world.lock:
             return JSONResponse(json_bodies.action_job(job))
 

@@ -3,7 +3,7 @@
 Everything here is plain Python under one re-entrant lock: the HTTP layer (`server.py`) parses
 requests, calls one `World` method, and renders what it returns. Tests reach the same object
 through `SimulatorServer.world` to set up exactly the devices they need. Beside it:
-`tokens.py` (the token lifecycle the rules below apply), `bulk_jobs.py` (the job queue),
+`tokens.py` (the token lifecycle the rules below apply), `job_queue.py` (the bulk job queue),
 `request_bodies.py` (what a request body may hold), `index.py` (the id indexes of the lists).
 
 Rules implemented (tests/specs/sigfox-api-v2/SOURCE.md; the reading is docs/sigfox-semantics.md):
@@ -34,10 +34,8 @@ import threading
 from typing import Any
 
 from sigfox.simulator.api_errors import ApiError, field_error, not_found
-from sigfox.simulator.bulk_jobs import BulkJobs
 from sigfox.simulator.clock import SimClock, add_months
-from sigfox.simulator.index import ALL_IDS, DeviceIndexes, IdRange, select
-from sigfox.simulator.model import (
+from sigfox.simulator.entities import (
     ALL_TYPE_SHAPES,
     TYPE_SHAPES,
     Callback,
@@ -51,6 +49,8 @@ from sigfox.simulator.model import (
     Token,
     TokenState,
 )
+from sigfox.simulator.index import ALL_IDS, DeviceIndexes, IdRange, select
+from sigfox.simulator.job_queue import JobQueue
 from sigfox.simulator.request_bodies import (
     HEX_DATA,
     apply_update,
@@ -87,9 +87,9 @@ class World:
         self.devices: dict[str, Device] = {}
         self.deleted: dict[str, DeletedDevice] = {}
         self.pacs: dict[str, str] = {}
-        self.bulk_jobs = BulkJobs(self, job_delay)
+        self.job_queue = JobQueue(self, job_delay)
         self.indexes = DeviceIndexes()
-        self.clock.on_advance(lambda: self.bulk_jobs.run_due(force=True))
+        self.clock.on_advance(lambda: self.job_queue.run_due(force=True))
 
     # ------------------------------------------------------------------ ids and time
 
@@ -457,7 +457,7 @@ class World:
 
     def stop(self) -> None:
         """Cancel job timers (the server is shutting down)."""
-        self.bulk_jobs.stop()
+        self.job_queue.stop()
 
     # ------------------------------------------------------------------ transfer and restart
 

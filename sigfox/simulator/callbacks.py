@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 
-from sigfox.simulator.model import Callback
+from sigfox.simulator.entities import Callback
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from sigfox.simulator.backend import World
 from sigfox.simulator.clock import add_months
-from sigfox.simulator.model import Device, DeviceType, Token
+from sigfox.simulator.entities import Device, DeviceType, Token
 
 DAY_MS = 86_400_000
 MONTH_MS = 30 * DAY_MS + DAY_MS // 2

@@ -15,7 +15,7 @@ import bisect
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
-from sigfox.simulator.model import Device
+from sigfox.simulator.entities import Device
 
 # Where an id that is not hexadecimal sorts: after every real one. Sigfox ids are hexadecimal,
 # but tests and hand-made worlds name devices "U1"; the index must not fall over them.

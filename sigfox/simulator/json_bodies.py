@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from sigfox.simulator.backend import World
-from sigfox.simulator.model import (
+from sigfox.simulator.entities import (
     TOKEN_DETAIL,
     Callback,
     ComState,

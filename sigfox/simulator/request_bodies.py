@@ -8,7 +8,7 @@ from collections.abc import Collection
 from typing import Any, TypeGuard
 
 from sigfox.simulator.api_errors import ApiError, field_error
-from sigfox.simulator.model import Device
+from sigfox.simulator.entities import Device
 
 HEX_ID = re.compile(r"^[0-9A-Fa-f]{1,8}$")
 HEX_PAC = re.compile(r"^[0-9A-Fa-f]{16}$")

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 from sigfox.simulator.api_errors import ApiError
 from sigfox.simulator.clock import add_months
-from sigfox.simulator.model import Contract, Device, Token
+from sigfox.simulator.entities import Contract, Device, Token
 
 
 def take_token(device: Device, candidates: Sequence[Contract], now: int) -> None:

@@ -10,14 +10,14 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from sigfox.simulator.api_errors import ApiError, not_found
-from sigfox.simulator.model import Job
+from sigfox.simulator.entities import Job
 from sigfox.simulator.request_bodies import CREATE_FIELDS, is_int, job_size
 
 if TYPE_CHECKING:
     from sigfox.simulator.backend import World
 
 
-class BulkJobs:
+class JobQueue:
     """The jobs of one `World`, guarded by its lock."""
 
     def __init__(self, world: World, job_delay: float) -> None:

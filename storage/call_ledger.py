@@ -1,8 +1,9 @@
 """The Sigfox calls that count against the long limits, kept in the bot's database.
 
 `sigfox.pacing` decides what counts (what the server may have executed); this module keeps the
-count where a restart cannot lose it, and where two processes on one database see the same
-count: each reservation is a check and an insert in one `BEGIN IMMEDIATE` transaction.
+count, as `sigfox.call_ledger.CallLedger` says, where a restart cannot lose it, and where two
+processes on one database see the same count: each reservation is a check and an insert in
+one `BEGIN IMMEDIATE` transaction.
 """
 
 from __future__ import annotations
