@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -29,9 +30,14 @@ from commands.schedules import ScanTiming
 from commands.states import Kind
 from commands.status import BackendUnavailable
 from commands.workflows import Core, Outcome
+from sigfox.device_reads import ReadCount
 from storage.records import job_label, parse_job_label
 
 log = logging.getLogger(__name__)
+
+# The reads' progress of the request being handled on this thread (`handle`'s `on_read`): the
+# command methods share one signature, and the handler is shared by every thread.
+_ON_READ: ContextVar[ReadCount | None] = ContextVar("on_read", default=None)
 
 NO_ALERTS = ("Fleet alerts are not set up on this bot yet, so there is no scan data to answer "
              "from. Ask an admin to enable them.")
@@ -81,9 +87,17 @@ class CommandHandler:
             return g.HelpCommand()
 
     def handle(self, text: str, actor: Actor, *, channel: str, thread: str = "",
-               reason: str = "") -> Reply:
+               reason: str = "", on_read: ReadCount | None = None) -> Reply:
         """`reason`: why the requester asks, for a renewal or delete (asked by a form when
-        the job is large)."""
+        the job is large). `on_read(read, wanted)`: told as a request's devices are read."""
+        token = _ON_READ.set(on_read)
+        try:
+            return self._handle(text, actor, channel=channel, thread=thread, reason=reason)
+        finally:
+            _ON_READ.reset(token)
+
+    def _handle(self, text: str, actor: Actor, *, channel: str, thread: str, reason: str
+                ) -> Reply:
         try:
             command = g.parse_command(text, today=self._today())
             if isinstance(command, g.CommandError):
@@ -224,7 +238,8 @@ class CommandHandler:
                  device_type: str | None = None, unsubscribe_at_ms: int | None = None,
                  reason: str = "", by_delete: bool = False) -> Reply:
         outcome = self.core.request(Request(kind, actor, device_ids, target, device_type,
-                                            unsubscribe_at_ms, reason, by_delete))
+                                            unsubscribe_at_ms, reason, by_delete),
+                                    on_read=_ON_READ.get())
         return _outcome_reply(outcome)
 
     def _renew(self, command: g.RenewCommand, actor: Actor, target: Target,

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from commands.bookkeeping import Bookkeeper
 from commands.planning import type_id_of
 from commands.ports import Clock, ProgressKind, SigfoxApi
+from commands.read_ahead import ReadAhead
 from commands.states import StepState
 from commands.writeahead import NotSent, WriteAhead
 from sigfox.errors import SigfoxError
@@ -39,6 +40,7 @@ class BulkJobs:
     clock: Clock
     books: Bookkeeper
     write_ahead: WriteAhead
+    read_ahead: ReadAhead = field(default_factory=ReadAhead)
 
     def transfer(self, workflow: WorkflowRecord, step: StepRecord, done_text: str, *,
                  then: StepState, details: dict[str, Any] | None = None) -> bool:
@@ -87,8 +89,11 @@ class BulkJobs:
         # The submission could still land:
         if not self.write_ahead.settled(workflow, device_id):
             return False
-        device = self.books.call(workflow, device_id, "read device", self.api.find_device,
-                                 device_id)
+        # As this tick's page read showed it (commands/read_ahead.py), else read on its own.
+        device = self.read_ahead.take(workflow.id, device_id)
+        if device is None:
+            device = self.books.call(workflow, device_id, "read device", self.api.find_device,
+                                     device_id)
         if reached(device):
             return self.books.move(workflow, device_id, step.state, then, done_text)
         now = self.clock.now()
@@ -147,8 +152,11 @@ class BulkJobs:
                        if s.state == StepState.PENDING]
             claimed = [
                 d for d in pending
+                # The poll is scheduled with the claim: the job's other steps of this tick
+                # see the device no longer due, and its devices are read together, in pages.
                 if self.store.cas_device(workflow.id, d, StepState.PENDING,
-                                         StepState.SUBMITTING, now, data={"submitted_at": now})
+                                         StepState.SUBMITTING, now, data={"submitted_at": now},
+                                         next_run=now + JOB_POLL_SECONDS)
             ]
             if not claimed:
                 return

@@ -109,8 +109,21 @@ class WorkflowEngine:
         now = self.clock.now()
         due = [step for step in self.store.workflow_devices(workflow.id)
                if not StepState(step.state).finished and step.next_run <= now]
-        self._run_steps(workflow, due, stats)
+        self._read_ahead(workflow, due)
+        try:
+            self._run_steps(workflow, due, stats)
+        finally:
+            self.steps.read_ahead.drop(workflow.id)
         self.finish_if_done(self.books.workflow(workflow.id))
+
+    def _read_ahead(self, workflow: WorkflowRecord, due: list[StepRecord]) -> None:
+        """The devices the due steps start by reading, in pages (see commands/read_ahead.py)."""
+        def audit(devices: int, outcome: str) -> None:
+            self.store.audit("bot", "sigfox read devices", self.clock.now(),
+                             workflow_id=workflow.id, outcome=outcome,
+                             details={"devices": devices})
+
+        self.steps.read_ahead.load(self.steps.api, workflow.id, due, audit)
 
     def _run_steps(self, workflow: WorkflowRecord, due: list[StepRecord], stats: TickStats
                    ) -> None:
@@ -138,7 +151,9 @@ class WorkflowEngine:
 
     def _run_step(self, workflow: WorkflowRecord, device_id: str) -> None:
         step = self.store.device_step(workflow.id, device_id)
-        if step is None:
+        # Rescheduled since the tick began (the bulk job just submitted for it by another
+        # step): no longer due. Its devices are read together, in pages, when it is.
+        if step is None or step.next_run > self.clock.now():
             return
         try:
             self.steps.run(workflow, step)

@@ -10,7 +10,7 @@ read here are understood is in docs/sigfox-semantics.md.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from commands.bookkeeping import Bookkeeper, elapsed_text
@@ -18,6 +18,7 @@ from commands.bulk_jobs import BulkJobs
 from commands.config import BotConfig
 from commands.ports import Clock, ProgressKind, SigfoxApi
 from commands.preflight import contract_of, day, is_deletable
+from commands.read_ahead import ReadAhead
 from commands.states import Kind, StepState
 from commands.writeahead import (
     CREATE,
@@ -53,6 +54,7 @@ class StepRunner:
     books: Bookkeeper
     write_ahead: WriteAhead
     bulk: BulkJobs
+    read_ahead: ReadAhead = field(default_factory=ReadAhead)
 
     def run(self, workflow: WorkflowRecord, step: StepRecord) -> None:
         """Move the device's step as far as it can go now (it may raise `SigfoxError`)."""
@@ -68,6 +70,12 @@ class StepRunner:
     def _read_device(self, workflow: WorkflowRecord, device_id: str) -> Device | None:
         return self.books.call(workflow, device_id, "read device", self.api.find_device,
                                device_id)
+
+    def _read_device_ahead(self, workflow: WorkflowRecord, device_id: str) -> Device | None:
+        """The device as this tick's page read showed it (commands/read_ahead.py), else read
+        now on its own: only its own answer may say it is gone."""
+        device = self.read_ahead.take(workflow.id, device_id)
+        return device if device is not None else self._read_device(workflow, device_id)
 
     def copy_missing_callbacks(self, workflow: WorkflowRecord, device_id: str, source: str,
                                target: str) -> int:
@@ -280,7 +288,7 @@ class StepRunner:
             step.data["registered_at"] = self.clock.now()
             self.store.update_device_step(workflow.id, device_id, self.clock.now(),
                                           data=step.data)
-        device = self._read_device(workflow, device_id)
+        device = self._read_device_ahead(workflow, device_id)
         if device is None:
             self.books.fail(workflow, device_id, "first message",
                             f"{device_id} is no longer listed by Sigfox. Check it in the Sigfox "

@@ -38,12 +38,14 @@ from commands.planning import Plan, Request, plan_request, type_id_of
 from commands.policy import Actor, Operation, Policy
 from commands.ports import Clock, Notifier, ProgressKind, SigfoxApi
 from commands.preflight import Refusal
+from commands.read_ahead import ReadAhead
 from commands.read_models import ApprovalRequest, JobSummary, ReadModels
 from commands.states import CANCELLABLE, StepState, WorkflowState
 from commands.status import DeviceStatus, read_device_status
 from commands.steps import StepRunner, target_type_id
 from commands.ticks import Stopwatch, TickStats
 from commands.writeahead import WriteAhead
+from sigfox.device_reads import ReadCount
 from sigfox.errors import SigfoxError
 from sigfox.models import Device
 from storage.records import EventRecord, StepRecord, WorkflowRecord, job_label
@@ -82,10 +84,12 @@ class Core:
         self.write_ahead = WriteAhead(store=store, api=api, clock=clock,
                                       landing_clock=self.landing_clock, config=config,
                                       books=self.books)
+        read_ahead = ReadAhead()  # the devices a tick reads in pages for its steps
         bulk = BulkJobs(store=store, api=api, clock=clock, books=self.books,
-                        write_ahead=self.write_ahead)
+                        write_ahead=self.write_ahead, read_ahead=read_ahead)
         self.steps = StepRunner(store=store, api=api, clock=clock, config=config,
-                                books=self.books, write_ahead=self.write_ahead, bulk=bulk)
+                                books=self.books, write_ahead=self.write_ahead, bulk=bulk,
+                                read_ahead=read_ahead)
         self.approvals = ApprovalRounds(store=store, policy=self.policy, clock=clock,
                                         config=config, books=self.books)
         self.cancels = PendingCancels(store=store, clock=clock, landing_clock=self.landing_clock,
@@ -139,7 +143,8 @@ class Core:
 
     # -- requests ----------------------------------------------------------------------------
 
-    def request(self, request: Request) -> Outcome:
+    def request(self, request: Request, on_read: ReadCount | None = None) -> Outcome:
+        """`on_read(read, wanted)` is told as the request's devices are read from Sigfox."""
         operation = Operation(request.kind.value)
         decision = self.policy.can_request(request.actor, operation)
         if not decision.allowed:
@@ -149,7 +154,7 @@ class Core:
         if missing_reason:
             return Outcome(False, missing_reason)
         try:
-            plan = plan_request(self.api, self.clock.now(), request)
+            plan = plan_request(self.api, self.clock.now(), request, on_read)
         except Refusal as refusal:
             return Outcome(False, f"{refusal} Nothing was changed.")
         except SigfoxError as error:

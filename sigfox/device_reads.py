@@ -7,16 +7,17 @@ The device list sorts by id and takes an id range (`sort=id`, `minId`, `maxId`),
 returns up to 100 devices in a range: the wanted ids, sorted by hexadecimal value, are cut into
 groups of 100, and each group is read by *seeking*: ask for the page from the group's next
 unresolved id to its last id; every wanted id up to the page's last device is then known
-(listed, or not in the account); seek again from the next unresolved one. Each call settles at
-least one wanted id, so a scattered group never costs more than one call per device, and a
-group of consecutive devices costs one call. The groups are read side by side, every call
-through the client's one pacer (the published limits); a deferring client's "not before"
-(`retry_at`) is waited for here when it is short, as the requester is waiting anyway.
+(listed, or not in the account); what is left is sought again, cut in two so that a sparse
+group spreads over the workers. Each call settles at least one wanted id, so scattered ids
+never cost more than one call per device, and a group of consecutive devices costs one call.
+The groups are read side by side, every call through the client's one pacer (the published
+limits); a deferring client's "not before" (`retry_at`) is waited for here when it is short,
+as the requester is waiting anyway.
 
 Exactness: a device the pages do not show is read once more on its own (`find_device`), so "not
 in this account" is said only on the answer that says so; where the backend refuses the range
-parameters (400) or ignores them (a device outside the range, or out of order), the group falls
-back to one read per device.
+parameters (400) or ignores them (a device outside the range, or out of order), the reads fall
+back to one call per device, still side by side.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from typing import Protocol, TypeVar
 
 from sigfox.errors import SigfoxBadRequest, SigfoxError
@@ -69,19 +70,19 @@ def read_devices(
     wanted = sorted({normalize_device_id(d) for d in device_ids}, key=_value)
     if len(wanted) <= 1:  # one device: the id filter is one call, as a page would be
         return {d: _waiting(clock, sleep, api.find_device, d) for d in wanted}
-    progress = _Progress(len(wanted), on_read)
-    groups = [wanted[i:i + PAGE] for i in range(0, len(wanted), PAGE)]
-    reader = _GroupReader(api, progress, clock, sleep)
-    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(groups))),
-                            thread_name_prefix="device-reads") as pool:
-        parts = list(pool.map(reader.read, groups))
-    found: dict[str, Device | None] = {}
-    for part in parts:
-        found.update(part)
-    unseen = [d for d in wanted if found.get(d) is None]
+    reader = _Reader(api, _Progress(len(wanted), on_read), clock, sleep)
+    with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="device-reads"
+                            ) as pool:
+        running = {pool.submit(reader.read, wanted[i:i + PAGE])
+                   for i in range(0, len(wanted), PAGE)}
+        while running:
+            finished, running = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                running |= {pool.submit(reader.read, rest) for rest in future.result()}
+    unseen = [d for d in wanted if reader.found.get(d) is None]
     for device_id in unseen:  # said missing by a page: confirmed on its own answer
-        found[device_id] = _waiting(clock, sleep, api.find_device, device_id)
-    return found
+        reader.found[device_id] = _waiting(clock, sleep, api.find_device, device_id)
+    return reader.found
 
 
 class _Progress:
@@ -103,42 +104,59 @@ class _Progress:
             self._on_read(done, self.total)
 
 
-class _GroupReader:
+class _Reader:
+    """One call per task: a page from the task's first id to its last. What the page does not
+    settle goes on as two tasks, so the ids of a sparse group (a page settling few of them)
+    are soon read side by side, while a dense group stays one call."""
+
     def __init__(self, api: PagedDevices, progress: _Progress, clock: Callable[[], float],
                  sleep: Callable[[float], None]) -> None:
         self.api = api
         self.progress = progress
         self.clock = clock
         self.sleep = sleep
+        self.found: dict[str, Device | None] = {}
+        self.ranges_refused = False
+        self._lock = threading.Lock()
 
-    def read(self, group: Sequence[str]) -> dict[str, Device | None]:
-        found: dict[str, Device | None] = {}
-        try:
-            self._seek(group, found)
-        except (SigfoxBadRequest, _RangesIgnored) as refused:
-            log.info("device reads: the id range was not honoured (%s); reading %d device(s) "
-                     "one by one", type(refused).__name__, len(group) - len(found))
-            for device_id in group:
-                if device_id not in found:
-                    found[device_id] = _waiting(self.clock, self.sleep, self.api.find_device,
-                                                device_id)
-                    self.progress.add(1)
-        return found
+    def read(self, ids: Sequence[str]) -> list[Sequence[str]]:
+        """Settle at least `ids[0]`; returns what is left of `ids`, as up to two tasks."""
+        if not self.ranges_refused:
+            try:
+                settled = self._page(ids)
+            except (SigfoxBadRequest, _RangesIgnored) as refused:
+                log.info("device reads: the id range was not honoured (%s); reading devices "
+                         "one by one", type(refused).__name__)
+                self.ranges_refused = True
+                settled = self._one(ids[0])
+        else:
+            settled = self._one(ids[0])
+        self.progress.add(settled)
+        rest = ids[settled:]
+        if len(rest) < 2:
+            return [rest] if rest else []
+        half = len(rest) // 2
+        return [rest[:half], rest[half:]]
 
-    def _seek(self, group: Sequence[str], found: dict[str, Device | None]) -> None:
-        high = group[-1]
-        at = 0
-        while at < len(group):
-            low = group[at]
-            page = _waiting(self.clock, self.sleep, self._first_page, low, high)
-            listed = {device.id.upper(): device for device in page}
-            # A full page says nothing beyond its last device; a short one ends the range.
-            reach = _value(page[-1].id) if len(page) == PAGE else _value(high)
-            start = at
-            while at < len(group) and _value(group[at]) <= reach:
-                found[group[at]] = listed.get(group[at])
-                at += 1
-            self.progress.add(at - start)
+    def _one(self, device_id: str) -> int:
+        device = _waiting(self.clock, self.sleep, self.api.find_device, device_id)
+        with self._lock:
+            self.found[device_id] = device
+        return 1
+
+    def _page(self, ids: Sequence[str]) -> int:
+        low, high = ids[0], ids[-1]
+        page = _waiting(self.clock, self.sleep, self._first_page, low, high)
+        listed = {device.id.upper(): device for device in page}
+        # A full page says nothing beyond its last device; a short one ends the range.
+        reach = _value(page[-1].id) if len(page) == PAGE else _value(high)
+        settled = 0
+        while settled < len(ids) and _value(ids[settled]) <= reach:
+            settled += 1
+        with self._lock:
+            for device_id in ids[:settled]:
+                self.found[device_id] = listed.get(device_id)
+        return settled
 
     def _first_page(self, low: str, high: str) -> list[Device]:
         pages = self.api.iter_device_pages(min_id=low, max_id=high, page_size=PAGE)

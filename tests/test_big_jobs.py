@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from support.bot import BotHarness, running_bot
-from support.core import CoreHarness, core_config, make_core
+from support.core import APPROVER, REQUESTER, CoreHarness, core_config, make_core
 
 from bot.notifier import SlackNotifier
 from commands.planning import Request
@@ -17,6 +18,7 @@ from sigfox.simulator import SimulatorServer
 from sigfox.simulator.latency import LatencyModel
 
 DEVICES = 30
+UNSUBSCRIBE_AT = 1_900_000_000_000  # 2030
 BIG_JOB = """
 concurrent_steps = 4
 device_lines_up_to = 5
@@ -40,7 +42,7 @@ def slow_backend(make_simulator: Callable[..., SimulatorServer]) -> SimulatorSer
 
 
 def restart_all(harness: CoreHarness, ids: list[str]) -> int:
-    outcome = harness.core.request(Request(Kind.RESTART, _requester(), tuple(ids),
+    outcome = harness.core.request(Request(Kind.RESTART, REQUESTER, tuple(ids),
                                            Target("C0CHAN")))
     assert outcome.ok, outcome.message
     assert outcome.workflow_id is not None
@@ -53,25 +55,42 @@ def restart_all(harness: CoreHarness, ids: list[str]) -> int:
     return outcome.workflow_id
 
 
-def _requester():
-    from support.core import REQUESTER
-
-    return REQUESTER
-
-
 def test_steps_run_side_by_side_within_the_bound_and_none_twice(
     slow_backend: SimulatorServer, tmp_path: Path
 ) -> None:
+    # Unsubscribing is one read and one write per device: the steps themselves call Sigfox.
     ids = off_contract_fleet(slow_backend)
     harness = make_core(slow_backend, tmp_path / "bot.db",
                         config=core_config(BIG_JOB.replace("progress", "# progress")))
+    outcome = harness.core.request(Request(Kind.UNSUBSCRIBE, REQUESTER, tuple(ids),
+                                           Target("C0CHAN"), unsubscribe_at_ms=UNSUBSCRIBE_AT))
+    assert outcome.ok and outcome.approval_id is not None, outcome.message
+    assert harness.core.decide(outcome.approval_id, APPROVER, approve=True).ok
+    slow_backend.calls.clear()
+    for _ in range(5):
+        harness.core.tick()
+        harness.advance(10)
+    assert harness.core.store.get_workflow(outcome.workflow_id).state == WorkflowState.DONE
+    waiting = slow_backend.control("GET", "/latency")
+    assert 2 <= waiting["peakWaiting"] <= 4  # side by side, never more than concurrent_steps
+    writes = Counter(c["path"] for c in slow_backend.calls.all() if c["method"] == "PUT")
+    assert sorted(writes) == sorted(f"/v2/devices/{d}/unsubscribe" for d in ids)
+    assert set(writes.values()) == {1}  # none twice
+
+
+def test_a_restart_job_reads_its_devices_in_pages_and_submits_one_bulk_job(
+    slow_backend: SimulatorServer, tmp_path: Path
+) -> None:
+    ids = off_contract_fleet(slow_backend)
+    harness = make_core(slow_backend, tmp_path / "bot.db", config=core_config(BIG_JOB))
     slow_backend.calls.clear()
     workflow_id = restart_all(harness, ids)
     assert harness.core.store.get_workflow(workflow_id).state == WorkflowState.DONE
-    waiting = slow_backend.control("GET", "/latency")
-    assert 2 <= waiting["peakWaiting"] <= 4  # side by side, never more than concurrent_steps
-    # One bulk job for the whole job, and every device read back once it took effect.
     assert len(harness.calls("POST", "/v2/devices/bulk/restart")) == 1
+    reads = [c for c in harness.calls("GET", "/v2/devices/") if c["path"] == "/v2/devices/"]
+    # The plan's page, then the job's: no read per device (30 devices fit one page).
+    assert not [c for c in reads if "id=" in str(c.get("query")).replace("minId", "")]
+    assert len(reads) <= 3, reads
     # The plan read the devices' one type and one contract once, not once per device.
     assert len(harness.calls("GET", "/v2/device-types/")) <= 1
     assert len(harness.calls("GET", "/v2/contract-infos/")) == 1

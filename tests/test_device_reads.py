@@ -12,6 +12,7 @@ from sigfox.device_reads import read_devices
 from sigfox.errors import SigfoxPacingRefused
 from sigfox.models import Device
 from sigfox.simulator import SimulatorServer
+from sigfox.simulator.latency import LatencyModel
 
 
 @pytest.fixture
@@ -57,6 +58,23 @@ def test_scattered_and_missing_ids_cost_at_most_one_call_each_and_are_exact(
     assert all(found[d] is None for d in missing)
     # One call per group page at most per wanted id, plus one confirming read per missing id.
     assert len(list_calls(fleet)) <= len(scattered) + 2 * len(missing)
+
+
+def test_ids_far_apart_are_read_side_by_side_within_the_workers(
+    make_simulator: Callable[..., SimulatorServer]
+) -> None:
+    sim = make_simulator(devices=0, rate_limits=True,
+                         latency=LatencyModel(0.05, spread=0.0, slow_share=0.0))
+    dtype = sim.world.add_device_type("Far", sim.world.add_contract(
+        "Far", order_id="order-far", order_name="Far", max_tokens=1000).id)
+    for n in range(1200):
+        sim.world.add_device(f"{0x2000 + n:X}", device_type_id=dtype.id)
+    wanted = [f"{0x2000 + n:X}" for n in range(0, 1200, 150)]  # 8 ids, a page apart or more
+    with SigfoxClient(sim.base_url, *sim.auth, rate_limits=True).deferring() as api:
+        found = read_devices(api, wanted, workers=4)
+    assert all(found[d] is not None for d in wanted)
+    assert len(list_calls(sim)) == len(wanted)  # one call each, never more
+    assert 2 <= sim.control("GET", "/latency")["peakWaiting"] <= 4
 
 
 def test_progress_is_told_as_pages_arrive_and_reaches_the_total(client: SigfoxClient) -> None:

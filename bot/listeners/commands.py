@@ -3,6 +3,8 @@ parsed and answered from the core in a lazy listener (`bot.handler.CommandHandle
 
 from __future__ import annotations
 
+import logging
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from slack_bolt import Ack, App, Respond
@@ -14,9 +16,12 @@ from bot.listeners.lanes import BUSY_TEXT, queued_text
 from bot.listeners.replies import deliver, first_delivery
 from bot.listeners.views import ReasonForms
 from commands import grammar as g
+from commands.read_progress import ReadProgress
 
 if TYPE_CHECKING:
     from bot.service import Services
+
+log = logging.getLogger(__name__)
 
 SLASH_COMMAND = g.SLASH_COMMAND
 # Commands that read Sigfox before answering: they wait in the read lane, not on a worker
@@ -67,7 +72,11 @@ class SlashCommand:
         channel, user = command.get("channel_id", ""), command["user_id"]
 
         def answer() -> None:
-            reply = self.handler.handle(command.get("text") or "", actor, channel=channel)
+            progress = ReadProgress(partial(_show_progress, respond, []),
+                                    every=self.services.config.timing.progress_interval
+                                    .total_seconds())
+            reply = self.handler.handle(command.get("text") or "", actor, channel=channel,
+                                        on_read=progress)
             deliver(reply, client=client, respond=respond, channel=channel, user=user)
 
         parsed = self.handler.parse(command.get("text") or "")
@@ -80,3 +89,12 @@ class SlashCommand:
                 ahead, self.services.read_lane.wait_estimate(ahead))
             deliver(Reply(blocks.text_message(text)), client=client, respond=respond,
                     channel=channel, user=user)
+
+
+def _show_progress(respond: Respond, shown: list[str], text: str) -> None:
+    """How far the reads are, privately: one message, replaced by each later line."""
+    try:
+        respond(text=text, response_type="ephemeral", replace_original=bool(shown))
+        shown.append(text)
+    except Exception as error:  # progress is a courtesy: the answer still comes
+        log.warning("could not show the reads' progress (%s)", type(error).__name__)

@@ -1,0 +1,80 @@
+"""The devices a tick's due steps are about to read, read first in pages of 100.
+
+After a bulk restart or transfer, each device of the job is checked on its own ("the device is
+the truth"); a renewal waiting for first messages polls each device. One list call per device
+is a thousand calls of the list limit (50 per 10 s) for a thousand-device job: 200 s a round.
+So before the due steps run, the devices of those that start by reading their device are read
+in pages (`sigfox.device_reads`), ceil(N/100) calls, and each such step takes its device from
+here instead of asking Sigfox again. A read is used once, by the tick that made it, and only
+when it shows the device: a device the pages do not show is read again by its own step, whose
+answer alone may say it is gone. Where the pages cannot be read now (a limit's slot is not
+free, Sigfox fails), nothing is kept and every step reads as before: the tick never waits.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable
+
+from commands.ports import SigfoxApi
+from commands.states import StepState
+from sigfox.device_reads import read_devices
+from sigfox.errors import SigfoxError
+from sigfox.models import Device
+from storage.records import StepRecord
+
+log = logging.getLogger(__name__)
+
+# Steps that begin by reading their device: waiting for a bulk job to show, or for a first
+# message. (Steps about to delete or register read their device right before the write, and
+# keep doing so on their own.)
+READS_FIRST = frozenset({StepState.AWAITING_JOB.value, StepState.AWAITING_UPLINK.value})
+WORTH_A_PAGE = 2  # one device is one call either way
+
+
+class ReadAhead:
+    """Devices read in pages for one workflow's tick, taken once each (thread-safe)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._devices: dict[tuple[int, str], Device] = {}
+
+    def load(self, api: SigfoxApi, workflow_id: int, due: Iterable[StepRecord],
+             audit: Callable[[int, str], None] | None = None) -> int:
+        """Read the devices of the due steps that read first; returns how many were kept."""
+        ids = [s.device_id for s in due if s.state in READS_FIRST]
+        if len(ids) < WORTH_A_PAGE:
+            return 0
+        try:
+            found = read_devices(api, ids, sleep=_never_sleep)
+        except (SigfoxError, _WouldWait) as error:
+            log.info("read-ahead of %d device(s) skipped (%s): each step reads its own",
+                     len(ids), error)
+            return 0
+        kept = {(workflow_id, d): device for d, device in found.items() if device is not None}
+        with self._lock:
+            self._devices.update(kept)
+        if audit is not None:
+            audit(len(ids), "ok")
+        return len(kept)
+
+    def take(self, workflow_id: int, device_id: str) -> Device | None:
+        with self._lock:
+            return self._devices.pop((workflow_id, device_id.upper()), None)
+
+    def drop(self, workflow_id: int) -> None:
+        """Forget what the tick did not use: a later tick reads afresh."""
+        with self._lock:
+            for key in [k for k in self._devices if k[0] == workflow_id]:
+                del self._devices[key]
+
+
+class _WouldWait(Exception):
+    """A page's slot is not free now: the tick does not wait for it."""
+
+
+def _never_sleep(seconds: float) -> None:
+    if seconds <= 0:
+        return
+    raise _WouldWait(f"the next list slot is {seconds:.1f} s away")
