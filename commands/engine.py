@@ -109,21 +109,29 @@ class WorkflowEngine:
         now = self.clock.now()
         due = [step for step in self.store.workflow_devices(workflow.id)
                if not StepState(step.state).finished and step.next_run <= now]
-        self._read_ahead(workflow, due)
+        due = self._read_ahead(workflow, due)
         try:
             self._run_steps(workflow, due, stats)
         finally:
             self.steps.read_ahead.drop(workflow.id)
         self.finish_if_done(self.books.workflow(workflow.id))
 
-    def _read_ahead(self, workflow: WorkflowRecord, due: list[StepRecord]) -> None:
-        """The devices the due steps start by reading, in pages (see commands/read_ahead.py)."""
+    def _read_ahead(self, workflow: WorkflowRecord, due: list[StepRecord]) -> list[StepRecord]:
+        """The devices the due steps start by reading, in pages (see commands/read_ahead.py);
+        returns the steps to run now (those whose page the list limit holds back wait)."""
         def audit(devices: int, outcome: str) -> None:
             self.store.audit("bot", "sigfox read devices", self.clock.now(),
                              workflow_id=workflow.id, outcome=outcome,
                              details={"devices": devices})
 
-        self.steps.read_ahead.load(self.steps.api, workflow.id, due, audit)
+        deferred = self.steps.read_ahead.load(self.steps.api, workflow.id, due, audit)
+        if deferred is None:
+            return due
+        now = self.clock.now()
+        for device_id in deferred.device_ids:
+            self.store.update_device_step(workflow.id, device_id, now,
+                                          next_run=max(deferred.retry_at, now))
+        return [s for s in due if s.device_id not in deferred.device_ids]
 
     def _run_steps(self, workflow: WorkflowRecord, due: list[StepRecord], stats: TickStats
                    ) -> None:

@@ -7,8 +7,9 @@ So before the due steps run, the devices of those that start by reading their de
 in pages (`sigfox.device_reads`), ceil(N/100) calls, and each such step takes its device from
 here instead of asking Sigfox again. A read is used once, by the tick that made it, and only
 when it shows the device: a device the pages do not show is read again by its own step, whose
-answer alone may say it is gone. Where the pages cannot be read now (a limit's slot is not
-free, Sigfox fails), nothing is kept and every step reads as before: the tick never waits.
+answer alone may say it is gone. The tick never waits: where the list limit has no slot free
+now, the pages read so far are kept and the other steps wait for the slot (`Deferred`), rather
+than each spending a slot of its own; where Sigfox fails, every step reads as before.
 """
 
 from __future__ import annotations
@@ -16,10 +17,11 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 from commands.ports import SigfoxApi
 from commands.states import StepState
-from sigfox.device_reads import read_devices
+from sigfox.device_reads import ReadsCutShort, read_devices
 from sigfox.errors import SigfoxError
 from sigfox.models import Device
 from storage.records import StepRecord
@@ -33,6 +35,15 @@ READS_FIRST = frozenset({StepState.AWAITING_JOB.value, StepState.AWAITING_UPLINK
 WORTH_A_PAGE = 2  # one device is one call either way
 
 
+@dataclass(frozen=True)
+class Deferred:
+    """Devices the read-ahead could not read yet (a list slot is not free): their steps wait
+    until `retry_at` instead of each asking for a slot of its own."""
+
+    device_ids: frozenset[str]
+    retry_at: float
+
+
 class ReadAhead:
     """Devices read in pages for one workflow's tick, taken once each (thread-safe)."""
 
@@ -41,23 +52,29 @@ class ReadAhead:
         self._devices: dict[tuple[int, str], Device] = {}
 
     def load(self, api: SigfoxApi, workflow_id: int, due: Iterable[StepRecord],
-             audit: Callable[[int, str], None] | None = None) -> int:
-        """Read the devices of the due steps that read first; returns how many were kept."""
+             audit: Callable[[int, str], None] | None = None) -> Deferred | None:
+        """Read the devices of the due steps that read first. Where the limit stops the reads
+        part-way, what was read is kept and the rest is returned, to wait for its slot."""
         ids = [s.device_id for s in due if s.state in READS_FIRST]
         if len(ids) < WORTH_A_PAGE:
-            return 0
+            return None
+        deferred = None
         try:
-            found = read_devices(api, ids, sleep=_never_sleep)
-        except (SigfoxError, _WouldWait) as error:
+            found = read_devices(api, ids, wait_up_to=0.0, confirm_missing=False)
+        except ReadsCutShort as cut:
+            found = cut.found
+            assert cut.retry_at is not None  # set by every cut
+            deferred = Deferred(frozenset(d for d in ids if d.upper() not in found), cut.retry_at)
+        except SigfoxError as error:  # Sigfox failed: each step reads (and retries) its own
             log.info("read-ahead of %d device(s) skipped (%s): each step reads its own",
                      len(ids), error)
-            return 0
+            return None
         kept = {(workflow_id, d): device for d, device in found.items() if device is not None}
         with self._lock:
             self._devices.update(kept)
         if audit is not None:
-            audit(len(ids), "ok")
-        return len(kept)
+            audit(len(found), "ok")
+        return deferred
 
     def take(self, workflow_id: int, device_id: str) -> Device | None:
         with self._lock:
@@ -68,13 +85,3 @@ class ReadAhead:
         with self._lock:
             for key in [k for k in self._devices if k[0] == workflow_id]:
                 del self._devices[key]
-
-
-class _WouldWait(Exception):
-    """A page's slot is not free now: the tick does not wait for it."""
-
-
-def _never_sleep(seconds: float) -> None:
-    if seconds <= 0:
-        return
-    raise _WouldWait(f"the next list slot is {seconds:.1f} s away")

@@ -28,6 +28,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
 from sigfox.errors import SigfoxBadRequest, SigfoxError
@@ -65,12 +66,20 @@ def read_devices(
     on_read: ReadCount | None = None,
     clock: Callable[[], float] = time.time,
     sleep: Callable[[float], None] = time.sleep,
+    wait_up_to: float = MAX_WAIT_SECONDS,
+    confirm_missing: bool = True,
 ) -> dict[str, Device | None]:
-    """Each wanted device (by upper-case id) as Sigfox lists it now, None where it does not."""
+    """Each wanted device (by upper-case id) as Sigfox lists it now, None where it does not.
+
+    A "not before" longer than `wait_up_to` seconds stops the reads: `ReadsCutShort` carries
+    what was read and when to go on. `confirm_missing=False` leaves a device no page shows as
+    None without reading it on its own (for a caller that reads it anyway)."""
+    waits = _Waits(clock, sleep, wait_up_to)
     wanted = sorted({normalize_device_id(d) for d in device_ids}, key=_value)
     if len(wanted) <= 1:  # one device: the id filter is one call, as a page would be
-        return {d: _waiting(clock, sleep, api.find_device, d) for d in wanted}
-    reader = _Reader(api, _Progress(len(wanted), on_read), clock, sleep)
+        return {d: waits.call(api.find_device, d) for d in wanted}
+    reader = _Reader(api, _Progress(len(wanted), on_read), waits)
+    stopped: SigfoxError | None = None
     with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="device-reads"
                             ) as pool:
         running = {pool.submit(reader.read, wanted[i:i + PAGE])
@@ -78,11 +87,55 @@ def read_devices(
         while running:
             finished, running = wait(running, return_when=FIRST_COMPLETED)
             for future in finished:
-                running |= {pool.submit(reader.read, rest) for rest in future.result()}
-    unseen = [d for d in wanted if reader.found.get(d) is None]
-    for device_id in unseen:  # said missing by a page: confirmed on its own answer
-        reader.found[device_id] = _waiting(clock, sleep, api.find_device, device_id)
+                try:
+                    rest = future.result()
+                except SigfoxError as error:
+                    if error.retry_at is None or error.outcome_unknown:
+                        raise
+                    stopped = stopped or error  # let the running calls end; start no more
+                    continue
+                if stopped is None:
+                    running |= {pool.submit(reader.read, part) for part in rest}
+    if stopped is not None:
+        raise ReadsCutShort(dict(reader.found), stopped)
+    if confirm_missing:
+        for device_id in [d for d in wanted if reader.found.get(d) is None]:
+            # Said missing by a page: confirmed on its own answer.
+            reader.found[device_id] = waits.call(api.find_device, device_id)
     return reader.found
+
+
+class ReadsCutShort(SigfoxError):
+    """The reads stopped at a "not before" longer than the caller would wait: `found` holds
+    what was read (None: not listed), `retry_at` when the rest can be read."""
+
+    def __init__(self, found: dict[str, Device | None], cause: SigfoxError) -> None:
+        self.found = found
+        super().__init__(f"{len(found)} device(s) read, then {cause.message}",
+                         status=cause.status, method=cause.method, path=cause.path,
+                         retry_at=cause.retry_at)
+        self.waits_for = cause.waiting_for
+
+
+@dataclass(frozen=True)
+class _Waits:
+    clock: Callable[[], float]
+    sleep: Callable[[float], None]
+    up_to: float
+
+    def call(self, call: Callable[..., T], *args: str) -> T:
+        """The call, after waiting out a short "not before" (a list slot, a 429's back-off)."""
+        for _ in range(MAX_WAITS):
+            try:
+                return call(*args)
+            except SigfoxError as error:
+                if error.retry_at is None or error.outcome_unknown:
+                    raise
+                wait = error.retry_at - self.clock()
+                if wait > self.up_to:
+                    raise
+                self.sleep(max(wait, 0.0))
+        return call(*args)
 
 
 class _Progress:
@@ -109,12 +162,10 @@ class _Reader:
     settle goes on as two tasks, so the ids of a sparse group (a page settling few of them)
     are soon read side by side, while a dense group stays one call."""
 
-    def __init__(self, api: PagedDevices, progress: _Progress, clock: Callable[[], float],
-                 sleep: Callable[[float], None]) -> None:
+    def __init__(self, api: PagedDevices, progress: _Progress, waits: _Waits) -> None:
         self.api = api
         self.progress = progress
-        self.clock = clock
-        self.sleep = sleep
+        self.waits = waits
         self.found: dict[str, Device | None] = {}
         self.ranges_refused = False
         self._lock = threading.Lock()
@@ -139,14 +190,14 @@ class _Reader:
         return [rest[:half], rest[half:]]
 
     def _one(self, device_id: str) -> int:
-        device = _waiting(self.clock, self.sleep, self.api.find_device, device_id)
+        device = self.waits.call(self.api.find_device, device_id)
         with self._lock:
             self.found[device_id] = device
         return 1
 
     def _page(self, ids: Sequence[str]) -> int:
         low, high = ids[0], ids[-1]
-        page = _waiting(self.clock, self.sleep, self._first_page, low, high)
+        page = self.waits.call(self._first_page, low, high)
         listed = {device.id.upper(): device for device in page}
         # A full page says nothing beyond its last device; a short one ends the range.
         reach = _value(page[-1].id) if len(page) == PAGE else _value(high)
@@ -172,22 +223,6 @@ class _Reader:
         if not (in_range and ordered):
             raise _RangesIgnored(f"[{low}, {high}]")
         return page
-
-
-def _waiting(clock: Callable[[], float], sleep: Callable[[float], None],
-                call: Callable[..., T], *args: str) -> T:
-    """The call, after waiting out a short "not before" (a list slot, a 429's back-off)."""
-    for _ in range(MAX_WAITS):
-        try:
-            return call(*args)
-        except SigfoxError as error:
-            if error.retry_at is None or error.outcome_unknown:
-                raise
-            wait = error.retry_at - clock()
-            if wait > MAX_WAIT_SECONDS:
-                raise
-            sleep(max(wait, 0.0))
-    return call(*args)
 
 
 def _value(device_id: str) -> int:

@@ -8,11 +8,18 @@ from pathlib import Path
 
 import pytest
 from support.bot import BotHarness, running_bot
-from support.core import APPROVER, REQUESTER, CoreHarness, core_config, make_core
+from support.core import (
+    APPROVER,
+    REQUESTER,
+    CoreHarness,
+    core_config,
+    make_core,
+    sigfox_client,
+)
 
 from bot.notifier import SlackNotifier
 from commands.planning import Request
-from commands.ports import Progress, ProgressKind, Target
+from commands.ports import ManualClock, Progress, ProgressKind, Target
 from commands.states import Kind, WorkflowState
 from sigfox.simulator import SimulatorServer
 from sigfox.simulator.latency import LatencyModel
@@ -95,6 +102,70 @@ def test_a_restart_job_reads_its_devices_in_pages_and_submits_one_bulk_job(
     assert len(harness.calls("GET", "/v2/device-types/")) <= 1
     assert len(harness.calls("GET", "/v2/contract-infos/")) == 1
     assert all(slow_backend.world.devices[i].token.off_contract is False for i in ids)
+
+
+def test_a_request_over_many_devices_reads_them_in_pages_and_refuses_a_missing_one_exactly(
+    make_simulator: Callable[..., SimulatorServer], tmp_path: Path
+) -> None:
+    sim = make_simulator(devices=0, rate_limits=True)
+    contract = sim.world.add_contract("Many", order_id="order-many", order_name="Many",
+                                      max_tokens=1000)
+    dtype = sim.world.add_device_type("Many fleet", contract.id)
+    ids = [sim.world.add_device(f"C{n:04X}", device_type_id=dtype.id,
+                                token="off_contract").id for n in range(250)]
+    harness = make_core(sim, tmp_path / "bot.db", config=core_config(BIG_JOB))
+    sim.calls.clear()
+    missing = "C0FFFF"
+    refused = harness.core.request(Request(Kind.RESTART, REQUESTER, (*ids[:200], missing,
+                                                                     *ids[200:]),
+                                           Target("C0CHAN")))
+    assert not refused.ok
+    assert f"Device {missing} is not in this Sigfox account" in refused.message
+    assert harness.core.jobs() == []  # nothing opened
+    told: list[tuple[int, int]] = []
+    outcome = harness.core.request(Request(Kind.RESTART, REQUESTER, tuple(ids), Target("C0CHAN")),
+                                   on_read=lambda read, wanted: told.append((read, wanted)))
+    assert outcome.ok, outcome.message
+    reads = [c for c in sim.calls.all() if c["path"] == "/v2/devices/"]
+    # 3 pages each time, plus the one read confirming the missing device: not one per device.
+    assert len(reads) == 3 + 1 + 3
+    assert not [c for c in sim.calls.all() if c["status"] == 429]
+    assert len(told) == 3 and told[-1] == (250, 250)
+
+
+def test_a_job_short_of_list_slots_waits_for_them_instead_of_reading_device_by_device(
+    make_simulator: Callable[..., SimulatorServer], tmp_path: Path
+) -> None:
+    sim = make_simulator(devices=0, rate_limits=False)
+    contract = sim.world.add_contract("Slots", order_id="order-slots", order_name="Slots",
+                                      max_tokens=1000)
+    dtype = sim.world.add_device_type("Slots fleet", contract.id)
+    ids = [sim.world.add_device(f"D{n:04X}", device_type_id=dtype.id,
+                                token="off_contract").id for n in range(600)]
+    clock = ManualClock(sim.clock.now())
+    # The client paces to the published limits on the bot's clock: 50 list calls per 10 s.
+    api = sigfox_client(sim, clock=clock.now, rate_limits=True)
+    harness = make_core(sim, tmp_path / "bot.db", config=core_config(BIG_JOB), api=api,
+                        clock=clock)
+    outcome = harness.core.request(Request(Kind.RESTART, REQUESTER, tuple(ids), Target("C0")))
+    assert outcome.ok and outcome.workflow_id is not None, outcome.message  # 6 pages
+    harness.core.tick()  # the bulk restart
+    for n in range(40):  # someone else's reads leave 4 of the window's 50 list slots
+        api.find_device(ids[n])
+    clock.advance(5)  # the poll is due; the window is not over
+    sim.calls.clear()
+    harness.core.tick()
+    reads = [c for c in sim.calls.all() if c["path"] == "/v2/devices/"]
+    assert len(reads) == 4  # the pages the limit allowed, and no read per device
+    steps = harness.core.store.workflow_devices(outcome.workflow_id)
+    assert sum(s.state == "done" for s in steps) == 400
+    waiting = {s.next_run for s in steps if s.state != "done"}
+    assert len(waiting) == 1 and waiting.pop() > clock.now()  # together, for the slot
+    for _ in range(3):
+        clock.advance(10)
+        harness.core.tick()
+    assert harness.core.store.get_workflow(outcome.workflow_id).state == WorkflowState.DONE
+    assert not [c for c in sim.calls.all() if "id=" in str(c.get("query")).replace("minId", "")]
 
 
 @pytest.fixture

@@ -3,12 +3,13 @@ never more calls than devices, missing ones confirmed, within the published limi
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 
 import pytest
 
 from sigfox.client import SigfoxClient
-from sigfox.device_reads import read_devices
+from sigfox.device_reads import ReadsCutShort, read_devices
 from sigfox.errors import SigfoxPacingRefused
 from sigfox.models import Device
 from sigfox.simulator import SimulatorServer
@@ -123,3 +124,46 @@ def test_a_refused_slot_is_waited_for_then_read(client: SigfoxClient) -> None:
     found = read_devices(api, ["1000", "1001"], clock=lambda: clock[0], sleep=slept.append)
     assert slept == [4.0]
     assert all(found[d] is not None for d in ("1000", "1001"))
+
+
+def test_a_tick_never_waits_for_a_list_slot_its_steps_wait_for_it_together(
+    client: SigfoxClient
+) -> None:
+    from commands.read_ahead import ReadAhead
+    from storage.records import StepRecord
+
+    class _NoSlot(_RefusedOnce):
+        def iter_device_pages(self, **kwargs: object) -> Iterator[list[Device]]:
+            raise SigfoxPacingRefused("list slot", retry_at=self.clock[0] + 4.0, method="GET",
+                                      path="/devices/", limit="GET /devices")
+
+    ahead = ReadAhead()
+    now = time.time()
+    api = _NoSlot(client, [now])
+    due = [StepRecord(workflow_id=1, device_id=d, state="awaiting_job", attempts=0, next_run=0,
+                      last_error="", data={}, version=1, updated_at=0) for d in ("1000", "1001")]
+    deferred = ahead.load(api, 1, due)  # type: ignore[arg-type]
+    # The steps wait for the slot together, rather than each spending a slot of its own.
+    assert deferred is not None and deferred.device_ids == {"1000", "1001"}
+    assert deferred.retry_at == now + 4.0
+    assert ahead.take(1, "1000") is None
+    assert ahead.load(client, 1, due) is None
+    assert ahead.take(1, "1000") is not None and ahead.take(1, "1000") is None  # once
+
+
+def test_reads_stopped_by_the_limit_keep_what_they_read(client: SigfoxClient) -> None:
+    clock = [time.time()]
+
+    class _SecondPageRefused(_RefusedOnce):
+        def iter_device_pages(self, **kwargs: object) -> Iterator[list[Device]]:
+            if kwargs.get("min_id") != "1000":
+                raise SigfoxPacingRefused("list slot", retry_at=self.clock[0] + 4.0,
+                                          method="GET", path="/devices/", limit="GET /devices")
+            return self.inner.iter_device_pages(**kwargs)  # type: ignore[arg-type]
+
+    wanted = [f"{0x1000 + n:X}" for n in range(150)]  # two groups: the second is refused
+    with pytest.raises(ReadsCutShort) as cut:
+        read_devices(_SecondPageRefused(client, clock), wanted, wait_up_to=0.0,
+                     clock=lambda: clock[0])
+    assert sorted(cut.value.found) == wanted[:100]
+    assert cut.value.retry_at == clock[0] + 4.0
