@@ -15,7 +15,8 @@
   the devices where they stand, edited at most every `progress_interval` seconds. A thousand
   devices make a handful of thread lines and a bounded number of edits, not thousands of posts.
 - Writes to one channel are paced (`min_interval`, Slack accepts about one message per second per
-  channel); a 429 is retried after its Retry-After by the WebClient's retry handler.
+  channel; bot/posting.py); a 429 is retried after its Retry-After by the WebClient's retry
+  handler.
 - Slack failing never reaches the core: every delivery problem is logged (error code only) and
   the job goes on. No PAC ever comes here: `Progress` never carries one.
 - It carries ids (`Progress.workflow_id`, the approval id in its details) and reads the core
@@ -37,6 +38,7 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 
 from bot import blocks
 from bot.blocks import ApprovalView, JobView, Message
+from bot.posting import DEFAULT_POST_INTERVAL, ChannelPacer, SlackPoster, describe
 from commands import human
 from commands.ports import Progress, ProgressKind
 from commands.read_models import ApprovalRequest, ReadModels
@@ -62,27 +64,6 @@ _MARKS = {
 _PAC_KINDS = {Kind.RENEW.value, Kind.DELETE.value}
 
 
-class Pacer:
-    """At most one write per `interval` seconds per channel; callers wait their turn."""
-
-    def __init__(self, interval: float, *, clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
-        self.interval = interval
-        self._clock = clock
-        self._sleep = sleep
-        self._lock = threading.Lock()
-        self._next: dict[str, float] = {}
-
-    def wait(self, channel: str) -> None:
-        with self._lock:
-            now = self._clock()
-            at = max(now, self._next.get(channel, 0.0))
-            self._next[channel] = at + self.interval
-        if at > now:
-            self._sleep(at - now)
-
-
-DEFAULT_POST_INTERVAL = 1.0  # seconds between two writes in one channel (Slack: about 1/s)
 DEFAULT_PROGRESS_INTERVAL = 5.0  # seconds between two edits of a big job's card
 DEFAULT_DEVICE_LINES = 10  # jobs of more devices get counts on their card instead
 
@@ -92,7 +73,7 @@ class SlackNotifier:
 
     def __init__(self, client: WebClient, reads: ReadModels, records: EdgeRecords, *,
                  min_interval: float = DEFAULT_POST_INTERVAL,
-                 pacer: Pacer | None = None,
+                 pacer: ChannelPacer | None = None,
                  progress_interval: float = DEFAULT_PROGRESS_INTERVAL,
                  device_lines_up_to: int = DEFAULT_DEVICE_LINES,
                  clock: Callable[[], float] = time.monotonic,
@@ -102,7 +83,7 @@ class SlackNotifier:
         self.records = records
         # Every message posted with a job's buttons, where the click listeners look it up.
         self.buttons = buttons or ButtonMessages(records.database)
-        self.pacer = pacer or Pacer(min_interval)
+        self.poster = SlackPoster(client, pacer or ChannelPacer(min_interval))
         self.progress_interval = progress_interval
         self.device_lines_up_to = device_lines_up_to
         self._clock = clock
@@ -120,7 +101,7 @@ class SlackNotifier:
                 self._deliver(progress)
         except Exception as error:  # never let a chat outage stop a renewal half-way
             log.warning("could not post progress of %s to Slack (%s)", progress.job,
-                        _describe(error))
+                        describe(error))
 
     def _lock_for(self, workflow_id: int) -> threading.Lock:
         with self._locks_guard:
@@ -179,7 +160,7 @@ class SlackNotifier:
         state = self._state(progress)
         view = replace(self._job_view(progress, state=state, note=ref.get("approval_note", "")),
                        latest=step_counts_text(counts))
-        if self._update(ref["channel"], ref["ts"], blocks.job_parent(view)):
+        if self.poster.update(ref["channel"], ref["ts"], blocks.job_parent(view)):
             ref["state"] = state
 
     # -- the thread ------------------------------------------------------------------------
@@ -194,7 +175,7 @@ class SlackNotifier:
             return ref
         view = self._job_view(progress, state=self._state(progress))
         message = blocks.job_parent(view)
-        answer = self._post(progress.target.channel, message, thread=progress.target.thread)
+        answer = self.poster.post(progress.target.channel, message, thread=progress.target.thread)
         if answer is None:
             return None
         ts = str(answer["ts"])
@@ -206,7 +187,7 @@ class SlackNotifier:
         return ref
 
     def _reply(self, ref: dict[str, Any], message: Message) -> str | None:
-        answer = self._post(ref["channel"], message, thread=ref["thread"])
+        answer = self.poster.post(ref["channel"], message, thread=ref["thread"])
         if answer is None:
             return None
         ref["last"] = str(answer["ts"])
@@ -240,7 +221,7 @@ class SlackNotifier:
         key = f"{progress.details.get('wait', '')}:{','.join(progress.devices)}"
         message = blocks.job_line(progress.text, mark=_MARKS[ProgressKind.WAITING])
         ts = ref["waiting"].get(key)
-        if ts and ts == ref.get("last") and self._update(ref["channel"], ts, message):
+        if ts and ts == ref.get("last") and self.poster.update(ref["channel"], ts, message):
             return
         new_ts = self._reply(ref, message)
         if new_ts:
@@ -259,7 +240,7 @@ class SlackNotifier:
         self.records.note_approval_posted(approval_id, {"channel": ref["channel"], "ts": ts})
         self._carries(request.workflow_id, {"channel": ref["channel"], "ts": ts},
                       carrying.APPROVAL)
-        link = self._permalink(ref["channel"], ts)
+        link = self.poster.permalink(ref["channel"], ts)
         where = f"<{link}|the request in the thread>" if link else "the request in the thread"
         ref["approval_note"] = f":raised_hand: Waiting for an approver: see {where}."
 
@@ -283,7 +264,7 @@ class SlackNotifier:
         at = float(progress.details.get("at") or 0)
         when = f" ({blocks.slack_date(at)})" if at else ""
         message = blocks.job_line(progress.text + when, mark=_MARKS[ProgressKind.ESCALATED])
-        answer = self._post(ref["channel"], message, thread=ref["thread"], broadcast=True)
+        answer = self.poster.post(ref["channel"], message, thread=ref["thread"], broadcast=True)
         if answer is not None:
             ref["last"] = answer["ts"]
         self._ask_privately(progress, ref, progress.details.get("asked") or [], escalated=True)
@@ -299,14 +280,14 @@ class SlackNotifier:
         excluded = set(self._users(progress.details.get("excluded") or []))
         link = ""
         if request.posted:
-            link = self._permalink(request.posted["channel"], request.posted["ts"])
+            link = self.poster.permalink(request.posted["channel"], request.posted["ts"])
         message = blocks.approval_reminder(view, text=progress.text, link=link,
                                            escalated=escalated)
         reached: list[str] = []
         for user in self._users(principals):
             if user in excluded:
                 continue
-            answer = self._post(user, message)  # a user id: the app's Messages tab
+            answer = self.poster.post(user, message)  # a user id: the app's Messages tab
             if answer is not None:
                 reached.append(user)
                 self._note_dm(request.approval_id, answer)
@@ -343,10 +324,10 @@ class SlackNotifier:
             message = blocks.approval_decided(view, decision=request.state,
                                               by=request.decided_by, at=request.decided_at,
                                               reason=request.decision_reason)
-        self._update(request.posted["channel"], request.posted["ts"], message)
+        self.poster.update(request.posted["channel"], request.posted["ts"], message)
         if request.state != "pending":  # the reminders sent lose their buttons too
             for dm in self.records.get_value(f"{DM_PREFIX}{approval_id}") or []:
-                self._update(dm["channel"], dm["ts"], message)
+                self.poster.update(dm["channel"], dm["ts"], message)
 
     def _approval_view(self, request: ApprovalRequest) -> ApprovalView:
         """The request as the core has it now: who approved, who may still decide."""
@@ -379,7 +360,7 @@ class SlackNotifier:
         try:
             answer = self.client.usergroups_users_list(usergroup=group_id)
         except (SlackApiError, SlackClientError) as error:
-            log.warning("usergroups.users.list %s failed (%s)", group_id, _describe(error))
+            log.warning("usergroups.users.list %s failed (%s)", group_id, describe(error))
             return None
         return [str(u) for u in answer.get("users") or []]
 
@@ -437,7 +418,7 @@ class SlackNotifier:
         view = self._job_view(progress, state=state, note=ref.get("approval_note", ""))
         if countdown:
             view = replace(view, starts_at=float(progress.details.get("starts_at") or 0))
-        if self._update(ref["channel"], ref["ts"], blocks.job_parent(view)):
+        if self.poster.update(ref["channel"], ref["ts"], blocks.job_parent(view)):
             ref["state"] = state
 
     def _job_view(self, progress: Progress, *, state: str, note: str = "") -> JobView:
@@ -458,38 +439,6 @@ class SlackNotifier:
         on it (or on another recorded one) counts (bot/listeners/binding.py)."""
         self.buttons.record(workflow_id, str(posted["channel"]), str(posted["ts"]), kind,
                             time.time())
-
-    # -- Slack calls -----------------------------------------------------------------------
-
-    def _post(self, channel: str, message: Message, *, thread: str = "",
-              broadcast: bool = False) -> dict[str, Any] | None:
-        self.pacer.wait(channel)
-        try:
-            answer = self.client.chat_postMessage(
-                channel=channel, text=message.text, blocks=message.blocks,
-                thread_ts=thread or None, unfurl_links=False,
-                reply_broadcast=True if broadcast and thread else None)
-        except (SlackApiError, SlackClientError) as error:
-            log.warning("chat.postMessage to %s failed (%s)", channel, _describe(error))
-            return None
-        return {"channel": answer["channel"], "ts": answer["ts"]}
-
-    def _update(self, channel: str, ts: str, message: Message) -> bool:
-        self.pacer.wait(channel)
-        try:
-            self.client.chat_update(channel=channel, ts=ts, text=message.text,
-                                    blocks=message.blocks)
-        except (SlackApiError, SlackClientError) as error:
-            log.warning("chat.update of %s in %s failed (%s)", ts, channel, _describe(error))
-            return False
-        return True
-
-    def _permalink(self, channel: str, ts: str) -> str:
-        try:
-            return str(self.client.chat_getPermalink(channel=channel, message_ts=ts)["permalink"])
-        except (SlackApiError, SlackClientError, KeyError):
-            return ""  # the note reads fine without a link
-
 
 def step_counts_text(counts: dict[str, int]) -> str:
     """"412 of 1,000 devices done, 3 failed, 585 under way"."""
@@ -546,9 +495,3 @@ def _latest(progress: Progress) -> str:
 def _key(workflow_id: int) -> str:
     # Keyed by the label since the first release: threads posted then go on after an upgrade.
     return f"{KV_PREFIX}{job_label(workflow_id)}"
-
-
-def _describe(error: Exception) -> str:
-    if isinstance(error, SlackApiError):
-        return str(error.response.get("error") or error.response.status_code)
-    return type(error).__name__

@@ -28,7 +28,8 @@ from bot.groups import DEFAULT_TTL as DEFAULT_GROUP_TTL
 from bot.groups import GroupResolver
 from bot.listeners import register_listeners
 from bot.listeners.lanes import ReadLane
-from bot.notifier import DEFAULT_POST_INTERVAL, SlackNotifier
+from bot.notifier import SlackNotifier
+from bot.posting import DEFAULT_POST_INTERVAL
 from bot.readiness import (
     DependencyLog,
     Readiness,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.notifier import Pacer
+from bot.posting import ChannelPacer
 
 
 class FakeTime:
@@ -20,7 +20,7 @@ class FakeTime:
 
 def test_writes_to_one_channel_are_spaced_by_the_interval() -> None:
     fake = FakeTime()
-    pacer = Pacer(1.0, clock=fake.clock, sleep=fake.sleep)
+    pacer = ChannelPacer(1.0, clock=fake.clock, sleep=fake.sleep)
     for _ in range(3):
         pacer.wait("C1")
     assert fake.slept == [1.0, 1.0]  # the first write goes at once
@@ -28,7 +28,7 @@ def test_writes_to_one_channel_are_spaced_by_the_interval() -> None:
 
 def test_channels_are_paced_independently_and_idle_time_counts() -> None:
     fake = FakeTime()
-    pacer = Pacer(1.0, clock=fake.clock, sleep=fake.sleep)
+    pacer = ChannelPacer(1.0, clock=fake.clock, sleep=fake.sleep)
     pacer.wait("C1")
     pacer.wait("C2")  # another channel: no wait
     assert fake.slept == []

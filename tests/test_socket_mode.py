@@ -31,7 +31,7 @@ from support.slack_signing import (
 )
 
 from bot import blocks
-from bot.notifier import Pacer
+from bot.posting import ChannelPacer
 from bot.service import Services, build_services, connect_socket_mode
 from commands.ports import ManualClock
 from commands.states import WorkflowState
@@ -106,7 +106,7 @@ def bot(make_simulator, tmp_path: Path) -> Iterator[SocketBot]:
                                   clock=ManualClock(simulator.clock.now()))
         # Slack's one-message-per-second pacing is the notifier's own test; here it would only
         # make every post of a job wait its turn.
-        services.notifier.pacer = Pacer(0.0)
+        services.notifier.poster.pacer = ChannelPacer(0.0)
         handler = connect_socket_mode(services)  # what `serve` does before serving HTTP
         try:
             standin.socket.wait_connected()

@@ -20,6 +20,7 @@ from slack_sdk.webhook import WebhookClient
 from bot import blocks
 from bot.blocks import Message
 from bot.handler import Reply
+from bot.posting import describe
 from commands.ports import Clock
 from storage.edge import EdgeRecords
 
@@ -132,9 +133,3 @@ def action_value(body: dict[str, Any]) -> str:
 
 def from_home(body: dict[str, Any]) -> bool:
     return (body.get("container") or {}).get("type") == "view"
-
-
-def describe(error: Exception) -> str:
-    if isinstance(error, SlackApiError):
-        return str(error.response.get("error") or error.response.status_code)
-    return type(error).__name__
