@@ -40,7 +40,6 @@ CANCEL = "sigfox_cancel"
 COPY_CALLBACKS = "sigfox_copy_callbacks"
 KEEP_WAITING = "sigfox_keep_waiting"
 STOP_WAITING = "sigfox_stop_waiting"
-ACTION_IDS = (APPROVE, REJECT, SHOW_PAC, CANCEL, COPY_CALLBACKS, KEEP_WAITING, STOP_WAITING)
 
 _STATE_LABELS = {
     "awaiting_approval": ":hourglass_flowing_sand: Waiting for approval",

@@ -74,7 +74,3 @@ class GroupResolver:
             log.warning("usergroups.users.list %s: %s", group_id, type(error).__name__)
             return None
         return frozenset(answer.get("users") or [])
-
-    def forget(self) -> None:
-        with self._lock:
-            self._members.clear()

@@ -191,10 +191,6 @@ class TransferImpact(StrEnum):
         return self in (TransferImpact.TOKEN_LOST, TransferImpact.UNKNOWN_SOURCE)
 
     @property
-    def loses_token(self) -> bool:
-        return self.needs_approval
-
-    @property
     def explanation(self) -> str:
         return {
             TransferImpact.NO_TOKEN: "no token: no impact",

@@ -53,6 +53,3 @@ class TickStats:
                 self.steps += 1
                 if self.slowest is None or timing.seconds > self.slowest.seconds:
                     self.slowest = timing
-
-    def elapsed(self) -> float:
-        return self._stopwatch() - self.started
