@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from support.slack_api import SlackApiStandIn
 
 from sigfox.simulator import SimulatorServer
+
+if TYPE_CHECKING:
+    from support.bot import BotHarness
 
 
 @pytest.fixture
@@ -38,3 +42,15 @@ def slack() -> Iterator[SlackApiStandIn]:
     """A running Slack Web API stand-in (support.slack_api), stopped after the test."""
     with SlackApiStandIn() as standin:
         yield standin
+
+
+@pytest.fixture
+def bot(make_simulator: Callable[..., SimulatorServer], tmp_path: Path) -> Iterator[BotHarness]:
+    """The whole bot (signed Slack requests in, the Slack stand-in out) on an empty simulated
+    fleet plus `support.core.build_fleet`'s devices, deletes held 30 minutes; a test module may
+    define its own `bot` for another setup."""
+    from support.bot import running_bot  # the Bolt app: imported only by tests that use it
+
+    simulator = make_simulator(devices=0, rate_limits=False, delete_hold=1800, job_delay=0.0)
+    with running_bot(simulator, tmp_path / "bot.db") as harness:
+        yield harness

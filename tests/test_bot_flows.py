@@ -7,7 +7,6 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -40,13 +39,6 @@ from commands.workflows import Core
 from storage.db import open_database
 from storage.edge import EdgeRecords
 from storage.store import Store
-
-
-@pytest.fixture
-def bot(make_simulator, tmp_path: Path) -> Iterator[BotHarness]:
-    simulator = make_simulator(devices=0, rate_limits=False, delete_hold=1800, job_delay=0.0)
-    with running_bot(simulator, tmp_path / "bot.db") as harness:
-        yield harness
 
 
 def only_job(bot: BotHarness) -> int:

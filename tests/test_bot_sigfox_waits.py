@@ -2,22 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 
-import pytest
-from support.bot import CHANNEL_ID, BotHarness, running_bot
+from support.bot import CHANNEL_ID, BotHarness
 from test_bot_flows import request_and_approve
 
 from commands.states import StepState
-
-
-@pytest.fixture
-def bot(make_simulator, tmp_path: Path) -> Iterator[BotHarness]:
-    simulator = make_simulator(devices=0, rate_limits=False, delete_hold=1800, job_delay=0.0)
-    with running_bot(simulator, tmp_path / "bot.db") as harness:
-        yield harness
 
 
 def test_a_job_throttled_by_sigfox_shows_until_when_on_its_card(bot: BotHarness) -> None:

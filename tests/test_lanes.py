@@ -5,22 +5,12 @@ clicked after the flood is decided before the reads are through."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
-import pytest
-from support.bot import APPROVER_ID, REQUESTER_ID, BotHarness, running_bot
+from support.bot import APPROVER_ID, REQUESTER_ID, BotHarness
 
 from bot import blocks
 
 FLOOD = 12
-
-
-@pytest.fixture
-def bot(make_simulator, tmp_path: Path) -> Iterator[BotHarness]:
-    simulator = make_simulator(devices=0, rate_limits=False, delete_hold=1800, job_delay=0.0)
-    with running_bot(simulator, tmp_path / "bot.db") as harness:
-        yield harness
 
 
 def test_a_click_is_decided_while_a_flood_of_status_reads_waits(bot: BotHarness) -> None:

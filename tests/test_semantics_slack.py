@@ -3,23 +3,13 @@ commands and clicks into the real Bolt app, its WebClient against the Slack stan
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
-from support.bot import APPROVER_ID, OUTSIDER_ID, REQUESTER_ID, BotHarness, buttons, running_bot
+from support.bot import APPROVER_ID, OUTSIDER_ID, REQUESTER_ID, buttons
 from support.slack_signing import CHANNEL_ID
 from test_semantics import REFUSALS
 
 from bot import blocks
 from commands.states import WorkflowState
-
-
-@pytest.fixture
-def bot(make_simulator, tmp_path: Path) -> Iterator[BotHarness]:
-    simulator = make_simulator(devices=0, rate_limits=False, delete_hold=1800, job_delay=0.0)
-    with running_bot(simulator, tmp_path / "bot.db") as harness:
-        yield harness
 
 
 @pytest.mark.parametrize("case", sorted(REFUSALS))
