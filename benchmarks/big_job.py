@@ -45,6 +45,12 @@ from storage.call_ledger import SqliteCallLedger
 from storage.db import open_database
 
 SECTION = "## One job over many devices"
+BEFORE = (
+    "Before this change (same machine and settings, 300 devices, restart): the request read "
+    "each device with its own call, one after the other (101 s, 301 calls), the job read each "
+    "device back with its own call after the bulk restart (66 s, 1.01 calls per device), and "
+    "Slack saw 20 calls; 1,000 devices were not run (about 6 minutes of request alone)."
+)
 CHANNEL = "C0BIGJOB1"
 REQUESTER, APPROVER = Actor("U0REQUEST"), Actor("U0APPROVE")
 CONFIG = f"""
@@ -195,6 +201,8 @@ def report(results: list[dict[str, Any]], latency: str, hold: float, command: st
         "device are ceil(N/100)/N per read round; the job's time grows with N through the "
         "list limit (the plan's pages and the job's share a 10 s window) and through the "
         "per-step bookkeeping in SQLite on 2 shared cores.",
+        "",
+        BEFORE,
         "",
     ])
 
