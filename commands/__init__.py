@@ -4,7 +4,11 @@ It talks to the outside only through the ports in `ports.py` (a Sigfox API, a no
 clock) and to its database through `storage/`. What it offers:
 
 - `Core` (workflows.py): requests, approvals and the durable renew / delete / transfer /
-  restart / unsubscribe workflows, advanced by `tick`; `Outcome` is its answer to a request;
+  restart / unsubscribe workflows, advanced by `tick`; `Outcome` (outcome.py) is its answer to
+  a request. It is a facade over parts it builds: `WorkflowEngine` (engine.py), `StepRunner`
+  (steps.py) and `BulkJobs` (bulk_jobs.py), `ApprovalRounds` (approvals.py), `PendingCancels`
+  (cancels.py), `WriteAhead` (writeahead.py), `Bookkeeper` (bookkeeping.py);
+- `ReadModels`, `JobSummary`, `ApprovalRequest` (read_models.py): what the edges read;
 - `parse_command`, `Command`, `CommandError`, `help_text` (grammar.py): `/sigfox` text to a
   typed command or to an error that says what to type instead;
 - `Policy`, `Actor`, `Operation` (policy.py): who may ask for what and who may approve it;
@@ -42,18 +46,21 @@ if TYPE_CHECKING:
         Target,
     )
     from commands.preflight import Refusal
+    from commands.read_models import ApprovalRequest, JobSummary, ReadModels
     from commands.runtime import start_scheduler
     from commands.workflows import Core, Outcome
 
 __all__ = [
     "Actor",
     "AlertService",
+    "ApprovalRequest",
     "BotConfig",
     "Clock",
     "Command",
     "CommandError",
     "ConfigError",
     "Core",
+    "JobSummary",
     "ManualClock",
     "Notifier",
     "Operation",
@@ -61,6 +68,7 @@ __all__ = [
     "Policy",
     "Progress",
     "ProgressKind",
+    "ReadModels",
     "Refusal",
     "SigfoxApi",
     "SystemClock",
@@ -83,6 +91,7 @@ _HOMES = {
     "ports": ["Clock", "ManualClock", "Notifier", "Progress", "ProgressKind", "SigfoxApi",
               "SystemClock", "Target"],
     "preflight": ["Refusal"],
+    "read_models": ["ApprovalRequest", "JobSummary", "ReadModels"],
     "runtime": ["start_scheduler"],
     "workflows": ["Core", "Outcome"],
 }

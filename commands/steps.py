@@ -492,6 +492,8 @@ def target_type_id(workflow: WorkflowRecord, device_id: str) -> str:
     return str(targets.get(device_id) or workflow.params.get("device_type_id", ""))
 
 
-def missing_callbacks(previous: Sequence[Any], current: Sequence[Any]) -> list[Callback]:
+def missing_callbacks(previous: Sequence[Callback], current: Sequence[Callback]
+                      ) -> list[Callback]:
+    """The callbacks of `previous` that `current` lacks (same type, URL and channel)."""
     have = {(c.callback_type, c.url, c.channel) for c in current}
     return [c for c in previous if (c.callback_type, c.url, c.channel) not in have]
