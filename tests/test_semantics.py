@@ -16,6 +16,7 @@ from commands.ports import ProgressKind, Target
 from commands.states import Kind, WorkflowState
 from sigfox.simulator import SimulatorServer
 from sigfox.simulator.clock import add_months
+from sigfox.simulator.entities import DeviceType
 
 DAY_MS = 86_400_000
 
@@ -61,15 +62,20 @@ def meters(world, **contract_options):
     return contract, world.add_device_type("Meters", contract.id, shape="contracts")
 
 
+def off_contract_meter(harness: CoreHarness, device_id: str) -> tuple[str, DeviceType]:
+    """An Off Contract device of `meters`' type, on the harness's backend."""
+    world = harness.simulator.world
+    _, dtype = meters(world)
+    return world.add_device(device_id, device_type_id=dtype.id, token="off_contract").id, dtype
+
+
 # --------------------------------------------------------------------------- contracts[] only
 
 
 def test_off_contract_device_renews_on_a_backend_listing_contracts_only_in_contracts(
     harness: CoreHarness,
 ) -> None:
-    world = harness.simulator.world
-    _, dtype = meters(world)
-    device = world.add_device("ABC001", device_type_id=dtype.id, token="off_contract").id
+    device, dtype = off_contract_meter(harness, "ABC001")
     shown = harness.core.api.get_device_type(dtype.id)
     assert shown.contract is None and shown.contracts  # what the backend really sends
 
@@ -84,9 +90,7 @@ def test_off_contract_device_renews_on_a_backend_listing_contracts_only_in_contr
 def test_delete_and_reregister_on_a_contracts_only_type_ends_with_a_token_ok(
     harness: CoreHarness,
 ) -> None:
-    world = harness.simulator.world
-    _, dtype = meters(world)
-    device = world.add_device("ABC002", device_type_id=dtype.id, token="off_contract").id
+    device, _ = off_contract_meter(harness, "ABC002")
     outcome = renew(harness, device, by_delete=True)
     assert outcome.ok, outcome.message
     assert "restart" in outcome.message  # asked for the delete: the better way is still said
