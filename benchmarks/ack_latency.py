@@ -17,9 +17,10 @@ when the next burst arrives, as it would in a busy workspace. Latency is measure
 from sending to the HTTP answer. The servers' own view (`sigfox_bot_slack_answer_seconds` by
 phase, on their /metrics) and the CPU seconds of every process tell where the time went.
 
-Run: `.venv/bin/python benchmarks/ack_latency.py` (about a minute). `--repeat 3` runs the whole
-measurement three times, in fresh processes, to show the spread. Writes (or refreshes) the
-section "Slash command acknowledgement" of docs/benchmarks.md; `--no-write` only prints.
+Run: `.venv/bin/python benchmarks/ack_latency.py` (about three minutes): the whole measurement
+three times (`--repeat`), each in fresh processes, so that the spread shows the noise of a
+shared machine. Writes (or refreshes) the section "Slash command acknowledgement" of
+docs/benchmarks.md; `--no-write` only prints.
 """
 
 from __future__ import annotations
@@ -364,7 +365,16 @@ def ms(seconds: float) -> str:
     return f"{seconds * 1000:.0f}"
 
 
-def latency_rows(runs: list[Run]) -> list[str]:
+def paired_ratio(run: Run, concurrency: int) -> float:
+    """The median, over the rounds, of the bot's burst p99 over the bare app's burst p99 in
+    the same round: a noisy second on the shared machine spoils one round, not the figure."""
+    bare, bot = run.samples[BARE], run.samples[BOT]
+    ratios = [p99(bot[i:i + concurrency]) / p99(bare[i:i + concurrency])
+              for i in range(0, len(bot), concurrency)]
+    return statistics.median(ratios)
+
+
+def latency_rows(runs: list[Run], concurrency: int) -> list[str]:
     rows = []
     for i, run in enumerate(runs, 1):
         bare, bot = run.samples[BARE], run.samples[BOT]
@@ -372,6 +382,7 @@ def latency_rows(runs: list[Run]) -> list[str]:
             f"| {i} | {run.load_before:.1f} | {len(bot)} | {ms(statistics.median(bare))} | "
             f"{ms(p99(bare))} | {ms(max(bare))} | {ms(statistics.median(bot))} | "
             f"{ms(p99(bot))} | {ms(max(bot))} | {p99(bot) / p99(bare):.2f}x | "
+            f"{paired_ratio(run, concurrency):.2f}x | "
             f"{run.parks[0]:.0f} / {run.parks[1]:.1f} s | {len(run.bot_errors)} |")
     return rows
 
@@ -392,27 +403,85 @@ def cpu_rows(run: Run) -> list[str]:
             for name, seconds in run.cpu.items()]
 
 
+LAYOUT = (
+    "Every part in its own process, as deployed: the bot as `sigfox-bot serve --http` (its "
+    "scheduler, read lane and lazy work included); a bare Bolt app whose `/sigfox` listener "
+    "only calls `ack()`, behind the same web edge (`create_web_app`) and uvicorn settings; the "
+    "simulated Sigfox backend (`sigfox-bot simulator --latency {latency}`) and the Slack Web "
+    "API stand-in, remote as Sigfox and Slack are; and the load generator, which builds every "
+    "signed request before the clock starts and sends it over a raw socket (an HTTP client "
+    "library cost it 5 ms of CPU a request, on the cores the servers share). Each round sends "
+    "one burst of {concurrency} commands (status of two devices, help, jobs, a renewal, "
+    "expiring) to each server, the same mix, the order swapped every round, {gap} s apart: "
+    "the lazy work of a burst may still run when the next arrives. Latency is the client's, "
+    "from connecting to the end of the HTTP answer, the ack Slack waits 3 s for."
+)
+
+WHY = (
+    "Why the tail costs what it costs. Before this layout, the benchmark ran the Slack "
+    "stand-in and the simulated backend in the bot's own process, and the load generator used "
+    "httpx: the work the bot caused in Slack and Sigfox competed with the bot's acks for its "
+    "GIL, which no deployment does, and the client's own CPU inflated every figure (the same "
+    "bare app measured 708 ms at the median with httpx, 226 ms with raw sockets). Measured by "
+    "phase at the web edge (`sigfox_bot_slack_answer_seconds`, on /metrics in production "
+    "too), an ack's own work is the same in both apps: reading and verifying the body and "
+    "Bolt's dispatch with the ack listener take about a millisecond of the dispatching "
+    "thread's CPU (`dispatch_cpu`), bot or bare. What a slow ack waits for is its turn: "
+    "`queue` (until a worker thread runs the dispatch) and `send` (until the event loop "
+    "writes the answer), i.e. the GIL and the 2 cores, shared with the other requests of the "
+    "burst, with the bot's own threads and with every other process on the machine. "
+    "The lazy work is the bot's extra load (the CPU table: the bot spends {cpu_ratio:.1f} times "
+    "the bare app's CPU, the difference being the work behind the commands). It is kept off the "
+    "acks twice (`bot/ack_gate.py`): work that has not started waits until no Slack request "
+    "has been in flight for 20 ms, and started work parks at its next safe point (before a "
+    "Sigfox request, after a Slack answer, before an SQLite write transaction) while one is; "
+    "each piece of work waits at most 2 s in all, so a stream of requests cannot starve it. "
+    "The parked column counts the safe points at which started work met an ack in flight: "
+    "few, because the start hold already keeps most work out of the bursts; each one is a "
+    "stretch of Sigfox, SQLite or Slack work that did not compete with an ack."
+)
+
+
+def verdict(runs: list[Run], concurrency: int) -> str:
+    ratios = [p99(r.samples[BOT]) / p99(r.samples[BARE]) for r in runs]
+    paired = [paired_ratio(r, concurrency) for r in runs]
+    met = sum(r <= 1.2 for r in ratios)
+    loads = [r.load_before for r in runs]
+    return (
+        f"Against the goal (bot p99 <= 1.2x the bare app's): met in {met} of {len(runs)} "
+        f"runs; the p99 ratio ranged {min(ratios):.2f}x to {max(ratios):.2f}x (median "
+        f"{statistics.median(ratios):.2f}x), burst by burst {min(paired):.2f}x to "
+        f"{max(paired):.2f}x. The load average ranged {min(loads):.1f} to {max(loads):.1f} on "
+        "2 cores (other engineers' tests, niced, and benchmarks at normal priority): the "
+        "spread between runs of the same code is as large as the difference being measured, "
+        "so the figure to read is the spread, and the bare app's own p99 moves as much as the "
+        "bot's."
+    )
+
+
 def section(runs: list[Run], args: argparse.Namespace) -> str:
     machine = (f"{platform.python_implementation()} {platform.python_version()} on "
                f"{platform.machine()}, {os.cpu_count()} cores, {platform.system()}")
-    ratios = sorted(p99(r.samples[BOT]) / p99(r.samples[BARE]) for r in runs)
     last = runs[-1]
     return "\n".join([
         HEADING,
         "",
-        f"`benchmarks/ack_latency.py --rounds {args.rounds} --concurrency {args.concurrency} "
-        f"--gap {args.gap} --latency {args.latency} --repeat {args.repeat}`, "
-        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {machine}.",
+        f"`.venv/bin/python benchmarks/ack_latency.py --rounds {args.rounds} --concurrency "
+        f"{args.concurrency} --gap {args.gap} --latency {args.latency} --repeat {args.repeat}` "
+        f"(the defaults), {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
+        f"{machine}.",
         "",
-        RESULTS_PLACEHOLDER,
+        LAYOUT.format(latency=args.latency, concurrency=args.concurrency, gap=args.gap),
         "",
         "| run | load avg | commands each | bare p50 | bare p99 | bare max | bot p50 | bot p99 "
-        "| bot max | bot p99 / bare p99 | lazy work parked (waits / total) | errors in bot log |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-        *latency_rows(runs),
+        "| bot max | bot p99 / bare p99 | same, burst by burst (median) "
+        "| lazy work parked (waits / total) | errors in bot log |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        *latency_rows(runs, args.concurrency),
         "",
-        f"Milliseconds, from the load generator's side. p99 ratio over the runs: "
-        f"{' / '.join(f'{r:.2f}' for r in ratios)}.",
+        "Milliseconds. Load average: the 1-minute figure when the run started.",
+        "",
+        verdict(runs, args.concurrency),
         "",
         f"Where the servers' time went (run {len(runs)}, from their /metrics: the upper bound "
         "of the histogram bucket holding the median and the 99th percentile, ms):",
@@ -428,10 +497,9 @@ def section(runs: list[Run], args: argparse.Namespace) -> str:
         "|---|---:|---:|",
         *cpu_rows(last),
         "",
+        WHY.format(cpu_ratio=last.cpu[BOT] / max(last.cpu[BARE], 0.01)),
+        "",
     ])
-
-
-RESULTS_PLACEHOLDER = "<!-- ack results: see the text below the tables -->"
 
 
 def main() -> None:
@@ -444,7 +512,8 @@ def main() -> None:
     parser.add_argument("--devices", type=int, default=200, help="the simulated fleet")
     parser.add_argument("--settle", type=float, default=3.0,
                         help="seconds left to the bot's start-up work before measuring")
-    parser.add_argument("--repeat", type=int, default=1, help="whole runs, fresh processes")
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="whole runs, each in fresh processes: their spread is the noise")
     parser.add_argument("--no-write", action="store_true", help="print only")
     parser.add_argument("--serve", choices=("standin", "bare"), help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
@@ -459,7 +528,7 @@ def main() -> None:
     runs = []
     for _i in range(args.repeat):
         runs.append(measure(args))
-        print(latency_rows(runs)[-1], flush=True)
+        print(latency_rows(runs, args.concurrency)[-1], flush=True)
         for line in runs[-1].bot_errors[:5]:
             print("bot log:", line, file=sys.stderr)
     text = section(runs, args)
