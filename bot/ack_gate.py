@@ -27,6 +27,7 @@ budget is short because some work must still reach Slack within the 3 s a trigge
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import weakref
@@ -43,6 +44,8 @@ from slack_sdk.http_retry.state import RetryState
 from commands import metrics
 
 T = TypeVar("T")
+
+log = logging.getLogger(__name__)
 
 MAX_HOLD = 2.0  # seconds a piece of gated work waits at most for the acks in flight, in all
 QUIET = 0.02  # seconds without a request being answered before the work goes on
@@ -156,6 +159,24 @@ class AcksFirstExecutor(Executor):
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         self.inner.shutdown(wait=wait, cancel_futures=cancel_futures)
+
+
+def hand_off(app: Any, work: Callable[..., None], /, *args: Any) -> None:
+    """Run `work(*args)` as gated work on `app`'s listener executor, as a lazy listener runs,
+    from an ack listener: the request path pays one executor submit. Bolt's lazy listeners
+    cost the answering thread a deep copy of the whole request (about 2 ms of CPU, measured:
+    docs/benchmarks.md), there while every other ack of a burst waits for the GIL. A failure
+    is logged as Bolt logs a lazy listener's, never lost in a future nobody reads."""
+    app.listener_runner.listener_executor.submit(_logging_failure, work, *args)
+
+
+def _logging_failure(work: Callable[..., None], *args: Any) -> None:
+    try:
+        work(*args)
+    except Exception as error:
+        # The arguments may hold a command's text: log the failure's type and where only.
+        log.error("background work %s failed: %s", getattr(work, "__name__", "?"),
+                  type(error).__name__, exc_info=error)
 
 
 class CheckpointTransport(httpx.BaseTransport):

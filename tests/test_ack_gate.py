@@ -7,11 +7,12 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
+import pytest
 from slack_bolt import Ack
 from support.slack_api import BackgroundServer, SlackApiStandIn
 from support.slack_signing import signed_headers, slash_command_body
 
-from bot.ack_gate import AckGate, AcksFirstExecutor, gate_of
+from bot.ack_gate import AckGate, AcksFirstExecutor, current_gate, gate_of, hand_off
 from bot.app import create_bolt_app
 from bot.slack_client import make_web_client
 from bot.web import create_web_app
@@ -89,3 +90,36 @@ def test_every_answer_is_timed_by_phase_at_the_web_edge() -> None:
                     break
                 time.sleep(0.01)
         assert {p: n - before[p] for p, n in counts().items()} == dict.fromkeys(phases, 1.0)
+
+
+def test_work_handed_off_by_an_ack_listener_runs_once_gated_and_a_failure_is_logged(
+        caplog: pytest.LogCaptureFixture) -> None:
+    with SlackApiStandIn() as standin, ThreadPoolExecutor(max_workers=2) as inner:
+        app = create_bolt_app(make_web_client(standin.token, standin.url),
+                              listener_executor=inner)
+        gate = gate_of(app)
+        assert gate is not None
+        gate.max_hold = 30
+        seen: list[tuple[str, int, AckGate | None]] = []
+        done = threading.Event()
+
+        def work(text: str) -> None:
+            seen.append((text, gate.answering, current_gate()))
+            done.set()
+            raise RuntimeError("the work failed")
+
+        def ack_and_hand_off(ack: Ack, command: dict[str, str]) -> None:
+            ack()
+            hand_off(app, work, command["text"])
+
+        app.command("/sigfox")(ack_and_hand_off)
+        body = slash_command_body("help", user_id="U0HANDOFF")
+        with BackgroundServer(create_web_app(app, signing_secret=SECRET)) as server:
+            answer = httpx.post(f"{server.root}/slack/events", content=body,
+                                headers=signed_headers(SECRET, body), timeout=10)
+            assert answer.status_code == 200
+            assert done.wait(timeout=10)
+        inner.shutdown(wait=True)
+    assert seen == [("help", 0, gate)]  # once, after the answer was sent, as gated work
+    assert any("background work work failed: RuntimeError" in r.getMessage()
+               for r in caplog.records)
