@@ -170,6 +170,12 @@ class SlidingWindow:
             del self._grants[index]
         bisect.insort(self._grants, max(granted, done))
 
+    def remove(self, granted: float) -> None:
+        """Forget a grant: its call did not count on the server."""
+        index = bisect.bisect_left(self._grants, granted)
+        if index < len(self._grants) and self._grants[index] == granted:
+            del self._grants[index]
+
     def idle(self, now: float) -> bool:
         self._prune(now)
         return not self._grants
@@ -295,11 +301,15 @@ class Pacer:
 
     def release(self, permit: Permit) -> None:
         """The permit's request never reached the server (or was refused with 429 unprocessed):
-        its durable slot is given back. Short windows keep it: they lapse in seconds anyway."""
+        its slot is given back, so the call sent again takes it. On the list endpoint a
+        re-sent call that kept a second slot would be one call over a whole number of windows
+        (1,501 for 150,000 devices) and cost one window more (10 s). The back-off after a 429
+        (`hold`) keeps the call from being sent again at once."""
         if permit.entry is not None:
             self.ledger.release(permit.entry)
-        self.settle(Permit(window=permit.window, at=permit.at, sent=permit.sent,
-                           counted_from_send=permit.counted_from_send))
+        if permit.window is not None:
+            with self._lock:
+                permit.window.remove(permit.at)
 
     def forget(self, method: str, endpoint: str, device_id: str | None, since: float) -> int:
         """The caller verified on the backend that the calls sent since `since` did not take

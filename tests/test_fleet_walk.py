@@ -348,3 +348,21 @@ def test_list_calls_count_from_sending_plus_the_margin_not_from_their_answers() 
     # The next goes 10 s after the first was sent, plus the margin, not after its answer.
     assert fake.now == pytest.approx(start + 10.0 + DATING_MARGIN)
     assert fake.now > before
+
+
+def test_a_list_call_answered_429_gives_its_slot_to_the_call_sent_again() -> None:
+    """The server did not count it: the re-sent call takes its slot, so 1,500 pages still fit
+    in 30 windows after a 429 (a kept slot would make the re-send the 1,501st call)."""
+    fake = VirtualTime()
+    pacer = Pacer(clock=fake.clock, sleep=fake.sleep)
+    start = fake.now
+    permits = [pacer.acquire("GET", "/devices/") for _ in range(DEVICE_LIST.calls)]
+    fake.now += 0.3
+    for permit in permits[:-1]:
+        pacer.settle(permit)
+    pacer.release(permits[-1])  # answered 429
+    again = pacer.acquire("GET", "/devices/")
+    assert again.wait == 0.0 and fake.now == pytest.approx(start + 0.3)
+    pacer.settle(again)
+    pacer.acquire("GET", "/devices/")  # the next one waits for the window as usual
+    assert fake.now == pytest.approx(start + 10.0 + DATING_MARGIN)
