@@ -24,6 +24,7 @@ if TYPE_CHECKING:  # storage.db runs this module's migration: no import cycle at
 PENDING = "pending"
 DELIVERED = "delivered"
 OBSOLETE = "obsolete"  # nothing left to tell by the time it was built again
+STAGE_ROWS = 500  # rows per INSERT statement when staging (SQLite allows 32,766 parameters)
 
 
 @dataclass(frozen=True)
@@ -72,12 +73,13 @@ class NotificationLog:
             return int(table.last_rowid or 0)
 
     def stage(self, notification_id: int, told: Iterable[Told]) -> None:
-        """Add to what a pending notification tells (in batches, as the digest is grouped)."""
+        """Add to what a pending notification tells (in batches, as the digest is grouped);
+        each alert once per notification (`open` cleared what an earlier attempt wrote)."""
         with self.database.transaction() as db:
-            db.table("notification_alerts").upsert_all(
+            db.table("notification_alerts").insert_all(
                 ({"notification_id": notification_id, "device_id": t.device_id,
                   "condition": t.condition, "level": t.level, "change": t.change} for t in told),
-                pk=("notification_id", "device_id", "condition"))
+                batch_size=STAGE_ROWS)
 
     def delivered(self, notification_id: int, now: float) -> bool:
         """The sink took it: its alerts are told (for dedup) and it is closed, at once.
