@@ -73,13 +73,14 @@ class NotificationLog:
             return int(table.last_rowid or 0)
 
     def stage(self, notification_id: int, told: Iterable[Told]) -> None:
-        """Add to what a pending notification tells (in batches, as the digest is grouped);
-        each alert once per notification (`open` cleared what an earlier attempt wrote)."""
+        """Add to what a pending notification tells (in batches, as the digest is grouped).
+        An upsert: a second process building the same route's digest at once (a one-off scan
+        given the bot's database) rewrites the rows instead of failing."""
         with self.database.transaction() as db:
-            db.table("notification_alerts").insert_all(
+            db.table("notification_alerts").upsert_all(
                 ({"notification_id": notification_id, "device_id": t.device_id,
                   "condition": t.condition, "level": t.level, "change": t.change} for t in told),
-                batch_size=STAGE_ROWS)
+                pk=("notification_id", "device_id", "condition"), batch_size=STAGE_ROWS)
 
     def delivered(self, notification_id: int, now: float) -> bool:
         """The sink took it: its alerts are told (for dedup) and it is closed, at once.
