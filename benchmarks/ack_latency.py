@@ -8,7 +8,7 @@ out as in production, every part in its own process:
 - the bare app: a Bolt app whose `/sigfox` listener only calls `ack()`, behind the same web
   edge (`create_web_app`) and the same uvicorn settings (`run_http`);
 - the simulated Sigfox backend (`sigfox-bot simulator --latency ...`), remote as Sigfox is;
-- the Slack Web API stand-in (tests/support/slack_api.py), remote as Slack is;
+- the Slack Web API stand-in (demo/slack_standin/), remote as Slack is;
 - the load generator: this process, which only sends and times.
 
 Each round sends one burst of `--concurrency` signed commands to each server (the order swapped
@@ -72,7 +72,7 @@ channel = "{CHANNEL}"
 def serve_standin(urls: int) -> None:
     """Child: the Slack stand-in; prints its API URL and `urls` response URLs as one JSON line,
     then serves until its stdin closes."""
-    from support.slack_api import SlackApiStandIn
+    from demo.slack_standin import SlackApiStandIn
 
     with SlackApiStandIn() as standin:
         response_urls = [standin.response_url(CHANNEL, f"U0BENCH{i:05d}") for i in range(urls)]

@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from support.slack_api import SlackApiStandIn
 
+from demo.slack_standin import SlackApiStandIn
 from sigfox.simulator import SimulatorServer
 
 if TYPE_CHECKING:
@@ -39,7 +39,7 @@ def simulator(make_simulator: Callable[..., SimulatorServer]) -> SimulatorServer
 
 @pytest.fixture
 def slack() -> Iterator[SlackApiStandIn]:
-    """A running Slack Web API stand-in (support.slack_api), stopped after the test."""
+    """A running Slack Web API stand-in (demo.slack_standin), stopped after the test."""
     with SlackApiStandIn() as standin:
         yield standin
 

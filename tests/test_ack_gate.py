@@ -9,7 +9,6 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 from slack_bolt import Ack
-from support.slack_api import BackgroundServer, SlackApiStandIn
 from support.slack_signing import signed_headers, slash_command_body
 
 from bot.ack_gate import AckGate, AcksFirstExecutor, current_gate, gate_of, hand_off
@@ -17,6 +16,7 @@ from bot.app import create_bolt_app
 from bot.slack_client import make_web_client
 from bot.web import create_web_app
 from commands import metrics
+from demo.slack_standin import BackgroundServer, SlackApiStandIn
 
 SECRET = "gate-signing-secret"
 

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.slack_api import SlackApiStandIn
 
 from bot.ack_gate import (
     AckGate,
@@ -28,6 +27,7 @@ from bot.listeners.lanes import ReadLane
 from bot.listeners.replies import first_delivery
 from bot.service import build_services
 from bot.slack_client import make_web_client
+from demo.slack_standin import SlackApiStandIn
 from sigfox.client import SigfoxClient
 from storage.db import SafeDatabase
 

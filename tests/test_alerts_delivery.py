@@ -22,7 +22,6 @@ from support.alerts import (
 )
 from support.bot import TrackingExecutor
 from support.core import POLICY_TOML, make_core
-from support.slack_api import DEFAULT_TOKEN, SlackApiStandIn
 from support.slack_signing import (
     block_actions_payload,
     interaction_body,
@@ -37,6 +36,7 @@ from commands.alerting import NOTE_LIMIT, AlertService
 from commands.config import parse_config
 from commands.policy import Actor
 from commands.workflows import Core
+from demo.slack_standin import DEFAULT_TOKEN, SlackApiStandIn
 from sigfox.client import SigfoxClient
 from sigfox.simulator import SimulatorServer
 

@@ -12,12 +12,12 @@ import pytest
 from apscheduler.schedulers.background import BackgroundScheduler
 from slack_sdk import WebClient
 from support.alerts import CHANNEL, add, client_for, config, service
-from support.slack_api import DEFAULT_TOKEN, SlackApiStandIn, check_blocks
 
 from bot.alerts import SlackAlertSink
 from commands.config import parse_config
 from commands.metrics import METRICS
 from commands.schedules import DIGEST_JOB, DIGEST_KEY, AlertSchedule, local_day
+from demo.slack_standin import DEFAULT_TOKEN, SlackApiStandIn, check_blocks
 from sigfox.client import SigfoxClient
 from sigfox.simulator import SimulatorServer
 

@@ -21,12 +21,12 @@ from support.bot import (
     buttons,
     running_bot,
 )
-from support.slack_api import dm_channel
 from support.slack_signing import CHANNEL_ID, interaction_body, view_submission_payload
 
 from bot import blocks
 from commands.config import parse_config
 from commands.states import WorkflowState
+from demo.slack_standin import dm_channel
 
 ESCALATION_ID = "U0ESCALAT"
 CONFIG = """

@@ -12,7 +12,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from support.alerts import RecordingSink
 from support.core import REQUESTER, CoreHarness, build_fleet, make_core
-from support.slack_api import check_blocks
 
 from bot import blocks
 from bot.handler import CommandHandler, Reply
@@ -20,6 +19,7 @@ from commands.alerting import AlertService
 from commands.grammar import COMMANDS
 from commands.policy import Actor
 from commands.status import mask_pac
+from demo.slack_standin import check_blocks
 
 DEVICES = ("C0FFEE", "BEEF01", "BEEF02", "BEEF03", "AA0001", "0xc0ffee", "ZZZ", "1A2B3C")
 WORDS = st.sampled_from([*COMMANDS, "to", "for", '"Fleet B"', "Fleet", "7d", "J-0001", "2030-01-31",

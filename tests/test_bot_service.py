@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 from support.core import APPROVER, POLICY_TOML, REQUESTER, build_fleet, service_env
-from support.slack_api import BackgroundServer, SlackApiStandIn
 
 from bot.app import register_metrics
 from bot.service import ServiceError, build_services, serve
@@ -16,6 +15,7 @@ from commands import metrics
 from commands.planning import Request
 from commands.ports import ManualClock, Target
 from commands.states import Kind, WorkflowState
+from demo.slack_standin import BackgroundServer, SlackApiStandIn
 
 
 def test_missing_variables_are_named(tmp_path: Path) -> None:

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from support.slack_api import DEFAULT_TOKEN, SlackApiStandIn
 
 from bot.cli import main
+from demo.slack_standin import DEFAULT_TOKEN, SlackApiStandIn
 from sigfox.simulator import SimulatorServer
 from storage.db import open_database
 from storage.fleet import FleetStore

@@ -27,7 +27,6 @@ from support.bot import (
     buttons,
     running_bot,
 )
-from support.slack_api import dm_channel
 from support.slack_signing import (
     CHANNEL_ID,
     block_actions_payload,
@@ -40,6 +39,7 @@ from bot import blocks
 from bot.listeners.binding import NOT_HERE
 from commands.config import parse_config
 from commands.states import WorkflowState
+from demo.slack_standin import dm_channel
 from storage import buttons as carrying
 from storage.buttons import KEEP_HOMES, ButtonMessages
 from storage.db import MIGRATIONS, open_database, schema_version

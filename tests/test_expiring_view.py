@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 from support.alerts import RecordingSink
 from support.core import REQUESTER, CoreHarness, make_core
-from support.slack_api import check_blocks
 
 from bot import blocks
 from bot.handler import CommandHandler
 from bot.listeners.app_home import fleet_view
 from commands.alerting import AlertService
+from demo.slack_standin import check_blocks
 
 DAY_MS = 86_400_000
 

@@ -19,12 +19,12 @@ from pathlib import Path
 import httpx
 import pytest
 from support.core import service_env
-from support.slack_api import BackgroundServer, SlackApiStandIn
 
 from bot.readiness import CheckOutcome, DependencyLog, Readiness, last_scan_check
 from bot.service import Services, build_services, start
 from bot.web import create_web_app
 from commands import metrics
+from demo.slack_standin import BackgroundServer, SlackApiStandIn
 from sigfox.simulator import SimulatorServer
 
 HOUR = 3600.0

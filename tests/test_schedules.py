@@ -19,7 +19,6 @@ import pytest
 from support.alerts import CHANNEL, add
 from support.bot import APPROVER_ID, running_bot
 from support.core import APPROVER, REQUESTER, build_fleet, core_config, sigfox_client
-from support.slack_api import SlackApiStandIn
 from support.slack_signing import app_home_opened_event
 from support.virtual_time import VirtualScheduler
 
@@ -36,6 +35,7 @@ from commands.schedules import (
     retry_delay,
 )
 from commands.states import Kind
+from demo.slack_standin import SlackApiStandIn
 from sigfox.simulator import SimulatorServer
 
 MakeSim = Callable[..., SimulatorServer]

@@ -20,7 +20,6 @@ from slack_sdk.socket_mode.builtin import SocketModeClient
 from slack_sdk.socket_mode.request import SocketModeRequest
 from slack_sdk.socket_mode.response import SocketModeResponse
 from support.core import APPROVER, POLICY_TOML, REQUESTER, Fleet, build_fleet, service_env
-from support.slack_api import SlackApiStandIn
 from support.slack_signing import (
     API_APP_ID,
     CHANNEL_ID,
@@ -35,6 +34,7 @@ from bot.posting import ChannelPacer
 from bot.service import Services, build_services, connect_socket_mode
 from commands.ports import ManualClock
 from commands.states import WorkflowState
+from demo.slack_standin import SlackApiStandIn
 from sigfox.simulator import SimulatorServer
 
 T = TypeVar("T")

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 from support import openapi
-from support.slack_api import SlackApiStandIn, required_params
 from support.specs import (
     SIGFOX_OPENAPI,
     SLACK_MANIFEST_SCHEMA,
@@ -16,6 +15,8 @@ from support.specs import (
     SPECS_DIR,
     MissingSpec,
 )
+
+from demo.slack_standin import SlackApiStandIn, required_params
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

@@ -171,9 +171,8 @@ def test_a_delete_that_may_have_been_executed_still_counts_after_a_restart(
 def test_serve_wires_a_deferring_client_into_the_workflows_and_counts_hours_in_the_db(
     make_simulator, tmp_path: Path
 ) -> None:
-    from support.slack_api import SlackApiStandIn
-
     from bot.service import build_services
+    from demo.slack_standin import SlackApiStandIn
     from sigfox.client import SigfoxClient, WaitMode
 
     simulator = make_simulator(devices=0, rate_limits=False)

@@ -14,7 +14,6 @@ import httpx
 import pytest
 from slack_bolt import Ack, App, Respond
 from slack_sdk import WebClient
-from support.slack_api import BackgroundServer, SlackApiStandIn
 from support.slack_signing import (
     CHANNEL_ID,
     USER_ID,
@@ -27,6 +26,7 @@ from support.slack_signing import (
 from bot.slack_client import make_web_client
 from bot.web import CALLBACK_SECRET_HEADER, create_web_app
 from commands import metrics
+from demo.slack_standin import BackgroundServer, SlackApiStandIn
 
 SIGNING_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 CALLBACK_SECRET = "sigfox-callback-secret-for-tests"

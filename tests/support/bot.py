@@ -23,12 +23,12 @@ from commands.alerting import AlertService
 from commands.config import BotConfig
 from commands.ports import ManualClock
 from commands.workflows import Core
+from demo.slack_standin import BackgroundServer, SlackApiStandIn
 from sigfox.client import WaitMode
 from sigfox.simulator import SimulatorServer
 from storage.db import open_database
 
 from .core import Fleet, build_fleet, core_config, sigfox_client
-from .slack_api import BackgroundServer, SlackApiStandIn
 from .slack_signing import (
     CHANNEL_ID,
     app_home_opened_event,

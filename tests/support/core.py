@@ -59,7 +59,7 @@ def core_config(extra: str = "") -> BotConfig:
 
 
 class SlackEndpoint(Protocol):
-    """Where a bot's Slack Web API is: the stand-in (support.slack_api) in tests."""
+    """Where a bot's Slack Web API is: the stand-in (demo.slack_standin) in tests."""
 
     token: str
     url: str
