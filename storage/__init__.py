@@ -8,14 +8,18 @@
   included);
 - `EdgeRecords` (edge.py): what the edges keep for themselves (where they posted, delivery
   keys); they read the core through its read models, never through `Store`;
-- `FleetStore` (fleet.py): the last fleet scan, alert state and snoozes;
+- `FleetStore` (fleet.py): the last fleet scan, alert state and snoozes, and the alert rules'
+  queries (`RuleSet`, `StateRule`, `EndingRule`: the rules themselves are the core's);
+- `NotificationLog` (notifications.py): the alert digests meant for each channel, delivered or
+  pending, and what each alert was last told as;
 - the typed rows (records.py): `WorkflowRecord`, `StepRecord`, `ApprovalRecord`, `Snapshot`,
   `EventRecord`, `AuditEntry`, and `job_label` (how people see a workflow id, `J-0042`).
 """
 
 from storage.db import DEFAULT_DB_PATH, SafeDatabase, backup_database, open_database
 from storage.edge import EdgeRecords
-from storage.fleet import FleetStore
+from storage.fleet import EndingRule, FleetStore, RuleSet, StateRule
+from storage.notifications import NotificationLog
 from storage.records import (
     ApprovalRecord,
     AuditEntry,
@@ -32,10 +36,14 @@ __all__ = [
     "ApprovalRecord",
     "AuditEntry",
     "EdgeRecords",
+    "EndingRule",
     "EventRecord",
     "FleetStore",
+    "NotificationLog",
+    "RuleSet",
     "SafeDatabase",
     "Snapshot",
+    "StateRule",
     "StepRecord",
     "Store",
     "WorkflowRecord",
