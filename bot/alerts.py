@@ -9,7 +9,9 @@ message for resolved ones. Buttons carry only a device id and a condition; their
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -20,6 +22,7 @@ from commands import human
 from commands.alerting import (
     AlertDigest,
     AlertItem,
+    ConditionCount,
     DailyDigest,
     DeviceReport,
     Level,
@@ -102,7 +105,8 @@ class SlackAlertSink:
             log.warning("daily digest posted in %s without its CSV: %s", answer["channel"],
                         error.response.get("error"))
 
-    def _upload_csv(self, channel: str, ts: str, path: Any, name: str, title: str) -> None:
+    def _upload_csv(self, channel: str, ts: str, path: Path | None, name: str, title: str
+                    ) -> None:
         if path is None:
             return
         self.client.files_upload_v2(
@@ -157,7 +161,7 @@ def _device_menu(item: AlertItem) -> dict[str, Any]:
     }
 
 
-def counts_by_level(counts: Any) -> str:
+def counts_by_level(counts: Iterable[ConditionCount]) -> str:
     """`*Critical*: 8 Off Contract · 20 token Invalid` then `*Warning*: ...`, one line each."""
     lines = []
     for level in (Level.CRITICAL, Level.WARNING):
