@@ -32,6 +32,7 @@ from support.slack_signing import (
 from bot import blocks
 from bot.alerts import SlackAlertSink
 from bot.listeners import alert_actions
+from bot.service import build_alerts
 from commands.alerting import NOTE_LIMIT, AlertService
 from commands.config import parse_config
 from commands.policy import Actor
@@ -159,7 +160,7 @@ def bolt(
     cfg = parse_config(POLICY_TOML.replace('requesters = ["*"]', 'requesters = ["U0OPERATOR"]')
                        + f'\n[alerts]\nchannel = "{CHANNEL}"\n')
     harness = make_core(sim, tmp_path / "bot.db", config=cfg)
-    svc = AlertService(api=harness.core.api, database=harness.core.store.database,
+    svc = build_alerts(api=harness.core.api, database=harness.core.store.database,
                        sink=RecordingSink(), config=cfg, clock=sim.clock)
     svc.scan()
     app = App(client=web_client(slack), signing_secret=SECRET,

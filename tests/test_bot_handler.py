@@ -15,7 +15,7 @@ from support.core import REQUESTER, CoreHarness, build_fleet, make_core
 
 from bot import blocks
 from bot.handler import CommandHandler, Reply
-from commands.alerting import AlertService
+from bot.service import build_alerts
 from commands.grammar import COMMANDS
 from commands.policy import Actor
 from commands.status import mask_pac
@@ -91,7 +91,7 @@ def test_mask_pac_keeps_only_the_last_four() -> None:
 
 
 def test_a_snooze_records_and_lists_why(harness: CoreHarness) -> None:
-    alerts = AlertService(api=harness.core.api, database=harness.core.store.database,
+    alerts = build_alerts(api=harness.core.api, database=harness.core.store.database,
                           sink=RecordingSink(), config=harness.core.config, clock=harness.clock)
     handler = CommandHandler(harness.core, alerts)
     reply = handler.handle("snooze C0FFEE for 7d because battery swap booked", REQUESTER,

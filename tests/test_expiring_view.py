@@ -13,6 +13,7 @@ from support.core import REQUESTER, CoreHarness, make_core
 from bot import blocks
 from bot.handler import CommandHandler
 from bot.listeners.app_home import fleet_view
+from bot.service import build_alerts
 from commands.alerting import AlertService
 from demo.slack_standin import check_blocks
 
@@ -31,7 +32,7 @@ def fleet(make_simulator, tmp_path: Path) -> tuple[CoreHarness, AlertService]:
         world.add_device(f"E{n:05X}", device_type_id=meter.id, token="ok",
                          token_end_ms=now + days * DAY_MS + n * 60_000)
     harness = make_core(simulator, tmp_path / "bot.db")
-    alerts = AlertService(api=harness.core.api, database=harness.core.store.database,
+    alerts = build_alerts(api=harness.core.api, database=harness.core.store.database,
                           sink=RecordingSink(), config=harness.core.config, clock=harness.clock)
     assert alerts.scan(started_by="test").ok
     return harness, alerts
@@ -67,7 +68,7 @@ def test_expiring_csv_posts_the_complete_list(fleet) -> None:
 
 def test_before_any_scan_expiring_says_so_instead_of_zero(make_simulator, tmp_path) -> None:
     harness = make_core(make_simulator(devices=0, rate_limits=False), tmp_path / "b.db")
-    alerts = AlertService(api=harness.core.api, database=harness.core.store.database,
+    alerts = build_alerts(api=harness.core.api, database=harness.core.store.database,
                           sink=RecordingSink(), config=harness.core.config, clock=harness.clock)
     text = CommandHandler(harness.core, alerts).handle("expiring", REQUESTER,
                                                        channel="C0OPS").text
