@@ -62,7 +62,7 @@ def isolated(function: Callable[..., dict[str, Any]], *args: Any) -> dict[str, A
 
 
 def scan(root: str) -> dict[str, Any]:
-    from commands.alerting import AlertService
+    from bot.service import build_alerts
     from commands.config import parse_config
     from commands.ports import SystemClock
     from sigfox.client import SigfoxClient
@@ -93,7 +93,7 @@ def scan(root: str) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         client = SigfoxClient(f"{root}/v2", LOGIN, PASSWORD, rate_limits=True,
                               transport=Stamped())
-        service = AlertService(
+        service = build_alerts(  # as the running bot builds them
             api=client, database=open_database(Path(tmp) / "bench.db"), sink=NullSink(),
             config=parse_config('[alerts]\nchannel = "C0BENCH01"\n'), clock=SystemClock(),
         )
