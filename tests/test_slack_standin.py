@@ -4,7 +4,9 @@ Slack, or every test built on it proves nothing."""
 from __future__ import annotations
 
 import json
+import sys
 import time
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,7 @@ from demo.slack_standin import (
     manifest_scopes,
     method_scopes,
     required_params,
+    scopes,
 )
 
 CHANNEL = "C0FLEETOPS"
@@ -132,6 +135,14 @@ def test_each_methods_scope_comes_from_the_spec_read_for_a_bot_token() -> None:
 def test_the_token_has_the_manifests_scopes_by_default() -> None:
     manifest = yaml.safe_load(MANIFEST_PATH.read_text(encoding="utf-8"))
     assert SlackApiStandIn().scopes == set(manifest["oauth_config"]["scopes"]["bot"])
+
+
+def test_an_installed_package_finds_the_manifest_it_ships() -> None:
+    # Not run from a checkout (`pip install .`), the demo reads the copy the package installs.
+    pyproject = tomllib.loads((MANIFEST_PATH.parent / "pyproject.toml").read_text("utf-8"))
+    [(where, files)] = pyproject["tool"]["setuptools"]["data-files"].items()
+    assert files == ["app.yaml"]
+    assert Path(sys.prefix) / where / "app.yaml" == scopes._INSTALLED_MANIFEST
 
 
 def test_a_method_outside_the_manifests_scopes_is_refused_like_slack() -> None:

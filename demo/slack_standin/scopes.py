@@ -16,6 +16,7 @@ separated). So the whole suite and the demo prove the manifest grants every scop
 from __future__ import annotations
 
 import functools
+import sys
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -24,8 +25,11 @@ import yaml
 from .protocol import SlackError
 from .spec import SPEC_PATH, load_spec
 
-# The repository's manifest (README's Quickstart installs the checkout, which holds it).
-MANIFEST_PATH = Path(__file__).resolve().parents[2] / "app.yaml"
+# The repository's manifest (README's Quickstart installs the checkout, which holds it); an
+# installed package has the copy pyproject.toml puts in <prefix>/share/sigfox-chatops/.
+_CHECKOUT_MANIFEST = Path(__file__).resolve().parents[2] / "app.yaml"
+_INSTALLED_MANIFEST = Path(sys.prefix) / "share" / "sigfox-chatops" / "app.yaml"
+MANIFEST_PATH = _CHECKOUT_MANIFEST if _CHECKOUT_MANIFEST.is_file() else _INSTALLED_MANIFEST
 
 # User-token scopes in the spec and the granular bot scope a bot token needs instead.
 BOT_SCOPE_OF = {
@@ -62,7 +66,7 @@ def manifest_scopes(manifest: Path = MANIFEST_PATH) -> frozenset[str]:
     if not manifest.is_file():
         raise MissingManifest(
             f"app manifest {manifest} is missing: the stand-in grants its token the scopes the "
-            "manifest lists; run from the repository's checkout or pass scopes=[...]"
+            "manifest lists; reinstall the package (it ships app.yaml) or pass scopes=[...]"
         )
     document = yaml.safe_load(manifest.read_text(encoding="utf-8")) or {}
     scopes = ((document.get("oauth_config") or {}).get("scopes") or {}).get("bot") or []
