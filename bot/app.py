@@ -54,12 +54,14 @@ def create_bolt_app(client: WebClient, *, listener_executor: Executor | None = N
 
 
 def register_metrics(core: Core, alerts: Any = None) -> None:
-    """Workflows by state, approvals waiting and the last fleet scan, read at scrape time."""
+    """Workflows by state, approvals waiting, the last fleet scan and the alert digests waiting
+    for Slack, read at scrape time."""
     metrics.set_workflow_state_source(core.workflow_counts)
     metrics.set_approvals_waiting_source(core.approvals_waiting)
     if alerts is not None:
         metrics.set_scan_source(ScanFigures(alerts))
         metrics.set_last_success_source(alerts.last_success, core.clock.now)
+        metrics.set_undelivered_digests_source(lambda: len(alerts.undelivered()))
 
 
 class ScanFigures:

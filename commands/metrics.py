@@ -70,6 +70,7 @@ class _CallbackGauges(Collector):
     def __init__(self) -> None:
         self.workflow_states: StateCounts | None = None
         self.approvals_waiting: Count | None = None
+        self.undelivered_digests: Count | None = None
         self.scan: ScanSource | None = None
         self.recorded_scan: ScanFigures | None = None
         self.last_success: LastSuccess | None = None
@@ -78,6 +79,7 @@ class _CallbackGauges(Collector):
     def collect(self) -> Iterable[Metric]:
         yield from self._workflows()
         yield from self._approvals()
+        yield from self._digests()
         yield from self._scan()
 
     def describe(self) -> Iterable[Metric]:
@@ -97,6 +99,15 @@ class _CallbackGauges(Collector):
         )
         if self.approvals_waiting is not None:
             family.add_metric([], float(_safely(self.approvals_waiting, 0)))
+        yield family
+
+    def _digests(self) -> Iterable[Metric]:
+        family = GaugeMetricFamily(
+            f"{PREFIX}_alert_digests_undelivered",
+            "Alert digests Slack has not taken yet, waiting in the notification log."
+        )
+        if self.undelivered_digests is not None:
+            family.add_metric([], float(_safely(self.undelivered_digests, 0)))
         yield family
 
     def _scan(self) -> Iterable[Metric]:
@@ -249,6 +260,9 @@ class Metrics:
     def set_approvals_waiting_source(self, source: Count | None) -> None:
         self._callbacks.approvals_waiting = source
 
+    def set_undelivered_digests_source(self, source: Count | None) -> None:
+        self._callbacks.undelivered_digests = source
+
     def render(self) -> tuple[bytes, str]:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
 
@@ -282,6 +296,10 @@ def set_workflow_state_source(source: StateCounts | None) -> None:
 
 def set_approvals_waiting_source(source: Count | None) -> None:
     METRICS.set_approvals_waiting_source(source)
+
+
+def set_undelivered_digests_source(source: Count | None) -> None:
+    METRICS.set_undelivered_digests_source(source)
 
 
 def set_scan_source(source: ScanSource | None) -> None:

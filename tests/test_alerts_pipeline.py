@@ -11,11 +11,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
 import pytest
 from apscheduler.schedulers.background import BackgroundScheduler
 from support.alerts import CHANNEL, RecordingSink, add, announced, config, service
+from support.bot import BotHarness
 
+from bot.app import register_metrics
 from bot.handler import alerts_message
+from bot.service import build_alerts
+from commands import metrics
 from commands.alerting import AlertDigest, AlertItem, Change, Condition, Level
 from commands.alerting.delivery import DigestDelivery
 from commands.alerting.digests import Router
@@ -29,6 +34,7 @@ from commands.alerting.stages import (
     Silence,
     dedup,
 )
+from commands.metrics import METRICS
 from commands.schedules import REDELIVER_JOB, START_DELAY, AlertSchedule
 from sigfox.simulator import SimulatorServer
 from storage.db import MIGRATIONS, get_value, open_database
@@ -354,3 +360,23 @@ def test_a_pending_digest_whose_news_resolved_meanwhile_is_closed_not_sent(
     assert svc.undelivered() == [] and sink.digests == []
     (closed,) = svc.delivery.log.recent(1)
     assert (closed.state, closed.attempts) == ("obsolete", 1)
+
+
+def test_metrics_count_the_digests_waiting_for_slack(bot: BotHarness) -> None:
+    add(bot.simulator, "1D001", end_in_days=5)
+    sink = FlakySink(down=True)
+    alerts = build_alerts(api=bot.core.api, database=bot.core.store.database, sink=sink,
+                          config=config(), clock=bot.clock)
+    register_metrics(bot.core, alerts)
+    try:
+        gauge = "sigfox_bot_alert_digests_undelivered"
+        assert alerts.scan(started_by="test").ok
+        assert 'sigfox_bot_alert_digests_undelivered 1.0' in httpx.get(f"{bot.url}/metrics").text
+        sink.down = False
+        assert len(alerts.redeliver()) == 1
+        assert METRICS.value(gauge) == 0
+    finally:
+        for source in (metrics.set_scan_source, metrics.set_last_success_source,
+                       metrics.set_workflow_state_source, metrics.set_approvals_waiting_source,
+                       metrics.set_undelivered_digests_source):
+            source(None)
