@@ -60,6 +60,7 @@ def test_metrics_count_sigfox_calls_and_show_the_last_scan(make_simulator, tmp_p
             metrics.set_last_success_source(None)
             metrics.set_workflow_state_source(None)
             metrics.set_approvals_waiting_source(None)
+            metrics.set_undelivered_digests_source(None)
 
 
 def test_the_backend_data_callback_finishes_a_waiting_renewal_at_once(make_simulator,

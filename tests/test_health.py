@@ -49,7 +49,8 @@ def running(make_simulator, slack: SlackApiStandIn, tmp_path: Path,
         services.scheduler.shutdown(wait=False)
         services.close()
         for source in (metrics.set_scan_source, metrics.set_workflow_state_source,
-                       metrics.set_approvals_waiting_source, metrics.set_last_success_source):
+                       metrics.set_approvals_waiting_source, metrics.set_last_success_source,
+                       metrics.set_undelivered_digests_source):
             source(None)
 
 

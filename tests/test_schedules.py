@@ -87,6 +87,7 @@ class Bot:
             metrics.set_last_success_source(None)
             metrics.set_workflow_state_source(None)
             metrics.set_approvals_waiting_source(None)
+            metrics.set_undelivered_digests_source(None)
 
     def live_for(self, seconds: float) -> VirtualScheduler:
         with self.running() as driver:
