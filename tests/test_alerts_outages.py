@@ -115,6 +115,25 @@ def test_digest_lost_to_a_slack_outage_is_told_at_the_next_scan(
     assert len(slack.messages(CHANNEL)) == 1
 
 
+def test_digest_slack_refused_before_a_restart_is_posted_once_after_it(
+    make_simulator: MakeSim, tmp_path: Path, slack: SlackApiStandIn
+) -> None:
+    sim = make_simulator(devices=0, rate_limits=False)
+    add(sim, "1A101", end_in_days=5)
+    db = tmp_path / "bot.db"
+    slack.fail("chat.postMessage", "service_unavailable")
+    assert service(sim, db, sink(slack)).scan().ok
+    assert slack.messages(CHANNEL) == []
+
+    restarted = service(sim, db, sink(slack))  # a new process: new client, same database
+    assert [d.channel for d in restarted.redeliver()] == [CHANNEL]
+    (digest,) = slack.messages(CHANNEL)
+    assert "1 open" in digest["text"]
+    assert restarted.redeliver() == [] and restarted.scan().digests == ()
+    assert service(sim, db, sink(slack)).redeliver() == []
+    assert len(slack.messages(CHANNEL)) == 1  # once, never twice
+
+
 def test_only_the_channel_slack_refused_is_told_again(
     make_simulator: MakeSim, tmp_path: Path, slack: SlackApiStandIn
 ) -> None:
