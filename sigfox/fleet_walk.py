@@ -20,9 +20,10 @@ Every call is a page the walk lists; none is spent only to find where to cut:
   holds it. The last sub-range of the last block follows its first page's `paging.next`.
 
 Requests: each page of the fleet once, plus the probes of the last block that land past the
-fleet's end (at most 5; none when the last block is full). They land only in a block that is
-not full, which holds at most 49 pages and so at most 5 + 49 - 5 = 49 + 1 calls: the walk never
-needs one window of the limit more than its pages alone, ceil(calls / 50) = ceil(pages / 50).
+fleet's end (at most 5; none when the last block is full). They land only in a block of q < 50
+pages, and only at pages q to 49, spaced 10 apart with the last page: at most 50 - q of them.
+So the last block's calls stay within 50 and the walk never needs one window of the limit more
+than its pages alone: ceil(calls / 50) = ceil(pages / 50).
 
 Exactness: the sub-ranges partition the id space, not only the ids seen (a block runs from the
 id after the previous block's last device to its own last device; the first has no lower
