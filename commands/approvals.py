@@ -165,13 +165,12 @@ class ApprovalRounds:
     def _apply_decision(
         self, workflow: WorkflowRecord, actor: Actor, approve: bool, approval_id: int, reason: str
     ) -> Outcome:
-        # The vote already moved the workflow (`Store.cast_vote`), in the same transaction.
+        # The vote already moved the workflow and wrote its audit row (`Store.cast_vote`), in
+        # one transaction.
         now = self.clock.now()
         fresh = self.books.workflow(workflow.id)
         starts_at = fresh.next_run if approve else now
         verb = "approved" if approve else "rejected"
-        self.store.audit(actor.user_id, verb, now, workflow_id=workflow.id, outcome=verb,
-                         details={"reason": reason} if reason else None)
         if not approve:
             self.store.release_device_locks(workflow.id)
         text = f"{verb.capitalize()} by <@{actor.user_id}>" + (f": {reason}" if reason else "")

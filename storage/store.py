@@ -344,8 +344,10 @@ class Store:
 
         `moves` maps a settling decision to the workflow's new state (and fields): the workflow
         moves from awaiting approval in the same transaction, or, when a cancel or an expiry
-        got there first, nothing is recorded and the vote is `closed`. So the approval, the
-        job and the audit log never tell different stories."""
+        got there first, nothing is recorded and the vote is `closed`. A settling decision's
+        audit row is written in that transaction too, so a cancel that follows an approval is
+        always audited after it. So the approval, the job and the audit log never tell
+        different stories."""
         try:
             return self._cast_vote(approval_id, user_id, decision, now, reason, moves or {})
         except _Overtaken as overtaken:
@@ -374,6 +376,10 @@ class Store:
             db.execute("UPDATE approvals SET state = ?, decided_by = ?, decided_at = ?, "
                        "reason = ? WHERE id = ? AND state = 'pending'",
                        [decision, user_id, now, reason, approval_id])
+            db.execute("INSERT INTO audit (time, actor, action, workflow_id, outcome, details) "
+                       "SELECT ?, ?, ?, workflow_id, ?, ? FROM approvals WHERE id = ?",
+                       [now, user_id, decision, decision,
+                        json.dumps({"reason": reason} if reason else {}), approval_id])
             return VoteResult(decision, decision, approvers)
 
     @staticmethod
