@@ -61,7 +61,8 @@ class CrashingApi:
                 threading.Timer(float(self._when), os._exit, (CRASHED,)).start()
             result = method(*args, **kwargs)
             if name.startswith("iter_"):
-                result = list(result)
+                # Read through before a crash "after" it, still handed back as an iterator.
+                result = iter(list(result))
             if dying:
                 os._exit(CRASHED)
             return result
