@@ -235,7 +235,7 @@ MISPLACED: dict[str, Callable[[Surface], dict[str, str]]] = {
     "an unknown message_ts": lambda s: {"message_ts": UNKNOWN_TS},
     "another message of the job": lambda s: {"message_ts": s.other_ts},
     "a DM the bot never sent it in": lambda s: {"channel_id": dm_channel(s.clicker),
-                                                "message_ts": UNKNOWN_TS},
+                                                "message_ts": "1700000999.000300"},
 }
 FOREIGN: dict[str, dict[str, str]] = {
     "another workspace": {"team_id": "T0OTHERWS"},
@@ -255,15 +255,18 @@ def test_a_job_button_works_only_on_its_own_message(bot: BotHarness, name: str,
         assert not surface.changed(), f"{name} honoured from {where}"
         answers = bot.ephemeral_texts(surface.clicker)[told:]
         assert any("does not belong to this message" in t for t in answers), (where, answers)
-    refusals = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
-    assert len(refusals) == len(MISPLACED) and all(action_id in r for r in refusals)
+    # One line each, saying where (other tests' leftover threads may log here too: filtered).
+    refusals = {r.getMessage() for r in caplog.records
+                if r.getMessage().startswith(f"{action_id} click by")}
+    assert len(refusals) == len(MISPLACED), refusals
     for where, changes in FOREIGN.items():
         told = len(bot.ephemeral_texts(surface.clicker))
         response = click(bot, surface, **changes)
         assert (response.status_code, response.text) == (200, ""), where
         assert not surface.changed(), f"{name} honoured from {where}"
         assert bot.ephemeral_texts(surface.clicker)[told:] == [f"{NOT_HERE}\n[]"], where
-    assert sum("dropped" in r.getMessage() for r in caplog.records) == len(FOREIGN)
+    assert len({r.getMessage() for r in caplog.records
+                if r.getMessage().startswith("request for workspace/app")}) == len(FOREIGN)
 
     click(bot, surface)  # on its own message
     assert surface.changed(), name
