@@ -395,7 +395,8 @@ class Core:
         return self.reads.workflow_counts()
 
     def approvals_waiting(self) -> int:
-        return len(self.store.pending_approvals())
+        """How many requests wait for a decision (metrics)."""
+        return len(self.reads.pending_approvals())
 
     def jobs(self, active_only: bool = True) -> list[JobSummary]:
         """The jobs, newest first (`/sigfox jobs`, App Home)."""
