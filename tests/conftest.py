@@ -54,3 +54,20 @@ def bot(make_simulator: Callable[..., SimulatorServer], tmp_path: Path) -> Itera
     simulator = make_simulator(devices=0, rate_limits=False, delete_hold=1800, job_delay=0.0)
     with running_bot(simulator, tmp_path / "bot.db") as harness:
         yield harness
+
+
+@pytest.fixture
+def world(make_simulator: Callable[..., SimulatorServer], tmp_path: Path) -> tuple[Any, ...]:
+    """A core whose destructive calls may go unanswered (test_writeahead, test_pending_cancel):
+    the simulator, its `build_fleet` devices, the core harness (a client that waits 0.2 s and
+    never retries) and the clock that dates when an unanswered call can no longer land."""
+    from support.core import build_fleet, make_core, sigfox_client
+
+    from commands.ports import ManualClock
+
+    simulator = make_simulator(devices=0, rate_limits=False, delete_hold=0, job_delay=0.0)
+    fleet = build_fleet(simulator)
+    landing = ManualClock(1_000_000.0)
+    harness = make_core(simulator, tmp_path / "bot.db", landing_clock=landing,
+                        api=sigfox_client(simulator, timeout=0.2, max_retries=0))
+    return simulator, fleet, harness, landing

@@ -7,26 +7,15 @@ Real core, SQLite and simulated backend; the workflows' clock and the landing cl
 
 from __future__ import annotations
 
-import pytest
 from support.bot import APPROVER_ID, REQUESTER_ID, running_bot
-from support.core import APPROVER, OUTSIDER, REQUESTER, build_fleet, make_core, sigfox_client
+from support.core import APPROVER, OUTSIDER, REQUESTER, make_core, sigfox_client
 from test_writeahead import MARGIN, approved_renewal, calls, tick_until_sent, wait_for_call
 
 from bot import blocks
 from commands.planning import Request
-from commands.ports import ManualClock, Target
+from commands.ports import Target
 from commands.states import Kind, WorkflowState
 from storage.intents import CANCEL_ASKED, IN_FLIGHT, LANDED, NOT_LANDED
-
-
-@pytest.fixture
-def world(make_simulator, tmp_path):
-    simulator = make_simulator(devices=0, rate_limits=False, delete_hold=0, job_delay=0.0)
-    fleet = build_fleet(simulator)
-    landing = ManualClock(1_000_000.0)
-    harness = make_core(simulator, tmp_path / "bot.db", landing_clock=landing,
-                        api=sigfox_client(simulator, timeout=0.2, max_retries=0))
-    return simulator, fleet, harness, landing
 
 
 def audit(harness, workflow_id):

@@ -10,25 +10,14 @@ from __future__ import annotations
 
 import time
 
-import pytest
-from support.core import APPROVER, REQUESTER, build_fleet, make_core, sigfox_client
+from support.core import APPROVER, REQUESTER
 
 from commands.planning import Request
-from commands.ports import ManualClock, Target
+from commands.ports import Target
 from commands.states import Kind, WorkflowState
 from storage.intents import IN_FLIGHT, LANDED, NOT_LANDED
 
 MARGIN = 60.0  # the default [timing] landing_margin
-
-
-@pytest.fixture
-def world(make_simulator, tmp_path):
-    simulator = make_simulator(devices=0, rate_limits=False, delete_hold=0, job_delay=0.0)
-    fleet = build_fleet(simulator)
-    landing = ManualClock(1_000_000.0)
-    harness = make_core(simulator, tmp_path / "bot.db", landing_clock=landing,
-                        api=sigfox_client(simulator, timeout=0.2, max_retries=0))
-    return simulator, fleet, harness, landing
 
 
 def approved_renewal(harness, device_id):
