@@ -40,7 +40,9 @@ log = logging.getLogger(__name__)
 SCAN_JOB = "fleet-scan"
 DIGEST_JOB = "alerts-daily-digest"
 REDELIVER_JOB = "alerts-redeliver"
-DIGEST_KEY = "alerts.daily_digest"  # kv: {"day": "YYYY-MM-DD", "sent_at", "due_at", "late_by"}
+# kv: {"day": "YYYY-MM-DD", "sent_at", "due_at", "late_by"}, the day claimed; each channel's
+# delivery of it is in the notification log (storage/notifications.py).
+DIGEST_KEY = "alerts.daily_digest"
 FIRST_RETRY = timedelta(minutes=2)  # a failed scan's first retry; doubles up to scan_interval
 START_DELAY = (5.0, 30.0)  # seconds after start before a job already due runs (jittered)
 MIN_GAP = 60.0  # a job found due but unable to run (scan already running) looks again after this
@@ -193,39 +195,26 @@ class AlertSchedule:
         if due is None or self._waits_for_scan():
             return self._retry_undelivered()
         now = self.service.clock.now()
-        record = {"sent_at": now, "due_at": due.at, "late_by": now - due.at, "undelivered": []}
+        record = {"sent_at": now, "due_at": due.at, "late_by": now - due.at}
         if not self.service.fleet.claim_day(DIGEST_KEY, due.day.isoformat(), record):
             return None  # another tick or process claimed the day first
-        record["day"] = due.day.isoformat()
-        digests, failed = self.service.deliver_daily_digests(self.late_note(due, now))
-        self._keep_undelivered(record, failed)
-        return digests
+        return self.service.send_daily(due.day.isoformat(), self.late_note(due, now))
 
     def _retry_undelivered(self) -> list[DailyDigest] | None:
-        """Today's digest for the channels whose delivery failed: taken by compare-and-set, so
-        one tick retries them and a channel that got it is never sent it again."""
+        """Today's digest for the channels Slack refused it to, as the notification log has
+        them: each taken by compare-and-set, so one tick retries it and a channel that got it
+        is never sent it again. Yesterday's is not sent: a stale digest is not news."""
         record = self.service.fleet.get_kv(DIGEST_KEY) or {}
-        pending = list(record.get("undelivered") or [])
         now = self.service.clock.now()
-        if not pending or record.get("day") != local_day(now, self.service.settings).isoformat():
-            return None  # nothing left, or yesterday's: a stale digest is not sent
-        taken = {**record, "undelivered": []}
-        if not self.service.fleet.replace_kv(DIGEST_KEY, record, taken):
+        today = local_day(now, self.service.settings).isoformat()
+        if record.get("day") != today or not self.service.daily_waiting(today):
             return None
-        due = DigestDue(date.fromisoformat(record["day"]), float(record["due_at"]))
-        note = self.late_note(due, now, retry=True)
-        digests, failed = self.service.deliver_daily_digests(note, channels=pending)
-        self._keep_undelivered(taken, failed)
-        return digests
-
-    def _keep_undelivered(self, record: dict[str, Any], failed: list[str]) -> None:
-        if failed:
-            self.service.fleet.replace_kv(DIGEST_KEY, record, {**record, "undelivered": failed})
+        due = DigestDue(date.fromisoformat(today), float(record["due_at"]))
+        return self.service.resend_daily(today, self.late_note(due, now, retry=True))
 
     def _undelivered_today(self) -> bool:
-        record = self.service.fleet.get_kv(DIGEST_KEY) or {}
         today = local_day(self.service.clock.now(), self.service.settings).isoformat()
-        return bool(record.get("undelivered")) and record.get("day") == today
+        return self.service.daily_waiting(today)
 
     def late_note(self, due: DigestDue, now: float, *, retry: bool = False) -> str:
         late = now - due.at

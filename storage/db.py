@@ -18,6 +18,7 @@ from typing import Any
 from sqlite_utils import Database
 
 from storage.buttons import create_tables as create_button_tables
+from storage.notifications import add_daily_digests
 from storage.notifications import create_tables as create_notification_log
 
 DEFAULT_DB_PATH = "sigfox-bot.db"
@@ -248,6 +249,9 @@ MIGRATIONS: tuple[Migration, ...] = (
     # 9: the alerts' notification log, replacing the digests Slack refused kept as JSON in kv
     # and the announcement columns of `alerts`, both carried forward (storage/notifications.py).
     create_notification_log,
+    # 10: the daily digest's deliveries in the same log, instead of the channels Slack refused
+    # it to kept as JSON in kv (carried forward).
+    add_daily_digests,
 )
 
 

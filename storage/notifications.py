@@ -24,6 +24,10 @@ if TYPE_CHECKING:  # storage.db runs this module's migration: no import cycle at
 PENDING = "pending"
 DELIVERED = "delivered"
 OBSOLETE = "obsolete"  # nothing left to tell by the time it was built again
+SENDING = "sending"  # a daily digest one process took to send again (compare-and-set)
+
+DIGEST = "digest"  # an alert digest: what a scan changed, for one route
+DAILY = "daily"  # the daily "what ends soon" digest of one day, for one route
 STAGE_ROWS = 500  # rows per INSERT statement when staging (SQLite allows 32,766 parameters)
 
 
@@ -49,6 +53,8 @@ class Notification:
     delivered_at: float
     last_error: str
     told: int
+    kind: str = DIGEST
+    day: str = ""  # a daily digest's day (ISO date)
 
 
 class NotificationLog:
@@ -60,8 +66,8 @@ class NotificationLog:
         (its attempts carry on, what it tells is written afresh) or a new one."""
         with self.database.transaction() as db:
             table = db.table("notifications")
-            waiting = list(table.rows_where("route = ? AND state = ?", [route, PENDING],
-                                            order_by="id", limit=1))
+            waiting = list(table.rows_where("route = ? AND state = ? AND kind = ?",
+                                            [route, PENDING, DIGEST], order_by="id", limit=1))
             if waiting:
                 notification_id = int(waiting[0]["id"])
                 table.update(notification_id, {"scan_id": scan_id})
@@ -90,8 +96,8 @@ class NotificationLog:
                 "UPDATE notifications SET state = ?, delivered_at = ?, last_attempt_at = ?, "
                 "attempts = attempts + 1, last_error = '', told = (SELECT COUNT(*) FROM "
                 "notification_alerts WHERE notification_id = notifications.id) "
-                "WHERE id = ? AND state = ?",
-                [DELIVERED, now, now, notification_id, PENDING]).rowcount
+                "WHERE id = ? AND state IN (?, ?)",
+                [DELIVERED, now, now, notification_id, PENDING, SENDING]).rowcount
             if changed != 1:
                 return False
             db.execute(_RECORD_TOLD, [now, notification_id])
@@ -103,22 +109,59 @@ class NotificationLog:
         """An attempt that did not deliver: counted, the error kept; it stays pending."""
         with self.database.transaction() as db:
             db.execute(
-                "UPDATE notifications SET attempts = attempts + 1, last_attempt_at = ?, "
-                "last_error = ? WHERE id = ? AND state = ?",
-                [now, error[:500], notification_id, PENDING])
+                "UPDATE notifications SET state = ?, attempts = attempts + 1, "
+                "last_attempt_at = ?, last_error = ? WHERE id = ? AND state IN (?, ?)",
+                [PENDING, now, error[:500], notification_id, PENDING, SENDING])
 
     def obsolete(self, notification_id: int, now: float) -> None:
         """A pending notification with nothing left to tell (what it was to say resolved before
         anyone heard of it): closed, never sent."""
         with self.database.transaction() as db:
             db.execute("UPDATE notifications SET state = ?, last_attempt_at = ? "
-                       "WHERE id = ? AND state = ?", [OBSOLETE, now, notification_id, PENDING])
+                       "WHERE id = ? AND state IN (?, ?)",
+                       [OBSOLETE, now, notification_id, PENDING, SENDING])
             db.table("notification_alerts").delete_where("notification_id = ?",
                                                          [notification_id])
 
     def pending(self) -> list[Notification]:
+        """The alert digests waiting for their route."""
         return [Notification(**row) for row in self._rows(
-            "notifications", "state = ?", [PENDING], order_by="id")]
+            "notifications", "state = ? AND kind = ?", [PENDING, DIGEST], order_by="id")]
+
+    # -- the daily digest ----------------------------------------------------------------------
+
+    def daily_attempted(self, route: str, day: str, now: float, error: str | None) -> int:
+        """The first attempt at `day`'s daily digest for `route`: delivered, or (`error`)
+        pending, to be taken again (`take`)."""
+        with self.database.transaction() as db:
+            table = db.table("notifications")
+            table.insert({"kind": DAILY, "day": day, "route": route, "scan_id": 0,
+                          "state": PENDING if error else DELIVERED, "created_at": now,
+                          "attempts": 1, "last_attempt_at": now,
+                          "delivered_at": 0.0 if error else now, "last_error": error or ""})
+            return int(table.last_rowid or 0)
+
+    def daily_pending(self, day: str) -> list[Notification]:
+        """`day`'s daily digests still waiting for their route."""
+        return [Notification(**row) for row in self._rows(
+            "notifications", "kind = ? AND day = ? AND state = ?", [DAILY, day, PENDING],
+            order_by="id")]
+
+    def take(self, notification_id: int, now: float) -> bool:
+        """Compare-and-set: take a pending daily digest to send it again; True for exactly one
+        caller, across threads and processes (`delivered` or `failed` settles it)."""
+        with self.database.transaction() as db:
+            return db.execute(
+                "UPDATE notifications SET state = ?, last_attempt_at = ? WHERE id = ? "
+                "AND state = ?", [SENDING, now, notification_id, PENDING]).rowcount == 1
+
+    def close_daily_before(self, day: str, now: float) -> None:
+        """Daily digests of earlier days still pending are never sent: a stale digest is not
+        news."""
+        with self.database.transaction() as db:
+            db.execute("UPDATE notifications SET state = ?, last_attempt_at = ? WHERE kind = ? "
+                       "AND day < ? AND state IN (?, ?)",
+                       [OBSOLETE, now, DAILY, day, PENDING, SENDING])
 
     def recent(self, limit: int = 20) -> list[Notification]:
         return [Notification(**row) for row in self._rows(
@@ -218,3 +261,30 @@ def _told_entry(alert: dict[str, Any], untold: set[int]) -> dict[str, Any] | Non
     if lost and change == "repeat":
         entry["notified_at"] = 0.0  # due again
     return entry
+
+
+# --------------------------------------------------------------------------- migration 10
+
+
+DAILY_KV = "alerts.daily_digest"  # the daily digest's day claim; before migration 10 it also
+# held the channels Slack refused the day's digest to, as JSON ("undelivered")
+
+
+def add_daily_digests(db: Database) -> None:
+    """Migration 10 (storage/db.py): the daily digest's deliveries join the log (`kind`,
+    `day`); the channels a kv record still lists as refused today become pending rows."""
+    table = db.table("notifications")
+    table.add_column("kind", str, not_null_default=DIGEST)
+    table.add_column("day", str, not_null_default="")
+    table.create_index(["kind", "day", "state"])
+    row = db.execute("SELECT value FROM kv WHERE key = ?", [DAILY_KV]).fetchone()
+    record: dict[str, Any] = json.loads(row[0]) if row else {}
+    refused = record.pop("undelivered", None) or []
+    table.insert_all(
+        {"kind": DAILY, "day": record.get("day", ""), "route": channel, "scan_id": 0,
+         "state": PENDING, "created_at": record.get("sent_at", 0.0), "attempts": 1,
+         "last_attempt_at": record.get("sent_at", 0.0),
+         "last_error": "carried over from an earlier version"}
+        for channel in refused)
+    if row:
+        db.table("kv").update(DAILY_KV, {"value": json.dumps(record, sort_keys=True)})

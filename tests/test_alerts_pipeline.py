@@ -37,9 +37,15 @@ from commands.alerting.stages import (
 from commands.metrics import METRICS
 from commands.schedules import REDELIVER_JOB, START_DELAY, AlertSchedule
 from sigfox.simulator import SimulatorServer
-from storage.db import MIGRATIONS, get_value, open_database
+from storage.db import MIGRATIONS, get_value, open_database, set_value
 from storage.fleet import FleetRow, FleetStore
-from storage.notifications import DELIVERED, PENDING, NotificationLog, create_tables
+from storage.notifications import (
+    DELIVERED,
+    PENDING,
+    NotificationLog,
+    add_daily_digests,
+    create_tables,
+)
 
 MakeSim = Callable[..., SimulatorServer]
 LOG_MIGRATION = MIGRATIONS.index(create_tables) + 1  # its schema version
@@ -380,3 +386,38 @@ def test_metrics_count_the_digests_waiting_for_slack(bot: BotHarness) -> None:
                        metrics.set_workflow_state_source, metrics.set_approvals_waiting_source,
                        metrics.set_undelivered_digests_source):
             source(None)
+
+
+def test_an_upgraded_database_keeps_the_daily_digest_slack_refused(tmp_path: Path) -> None:
+    path = tmp_path / "bot.db"
+    database = open_database(path)
+    with database.transaction() as db:  # back to before migration 10, as an older bot left it
+        db.execute("DROP INDEX idx_notifications_kind_day_state")
+        db.execute("ALTER TABLE notifications DROP COLUMN kind")
+        db.execute("ALTER TABLE notifications DROP COLUMN day")
+        db.execute(f"PRAGMA user_version = {MIGRATIONS.index(add_daily_digests)}")
+    set_value(database, "alerts.daily_digest", {
+        "day": "2026-11-30", "sent_at": NOW, "due_at": NOW - 60, "late_by": 60.0,
+        "undelivered": [CHANNEL]})
+    database.close()
+
+    upgraded = open_database(path)
+    log = NotificationLog(upgraded)
+    (waiting,) = log.daily_pending("2026-11-30")
+    assert (waiting.kind, waiting.route, waiting.attempts) == ("daily", CHANNEL, 1)
+    assert "undelivered" not in get_value(upgraded, "alerts.daily_digest")
+    assert log.pending() == []  # not an alert digest
+
+
+def test_a_refused_daily_digest_is_taken_by_one_sender_only(tmp_path: Path) -> None:
+    log = NotificationLog(open_database(tmp_path / "bot.db"))
+    refused = log.daily_attempted(CHANNEL, "2026-11-30", NOW, "ConnectionError: Slack is down")
+    log.daily_attempted(METERING, "2026-11-30", NOW, None)  # delivered at once
+    assert [n.id for n in log.daily_pending("2026-11-30")] == [refused]
+    assert log.take(refused, NOW + 300) and not log.take(refused, NOW + 300)
+    log.failed(refused, NOW + 300, "still down")  # pending again, for the next retry
+    assert log.take(refused, NOW + 600)
+    assert log.delivered(refused, NOW + 600) and log.daily_pending("2026-11-30") == []
+    log.daily_attempted(CHANNEL, "2026-11-30", NOW, "down")
+    log.close_daily_before("2026-12-01", NOW + DAY)  # tomorrow: yesterday's is not news
+    assert log.daily_pending("2026-11-30") == []

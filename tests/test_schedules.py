@@ -278,7 +278,12 @@ def test_a_digest_slack_refused_is_retried_until_it_goes_out_once(
     assert "Late by 15 minutes" in sent["text"] and "did not take it" in sent["text"]
     assert bot.services is not None
     record = bot.services.alerts.fleet.get_kv(DIGEST_KEY)
-    assert record["undelivered"] == [] and record["day"] == day.date().isoformat()
+    assert record["day"] == day.date().isoformat()
+    # The notification log says how it went: refused three times, delivered at the fourth.
+    assert not bot.services.alerts.daily_waiting(record["day"])
+    (daily,) = [n for n in bot.services.alerts.delivery.log.recent() if n.kind == "daily"]
+    assert (daily.route, daily.day, daily.state, daily.attempts) == (
+        CHANNEL, record["day"], "delivered", 4)
 
 
 def test_the_digest_of_a_running_bot_goes_out_at_digest_time_in_the_timezone(

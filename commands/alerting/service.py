@@ -195,17 +195,55 @@ class AlertService:
         default channel); returns them and the channels whose delivery raised (Slack down)."""
         digests = [d for d in self.daily_digests(late_note)
                    if channels is None or (d.channel or "") in channels]
-        failed: list[str] = []
-        for digest in digests:
-            try:
-                self.sink.deliver_daily(digest)
-            except Exception:
-                log.exception("daily digest for %s not delivered; retried",
-                              digest.channel or "the default channel")
-                failed.append(digest.channel or "")
-            finally:
-                remove_file(digest.csv_path)
+        failed = [d.channel or "" for d in digests if self._deliver_daily(d) is not None]
         return digests, failed
+
+    def send_daily(self, day: str, late_note: str = "") -> list[DailyDigest]:
+        """`day`'s daily digests, each delivery in the notification log: one Slack refused waits
+        there for `resend_daily`. Earlier days' digests still waiting are dropped."""
+        sent = self.delivery.log
+        sent.close_daily_before(day, self.clock.now())
+        digests = self.daily_digests(late_note)
+        for digest in digests:
+            error = self._deliver_daily(digest)
+            sent.daily_attempted(digest.channel or "", day, self.clock.now(), error)
+        return digests
+
+    def resend_daily(self, day: str, late_note: str) -> list[DailyDigest] | None:
+        """`day`'s daily digests Slack refused, sent again: each taken by compare-and-set, so one
+        caller sends it and a channel that got it never gets it twice. None: nothing waited."""
+        sent = self.delivery.log
+        taken = {n.route: n.id for n in sent.daily_pending(day)
+                 if sent.take(n.id, self.clock.now())}
+        if not taken:
+            return None
+        digests = [d for d in self.daily_digests(late_note) if (d.channel or "") in taken]
+        for digest in digests:
+            error = self._deliver_daily(digest)
+            notification_id = taken.pop(digest.channel or "")
+            if error is None:
+                sent.delivered(notification_id, self.clock.now())
+            else:
+                sent.failed(notification_id, self.clock.now(), error)
+        for notification_id in taken.values():  # nothing ends there any more: nothing to say
+            sent.obsolete(notification_id, self.clock.now())
+        return digests
+
+    def daily_waiting(self, day: str) -> bool:
+        """Whether a daily digest of `day` waits for Slack."""
+        return bool(self.delivery.log.daily_pending(day))
+
+    def _deliver_daily(self, digest: DailyDigest) -> str | None:
+        """Hand one daily digest to the sink; the error when it raised (Slack down)."""
+        try:
+            self.sink.deliver_daily(digest)
+        except Exception as error:
+            log.exception("daily digest for %s not delivered; retried",
+                          digest.channel or "the default channel")
+            return f"{type(error).__name__}: {error}"
+        finally:
+            remove_file(digest.csv_path)
+        return None
 
     def daily_digests(self, late_note: str = "") -> list[DailyDigest]:
         return self.answers.daily_digests(late_note)
