@@ -18,6 +18,7 @@ from support.alerts import (
     add,
     announced,
     client_for,
+    refused_client,
     service,
 )
 from support.bot import TrackingExecutor
@@ -38,7 +39,6 @@ from commands.config import parse_config
 from commands.policy import Actor
 from commands.workflows import Core
 from demo.slack_standin import DEFAULT_TOKEN, SlackApiStandIn
-from sigfox.client import SigfoxClient
 from sigfox.simulator import SimulatorServer
 
 SECRET = "alerts-signing-secret"
@@ -57,7 +57,7 @@ def test_rejected_credentials_alert_once_and_resolve_on_success(
     sim = make_simulator(devices=0)
     add(sim, "1A0001", end_in_days=10)
     sink = RecordingSink()
-    bad = SigfoxClient(sim.base_url, sim.login, "wrong-password")
+    bad = refused_client(sim)
     failing = service(sim, tmp_path / "bot.db", sink, api=bad)
     first, second = failing.scan(), failing.scan()
     assert not first.ok and not second.ok

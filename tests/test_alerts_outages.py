@@ -11,14 +11,13 @@ from pathlib import Path
 import pytest
 from apscheduler.schedulers.background import BackgroundScheduler
 from slack_sdk import WebClient
-from support.alerts import CHANNEL, add, client_for, config, service
+from support.alerts import CHANNEL, add, client_for, config, refused_client, service
 
 from bot.alerts import SlackAlertSink
 from commands.config import parse_config
 from commands.metrics import METRICS
 from commands.schedules import DIGEST_JOB, DIGEST_KEY, AlertSchedule, local_day
 from demo.slack_standin import DEFAULT_TOKEN, SlackApiStandIn, check_blocks
-from sigfox.client import SigfoxClient
 from sigfox.simulator import SimulatorServer
 
 MakeSim = Callable[..., SimulatorServer]
@@ -42,7 +41,7 @@ def test_recovery_is_threaded_under_the_failure_across_a_restart(
 ) -> None:
     sim = make_simulator(devices=0, rate_limits=False)
     db = tmp_path / "bot.db"
-    bad = SigfoxClient(sim.base_url, sim.login, "wrong-password")
+    bad = refused_client(sim)
     assert not service(sim, db, sink(slack), api=bad).scan().ok
     (failure,) = slack.messages(CHANNEL)
     assert "The fleet scan failed" in failure["text"]
@@ -61,7 +60,7 @@ def test_failure_alert_missed_by_slack_is_told_at_the_next_failing_scan(
     make_simulator: MakeSim, tmp_path: Path, slack: SlackApiStandIn
 ) -> None:
     sim = make_simulator(devices=0, rate_limits=False)
-    bad = SigfoxClient(sim.base_url, sim.login, "wrong-password")
+    bad = refused_client(sim)
     svc = service(sim, tmp_path / "bot.db", sink(slack), api=bad)
     slack.fail("chat.postMessage", "service_unavailable")
     assert not svc.scan().ok
@@ -76,7 +75,7 @@ def test_recovery_not_announced_when_the_failure_never_was(
 ) -> None:
     sim = make_simulator(devices=0, rate_limits=False)
     db = tmp_path / "bot.db"
-    bad = SigfoxClient(sim.base_url, sim.login, "wrong-password")
+    bad = refused_client(sim)
     slack.fail("chat.postMessage", "service_unavailable")
     assert not service(sim, db, sink(slack), api=bad).scan().ok
     report = service(sim, db, sink(slack)).scan()

@@ -59,6 +59,11 @@ def client_for(sim: SimulatorServer, **options: Any) -> SigfoxClient:
     return SigfoxClient(sim.base_url, sim.login, sim.password, **options)
 
 
+def refused_client(sim: SimulatorServer) -> SigfoxClient:
+    """A client whose password the simulator refuses (401): every scan with it fails."""
+    return SigfoxClient(sim.base_url, sim.login, "wrong-password")
+
+
 def service(
     sim: SimulatorServer,
     db_path: Path,
