@@ -6,9 +6,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from support.bot import running_bot
-from support.core import core_config
+from support.bot import REQUESTER_ID, running_bot
+from support.core import POLICY_TOML, core_config
+from support.slack_signing import interaction_body, view_submission_payload
 
+from bot import blocks
+from commands.config import parse_config
 from commands.read_progress import MOST_UPDATES, ReadProgress
 from sigfox.simulator import SimulatorServer
 from sigfox.simulator.latency import LatencyModel
@@ -62,3 +65,25 @@ def test_a_slow_request_shows_its_reads_then_its_answer_within_the_response_url(
     assert all(p.get("replace_original") for p in told[1:])  # one message, replaced
     assert len(posts) == len(told) + 1  # and the answer
     assert not str(posts[-1].get("text", "")).startswith(READING)
+
+
+def test_a_large_renewal_asked_through_its_reason_form_shows_one_reading_line(
+    make_simulator: Callable[..., SimulatorServer], tmp_path: Path
+) -> None:
+    sim = make_simulator(devices=3_000, rate_limits=False,
+                         latency=LatencyModel(0.3, spread=0.0, slow_share=0.0))
+    ids = sorted(sim.world.devices, key=lambda d: int(d, 16))[::100]
+    config = parse_config(POLICY_TOML.replace("[timing]", "large_job_devices = 2\n\n[timing]")
+                          + 'progress_interval = "1s"\n')
+    with running_bot(sim, tmp_path / "bot.db", config=config) as bot:
+        bot.command("renew " + " ".join(ids))
+        [form] = [v for v in bot.standin.modals_opened()
+                  if v["callback_id"] == blocks.REQUEST_REASON_MODAL]
+        payload = view_submission_payload(form, {blocks.REASON_BLOCK: "The contract ended"},
+                                          user_id=REQUESTER_ID)
+        bot.post(interaction_body(payload))
+        bot.executor.drain()
+        texts = bot.ephemeral_texts(REQUESTER_ID)
+    told = [t for t in texts if READING in t]
+    assert len(told) == 1  # a private line after a form can't be replaced: one at most
+    assert texts[-1] != told[0]  # then the answer

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import secrets
+from functools import partial
 from typing import Any
 
 from slack_bolt import Ack, App
@@ -24,6 +25,7 @@ from bot import blocks
 from bot.groups import GroupResolver
 from bot.handler import CommandHandler, Reply
 from commands.approvals import clean_reason
+from commands.read_progress import ReadProgress
 from commands.workflows import Core
 from storage.edge import EdgeRecords
 
@@ -120,8 +122,12 @@ class ReasonForms:
         if text is None:
             text = self.edge.get_value(PENDING_PREFIX + str(meta.get("key", ""))) or ""
         user = body["user"]["id"]
+        # A private line can't be replaced after a form (no response URL): at most one.
+        progress = ReadProgress(partial(_tell, client, meta, user), most=1,
+                                every=self.core.config.timing.progress_interval.total_seconds())
         reply = self.handler.handle(str(text), self.groups.actor(user),
-                                    channel=str(meta.get("channel", "")), reason=_reason(view))
+                                    channel=str(meta.get("channel", "")), reason=_reason(view),
+                                    on_read=progress)
         _tell(client, meta, user, reply.text, reply)
 
     # -- helpers ---------------------------------------------------------------------------
