@@ -210,7 +210,8 @@ class _Reader:
         return settled
 
     def _first_page(self, low: str, high: str) -> list[Device]:
-        pages = self.api.iter_device_pages(min_id=low, max_id=high, page_size=PAGE)
+        # `iter`: a wrapper (a recorder, a crash injector) may hand back the pages as a list.
+        pages = iter(self.api.iter_device_pages(min_id=low, max_id=high, page_size=PAGE))
         try:
             page = next(pages, [])
         finally:
