@@ -50,6 +50,17 @@ PEOPLE = (
     Person("U0ALICE", "alice", "Alice Martin"),
     Person("U0BOB", "bob", "Bob Okafor"),
 )
+# The bot's timing on a virtual clock, shared by the demo and the tests' cores: a tick every
+# virtual second, and the waits a renewal meets (a release hold, a first message) kept short
+# enough that moving the clock through them takes a moment.
+VIRTUAL_CLOCK_TIMING = """
+[timing]
+tick = "1s"
+release_retry = "5m"
+release_timeout = "2h"
+first_message_poll = "5m"
+first_message_timeout = "7d"
+"""
 DEMO_CONFIG = f"""
 [policy]
 requesters = ["*"]
@@ -62,14 +73,7 @@ channel = "{ALERTS_CHANNEL}"
 warn_days = 30
 critical_days = 7
 timezone = "UTC"
-
-[timing]
-tick = "1s"
-release_retry = "5m"
-release_timeout = "2h"
-first_message_poll = "5m"
-first_message_timeout = "7d"
-approval_reminder = "4h"
+{VIRTUAL_CLOCK_TIMING}approval_reminder = "4h"
 """
 TICK_SECONDS = 0.05  # real seconds between scheduler ticks
 STEP_SECONDS = 60.0  # virtual seconds per fast-forward step: every minute gets a tick

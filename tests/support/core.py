@@ -11,6 +11,7 @@ from commands.config import BotConfig, parse_config
 from commands.policy import Actor
 from commands.ports import ManualClock, Progress, ProgressKind
 from commands.workflows import Core
+from demo.world import VIRTUAL_CLOCK_TIMING
 from sigfox.client import SigfoxClient, WaitMode
 from sigfox.simulator import SimulatorServer
 from storage.db import open_database
@@ -20,19 +21,12 @@ REQUESTER = Actor("U0REQUEST")
 APPROVER = Actor("U0APPROVE")
 OUTSIDER = Actor("U0OUTSIDE")
 
-POLICY_TOML = """
+POLICY_TOML = f"""
 [policy]
 requesters = ["*"]
 approvers = ["U0APPROVE", "U0REQUEST", "S0APPROVERS"]
 approval_ttl = "1h"
-
-[timing]
-tick = "1s"
-release_retry = "5m"
-release_timeout = "2h"
-first_message_poll = "5m"
-first_message_timeout = "7d"
-approval_reminder = "20m"
+{VIRTUAL_CLOCK_TIMING}approval_reminder = "20m"
 """
 
 
