@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -13,6 +14,17 @@ from sigfox.simulator import SimulatorServer
 
 if TYPE_CHECKING:
     from support.bot import BotHarness
+
+
+@pytest.fixture
+def restore_root_logger() -> Iterator[None]:
+    """For tests that configure logging (`configure_logging`, the CLI's `--log-format`): the
+    root logger's handlers and level are put back afterwards, so later tests log as before."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 
 import click
 import pytest
@@ -16,13 +15,7 @@ from sigfox.errors import SigfoxUnauthorized
 EXPECTED_COMMANDS = {"check", "demo", "scan", "serve", "simulator"}
 
 
-@pytest.fixture(autouse=True)
-def restore_root_logger() -> Iterator[None]:
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
+pytestmark = pytest.mark.usefixtures("restore_root_logger")
 
 
 def test_top_level_help_lists_the_commands() -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-from collections.abc import Iterator
 
 import pytest
 
@@ -20,22 +19,13 @@ from commands.logs import (
 PAC = "A1B2C3D4E5F60718"
 
 
-@pytest.fixture
-def restore_root() -> Iterator[None]:
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
-
-
 def capture(log_format: str) -> io.StringIO:
     stream = io.StringIO()
     configure_logging(log_format, stream=stream)
     return stream
 
 
-def test_readable_format_is_one_line_per_event(restore_root: None) -> None:
+def test_readable_format_is_one_line_per_event(restore_root_logger: None) -> None:
     stream = capture("text")
     logging.getLogger("sigfox_chatops.test").info("renewal %s\nstarted", "J-1",
                                                   extra={"device": "1A2B3C"})
@@ -45,7 +35,7 @@ def test_readable_format_is_one_line_per_event(restore_root: None) -> None:
     assert "device=1A2B3C" in lines[0]
 
 
-def test_json_format_is_one_object_per_line(restore_root: None) -> None:
+def test_json_format_is_one_object_per_line(restore_root_logger: None) -> None:
     stream = capture("json")
     log = logging.getLogger("sigfox_chatops.test")
     log.warning("slow %d", 3, extra={"device": "1A2B3C"})
@@ -72,7 +62,7 @@ def test_format_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.parametrize("log_format", ["text", "json"])
 def test_secrets_and_pacs_never_reach_the_log(
-    restore_root: None, monkeypatch: pytest.MonkeyPatch, log_format: str
+    restore_root_logger: None, monkeypatch: pytest.MonkeyPatch, log_format: str
 ) -> None:
     secrets = {
         "SIGFOX_API_PASSWORD": "hunter2-sigfox",
