@@ -20,8 +20,19 @@ from commands.schedules import DIGEST_JOB, DIGEST_KEY, AlertSchedule, local_day
 from demo.slack_standin import DEFAULT_TOKEN, SlackApiStandIn, check_blocks
 from sigfox.simulator import SimulatorServer
 
-MakeSim = Callable[..., SimulatorServer]
 METERING = "C0METERING"
+
+
+@pytest.fixture
+def sim(make_simulator: Callable[..., SimulatorServer]) -> SimulatorServer:
+    """An empty fleet without rate limits: each test adds the devices its alerts are about."""
+    return make_simulator(devices=0, rate_limits=False)
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    """The bot's database file: a restart is a new service over the same file."""
+    return tmp_path / "bot.db"
 
 
 def sink(standin: SlackApiStandIn) -> SlackAlertSink:
@@ -37,10 +48,8 @@ def texts(standin: SlackApiStandIn, channel: str = CHANNEL) -> list[str]:
 
 
 def test_recovery_is_threaded_under_the_failure_across_a_restart(
-    make_simulator: MakeSim, tmp_path: Path, slack: SlackApiStandIn
+    sim: SimulatorServer, db: Path, slack: SlackApiStandIn
 ) -> None:
-    sim = make_simulator(devices=0, rate_limits=False)
-    db = tmp_path / "bot.db"
     bad = refused_client(sim)
     assert not service(sim, db, sink(slack), api=bad).scan().ok
     (failure,) = slack.messages(CHANNEL)
@@ -57,11 +66,10 @@ def test_recovery_is_threaded_under_the_failure_across_a_restart(
 
 
 def test_failure_alert_missed_by_slack_is_told_at_the_next_failing_scan(
-    make_simulator: MakeSim, tmp_path: Path, slack: SlackApiStandIn
+    sim: SimulatorServer, db: Path, slack: SlackApiStandIn
 ) -> None:
-    sim = make_simulator(devices=0, rate_limits=False)
     bad = refused_client(sim)
-    svc = service(sim, tmp_path / "bot.db", sink(slack), api=bad)
+    svc = service(sim, db, sink(slack), api=bad)
     slack.fail("chat.postMessage", "service_unavailable")
     assert not svc.scan().ok
     assert slack.messages(CHANNEL) == []
@@ -71,10 +79,8 @@ def test_failure_alert_missed_by_slack_is_told_at_the_next_failing_scan(
 
 
 def test_recovery_not_announced_when_the_failure_never_was(
-    make_simulator: MakeSim, tmp_path: Path, slack: SlackApiStandIn
+    sim: SimulatorServer, db: Path, slack: SlackApiStandIn
 ) -> None:
-    sim = make_simulator(devices=0, rate_limits=False)
-    db = tmp_path / "bot.db"
     bad = refused_client(sim)
     slack.fail("chat.postMessage", "service_unavailable")
     assert not service(sim, db, sink(slack), api=bad).scan().ok
@@ -87,12 +93,11 @@ def test_recovery_not_announced_when_the_failure_never_was(
 
 
 def test_digest_lost_to_a_slack_outage_is_told_at_the_next_scan(
-    make_simulator: MakeSim, tmp_path: Path, slack: SlackApiStandIn
+    sim: SimulatorServer, db: Path, slack: SlackApiStandIn
 ) -> None:
-    sim = make_simulator(devices=0, rate_limits=False)
     add(sim, "1A001", end_in_days=5)
     add(sim, "1A002", "off_contract", end_in_days=-3)
-    svc = service(sim, tmp_path / "bot.db", sink(slack))
+    svc = service(sim, db, sink(slack))
     slack.fail("chat.postMessage", "service_unavailable")
     first = svc.scan()
     assert first.ok and slack.messages(CHANNEL) == []
@@ -115,11 +120,10 @@ def test_digest_lost_to_a_slack_outage_is_told_at_the_next_scan(
 
 
 def test_digest_slack_refused_before_a_restart_is_posted_once_after_it(
-    make_simulator: MakeSim, tmp_path: Path, slack: SlackApiStandIn
+    sim: SimulatorServer, db: Path, slack: SlackApiStandIn
 ) -> None:
-    sim = make_simulator(devices=0, rate_limits=False)
     add(sim, "1A101", end_in_days=5)
-    db = tmp_path / "bot.db"
+    db = db
     slack.fail("chat.postMessage", "service_unavailable")
     assert service(sim, db, sink(slack)).scan().ok
     assert slack.messages(CHANNEL) == []
@@ -134,14 +138,13 @@ def test_digest_slack_refused_before_a_restart_is_posted_once_after_it(
 
 
 def test_only_the_channel_slack_refused_is_told_again(
-    make_simulator: MakeSim, tmp_path: Path, slack: SlackApiStandIn
+    sim: SimulatorServer, db: Path, slack: SlackApiStandIn
 ) -> None:
-    sim = make_simulator(devices=0, rate_limits=False)
     gas = next(t for t in sim.world.device_types.values() if t.name == "Gas meter")
     add(sim, "1B001", end_in_days=5, device_type=gas.id)  # streamed first: METERING first
     add(sim, "2B001", end_in_days=5)
     cfg = config(f'[[alerts.routes]]\nchannel = "{METERING}"\ndevice_types = ["Gas meter"]\n')
-    svc = service(sim, tmp_path / "bot.db", sink(slack), cfg)
+    svc = service(sim, db, sink(slack), cfg)
     slack.fail("chat.postMessage", "service_unavailable")
     assert svc.scan().ok
     assert slack.messages(METERING) == [] and len(slack.messages(CHANNEL)) == 1
@@ -149,16 +152,15 @@ def test_only_the_channel_slack_refused_is_told_again(
     assert [d.channel for d in retried.digests] == [METERING]
     assert len(slack.messages(METERING)) == 1 and len(slack.messages(CHANNEL)) == 1
     # Restart: nothing left to retry, nothing said.
-    assert service(sim, tmp_path / "bot.db", sink(slack), cfg).scan().digests == ()
+    assert service(sim, db, sink(slack), cfg).scan().digests == ()
 
 
 def test_failing_thread_after_the_digest_does_not_post_it_twice(
-    make_simulator: MakeSim, tmp_path: Path, slack: SlackApiStandIn,
+    sim: SimulatorServer, db: Path, slack: SlackApiStandIn,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    sim = make_simulator(devices=0, rate_limits=False)
     add(sim, "1C001", end_in_days=5)
-    svc = service(sim, tmp_path / "bot.db", sink(slack))
+    svc = service(sim, db, sink(slack))
     slack.fail("files.getUploadURLExternal", "service_unavailable")
     with caplog.at_level(logging.WARNING, "bot.alerts"):
         assert svc.scan().ok
@@ -172,12 +174,11 @@ def test_failing_thread_after_the_digest_does_not_post_it_twice(
 
 
 def test_no_channel_configured_logs_a_clear_line_and_posts_nothing(
-    make_simulator: MakeSim, tmp_path: Path, slack: SlackApiStandIn,
+    sim: SimulatorServer, db: Path, slack: SlackApiStandIn,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    sim = make_simulator(devices=0, rate_limits=False)
     add(sim, "1D001", end_in_days=5)
-    svc = service(sim, tmp_path / "bot.db", sink(slack), parse_config(""))
+    svc = service(sim, db, sink(slack), parse_config(""))
     with caplog.at_level(logging.WARNING, "bot.alerts"):
         report = svc.scan()
         svc.send_daily_digest()
@@ -191,16 +192,15 @@ def test_no_channel_configured_logs_a_clear_line_and_posts_nothing(
 
 
 def test_daily_digest_in_slack_one_message_per_channel_with_its_csv(
-    make_simulator: MakeSim, tmp_path: Path, slack: SlackApiStandIn
+    sim: SimulatorServer, db: Path, slack: SlackApiStandIn
 ) -> None:
-    sim = make_simulator(devices=0, rate_limits=False)
     gas = next(t for t in sim.world.device_types.values() if t.name == "Gas meter")
     for n in range(6):
         add(sim, f"1E00{n}", end_in_days=1 + 5 * n)
     add(sim, "2E001", end_in_days=3, device_type=gas.id)
     add(sim, "2E002", end_in_days=90)  # outside the window
     cfg = config(f'[[alerts.routes]]\nchannel = "{METERING}"\ndevice_types = ["Gas meter"]\n')
-    svc = service(sim, tmp_path / "bot.db", sink(slack), cfg)
+    svc = service(sim, db, sink(slack), cfg)
     assert svc.scan().ok
     slack.reset()
 
@@ -224,11 +224,10 @@ def test_daily_digest_in_slack_one_message_per_channel_with_its_csv(
 
 
 def test_daily_digest_is_scheduled_at_digest_time_in_the_timezone(
-    make_simulator: MakeSim, tmp_path: Path
+    sim: SimulatorServer, db: Path
 ) -> None:
-    sim = make_simulator(devices=0, rate_limits=False)
     cfg = config('digest_time = "08:30"\ntimezone = "Europe/Paris"\n')
-    svc = service(sim, tmp_path / "bot.db", sink=None, cfg=cfg)
+    svc = service(sim, db, sink=None, cfg=cfg)
     scheduler = BackgroundScheduler()
     scheduler.start(paused=True)
     try:
@@ -247,13 +246,12 @@ def test_daily_digest_is_scheduled_at_digest_time_in_the_timezone(
 
 
 def test_each_scan_publishes_its_duration_and_devices_by_token_state(
-    make_simulator: MakeSim, tmp_path: Path
+    sim: SimulatorServer, db: Path
 ) -> None:
-    sim = make_simulator(devices=0, rate_limits=False)
     for n in range(3):
         add(sim, f"1F00{n}", end_in_days=100)
     add(sim, "1F010", "off_contract", end_in_days=-3)
-    svc = service(sim, tmp_path / "bot.db", sink=None, api=client_for(sim, rate_limits=False))
+    svc = service(sim, db, sink=None, api=client_for(sim, rate_limits=False))
     svc.sink = _Silent()
     report = svc.scan()
     assert report.ok

@@ -107,6 +107,27 @@ def sim(make_simulator: MakeSim) -> SimulatorServer:
     return sim
 
 
+@pytest.fixture
+def day() -> datetime:
+    """The virtual day the test's clock starts in (`_virtual_day`)."""
+    return _virtual_day()
+
+
+BotAt = Callable[..., Bot]
+
+
+@pytest.fixture
+def bot_at(sim: SimulatorServer, slack: SlackApiStandIn, tmp_path: Path, day: datetime) -> BotAt:
+    """`bot_at(seconds_into_day, alerts_toml="", policy_toml="")`: the restartable bot on this
+    test's simulator, Slack stand-in and database, its virtual clock that far into `day`."""
+
+    def start_at(seconds: float, alerts_toml: str = "", policy_toml: str = "") -> Bot:
+        clock = ManualClock(day.timestamp() + seconds)
+        return Bot(sim, slack, tmp_path, clock, alerts_toml, policy_toml)
+
+    return start_at
+
+
 def digests(slack: SlackApiStandIn) -> list[dict]:
     return [m for m in slack.messages(CHANNEL) if any(
         b.get("type") == "header" and b["text"]["text"].startswith(DIGEST_HEADER)
@@ -116,12 +137,9 @@ def digests(slack: SlackApiStandIn) -> list[dict]:
 # --------------------------------------------------------------------------- scans
 
 
-def test_a_fresh_database_scans_within_a_minute_of_start(
-    sim: SimulatorServer, slack: SlackApiStandIn, tmp_path: Path
-) -> None:
-    started = _virtual_day().timestamp() + 10 * HOUR
-    clock = ManualClock(started)
-    bot = Bot(sim, slack, tmp_path, clock, 'scan_interval = "6h"')
+def test_a_fresh_database_scans_within_a_minute_of_start(bot_at: BotAt) -> None:
+    bot = bot_at(10 * HOUR, 'scan_interval = "6h"')
+    started = bot.clock.now()
     with bot.running() as driver:
         job = driver.scheduler.get_job(SCAN_JOB)
         assert job.next_run_time.timestamp() - started < MINUTE
@@ -135,12 +153,9 @@ def test_a_fresh_database_scans_within_a_minute_of_start(
         assert nxt == pytest.approx(scan["finished_at"] + 6 * HOUR)
 
 
-def test_a_restart_every_hour_still_scans_every_six_hours(
-    sim: SimulatorServer, slack: SlackApiStandIn, tmp_path: Path
-) -> None:
-    started = _virtual_day().timestamp() + 1 * HOUR
-    clock = ManualClock(started)
-    bot = Bot(sim, slack, tmp_path, clock, 'scan_interval = "6h"\ndigest_time = "23:59"')
+def test_a_restart_every_hour_still_scans_every_six_hours(bot_at: BotAt) -> None:
+    bot = bot_at(1 * HOUR, 'scan_interval = "6h"\ndigest_time = "23:59"')
+    started = bot.clock.now()
     for _ in range(13):  # a crash loop, a redeploy every hour: 13 processes over 13 hours
         bot.live_for(HOUR)
     finished = [s["finished_at"] for s in bot.scans()]
@@ -152,11 +167,9 @@ def test_a_restart_every_hour_still_scans_every_six_hours(
     assert all(6 * HOUR <= gap < 6 * HOUR + MINUTE for gap in gaps), gaps
 
 
-def test_a_restart_shortly_after_a_scan_does_not_scan_again(
-    sim: SimulatorServer, slack: SlackApiStandIn, tmp_path: Path
-) -> None:
-    clock = ManualClock(_virtual_day().timestamp() + 2 * HOUR)
-    bot = Bot(sim, slack, tmp_path, clock, 'scan_interval = "24h"\ndigest_time = "23:59"')
+def test_a_restart_shortly_after_a_scan_does_not_scan_again(bot_at: BotAt) -> None:
+    bot = bot_at(2 * HOUR, 'scan_interval = "24h"\ndigest_time = "23:59"')
+    clock = bot.clock
     bot.live_for(10 * MINUTE)
     with bot.running() as driver:
         (first,) = bot.scans()
@@ -167,10 +180,10 @@ def test_a_restart_shortly_after_a_scan_does_not_scan_again(
 
 
 def test_a_failed_scan_is_retried_sooner_with_back_off_bounded_by_the_interval(
-    sim: SimulatorServer, slack: SlackApiStandIn, tmp_path: Path
+    sim: SimulatorServer, slack: SlackApiStandIn, bot_at: BotAt
 ) -> None:
-    clock = ManualClock(_virtual_day().timestamp() + 3 * HOUR)
-    bot = Bot(sim, slack, tmp_path, clock, 'scan_interval = "30m"\ndigest_time = "23:59"')
+    bot = bot_at(3 * HOUR, 'scan_interval = "30m"\ndigest_time = "23:59"')
+    clock = bot.clock
     sim.control("POST", "/faults", {"method": "GET", "path": "/v2/device-types*",
                                    "status": 401, "count": 1000})
     with bot.running() as driver:
@@ -204,11 +217,9 @@ def test_back_off_doubles_up_to_the_interval() -> None:
     assert delays == sorted(delays) and max(delays) == interval.total_seconds()
 
 
-def test_a_manual_scan_moves_the_next_scheduled_one(
-    sim: SimulatorServer, slack: SlackApiStandIn, tmp_path: Path
-) -> None:
-    clock = ManualClock(_virtual_day().timestamp() + 4 * HOUR)
-    bot = Bot(sim, slack, tmp_path, clock, 'scan_interval = "6h"\ndigest_time = "23:59"')
+def test_a_manual_scan_moves_the_next_scheduled_one(bot_at: BotAt) -> None:
+    bot = bot_at(4 * HOUR, 'scan_interval = "6h"\ndigest_time = "23:59"')
+    clock = bot.clock
     with bot.running() as driver:
         driver.run_until(clock.now() + HOUR)
         assert bot.services is not None
@@ -225,11 +236,10 @@ def test_a_manual_scan_moves_the_next_scheduled_one(
 
 
 def test_a_bot_down_across_digest_time_sends_it_once_at_start_marked_late(
-    sim: SimulatorServer, slack: SlackApiStandIn, tmp_path: Path
+    slack: SlackApiStandIn, day: datetime, bot_at: BotAt
 ) -> None:
-    day = _virtual_day()
-    clock = ManualClock(day.timestamp() + 7 * HOUR)
-    bot = Bot(sim, slack, tmp_path, clock, 'scan_interval = "6h"\ndigest_time = "09:00"')
+    bot = bot_at(7 * HOUR, 'scan_interval = "6h"\ndigest_time = "09:00"')
+    clock = bot.clock
     bot.live_for(HOUR)  # 07:00 to 08:00: scanned, the digest not yet due
     assert digests(slack) == []
     clock.advance(3 * HOUR)  # down from 08:00 to 11:00, across 09:00
@@ -263,11 +273,9 @@ def test_a_bot_down_across_digest_time_sends_it_once_at_start_marked_late(
 
 
 def test_a_digest_slack_refused_is_retried_until_it_goes_out_once(
-    sim: SimulatorServer, slack: SlackApiStandIn, tmp_path: Path
+    slack: SlackApiStandIn, day: datetime, bot_at: BotAt
 ) -> None:
-    day = _virtual_day()
-    clock = ManualClock(day.timestamp() + 8 * HOUR)
-    bot = Bot(sim, slack, tmp_path, clock, 'scan_interval = "6h"\ndigest_time = "09:00"')
+    bot = bot_at(8 * HOUR, 'scan_interval = "6h"\ndigest_time = "09:00"')
     with bot.running() as driver:
         driver.run_until(day.timestamp() + 9 * HOUR - MINUTE)  # scanned at 08:00
         slack.fail("chat.postMessage", "service_unavailable", times=3)
@@ -287,12 +295,10 @@ def test_a_digest_slack_refused_is_retried_until_it_goes_out_once(
 
 
 def test_the_digest_of_a_running_bot_goes_out_at_digest_time_in_the_timezone(
-    sim: SimulatorServer, slack: SlackApiStandIn, tmp_path: Path
+    slack: SlackApiStandIn, bot_at: BotAt
 ) -> None:
-    day = _virtual_day()
-    clock = ManualClock(day.timestamp() + 10 * HOUR)  # 05:00 or 06:00 in New York
-    bot = Bot(sim, slack, tmp_path, clock,
-              'digest_time = "08:30"\ntimezone = "America/New_York"')
+    bot = bot_at(10 * HOUR, 'digest_time = "08:30"\ntimezone = "America/New_York"')
+    clock = bot.clock  # 05:00 or 06:00 in New York
     with bot.running() as driver:
         ran = driver.run_until(clock.now() + 24 * HOUR)
     sent_at = [r.at for r in ran if r.job_id == DIGEST_JOB]
@@ -302,11 +308,10 @@ def test_the_digest_of_a_running_bot_goes_out_at_digest_time_in_the_timezone(
 
 
 def test_two_ticks_racing_for_the_digest_send_it_once(
-    sim: SimulatorServer, slack: SlackApiStandIn, tmp_path: Path
+    slack: SlackApiStandIn, bot_at: BotAt
 ) -> None:
-    day = _virtual_day()
-    clock = ManualClock(day.timestamp() + 10 * HOUR)
-    bot = Bot(sim, slack, tmp_path, clock, 'digest_time = "09:00"')
+    bot = bot_at(10 * HOUR, 'digest_time = "09:00"')
+    clock = bot.clock
     with bot.running():
         assert bot.services is not None
         assert bot.services.alerts.scan().ok
@@ -362,10 +367,10 @@ def test_slack_says_when_the_last_scan_completed_and_when_the_next_is_due(
 
 
 def test_metrics_expose_the_last_successful_scan_and_its_age(
-    sim: SimulatorServer, slack: SlackApiStandIn, tmp_path: Path
+    sim: SimulatorServer, bot_at: BotAt
 ) -> None:
-    clock = ManualClock(_virtual_day().timestamp() + 5 * HOUR)
-    bot = Bot(sim, slack, tmp_path, clock, 'scan_interval = "6h"\ndigest_time = "23:59"')
+    bot = bot_at(5 * HOUR, 'scan_interval = "6h"\ndigest_time = "23:59"')
+    clock = bot.clock
     at = "sigfox_bot_last_successful_scan_timestamp_seconds"
     age = "sigfox_bot_last_successful_scan_age_seconds"
     with bot.running() as driver:
@@ -387,16 +392,14 @@ def test_metrics_expose_the_last_successful_scan_and_its_age(
 # --------------------------------------------------------------------------- the other dates
 
 
-def test_restarts_move_no_approval_reminder_nor_expiry(
-    sim: SimulatorServer, slack: SlackApiStandIn, tmp_path: Path
-) -> None:
+def test_restarts_move_no_approval_reminder_nor_expiry(sim: SimulatorServer, bot_at: BotAt) -> None:
     """Reminders and expiries are dated from the request in the database: a bot restarted
     every 20 minutes reminds at 1 h and 2 h and lets the request expire at 3 h, no sooner."""
     fleet = build_fleet(sim)
-    clock = ManualClock(_virtual_day().timestamp() + 6 * HOUR)
-    bot = Bot(sim, slack, tmp_path, clock, 'digest_time = "23:59"',
-              'requesters = ["*"]\napprovers = ["U0APPROVE"]\napproval_ttl = "3h"\n'
-              'remind_every = "1h"')
+    bot = bot_at(6 * HOUR, 'digest_time = "23:59"',
+                 'requesters = ["*"]\napprovers = ["U0APPROVE"]\napproval_ttl = "3h"\n'
+                 'remind_every = "1h"')
+    clock = bot.clock
     with bot.running():
         assert bot.services is not None
         outcome = bot.services.core.request(Request(Kind.RENEW, REQUESTER, (fleet.off_contract,),
@@ -419,10 +422,10 @@ def test_restarts_move_no_approval_reminder_nor_expiry(
 
 
 def test_readyz_is_not_ready_once_no_scan_succeeded_for_twice_the_interval(
-    sim: SimulatorServer, slack: SlackApiStandIn, tmp_path: Path
+    sim: SimulatorServer, bot_at: BotAt
 ) -> None:
-    clock = ManualClock(_virtual_day().timestamp() + 2 * HOUR)
-    bot = Bot(sim, slack, tmp_path, clock, 'scan_interval = "6h"\ndigest_time = "23:59"')
+    bot = bot_at(2 * HOUR, 'scan_interval = "6h"\ndigest_time = "23:59"')
+    clock = bot.clock
     bot.live_for(HOUR)  # scanned once, fine
     sim.control("POST", "/faults", {"method": "GET", "path": "/v2/device-types*",
                                    "status": 401, "count": 10_000})
@@ -441,16 +444,14 @@ def test_readyz_is_not_ready_once_no_scan_succeeded_for_twice_the_interval(
         assert bot.services.readiness.outcome("last_scan").ok
 
 
-def test_restarts_move_no_workflow_step(
-    sim: SimulatorServer, slack: SlackApiStandIn, tmp_path: Path
-) -> None:
+def test_restarts_move_no_workflow_step(sim: SimulatorServer, bot_at: BotAt) -> None:
     """A renewal waiting for Sigfox to release a deleted id retries every `release_retry`
     (5 min) from the date its step recorded: restarts every 2 minutes neither bring an
     attempt forward nor push it back."""
     fleet = build_fleet(sim)  # the simulator holds deleted ids for 30 real minutes: 409s
-    clock = ManualClock(_virtual_day().timestamp() + 6 * HOUR)
-    bot = Bot(sim, slack, tmp_path, clock, 'digest_time = "23:59"',
-              'requesters = ["*"]\napprovers = ["U0APPROVE"]')
+    bot = bot_at(6 * HOUR, 'digest_time = "23:59"',
+                 'requesters = ["*"]\napprovers = ["U0APPROVE"]')
+    clock = bot.clock
     with bot.running() as driver:
         core = bot.services.core
         outcome = core.request(Request(Kind.RENEW, REQUESTER, (fleet.off_contract,),
