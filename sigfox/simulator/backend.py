@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import random
 import threading
-from typing import Any
+from typing import Any, TypeVar
 
 from sigfox.simulator.api_errors import ApiError, field_error, not_found
 from sigfox.simulator.clock import SimClock, add_months
@@ -60,6 +60,8 @@ from sigfox.simulator.request_bodies import (
     update_fields,
 )
 from sigfox.simulator.tokens import go_off_contract, release_token, take_token, transfer_token
+
+Known = TypeVar("Known")  # an entity the backend keeps by id
 
 
 class World:
@@ -244,29 +246,24 @@ class World:
             return self.pacs.get(device_id.upper())
 
     def device(self, device_id: str) -> Device:
-        with self.lock:
-            device = self.devices.get(device_id.upper())
-            if device is None:
-                raise not_found("Device", device_id)
-            return device
+        return self._known("Device", self.devices, device_id.upper(), asked=device_id)
 
     def device_type(self, dtype_id: str) -> DeviceType:
-        with self.lock:
-            if dtype_id not in self.device_types:
-                raise not_found("Device type", dtype_id)
-            return self.device_types[dtype_id]
+        return self._known("Device type", self.device_types, dtype_id)
 
     def contract(self, contract_id: str) -> Contract:
-        with self.lock:
-            if contract_id not in self.contracts:
-                raise not_found("Contract", contract_id)
-            return self.contracts[contract_id]
+        return self._known("Contract", self.contracts, contract_id)
 
     def group(self, group_id: str) -> Group:
+        return self._known("Group", self.groups, group_id)
+
+    def _known(self, kind: str, table: dict[str, Known], key: str, asked: str = "") -> Known:
+        """`table[key]`, else the API's 404 naming `kind` and the id as it was `asked`."""
         with self.lock:
-            if group_id not in self.groups:
-                raise not_found("Group", group_id)
-            return self.groups[group_id]
+            found = table.get(key)
+        if found is None:
+            raise not_found(kind, asked or key)
+        return found
 
     def contract_of(self, device: Device) -> Contract:
         """The token's contract, else the device type's (where the first token will come from)."""
