@@ -7,8 +7,12 @@ rendered (push notifications, screen readers), so it always says the essential t
 
 Nothing here ever receives a PAC: the status card gets one the core already masked.
 
-One module on purpose (over 500 lines): every message's shape sits beside the limits above, so
-a new message cannot forget them.
+One module on purpose (over 500 lines): the messages are made of each other's parts. An
+approval's head and its Approve/Reject pair stand in the channel request, the reminder DM and
+the Home tab; a job's state label in its parent message, the jobs list and the Home tab; the
+Home tab shows the jobs list itself. Split by message kind, each module would import the
+others' private parts; all of them build through the primitives and `fit` below, which hold the
+limits above.
 """
 
 from __future__ import annotations
