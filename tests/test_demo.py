@@ -131,18 +131,23 @@ def test_the_tour_fits_a_screen_says_each_fact_once_and_fits_80_columns(tour: To
     assert not re.search(r"`(\w+)` [^\n]*\b\1\b", tour.transcript)
 
 
+def interactive(*lines: str) -> str:
+    """What `sigfox-bot demo --interactive` prints on FAST's fleet and clock when `lines` are
+    typed, one after the other; the session must end cleanly."""
+    fleet = ["--devices", str(FAST.devices), "--seed", str(FAST.seed), "--speed", f"{FAST.speed:g}"]
+    result = CliRunner().invoke(main, ["demo", "--interactive", *fleet],
+                                input="".join(f"{line}\n" for line in lines))
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
 def test_cli_demo_interactive_with_two_people() -> None:
     with DemoWorld(FAST, io.StringIO()) as world:
         device = pick_expired_device(world)
-    keys = "\n".join([
+    output = interactive(
         f"/sigfox renew {device} by delete", "Approve", "/as bob", "[ Approve ]", "/advance 45m",
         f"/uplink {device}", "/sigfox jobs", "/as nobody", "/nonsense", "Frobnicate", "/quit",
-    ]) + "\n"
-    result = CliRunner().invoke(
-        main, ["demo", "--interactive", "--devices", "120", "--speed", "100000"], input=keys
     )
-    assert result.exit_code == 0, result.output
-    output = result.output
     assert "You are now bob" in output
     assert "bob clicks [ Approve ]" in output
     assert "the virtual clock moves 45m forward" in output
@@ -233,15 +238,10 @@ def test_emoji_become_glyphs_for_the_picture() -> None:
 def test_interactive_reject_asks_why_in_a_form() -> None:
     with DemoWorld(FAST, io.StringIO()) as world:
         device = pick_expired_device(world)
-    keys = "\n".join([
+    output = interactive(
         "/form too early", f"/sigfox renew {device} by delete", "/as bob", "Reject", "/form no",
         "/form Wrong device, it was sold", f"/sigfox history {device}", "/quit",
-    ]) + "\n"
-    result = CliRunner().invoke(
-        main, ["demo", "--interactive", "--devices", "120", "--speed", "100000"], input=keys
     )
-    assert result.exit_code == 0, result.output
-    output = result.output
     assert "No form is open" in output
     assert "A form opens: Reject the request" in output
     assert "the form answers: Say why you reject it" in output
@@ -256,11 +256,7 @@ def test_interactive_scans_at_start_and_opens_overflow_menus_by_their_option() -
         device = world.alerts.list_alerts_and_snoozes().top[0].device_id  # in the digest
         found = world.slack.find_button(f"Details {device}")
         assert found is not None and found[1]["type"] == "overflow"
-    keys = f"Details {device}\n/sigfox expiring\n/quit\n"
-    result = CliRunner().invoke(
-        main, ["demo", "-i", "--devices", "120", "--speed", "100000"], input=keys)
-    assert result.exit_code == 0, result.output
-    output = result.output
+    output = interactive(f"Details {device}", "/sigfox expiring", "/quit")
     assert output.index("Sigfox fleet alerts:") < output.index("You type as one of")
     assert 'alice clicks [ Details ] on "Sigfox fleet alerts' in output
     answer = output.split("clicks [ Details ]")[1]
