@@ -64,6 +64,16 @@ def register_metrics(core: Core, alerts: Any = None) -> None:
         metrics.set_undelivered_digests_source(lambda: len(alerts.undelivered()))
 
 
+def unregister_metrics() -> None:
+    """Take every source `register_metrics` gave off the registry, which is global: for a
+    service stopped in a process that goes on (the tests start one service after another)."""
+    metrics.set_workflow_state_source(None)
+    metrics.set_approvals_waiting_source(None)
+    metrics.set_scan_source(None)
+    metrics.set_last_success_source(None)
+    metrics.set_undelivered_digests_source(None)
+
+
 class ScanFigures:
     """The last scan's duration and devices by token state, from the alerts' database.
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from support.core import APPROVER, POLICY_TOML, REQUESTER, build_fleet, service_env
 
-from bot.app import register_metrics
+from bot.app import register_metrics, unregister_metrics
 from bot.service import ServiceError, build_services, serve
 from bot.web import CALLBACK_SECRET_HEADER, create_web_app
 from commands import metrics
@@ -56,11 +56,7 @@ def test_metrics_count_sigfox_calls_and_show_the_last_scan(make_simulator, tmp_p
             duration = metrics.METRICS.value("sigfox_bot_last_scan_duration_seconds")
             assert duration == pytest.approx(report.duration)
         finally:
-            metrics.set_scan_source(None)
-            metrics.set_last_success_source(None)
-            metrics.set_workflow_state_source(None)
-            metrics.set_approvals_waiting_source(None)
-            metrics.set_undelivered_digests_source(None)
+            unregister_metrics()
 
 
 def test_the_backend_data_callback_finishes_a_waiting_renewal_at_once(make_simulator,

@@ -22,6 +22,7 @@ from support.core import APPROVER, REQUESTER, build_fleet, core_config, sigfox_c
 from support.slack_signing import app_home_opened_event
 from support.virtual_time import VirtualScheduler
 
+from bot.app import unregister_metrics
 from bot.service import Services, build_services, start
 from commands import human, metrics
 from commands.planning import Request
@@ -83,11 +84,7 @@ class Bot:
         finally:
             scheduler.shutdown(wait=False)
             # `start` published this process's figures in the global registry: unpublish.
-            metrics.set_scan_source(None)
-            metrics.set_last_success_source(None)
-            metrics.set_workflow_state_source(None)
-            metrics.set_approvals_waiting_source(None)
-            metrics.set_undelivered_digests_source(None)
+            unregister_metrics()
 
     def live_for(self, seconds: float) -> VirtualScheduler:
         with self.running() as driver:
