@@ -7,7 +7,9 @@ first ones, in worker threads, takes the GIL in 5 ms slices while the event loop
 dispatching threads still have the other acks to read, verify, dispatch and write, and every
 ack waits behind it (measured: docs/benchmarks.md, "Slash command acknowledgement").
 
-So the work is made to wait instead, twice:
+First, nothing but the ack is done on the request path: `/sigfox` hands its work over with
+`hand_off` (one executor submit) rather than through a Bolt lazy listener, whose start
+deep-copies the whole request in the answering thread. Then the work is made to wait, twice:
 
 - before it starts: the HTTP edge counts the Slack requests it is answering (`enter`/`leave`),
   and gated work (`run_background`, what `AcksFirstExecutor` runs) starts only once none has
