@@ -453,14 +453,20 @@ WHY = (
     "The rest of the bot's extra load is the work behind the commands (the CPU table: the bot "
     "spends {cpu_ratio:.1f} times the bare app's CPU). It is kept off the acks twice "
     "(`bot/ack_gate.py`): work that has not started waits until no Slack request has been in "
-    "flight for 100 ms (20 ms let it start in the gaps the event loop leaves between two "
-    "requests of a burst: 1.63x and 1.69x against 0.99x and 1.06x, runs interleaved), and "
+    "flight for 100 ms (20 ms may let it start in the gaps the event loop leaves between two "
+    "requests of a burst; an interleaved A/B of two runs each gave 1.63x and 1.69x against "
+    "0.99x and 1.06x, but runs of the same code spread as widely: weak evidence), and "
     "started work parks at its next safe point (before a Sigfox "
     "request, after a Slack answer, before an SQLite write transaction) while one is; each "
     "piece of work waits at most 2 s in all, so a stream of requests cannot starve it. The "
     "parked column counts the safe points at which started work met an ack in flight: few, "
     "because the start hold already keeps most work out of the bursts; each is a stretch of "
-    "Sigfox, SQLite or Slack work that did not compete with an ack."
+    "Sigfox, SQLite or Slack work that did not compete with an ack. What the gate cannot "
+    "reach: the stretches of started work between two safe points (decoding a Sigfox answer, "
+    "rendering a reply), the scheduler's own threads, and the time before a request reaches "
+    "the handler (accepting the connection, reading its headers), when the gate does not "
+    "know it yet. That is where the bot's remaining extra milliseconds are: its `queue` and "
+    "`send` phases, and the gap between the client's figures and the server's `total`."
 )
 
 
@@ -490,7 +496,7 @@ def section(runs: list[Run], args: argparse.Namespace) -> str:
         "",
         f"`.venv/bin/python benchmarks/ack_latency.py --rounds {args.rounds} --concurrency "
         f"{args.concurrency} --gap {args.gap} --latency {args.latency} --repeat {args.repeat}` "
-        f"(the defaults), {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
         f"{machine}.",
         "",
         LAYOUT.format(latency=args.latency, concurrency=args.concurrency, gap=args.gap),
