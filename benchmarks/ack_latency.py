@@ -495,7 +495,7 @@ def section(runs: list[Run], args: argparse.Namespace) -> str:
         HEADING,
         "",
         f"`.venv/bin/python benchmarks/ack_latency.py --rounds {args.rounds} --concurrency "
-        f"{args.concurrency} --gap {args.gap} --latency {args.latency} --repeat {args.repeat}` "
+        f"{args.concurrency} --gap {args.gap} --latency {args.latency} --repeat {args.repeat}`, "
         f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
         f"{machine}.",
         "",
