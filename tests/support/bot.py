@@ -53,6 +53,7 @@ class TrackingExecutor(ThreadPoolExecutor):
 
     def __init__(self, workers: int = 8, also: TrackingExecutor | None = None) -> None:
         super().__init__(max_workers=workers, thread_name_prefix="bolt-test")
+        self.workers = workers
         self._futures: list[Future[Any]] = []
         self._guard = threading.Lock()
         self.also = also  # drained with this one (the read lane's workers)
@@ -190,16 +191,17 @@ def buttons(message: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 @contextmanager
-def running_bot(simulator: SimulatorServer, db_path: Path, *, config: BotConfig | None = None
-                ) -> Iterator[BotHarness]:
-    """The bot as `serve` builds it (`bot.service.assemble`), in HTTP mode."""
+def running_bot(simulator: SimulatorServer, db_path: Path, *, config: BotConfig | None = None,
+                transport: httpx.BaseTransport | None = None) -> Iterator[BotHarness]:
+    """The bot as `serve` builds it (`bot.service.assemble`), in HTTP mode; `transport` carries
+    its Sigfox calls (a test's gate in front of the simulator)."""
     fleet = build_fleet(simulator)
     with SlackApiStandIn(usergroups={APPROVERS_GROUP: [GROUP_APPROVER_ID]}) as standin:
         clock = ManualClock(simulator.clock.now())
         reads = TrackingExecutor(workers=2)
         executor = TrackingExecutor(also=reads)
         # Built as serve builds it: a sleeping client, which `assemble` defers for the workflows.
-        api = sigfox_client(simulator, clock=clock.now, waits=WaitMode.SLEEP)
+        api = sigfox_client(simulator, clock=clock.now, waits=WaitMode.SLEEP, transport=transport)
         services = assemble(api=api, database=open_database(db_path),
                             client=make_web_client(standin.token, standin.url),
                             config=config or core_config(), clock=clock, post_interval=0.0,
