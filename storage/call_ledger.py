@@ -30,8 +30,8 @@ class SqliteCallLedger:
             if len(recent) >= calls:
                 # The oldest of the last `calls` must leave the window before another fits.
                 return None, max(now, float(recent[-1][0]) + window)
-            cursor = db.execute("INSERT INTO sigfox_calls (key, at) VALUES (?, ?)", [key, now])
-            return int(cursor.lastrowid or 0), now
+            calls_table = db.table("sigfox_calls").insert({"key": key, "at": now})
+            return int(calls_table.last_rowid or 0), now
 
     def settle(self, entry: int, done: float) -> None:
         with self.database.transaction() as db:

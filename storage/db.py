@@ -389,11 +389,7 @@ def get_value(database: SafeDatabase, key: str) -> Any:
 
 def set_value(database: SafeDatabase, key: str, value: Any) -> None:
     with database.transaction() as db:
-        db.execute(
-            "INSERT INTO kv (key, value) VALUES (?, ?) "
-            "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-            [key, json.dumps(value, sort_keys=True)],
-        )
+        db.table("kv").upsert({"key": key, "value": json.dumps(value, sort_keys=True)}, pk="key")
 
 
 def schema_version(database: SafeDatabase) -> int:

@@ -35,6 +35,8 @@ class EdgeRecords:
     def claim_idempotency_key(self, key: str, now: float) -> bool:
         """True the first time a key is seen: a Slack retry or a replay sees False."""
         with self.database.transaction() as db:
+            # Raw SQL: a claim (conditional insert) whose rowcount says whether this caller
+            # saw the key first; the table API cannot tell an ignored row from a new one.
             cursor = db.execute(
                 "INSERT OR IGNORE INTO idempotency_keys (key, created_at) VALUES (?, ?)",
                 [key, now],

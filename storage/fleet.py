@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import astuple, dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from storage.db import SafeDatabase, get_value, set_value
@@ -80,21 +80,8 @@ class RuleSet:
     states: tuple[StateRule, ...]
 
 
-_UPSERT_DEVICE = """
-INSERT INTO fleet_devices (device_id, name, device_type_id, device_type_name, group_id,
-    group_name, device_state, token_state, token_end, last_com, renews_automatically, scan_id,
-    seen_at)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-ON CONFLICT(device_id) DO UPDATE SET
-    name = excluded.name, device_type_id = excluded.device_type_id,
-    device_type_name = excluded.device_type_name, group_id = excluded.group_id,
-    group_name = excluded.group_name, device_state = excluded.device_state,
-    token_state = excluded.token_state, token_end = excluded.token_end,
-    last_com = excluded.last_com, renews_automatically = excluded.renews_automatically,
-    scan_id = excluded.scan_id, seen_at = excluded.seen_at
-"""
-
 # The rules: what a scan's devices raise, each rule's codes and levels bound as parameters.
+# Raw SQL here and below: INSERT ... SELECT set operations over a whole scan, inside SQLite.
 _ENDING_RULE = """
 INSERT INTO temp.alert_now (device_id, condition, level)
 SELECT device_id, :condition, CASE WHEN token_end <= :critical_until THEN :critical
@@ -196,10 +183,8 @@ class FleetStore:
 
     def start_scan(self, now: float, started_by: str) -> int:
         with self.database.transaction() as db:
-            cursor = db.execute(
-                "INSERT INTO scans (started_at, started_by) VALUES (?, ?)", [now, started_by]
-            )
-            return int(cursor.lastrowid or 0)
+            scans = db.table("scans").insert({"started_at": now, "started_by": started_by})
+            return int(scans.last_rowid or 0)
 
     def finish_scan(
         self, scan_id: int, *, now: float, ok: bool, devices: int, duration: float, error: str = ""
@@ -238,10 +223,10 @@ class FleetStore:
         on_batch: Callable[[int], None] | None = None,
     ) -> int:
         """Upsert devices, BATCH_SIZE per transaction; returns how many were written."""
-        batch: list[tuple[Any, ...]] = []
+        batch: list[dict[str, Any]] = []
         written = 0
         for row in rows:
-            batch.append((*astuple(row), scan_id, now))
+            batch.append({**asdict(row), "scan_id": scan_id, "seen_at": now})
             if len(batch) >= BATCH_SIZE:
                 written += self._flush(batch, on_batch, written)
                 batch = []
@@ -251,12 +236,12 @@ class FleetStore:
 
     def _flush(
         self,
-        batch: list[tuple[Any, ...]],
+        batch: list[dict[str, Any]],
         on_batch: Callable[[int], None] | None,
         before: int,
     ) -> int:
         with self.database.transaction() as db:
-            db.conn.executemany(_UPSERT_DEVICE, batch)
+            db.table("fleet_devices").upsert_all(batch, pk="device_id")
         if on_batch is not None:
             on_batch(before + len(batch))
         return len(batch)
@@ -400,12 +385,11 @@ class FleetStore:
         now: float,
     ) -> int:
         with self.database.transaction() as db:
-            cursor = db.execute(
-                "INSERT INTO snoozes (device_id, condition, until, snoozed_by, reason, "
-                "created_at) VALUES (?, ?, ?, ?, ?, ?)",
-                [device_id, condition, until, snoozed_by, reason, now],
-            )
-            return int(cursor.lastrowid or 0)
+            snoozes = db.table("snoozes").insert({
+                "device_id": device_id, "condition": condition, "until": until,
+                "snoozed_by": snoozed_by, "reason": reason, "created_at": now,
+            })
+            return int(snoozes.last_rowid or 0)
 
     def active_snoozes(self, now: float, limit: int = 100) -> list[dict[str, Any]]:
         return self.database.query(
@@ -442,6 +426,7 @@ class FleetStore:
         recorded there. True for exactly one caller per day, across threads and processes."""
         value = json.dumps({**record, "day": day}, sort_keys=True)
         with self.database.transaction() as db:
+            # Raw SQL: an upsert whose update is conditional (the compare-and-set on the day).
             cursor = db.execute(
                 "INSERT INTO kv (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE "
                 "SET value = excluded.value "

@@ -69,13 +69,13 @@ class Intents:
                                f"AND {_NO_CANCEL_ASKED}", [workflow_id, *states]).fetchone()
             if alive is None or self._any_unresolved(db, device_ids):
                 return None
-            for device_id in device_ids:
-                db.execute(
-                    "INSERT INTO intents (workflow_id, device_id, action, batch, state, sent_at, "
-                    "lands_by, details) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    [workflow_id, device_id, action, batch, IN_FLIGHT, now, lands_by,
-                     json.dumps(details or {}, sort_keys=True)],
-                )
+            detail_text = json.dumps(details or {}, sort_keys=True)
+            db.table("intents").insert_all(
+                {"workflow_id": workflow_id, "device_id": device_id, "action": action,
+                 "batch": batch, "state": IN_FLIGHT, "sent_at": now, "lands_by": lands_by,
+                 "details": detail_text}
+                for device_id in device_ids
+            )
         return batch
 
     @staticmethod

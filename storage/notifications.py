@@ -180,6 +180,7 @@ class NotificationLog:
 
 
 # Each alert a delivered notification told becomes the last word on that alert.
+# Raw SQL: an INSERT ... SELECT in the transaction that marks the notification delivered.
 _RECORD_TOLD = """
 INSERT INTO notified_alerts (device_id, condition, level, change, route, scan_id,
                              notification_id, notified_at)

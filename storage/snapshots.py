@@ -33,6 +33,8 @@ class Snapshots:
     ) -> bool:
         """Record the device before anything destructive. The first capture is never replaced."""
         with self.database.transaction() as db:
+            # Raw SQL: a conditional insert whose rowcount says whether this is the first
+            # capture; the table API cannot tell an ignored row from a new one.
             cursor = db.execute(
                 "INSERT OR IGNORE INTO snapshots (workflow_id, device_id, pac, name, "
                 "device_type_id, group_id, lat, lng, flags, captured_at) "

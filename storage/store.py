@@ -77,23 +77,22 @@ class Store:
             busy = self._busy_devices(db, device_ids) if lock_devices else {}
             if busy:
                 return None, busy
-            cursor = db.execute(
-                "INSERT INTO workflows (kind, state, requester, channel, thread, params, "
-                "next_run, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [kind, state, requester, channel, thread, json.dumps(params or {}), now, now, now],
+            workflows = db.table("workflows").insert({
+                "kind": kind, "state": state, "requester": requester, "channel": channel,
+                "thread": thread, "params": json.dumps(params or {}), "next_run": now,
+                "created_at": now, "updated_at": now,
+            })
+            workflow_id = int(workflows.last_rowid or 0)
+            db.table("workflow_devices").insert_all(
+                {"workflow_id": workflow_id, "device_id": device_id, "state": device_state,
+                 "updated_at": now}
+                for device_id in device_ids
             )
-            workflow_id = int(cursor.lastrowid or 0)
-            for device_id in device_ids:
-                db.execute(
-                    "INSERT INTO workflow_devices (workflow_id, device_id, state, updated_at) "
-                    "VALUES (?, ?, ?, ?)",
-                    [workflow_id, device_id, device_state, now],
+            if lock_devices:
+                db.table("device_locks").insert_all(
+                    {"device_id": device_id, "workflow_id": workflow_id}
+                    for device_id in device_ids
                 )
-                if lock_devices:
-                    db.execute(
-                        "INSERT INTO device_locks (device_id, workflow_id) VALUES (?, ?)",
-                        [device_id, workflow_id],
-                    )
             return workflow_id, {}
 
     @staticmethod
@@ -264,11 +263,10 @@ class Store:
         details: dict[str, Any] | None = None,
     ) -> None:
         with self.database.transaction() as db:
-            db.execute(
-                "INSERT INTO workflow_events (workflow_id, device_id, time, kind, text, details) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                [workflow_id, device_id, now, kind, text, json.dumps(details or {})],
-            )
+            db.table("workflow_events").insert({
+                "workflow_id": workflow_id, "device_id": device_id, "time": now, "kind": kind,
+                "text": text, "details": json.dumps(details or {}),
+            })
 
     def events(self, workflow_id: int) -> list[EventRecord]:
         rows = self.database.query(
@@ -297,11 +295,10 @@ class Store:
         details: dict[str, Any] | None = None,
     ) -> None:
         with self.database.transaction() as db:
-            db.execute(
-                "INSERT INTO audit (time, actor, action, workflow_id, device_id, outcome, "
-                "details) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [now, actor, action, workflow_id, device_id, outcome, json.dumps(details or {})],
-            )
+            db.table("audit").insert({
+                "time": now, "actor": actor, "action": action, "workflow_id": workflow_id,
+                "device_id": device_id, "outcome": outcome, "details": json.dumps(details or {}),
+            })
 
     def audit_entries(
         self, *, workflow_id: int | None = None, device_id: str | None = None
@@ -326,14 +323,14 @@ class Store:
         request_reason: str = "",
     ) -> int:
         with self.database.transaction() as db:
-            cursor = db.execute(
-                "INSERT INTO approvals (workflow_id, state, requested_by, summary, created_at, "
-                "expires_at, required, deciders, requester_may_approve, request_reason) "
-                "VALUES (?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?)",
-                [workflow_id, requested_by, summary, now, expires_at, required,
-                 json.dumps(list(deciders)), int(requester_may_approve), request_reason],
-            )
-            return int(cursor.lastrowid or 0)
+            approvals = db.table("approvals").insert({
+                "workflow_id": workflow_id, "state": "pending", "requested_by": requested_by,
+                "summary": summary, "created_at": now, "expires_at": expires_at,
+                "required": required, "deciders": json.dumps(list(deciders)),
+                "requester_may_approve": int(requester_may_approve),
+                "request_reason": request_reason,
+            })
+            return int(approvals.last_rowid or 0)
 
     def cast_vote(self, approval_id: int, user_id: str, decision: str, now: float,
                   reason: str = "",
@@ -361,6 +358,8 @@ class Store:
             if not rows or rows[0][0] != "pending":
                 return VoteResult("closed", rows[0][0] if rows else "missing")
             required = int(rows[0][1])
+            # Raw SQL: a conditional insert; its rowcount says whether this is the user's
+            # first vote (the table API cannot tell an ignored row from a new one).
             inserted = db.execute(
                 "INSERT OR IGNORE INTO approval_votes (approval_id, user_id, decision, reason, "
                 "time) VALUES (?, ?, ?, ?, ?)", [approval_id, user_id, decision, reason, now])
@@ -373,6 +372,8 @@ class Store:
                 return VoteResult("recorded", "pending", approvers)
             if decision in moves:
                 self._move_awaiting_workflow(db, approval_id, now, *moves[decision])
+            # Raw SQL: compare-and-set on the approval's state, and an INSERT ... SELECT that
+            # audits it in the same transaction.
             db.execute("UPDATE approvals SET state = ?, decided_by = ?, decided_at = ?, "
                        "reason = ? WHERE id = ? AND state = 'pending'",
                        [decision, user_id, now, reason, approval_id])
