@@ -209,19 +209,23 @@ def approve_confirmation(view: ApprovalView) -> dict[str, Any]:
     }
 
 
+def _decision_buttons(view: ApprovalView, *, block_id: str) -> list[Block]:
+    """Approve (with its confirm dialog) and Reject; each value is the approval id only."""
+    value = str(view.approval_id)
+    return actions([button(APPROVE, "Approve", value, style="primary",
+                           confirm=approve_confirmation(view)),
+                    button(REJECT, "Reject", value, style="danger")], block_id=block_id)
+
+
 def approval_request(view: ApprovalView) -> Message:
     """The request with Approve/Reject; the button value is the approval id, nothing else."""
-    value = str(view.approval_id)
     blocks = [
         *_approval_head(view),
         # Where it stands and until when, in one line: a thread reads better short.
         context(f"{approval_progress(view)} It expires {slack_date(view.expires_at)}; one "
                 "Reject refuses it."
                 + (f" Escalated {slack_date(view.escalated_at)}." if view.escalated_at else "")),
-        *actions([button(APPROVE, "Approve", value, style="primary",
-                         confirm=approve_confirmation(view)),
-                  button(REJECT, "Reject", value, style="danger")],
-                 block_id=f"approval-{view.approval_id}"),
+        *_decision_buttons(view, block_id=f"approval-{view.approval_id}"),
     ]
     text = f"{view.job}: approval needed to {view.operation} {', '.join(view.devices[:5])}"
     return Message(text, fit(blocks))
@@ -452,10 +456,7 @@ def app_home(*, approvals: Sequence[ApprovalView], jobs: Sequence[JobLineView],
                               "You are not an approver; nothing waits for you."))
     for view in approvals[:10]:
         blocks += [*_approval_head(view)[:1],
-                   *actions([button(APPROVE, "Approve", str(view.approval_id), style="primary",
-                                    confirm=approve_confirmation(view)),
-                             button(REJECT, "Reject", str(view.approval_id), style="danger")],
-                            block_id=f"home-approval-{view.approval_id}")]
+                   *_decision_buttons(view, block_id=f"home-approval-{view.approval_id}")]
     blocks += [divider(), header("Jobs running")]
     blocks += jobs_list(jobs).blocks[1:] if jobs else [context("No job is running.")]
     blocks += [divider(), header("Fleet at a glance"), *_fleet_blocks(fleet)]
@@ -551,15 +552,11 @@ def approval_reminder(view: ApprovalView, *, text: str, link: str = "",
     """A direct message to someone who may decide: what waits, where, and the buttons."""
     lead = (":arrow_up: *Escalated to you*" if escalated else ":bell: *Reminder*")
     where = f" (<{link}|the request in its channel>)" if link else ""
-    value = str(view.approval_id)
     blocks = [
         section(f"{lead}: {view.job} waits for a decision{where}. {text}"),
         *_approval_head(view),
         section(approval_progress(view)),
-        *actions([button(APPROVE, "Approve", value, style="primary",
-                         confirm=approve_confirmation(view)),
-                  button(REJECT, "Reject", value, style="danger")],
-                 block_id=f"dm-approval-{view.approval_id}"),
+        *_decision_buttons(view, block_id=f"dm-approval-{view.approval_id}"),
     ]
     return Message(f"{view.job} waits for your decision: {view.operation} "
                    f"{', '.join(view.devices[:5])}", fit(blocks))

@@ -8,6 +8,7 @@ Double clicks are two distinct clicks that the core's compare-and-set turns into
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from slack_bolt import App, Respond
@@ -29,6 +30,8 @@ from storage.records import job_label
 
 if TYPE_CHECKING:
     from bot.service import Services
+    from commands.outcome import Outcome
+    from commands.policy import Actor
 
 log = logging.getLogger(__name__)
 
@@ -160,33 +163,38 @@ class JobButtons:
         self._tell_clicker(body, client, respond, outcome.message)
 
     def keep_waiting(self, body: dict[str, Any], client: WebClient, respond: Respond) -> None:
-        parsed = blocks.parse_pac_value(action_value(body))
-        if parsed is None:
-            self._tell_clicker(body, client, respond, "This button names no device of a job.")
-            return
-        if self._release_misplaced(body, client, respond, blocks.KEEP_WAITING, parsed[0]):
-            return
-        clicker = self.services.groups.actor(body["user"]["id"])
-        outcome = self.services.core.keep_waiting_for_release(*parsed, clicker)
-        self._tell_clicker(body, client, respond, outcome.message)
+        decided = self._decide_release(body, client, respond, blocks.KEEP_WAITING,
+                                       self.services.core.keep_waiting_for_release)
+        if decided is not None:
+            self._tell_clicker(body, client, respond, decided[1].message)
 
     def stop_waiting(self, body: dict[str, Any], client: WebClient, respond: Respond) -> None:
-        parsed = blocks.parse_pac_value(action_value(body))
-        if parsed is None:
-            self._tell_clicker(body, client, respond, "This button names no device of a job.")
+        decided = self._decide_release(body, client, respond, blocks.STOP_WAITING,
+                                       self.services.core.stop_waiting_for_release)
+        if decided is None:
             return
-        if self._release_misplaced(body, client, respond, blocks.STOP_WAITING, parsed[0]):
-            return
-        clicker = self.services.groups.actor(body["user"]["id"])
-        outcome = self.services.core.stop_waiting_for_release(*parsed, clicker)
+        (workflow_id, device_id), outcome = decided
         pac = outcome.details.get("pac")
         if not outcome.ok or not pac:
             self._tell_clicker(body, client, respond, outcome.message)
             return
         # Ephemeral, to the approver who stopped the wait; never in a channel message.
-        workflow_id, device_id = parsed
         send_secret_privately(body, client, f"{outcome.message} PAC of {device_id} "
                               f"({job_label(workflow_id)}): `{pac}` (only you can see this).")
+
+    def _decide_release(self, body: dict[str, Any], client: WebClient, respond: Respond,
+                        action_id: str, decide: Callable[[int, str, Actor], Outcome]
+                        ) -> tuple[tuple[int, str], Outcome] | None:
+        """A Keep/Stop waiting click checked (its value, its message) then decided by the core;
+        None when the clicker has already been told why nothing was decided."""
+        parsed = blocks.parse_pac_value(action_value(body))
+        if parsed is None:
+            self._tell_clicker(body, client, respond, "This button names no device of a job.")
+            return None
+        if self._release_misplaced(body, client, respond, action_id, parsed[0]):
+            return None
+        clicker = self.services.groups.actor(body["user"]["id"])
+        return parsed, decide(*parsed, clicker)
 
     def _release_misplaced(self, body: dict[str, Any], client: WebClient, respond: Respond,
                            action_id: str, workflow_id: int) -> bool:
