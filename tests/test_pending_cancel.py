@@ -9,12 +9,16 @@ from __future__ import annotations
 
 from support.bot import APPROVER_ID, REQUESTER_ID, running_bot
 from support.core import APPROVER, OUTSIDER, REQUESTER, make_core, sigfox_client
-from test_writeahead import MARGIN, approved_renewal, calls, tick_until_sent, wait_for_call
+from support.writeahead import (
+    MARGIN,
+    assert_untouched_and_free,
+    calls,
+    unanswered_delete,
+    wait_for_call,
+)
 
 from bot import blocks
-from commands.planning import Request
-from commands.ports import Target
-from commands.states import Kind, WorkflowState
+from commands.states import WorkflowState
 from storage.intents import CANCEL_ASKED, IN_FLIGHT, LANDED, NOT_LANDED
 
 
@@ -33,9 +37,7 @@ def past_landing(harness, landing) -> None:
 def test_a_cancel_while_an_unexecuted_delete_could_land_is_done_once_it_cannot(world) -> None:
     simulator, fleet, harness, landing = world
     device = fleet.off_contract
-    workflow_id = approved_renewal(harness, device)
-    simulator.fault(f"/v2/devices/{device}", method="DELETE", status=500)
-    tick_until_sent(harness, workflow_id, device)  # 500: it may or may not have deleted it
+    workflow_id = unanswered_delete(simulator, harness, device)
 
     asked = harness.core.cancel(workflow_id, REQUESTER)
     assert asked.ok and asked.details["pending"], asked.message
@@ -60,21 +62,13 @@ def test_a_cancel_while_an_unexecuted_delete_could_land_is_done_once_it_cannot(w
     assert intent.state == NOT_LANDED
     assert audit(harness, workflow_id)[-1] == (REQUESTER.user_id, "cancel", "cancelled")
     assert any("Cancelled as <@U0REQUEST> asked" in t for t in harness.notifier.texts())
-    harness.clock.advance(3600)
-    harness.core.tick()
-    assert len(calls(simulator, "DELETE", f"/v2/devices/{device}")) == 1  # never sent again
-    assert harness.core.api.find_device(device) is not None
-    again = harness.core.request(Request(Kind.RENEW, REQUESTER, (device,), Target("C0"),
-                                         by_delete=True))
-    assert again.ok and not again.joined  # the device is free for a new job
+    assert_untouched_and_free(simulator, harness, device)
 
 
 def test_a_cancel_whose_delete_landed_after_all_is_refused_and_the_job_goes_on(world) -> None:
     simulator, fleet, harness, landing = world
     device = fleet.off_contract
-    workflow_id = approved_renewal(harness, device)
-    simulator.fault(f"/v2/devices/{device}", method="DELETE", delay=0.6)
-    tick_until_sent(harness, workflow_id, device)  # the client gives up after 0.2 s
+    workflow_id = unanswered_delete(simulator, harness, device, held=True)
     asked = harness.core.cancel(workflow_id, REQUESTER)
     assert asked.ok and asked.details["pending"]
     wait_for_call(simulator, "DELETE", f"/v2/devices/{device}")  # it landed after all
@@ -103,9 +97,7 @@ def test_a_cancel_whose_delete_landed_after_all_is_refused_and_the_job_goes_on(w
 def test_a_pending_cancel_survives_a_restart(world, tmp_path) -> None:
     simulator, fleet, harness, landing = world
     device = fleet.off_contract
-    workflow_id = approved_renewal(harness, device)
-    simulator.fault(f"/v2/devices/{device}", method="DELETE", status=500)
-    tick_until_sent(harness, workflow_id, device)
+    workflow_id = unanswered_delete(simulator, harness, device)
     assert harness.core.cancel(workflow_id, REQUESTER).details["pending"]
     harness.core.store.database.close()  # the process dies
 
@@ -121,9 +113,7 @@ def test_a_pending_cancel_survives_a_restart(world, tmp_path) -> None:
 def test_nothing_is_sent_for_a_job_whose_cancel_waits(world) -> None:
     simulator, fleet, harness, _ = world
     device = fleet.off_contract
-    workflow_id = approved_renewal(harness, device)
-    simulator.fault(f"/v2/devices/{device}", method="DELETE", status=500)
-    tick_until_sent(harness, workflow_id, device)
+    workflow_id = unanswered_delete(simulator, harness, device)
     harness.core.cancel(workflow_id, REQUESTER)
     # Even were a step to try (a worker holding the job from before the cancel), the intent
     # cannot be written: the call is never sent.
@@ -137,9 +127,7 @@ def test_nothing_is_sent_for_a_job_whose_cancel_waits(world) -> None:
 def test_only_those_who_may_cancel_can_ask_for_a_pending_cancel(world) -> None:
     simulator, fleet, harness, _ = world
     device = fleet.off_contract
-    workflow_id = approved_renewal(harness, device)
-    simulator.fault(f"/v2/devices/{device}", method="DELETE", status=500)
-    tick_until_sent(harness, workflow_id, device)
+    workflow_id = unanswered_delete(simulator, harness, device)
     refused = harness.core.cancel(workflow_id, OUTSIDER)
     assert not refused.ok
     assert CANCEL_ASKED not in harness.core.store.get_workflow(workflow_id).params
