@@ -95,8 +95,17 @@ class Services:
     started_at: float = field(default_factory=time.time)
 
     def close(self) -> None:
-        """Stop the progress lane's worker once the lines told so far are delivered (at most
-        `CLOSE_SECONDS`), so no thread keeps posting to Slack after the bot stopped."""
+        """Stop every thread the bot started, so none keeps working (posting to Slack, logging)
+        after the bot stopped: the scheduler (a job running now, a fleet scan, ends on its own),
+        then the work already handed over (Bolt's lazy listeners, the DATA callbacks, the Sigfox
+        reads; reads still queued are dropped: they change nothing), and last the progress lane,
+        once the lines told so far are delivered (at most `CLOSE_SECONDS`). Safe to call twice;
+        a bot that started nothing stops at once."""
+        if self.scheduler is not None and self.scheduler.running:
+            self.scheduler.shutdown(wait=False)
+        self.bolt_app.listener_runner.listener_executor.shutdown(wait=True)
+        self.uplink_workers.shutdown(wait=True)
+        self.read_lane.close()
         if isinstance(self.core.notifier, ProgressLane):
             self.core.notifier.close(timeout=CLOSE_SECONDS)
 
@@ -288,7 +297,11 @@ def connect_socket_mode(services: Services) -> Any:
     from slack_bolt.adapter.socket_mode import SocketModeHandler
 
     handler = SocketModeHandler(services.bolt_app, _app_token(services))
-    handler.connect()
+    try:
+        handler.connect()
+    except BaseException:
+        handler.close()  # the client's threads started with it: none outlives a refusal
+        raise
     # connect() raises only when apps.connections.open fails: a refused WebSocket handshake
     # just logs, and the client's monitor tries again later. Say which case this is.
     if handler.client.is_connected():
@@ -314,7 +327,7 @@ def serve(services: Services, *, http: bool, host: str = "127.0.0.1", port: int 
 
     if not http:
         _app_token(services)  # refuse before starting anything
-    scheduler = start(services)
+    start(services)
     handler = None
     try:
         if not http:
@@ -329,5 +342,4 @@ def serve(services: Services, *, http: bool, host: str = "127.0.0.1", port: int 
     finally:
         if handler is not None:
             handler.close()
-        scheduler.shutdown(wait=False)
-        services.close()
+        services.close()  # the scheduler with the rest

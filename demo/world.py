@@ -175,6 +175,7 @@ class DemoWorld:
                             config=self.config, clock=self.simulator.clock, post_interval=0.0,
                             listener_executor=self.listeners)
         self.core, self.alerts, self.app = services.core, services.alerts, services.bolt_app
+        self._stoppers.append(services.close)  # its read lane's workers, after the scheduler
         # The demo ticks every 50 ms, so a tick still running when the next is due is normal
         # here: APScheduler's "skipped: maximum number of running instances" is not news.
         logging.getLogger("apscheduler").setLevel(logging.ERROR)

@@ -3,17 +3,44 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from support.threads import left_running
 
 from demo.slack_standin import SlackApiStandIn
 from sigfox.simulator import SimulatorServer
 
 if TYPE_CHECKING:
     from support.bot import BotHarness
+
+
+@pytest.fixture(autouse=True)
+def no_thread_outlives_its_test(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fail the test that leaves a thread running (a progress lane, a scheduler, a server, a
+    socket client): it would go on posting and logging into later tests, which then fail far
+    from the cause. Threads of the module's own fixtures, started before, are not the test's."""
+    before = threading.enumerate()
+    yield
+    leaked = left_running(before, pools_open=True)
+    if leaked:
+        pytest.fail(f"{request.node.nodeid} left {len(leaked)} thread(s) running:\n"
+                    + "\n".join(leaked), pytrace=False)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def no_thread_outlives_its_module(request: pytest.FixtureRequest) -> Iterator[None]:
+    """The same for a module, once its fixtures are torn down, idle pool workers included
+    (a pool never shut down, or a server's that is still open)."""
+    before = threading.enumerate()
+    yield
+    leaked = left_running(before, pools_open=False)
+    if leaked:
+        pytest.fail(f"{request.node.nodeid} left {len(leaked)} thread(s) running:\n"
+                    + "\n".join(leaked), pytrace=False)
 
 
 @pytest.fixture

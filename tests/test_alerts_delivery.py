@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -154,7 +154,7 @@ def test_few_new_alerts_are_threaded_one_line_each_with_buttons(
 @pytest.fixture
 def bolt(
     make_simulator: Callable[..., SimulatorServer], tmp_path: Path, slack: SlackApiStandIn
-) -> tuple[App, AlertService, Core]:
+) -> Iterator[tuple[App, AlertService, Core]]:
     sim = make_simulator(devices=0, rate_limits=False)
     add(sim, "3C0001", "off_contract", end_in_days=-20)
     cfg = parse_config(POLICY_TOML.replace('requesters = ["*"]', 'requesters = ["U0OPERATOR"]')
@@ -163,11 +163,13 @@ def bolt(
     svc = build_alerts(api=harness.core.api, database=harness.core.store.database,
                        sink=RecordingSink(), config=cfg, clock=sim.clock)
     svc.scan()
+    listeners = TrackingExecutor()
     app = App(client=web_client(slack), signing_secret=SECRET,
               token_verification_enabled=False, process_before_response=True,
-              listener_executor=TrackingExecutor())
+              listener_executor=listeners)
     alert_actions.register(app, SimpleNamespace(core=harness.core, alerts=svc, actor_for=Actor))
-    return app, svc, harness.core
+    yield app, svc, harness.core
+    listeners.shutdown(wait=True)
 
 
 def click(app: App, action_id: str, value: str, user: str = "U0OPERATOR", **select: str) -> int:

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 
 import pytest
 from support.core import APPROVER, POLICY_TOML, REQUESTER, build_fleet, service_env
+from support.gates import HANG_GUARD
 
 from bot.app import register_metrics, unregister_metrics
-from bot.service import ServiceError, build_services, serve
+from bot.service import ServiceError, build_services, serve, start
 from bot.web import CALLBACK_SECRET_HEADER, create_web_app
 from commands import metrics
 from commands.planning import Request
@@ -114,3 +116,33 @@ def test_the_scheduler_forgets_slack_deliveries_after_a_day(make_simulator, tmp_
         clock.advance(2 * 86400)
         services.forget_old_deliveries()
         assert edge.claim_idempotency_key("slack:Ev1", clock.now())
+
+
+def test_closing_the_bot_stops_every_thread_it_started(make_simulator, tmp_path: Path) -> None:
+    """`Services.close` (what `serve` does on its way out) ends the scheduler, Bolt's pool for
+    the lazy listeners, the read lane, the DATA-callback workers and the progress lane: nothing
+    of the bot goes on posting or logging once it has stopped."""
+    simulator = make_simulator(devices=0, rate_limits=False)
+    fleet = build_fleet(simulator)
+    with SlackApiStandIn() as standin:
+        services = build_services(service_env(simulator, standin, tmp_path / "bot.db"),
+                                  clock=ManualClock(simulator.clock.now()), post_interval=0.0)
+        before = set(threading.enumerate())
+        try:
+            start(services, paused=True)
+            # Told through the progress lane, which starts its thread at the first line.
+            services.core.request(Request(Kind.RENEW, REQUESTER, (fleet.no_token,),
+                                          Target("C0CHAN")))
+            for submit in (services.read_lane.submit, services.uplink_workers.submit,
+                           services.bolt_app.listener_runner.listener_executor.submit):
+                submit(lambda: None)
+            started = [t for t in threading.enumerate() if t not in before]
+            names = {t.name.split("_")[0] for t in started}
+            assert {"progress-lane", "sigfox-read", "uplink", "lazy"} <= names, names
+            services.close()
+            services.close()  # twice: as safe as `serve` stopping after a failed start
+        finally:
+            unregister_metrics()
+    for thread in started:
+        thread.join(HANG_GUARD)  # the scheduler's own thread ends soon after its shutdown
+    assert [t.name for t in started if t.is_alive()] == []

@@ -82,7 +82,7 @@ class Bot:
         try:
             yield self.driver
         finally:
-            scheduler.shutdown(wait=False)
+            self.services.close()  # the scheduler, and the progress lane the ticks told
             # `start` published this process's figures in the global registry: unpublish.
             unregister_metrics()
 
@@ -327,6 +327,7 @@ def test_two_ticks_racing_for_the_digest_send_it_once(
             thread.start()
         for thread in threads:
             thread.join()
+        other.close()
     assert sum(1 for r in results if r is not None) == 1
     assert len(digests(slack)) == 1
 

@@ -113,7 +113,7 @@ def bot(make_simulator, tmp_path: Path) -> Iterator[SocketBot]:
             yield SocketBot(services, standin, simulator, fleet)
         finally:
             handler.close()
-            services.uplink_workers.shutdown(wait=True)
+            services.close()  # every thread it started: the lanes, the workers
 
 
 # --------------------------------------------------------------------------- the bot
@@ -234,6 +234,7 @@ def test_an_app_token_of_the_wrong_kind_is_refused_at_connect(make_simulator,
             connect_socket_mode(services)
         assert refused.value.response["error"] == "not_allowed_token_type"
         assert not standin.socket.connected
+        services.close()
 
 
 # --------------------------------------------------------------------------- the stand-in

@@ -57,6 +57,11 @@ class ReadLane:
                 self._waiting -= 1
                 self._durations.append(time.monotonic() - started)
 
+    def close(self) -> None:
+        """Stop the workers once the reads running now end; those still queued are dropped
+        (a read changes nothing, and its asker is gone with the bot)."""
+        self._executor.shutdown(wait=True, cancel_futures=True)
+
     def wait_estimate(self, ahead: int) -> float:
         """About how long `ahead` reads take on this lane's workers, from recent reads."""
         with self._lock:
