@@ -275,7 +275,7 @@ def test_bulk_unsubscribe_and_job_delay_in_real_time(
     job = api.post("/devices/bulk/unsubscribe",
                    json={"data": [{"id": "U1", "unsubscriptionTime": when}]}).json()
     assert api.get(f"/devices/bulk/unsubscribe/{job['jobId']}").json()["jobDone"] is False
-    deadline = time.monotonic() + 3
+    deadline = time.monotonic() + 30  # a hang guard, not a measure: a loaded machine is slow
     while not api.get(f"/devices/bulk/unsubscribe/{job['jobId']}").json()["jobDone"]:
         assert time.monotonic() < deadline
         time.sleep(0.02)

@@ -42,8 +42,9 @@ T = TypeVar("T")
 ACK_LIMIT = 3.0
 
 
-def eventually(check: Callable[[], T], what: str, timeout: float = 10.0) -> T:
+def eventually(check: Callable[[], T], what: str, timeout: float = 60.0) -> T:
     """Poll `check` until it returns something truthy; the work runs in the bot's threads."""
+    # `timeout` guards against a hang; it measures nothing (a loaded machine is slow).
     deadline = time.monotonic() + timeout
     while True:
         value = check()
