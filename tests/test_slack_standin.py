@@ -454,11 +454,11 @@ def test_default_api_url(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_rate_limit_retries_are_bounded(standin: SlackApiStandIn) -> None:
     client = make_web_client(standin.token, standin.url, max_rate_limit_retries=1, sink=Metrics())
     standin.rate_limit("chat.postMessage", times=5, retry_after=0)
-    started = time.monotonic()
     error = slack_error(lambda: client.chat_postMessage(channel=CHANNEL, text="x"))
     assert error.response.status_code == 429
+    # One retry allowed: the first call and its retry, then the 429 is the caller's (the
+    # stand-in would refuse three more).
     assert len(standin.calls_to("chat.postMessage")) == 2
-    assert time.monotonic() - started < 3
 
 
 # --------------------------------------------------------------------------- modals, DMs
