@@ -46,7 +46,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT))
 
-from common import LOGIN, PASSWORD, free_port, write_section  # noqa: E402
+from common import LOGIN, PASSWORD, free_port, wait_until_up, write_section  # noqa: E402
 from support.slack_signing import signed_headers, slash_command_body  # noqa: E402
 
 HEADING = "## Slash command acknowledgement"
@@ -122,18 +122,6 @@ def process(command: list[str], env: dict[str, str], log: Path) -> Iterator[subp
             child.wait()
 
 
-def wait_healthy(url: str, child: subprocess.Popen, log: Path) -> None:
-    for _ in range(600):
-        if child.poll() is not None:
-            raise RuntimeError(f"{url} exited {child.returncode}: {log.read_text()[-2000:]}")
-        try:
-            httpx.get(f"{url}/healthz", timeout=1).raise_for_status()
-            return
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    raise RuntimeError(f"{url} did not start: {log.read_text()[-2000:]}")
-
-
 @dataclass
 class Layout:
     servers: dict[str, Server]
@@ -177,7 +165,7 @@ def layout(tmp: Path, latency: str, devices: int, urls: int) -> Iterator[Layout]
         servers = {BARE: Server(BARE, f"http://127.0.0.1:{bare_port}", bare),
                    BOT: Server(BOT, f"http://127.0.0.1:{bot_port}", bot)}
         for server, log in ((servers[BARE], "bare.log"), (servers[BOT], "bot.log")):
-            wait_healthy(server.url, server.process, tmp / log)
+            wait_until_up(server.url, "/healthz", server.process, tmp / log)
         yield Layout(servers, slack["response_urls"], ids,
                      {"simulator": simulator.pid, "Slack stand-in": standin.pid})
 

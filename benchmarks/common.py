@@ -49,7 +49,7 @@ def simulator_process(devices: int, seed: int = 1, *, rate_limits: bool = False,
                                stderr=subprocess.DEVNULL)
     root = f"http://127.0.0.1:{port}"
     try:
-        _wait_until_up(root)
+        wait_until_up(root, "/_sim/calls")
         httpx.delete(f"{root}/_sim/calls", timeout=10)
         yield root
     finally:
@@ -57,14 +57,21 @@ def simulator_process(devices: int, seed: int = 1, *, rate_limits: bool = False,
         process.wait(timeout=10)
 
 
-def _wait_until_up(root: str) -> None:
+def wait_until_up(root: str, path: str, child: subprocess.Popen | None = None,
+                  log: Path | None = None) -> None:
+    """Poll `root + path` until it answers 2xx (a minute at most); a child process that
+    exits meanwhile fails at once, with the end of its log."""
     for _ in range(600):
+        if child is not None and child.poll() is not None:
+            tail = log.read_text()[-2000:] if log else ""
+            raise RuntimeError(f"{root} exited {child.returncode}: {tail}")
         try:
-            httpx.get(f"{root}/_sim/calls", timeout=1).raise_for_status()
+            httpx.get(f"{root}{path}", timeout=1).raise_for_status()
             return
         except httpx.HTTPError:
             time.sleep(0.1)
-    raise RuntimeError(f"the simulator at {root} did not start")
+    tail = log.read_text()[-2000:] if log else ""
+    raise RuntimeError(f"{root} did not start: {tail}")
 
 
 def list_requests(root: str) -> list[dict]:

@@ -33,12 +33,14 @@ progress_interval = "1h"
 """
 
 
-def off_contract_fleet(sim: SimulatorServer) -> list[str]:
-    contract = sim.world.add_contract("Big", order_id="order-big", order_name="Big",
+def off_contract_fleet(sim: SimulatorServer, name: str = "Big", prefix: str = "B1",
+                       count: int = DEVICES) -> list[str]:
+    """`count` Off Contract devices of one device type, under a contract with tokens left."""
+    contract = sim.world.add_contract(name, order_id=f"order-{name.lower()}", order_name=name,
                                       max_tokens=1000)
-    dtype = sim.world.add_device_type("Big fleet", contract.id)
-    return [sim.world.add_device(f"B1{n:04X}", device_type_id=dtype.id,
-                                 token="off_contract").id for n in range(DEVICES)]
+    dtype = sim.world.add_device_type(f"{name} fleet", contract.id)
+    return [sim.world.add_device(f"{prefix}{n:04X}", device_type_id=dtype.id,
+                                 token="off_contract").id for n in range(count)]
 
 
 @pytest.fixture
@@ -108,11 +110,7 @@ def test_a_request_over_many_devices_reads_them_in_pages_and_refuses_a_missing_o
     make_simulator: Callable[..., SimulatorServer], tmp_path: Path
 ) -> None:
     sim = make_simulator(devices=0, rate_limits=True)
-    contract = sim.world.add_contract("Many", order_id="order-many", order_name="Many",
-                                      max_tokens=1000)
-    dtype = sim.world.add_device_type("Many fleet", contract.id)
-    ids = [sim.world.add_device(f"C{n:04X}", device_type_id=dtype.id,
-                                token="off_contract").id for n in range(250)]
+    ids = off_contract_fleet(sim, "Many", "C", 250)
     harness = make_core(sim, tmp_path / "bot.db", config=core_config(BIG_JOB))
     sim.calls.clear()
     missing = "C0FFFF"
@@ -137,11 +135,7 @@ def test_a_job_short_of_list_slots_waits_for_them_instead_of_reading_device_by_d
     make_simulator: Callable[..., SimulatorServer], tmp_path: Path
 ) -> None:
     sim = make_simulator(devices=0, rate_limits=False)
-    contract = sim.world.add_contract("Slots", order_id="order-slots", order_name="Slots",
-                                      max_tokens=1000)
-    dtype = sim.world.add_device_type("Slots fleet", contract.id)
-    ids = [sim.world.add_device(f"D{n:04X}", device_type_id=dtype.id,
-                                token="off_contract").id for n in range(600)]
+    ids = off_contract_fleet(sim, "Slots", "D", 600)
     clock = ManualClock(sim.clock.now())
     # The client paces to the published limits on the bot's clock: 50 list calls per 10 s.
     api = sigfox_client(sim, clock=clock.now, rate_limits=True)
