@@ -199,7 +199,7 @@ class PacedTransport:
     ) -> None:
         # A 429 was not processed: its slot is given back, the back-off holds the call instead.
         if status == 429:
-            self.pacer.release(permit)
+            self.pacer.refused(permit)
         else:
             self.pacer.settle(permit)
         if status != 429 and status < 500:

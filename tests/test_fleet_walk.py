@@ -19,7 +19,7 @@ from sigfox.client import SigfoxClient
 from sigfox.fleet_walk import BlockShape, IdSpan, Wave, subranges, walk_fleet
 from sigfox.listing import Page
 from sigfox.models import Device
-from sigfox.pacing import DATING_MARGIN, DEVICE_LIST, Pacer
+from sigfox.pacing import DATING_MARGIN, DATING_MARGIN_MAX, DEVICE_LIST, Pacer
 from sigfox.simulator import SimulatorServer
 from sigfox.simulator.ratelimit import RateLimiter
 
@@ -360,9 +360,33 @@ def test_a_list_call_answered_429_gives_its_slot_to_the_call_sent_again() -> Non
     fake.now += 0.3
     for permit in permits[:-1]:
         pacer.settle(permit)
-    pacer.release(permits[-1])  # answered 429
+    pacer.refused(permits[-1])  # answered 429
     again = pacer.acquire("GET", "/devices/")
     assert again.wait == 0.0 and fake.now == pytest.approx(start + 0.3)
     pacer.settle(again)
     pacer.acquire("GET", "/devices/")  # the next one waits for the window as usual
     assert fake.now == pytest.approx(start + 10.0 + DATING_MARGIN)
+
+
+def test_each_list_429_doubles_the_dating_margin_up_to_its_ceiling() -> None:
+    """A 429 on the list shows the server dated a call later than the margin allowed: later
+    windows leave it twice the room, never more than DATING_MARGIN_MAX; other limits' 429s
+    (e.g. a device's messages) say nothing about the list's dating and change nothing."""
+    fake = VirtualTime()
+    pacer = Pacer(clock=fake.clock, sleep=fake.sleep)
+    assert pacer.dating_margin == DATING_MARGIN
+    pacer.refused(pacer.acquire("GET", "/devices/{id}/messages", "1A2B"))
+    assert pacer.dating_margin == DATING_MARGIN
+    pacer.refused(pacer.acquire("GET", "/devices/"))
+    assert pacer.dating_margin == pytest.approx(2 * DATING_MARGIN)
+    for _ in range(10):
+        pacer.refused(pacer.acquire("GET", "/devices/"))
+    assert pacer.dating_margin == DATING_MARGIN_MAX
+    # The widened margin is what the window counts from now on.
+    start = fake.now
+    permits = [pacer.acquire("GET", "/devices/") for _ in range(DEVICE_LIST.calls)]
+    fake.now += 2.0
+    for permit in permits:
+        pacer.settle(permit)
+    pacer.acquire("GET", "/devices/")
+    assert fake.now == pytest.approx(start + 10.0 + DATING_MARGIN_MAX)
