@@ -21,7 +21,12 @@ from typing import TYPE_CHECKING, Any
 from slack_bolt import App
 from slack_sdk import WebClient
 
-from bot.ack_gate import CheckpointTransport, gate_of, install_safe_points
+from bot.ack_gate import (
+    CheckpointTransport,
+    gate_of,
+    install_safe_points,
+    keep_collections_off_acks,
+)
 from bot.alerts import SlackAlertSink
 from bot.app import create_bolt_app, register_metrics
 from bot.groups import DEFAULT_TTL as DEFAULT_GROUP_TTL
@@ -338,6 +343,9 @@ def serve(services: Services, *, http: bool, host: str = "127.0.0.1", port: int 
                              uplink_handler=services.handle_uplink,
                              callback_secret=services.env.get("SIGFOX_CALLBACK_SECRET") or None,
                              health=services.health, ready=services.ready)
+        gate = gate_of(services.bolt_app)
+        if gate is not None:
+            keep_collections_off_acks(gate)
         run_http(web, host=host, port=port)
     finally:
         if handler is not None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -11,7 +13,14 @@ import pytest
 from slack_bolt import Ack
 from support.slack_signing import signed_headers, slash_command_body
 
-from bot.ack_gate import AckGate, AcksFirstExecutor, current_gate, gate_of, hand_off
+from bot.ack_gate import (
+    AckGate,
+    AcksFirstExecutor,
+    current_gate,
+    gate_of,
+    hand_off,
+    keep_collections_off_acks,
+)
 from bot.app import create_bolt_app
 from bot.slack_client import make_web_client
 from bot.web import create_web_app
@@ -39,6 +48,51 @@ def test_a_steady_stream_of_requests_cannot_hold_the_work_forever() -> None:
     with ThreadPoolExecutor(max_workers=1) as inner:
         assert AcksFirstExecutor(inner, gate).submit(lambda: gate.answering).result(10) == 1
     assert gate.wait_clear() is False
+
+
+@pytest.fixture
+def collector() -> Iterator[None]:
+    """The process's collector as it was, whatever a test did to it."""
+    was_enabled = gc.isenabled()
+    yield
+    gc.unfreeze()
+    if was_enabled:
+        gc.enable()
+    else:
+        gc.disable()
+
+
+def test_the_collector_waits_while_requests_are_answered(collector: None) -> None:
+    gate = AckGate(max_hold=30, quiet=0)
+    keep_collections_off_acks(gate)
+    assert gc.get_freeze_count() > 0  # start-up's heap is out of every later collection
+    gate.enter()
+    gate.enter()
+    assert not gc.isenabled()
+    gate.leave()
+    assert not gc.isenabled()  # one ack still in flight
+    gate.leave()
+    assert gc.isenabled()
+
+
+def test_a_stream_of_requests_cannot_hold_the_collector_forever(collector: None) -> None:
+    gate = AckGate(max_hold=0, quiet=0)
+    gate.hold_collections = True
+    gate.enter()
+    gate.enter()  # the collector has waited max_hold (0 s) already: it may run
+    assert gc.isenabled()
+    gate.leave()
+    gate.leave()
+    assert gc.isenabled()
+
+
+def test_a_collector_someone_else_turned_off_stays_off(collector: None) -> None:
+    gate = AckGate(max_hold=30, quiet=0)
+    gate.hold_collections = True
+    gc.disable()
+    gate.enter()
+    gate.leave()
+    assert not gc.isenabled()
 
 
 def test_the_web_edge_lets_the_work_go_once_the_answer_is_sent() -> None:
