@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Hashable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from commands.ports import SigfoxApi
 from commands.states import StepState
@@ -27,6 +28,7 @@ from sigfox.models import Device
 from storage.records import StepRecord
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # Steps that begin by reading their device: waiting for a bulk job to show, or for a first
 # message. (Steps about to delete or register read their device right before the write, and
@@ -44,12 +46,23 @@ class Deferred:
     retry_at: float
 
 
+@dataclass
+class _SharedRead:
+    """One read many steps wait for: its answer, or the Sigfox error it met."""
+
+    ready: threading.Event = field(default_factory=threading.Event)
+    value: Any = None
+    error: SigfoxError | None = None
+
+
 class ReadAhead:
-    """Devices read in pages for one workflow's tick, taken once each (thread-safe)."""
+    """Devices read in pages for one workflow's tick, taken once each, and the reads its
+    steps share (a device type, a contract), made once per tick (thread-safe)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._devices: dict[tuple[int, str], Device] = {}
+        self._shared: dict[tuple[int, Hashable], _SharedRead] = {}
 
     def load(self, api: SigfoxApi, workflow_id: int, due: Iterable[StepRecord],
              audit: Callable[[int, str], None] | None = None) -> Deferred | None:
@@ -80,8 +93,44 @@ class ReadAhead:
         with self._lock:
             return self._devices.pop((workflow_id, device_id.upper()), None)
 
+    def shared(self, workflow_id: int, key: Hashable, read: Callable[[], T]) -> T:
+        """What `read` answers, read once per tick of the workflow for every step asking
+        under `key`: the device type and contract a renewal reports are the same for most
+        devices of a job, and reading them per device is two calls per device. The first
+        step reads; steps asking meanwhile wait for its answer (or its Sigfox error, which
+        each then handles as its own). Devices on other types ask under other keys."""
+        with self._lock:
+            cell = self._shared.get((workflow_id, key))
+            mine = cell is None
+            if cell is None:
+                cell = self._shared[(workflow_id, key)] = _SharedRead()
+        if mine:
+            try:
+                cell.value = read()
+            except SigfoxError as error:
+                cell.error = error
+            except BaseException:
+                with self._lock:  # not Sigfox's answer: the next step reads for itself
+                    self._shared.pop((workflow_id, key), None)
+                raise
+            finally:
+                cell.ready.set()
+        else:
+            cell.ready.wait()
+            if cell.error is None and not self._holds(workflow_id, key, cell):
+                return self.shared(workflow_id, key, read)  # its reader failed: read again
+        if cell.error is not None:
+            raise cell.error
+        return cell.value  # type: ignore[no-any-return]
+
+    def _holds(self, workflow_id: int, key: Hashable, cell: _SharedRead) -> bool:
+        with self._lock:
+            return self._shared.get((workflow_id, key)) is cell
+
     def drop(self, workflow_id: int) -> None:
         """Forget what the tick did not use: a later tick reads afresh."""
         with self._lock:
             for key in [k for k in self._devices if k[0] == workflow_id]:
                 del self._devices[key]
+            for shared in [k for k in self._shared if k[0] == workflow_id]:
+                del self._shared[shared]

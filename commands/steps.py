@@ -266,9 +266,15 @@ class StepRunner:
     def _renew_report_contract(self, workflow: WorkflowRecord, step: StepRecord) -> None:
         device_id = step.device_id
         type_id = target_type_id(workflow, device_id)
-        device_type = self.books.call(workflow, device_id, "read device type",
-                                      self.api.get_device_type, type_id)
-        contract = contract_of(self.api, device_type)
+        # Read once per tick for all the job's devices on this type (commands/read_ahead.py).
+        device_type = self.read_ahead.shared(
+            workflow.id, ("device type", type_id),
+            lambda: self.books.call(workflow, device_id, "read device type",
+                                    self.api.get_device_type, type_id))
+        contract = self.read_ahead.shared(
+            workflow.id, ("contract of", type_id),
+            lambda: self.books.call(workflow, device_id, "read contract", contract_of,
+                                    self.api, device_type))
         end = contract.end_time
         left = contract.tokens_left
         text = (
@@ -374,7 +380,7 @@ class StepRunner:
         device_id = step.device_id
         snapshot = self.store.snapshots.of(workflow.id, device_id)
         type_id = target_type_id(workflow, device_id)
-        callbacks = self._callbacks(workflow, device_id, type_id)
+        callbacks = self._shared_callbacks(workflow, device_id, type_id)
         enabled = [c for c in callbacks if c.enabled]
         if callbacks:
             text = (f"Callbacks checked: {len(enabled)} of the device type's {len(callbacks)} "
@@ -384,7 +390,7 @@ class StepRunner:
                     "but the Sigfox portal. Declare one there if they should.")
         details: dict[str, Any] = {"callbacks": len(callbacks), "enabled": len(enabled)}
         if snapshot and snapshot.device_type_id and snapshot.device_type_id != type_id:
-            previous = self._callbacks(workflow, device_id, snapshot.device_type_id)
+            previous = self._shared_callbacks(workflow, device_id, snapshot.device_type_id)
             missing = missing_callbacks(previous, callbacks)
             if missing:
                 text += (
@@ -395,6 +401,12 @@ class StepRunner:
         data = {**step.data, **details}
         self.books.move(workflow, device_id, StepState.CHECKING_CALLBACKS, StepState.DONE, text,
                         data=data)
+
+    def _shared_callbacks(self, workflow: WorkflowRecord, device_id: str, type_id: str
+                          ) -> list[Callback]:
+        """The device type's callbacks, read once per tick for the job's devices on it."""
+        return self.read_ahead.shared(workflow.id, ("callbacks", type_id),
+                                      lambda: self._callbacks(workflow, device_id, type_id))
 
     def _callbacks(self, workflow: WorkflowRecord, device_id: str, type_id: str) -> list[Callback]:
         return list(self.books.call(workflow, device_id, "read callbacks",
