@@ -319,6 +319,8 @@ class Run:
     wall: float
     bot_errors: list[str]
     parks: tuple[float, float]  # safe points at which the bot's lazy work waited, seconds
+    # server -> during acks ("true"/"false") -> (collections, seconds) during the run
+    collections: dict[str, dict[str, tuple[float, float]]]
 
 
 def measure(args: argparse.Namespace) -> Run:
@@ -330,6 +332,7 @@ def measure(args: argparse.Namespace) -> Run:
         pids.update(setup.helpers)
         pids["load generator"] = os.getpid()
         before = {name: phase_histograms(s.url) for name, s in setup.servers.items()}
+        gc_before = {name: collections(s.url) for name, s in setup.servers.items()}
         cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
         load_before = os.getloadavg()[0]
         started = time.monotonic()
@@ -337,13 +340,16 @@ def measure(args: argparse.Namespace) -> Run:
         wall = time.monotonic() - started
         cpu = {name: cpu_seconds(pid) - cpu_before[name] for name, pid in pids.items()}
         after = {name: phase_histograms(s.url) for name, s in setup.servers.items()}
+        gc_run = {name: minus_collections(collections(s.url), gc_before[name])
+                  for name, s in setup.servers.items()}
         phases = {name: {p: minus(after[name].get(p, []), before[name].get(p, []))
                          for p in PHASES} for name in setup.servers}
         parks = parked(setup.servers[BOT].url)
         time.sleep(args.gap)  # the last burst's work done before its log is read
         errors = [line for line in (Path(tmp) / "bot.log").read_text().splitlines()
                   if "ERROR" in line or "Traceback" in line]
-        return Run(samples, phases, cpu, load_before, os.getloadavg()[0], wall, errors, parks)
+        return Run(samples, phases, cpu, load_before, os.getloadavg()[0], wall, errors, parks,
+                   gc_run)
 
 
 def parked(url: str) -> tuple[float, float]:
@@ -354,6 +360,24 @@ def parked(url: str) -> tuple[float, float]:
             if line.startswith(f"sigfox_bot_background_parked_seconds_{kind} "):
                 found[kind] = float(line.rsplit(" ", 1)[1])
     return found["count"], found["sum"]
+
+
+def collections(url: str) -> dict[str, tuple[float, float]]:
+    """`sigfox_bot_gc_pauses_total` and `..._pause_seconds_total`, summed over generations:
+    {during acks "true"/"false": (collections, seconds)}."""
+    found: dict[str, list[float]] = {"true": [0.0, 0.0], "false": [0.0, 0.0]}
+    for line in httpx.get(f"{url}/metrics", timeout=10).text.splitlines():
+        for slot, name in enumerate(("sigfox_bot_gc_pauses_total{",
+                                     "sigfox_bot_gc_pause_seconds_total{")):
+            if line.startswith(name):
+                during = line.split('during_acks="', 1)[1].split('"', 1)[0]
+                found[during][slot] += float(line.rsplit(" ", 1)[1])
+    return {during: (n, seconds) for during, (n, seconds) in found.items()}
+
+
+def minus_collections(after: dict[str, tuple[float, float]],
+                      before: dict[str, tuple[float, float]]) -> dict[str, tuple[float, float]]:
+    return {k: (n - before[k][0], s - before[k][1]) for k, (n, s) in after.items()}
 
 
 # ------------------------------------------------------------------------ the report
@@ -399,6 +423,18 @@ def phase_rows(run: Run) -> list[str]:
             cells += [f"{mean(buckets) * 1000:.2f}", f"<= {ms(quantile(buckets, 0.5))}",
                       f"<= {ms(quantile(buckets, 0.99))}"]
         rows.append(f"| {phase} | " + " | ".join(cells) + " |")
+    return rows
+
+
+def collection_rows(runs: list[Run]) -> list[str]:
+    rows = []
+    for i, run in enumerate(runs, 1):
+        cells = []
+        for name in (BARE, BOT):
+            for during in ("true", "false"):
+                n, seconds = run.collections[name][during]
+                cells.append(f"{n:.0f} / {seconds * 1000:.0f}")
+        rows.append(f"| {i} | " + " | ".join(cells) + " |")
     return rows
 
 
@@ -503,6 +539,14 @@ def section(runs: list[Run], args: argparse.Namespace) -> str:
         "Milliseconds. Load average: the 1-minute figure when the run started.",
         "",
         verdict(runs, args.concurrency),
+        "",
+        "Garbage collections in each server during each run, from their /metrics "
+        "(`sigfox_bot_gc_pauses_total`, `sigfox_bot_gc_pause_seconds_total`): collections / "
+        "ms that every thread waited, while acks were in flight and between them:",
+        "",
+        "| run | bare, during acks | bare, between | bot, during acks | bot, between |",
+        "|---:|---:|---:|---:|---:|",
+        *collection_rows(runs),
         "",
         f"Where the servers' time went (run {len(runs)}, from their /metrics, ms: the mean, "
         "and the upper bound of the histogram bucket holding the median and the 99th "

@@ -90,6 +90,7 @@ def to_response(bolt_response: BoltResponse) -> Response:
 def _slack_events(bolt_app: App, signing_secret: str) -> Callable[[Request], Any]:
     # The work behind a request waits while requests are being answered (bot.ack_gate).
     gate = gate_of(bolt_app) or AckGate()
+    metrics.METRICS.watch_collections(busy=lambda: gate.answering > 0)
 
     async def slack_events(request: Request) -> Response:
         phases = AnswerPhases()

@@ -12,6 +12,7 @@ function is registered and called at scrape time, so the numbers are never stale
 
 from __future__ import annotations
 
+import gc
 import logging
 import re
 import time
@@ -25,7 +26,7 @@ from prometheus_client import (
     disable_created_metrics,
     generate_latest,
 )
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
@@ -151,6 +152,46 @@ def _safely(source: Callable[[], T] | None, default: T) -> T:
         return default
 
 
+class _CollectionPauses(Collector):
+    """The garbage collector's pauses (every thread waits while it walks the heap), timed by a
+    `gc.callbacks` entry. A collection may start in a thread that holds one of prometheus's
+    locks, which are not re-entrant: the callback only adds to plain numbers, turned into
+    metrics when scraped. `busy()` says whether Slack requests are being answered."""
+
+    def __init__(self) -> None:
+        self.busy: Callable[[], bool] = lambda: False
+        self._started = 0.0
+        self._busy_at_start = False
+        self._totals: dict[tuple[str, str], list[float]] = {}  # (generation, during) -> [n, s]
+
+    def __call__(self, phase: str, info: Mapping[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+            self._busy_at_start = self.busy()
+            return
+        key = (str(info["generation"]), "true" if self._busy_at_start else "false")
+        totals = self._totals.setdefault(key, [0.0, 0.0])
+        totals[0] += 1
+        totals[1] += time.perf_counter() - self._started
+
+    def collect(self) -> Iterable[Metric]:
+        labels = ["generation", "during_acks"]
+        count = CounterMetricFamily(f"{PREFIX}_gc_pauses", "Garbage collections run, by "
+                                    "generation and whether Slack requests were being "
+                                    "answered.", labels=labels)
+        seconds = CounterMetricFamily(f"{PREFIX}_gc_pause_seconds", "Time the garbage "
+                                      "collector held every thread, by generation and whether "
+                                      "Slack requests were being answered.", labels=labels)
+        for key, (n, total) in sorted(self._totals.items()):
+            count.add_metric(list(key), n)
+            seconds.add_metric(list(key), total)
+        yield count
+        yield seconds
+
+    def describe(self) -> Iterable[Metric]:
+        return []
+
+
 class Metrics:
     """All of the bot's metrics, in a registry of their own."""
 
@@ -214,6 +255,14 @@ class Metrics:
         )
         self._callbacks = _CallbackGauges()
         r.register(self._callbacks)
+        self.collection_pauses = _CollectionPauses()
+        r.register(self.collection_pauses)
+
+    def watch_collections(self, busy: Callable[[], bool]) -> None:
+        """Time the garbage collector's pauses from now on (once per process is enough)."""
+        self.collection_pauses.busy = busy
+        if self.collection_pauses not in gc.callbacks:
+            gc.callbacks.append(self.collection_pauses)
 
     def observe_tick(self, seconds: float) -> None:
         self.workflow_tick.observe(seconds)

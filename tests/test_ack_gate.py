@@ -146,6 +146,33 @@ def test_every_answer_is_timed_by_phase_at_the_web_edge() -> None:
         assert {p: n - before[p] for p, n in counts().items()} == dict.fromkeys(phases, 1.0)
 
 
+def test_collections_are_counted_by_whether_acks_were_in_flight() -> None:
+    def pauses(during: str) -> float:
+        return metrics.METRICS.value("sigfox_bot_gc_pauses_total",
+                                     {"generation": "0", "during_acks": during}) or 0.0
+
+    with SlackApiStandIn() as standin:
+        app = create_bolt_app(make_web_client(standin.token, standin.url))
+
+        def collecting_ack(ack: Ack) -> None:
+            gc.collect(0)  # as if the collector's thresholds were crossed mid-answer
+            ack()
+
+        app.command("/sigfox")(collecting_ack)
+        body = slash_command_body("help", user_id="U0COLLECT")
+        with BackgroundServer(create_web_app(app, signing_secret=SECRET)) as server:
+            before = pauses("true")
+            answer = httpx.post(f"{server.root}/slack/events", content=body,
+                                headers=signed_headers(SECRET, body), timeout=10)
+            assert answer.status_code == 200
+            assert pauses("true") >= before + 1
+            quiet = pauses("false")
+            gc.collect(0)
+            assert pauses("false") >= quiet + 1
+        content, _ = metrics.render_metrics()
+        assert b"sigfox_bot_gc_pause_seconds_total{" in content
+
+
 def test_work_handed_off_by_an_ack_listener_runs_once_gated_and_a_failure_is_logged(
         caplog: pytest.LogCaptureFixture) -> None:
     with SlackApiStandIn() as standin, ThreadPoolExecutor(max_workers=2) as inner:
