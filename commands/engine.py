@@ -124,7 +124,8 @@ class WorkflowEngine:
                              workflow_id=workflow.id, outcome=outcome,
                              details={"devices": devices})
 
-        deferred = self.steps.read_ahead.load(self.steps.api, workflow.id, due, audit)
+        deferred = self.steps.read_ahead.load(self.steps.api, workflow.id, due, audit,
+                                              self.steps.reads_first(workflow))
         if deferred is None:
             return due
         now = self.clock.now()

@@ -31,9 +31,13 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 # Steps that begin by reading their device: waiting for a bulk job to show, or for a first
-# message. (Steps about to delete or register read their device right before the write, and
-# keep doing so on their own.)
+# message.
 READS_FIRST = frozenset({StepState.AWAITING_JOB.value, StepState.AWAITING_UPLINK.value})
+# And in a job that deletes (a delete, a renewal by delete and register): the read before the
+# delete, the look after it for the device gone, the read before each attempt to register it
+# again and the look after one for the device back (see `seen`).
+DELETE_READS_FIRST = READS_FIRST | {StepState.PENDING.value, StepState.DELETING.value,
+                                    StepState.AWAITING_RELEASE.value}
 WORTH_A_PAGE = 2  # one device is one call either way
 
 
@@ -61,14 +65,16 @@ class ReadAhead:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._devices: dict[tuple[int, str], Device] = {}
+        self._devices: dict[tuple[int, str], Device | None] = {}
         self._shared: dict[tuple[int, Hashable], _SharedRead] = {}
 
     def load(self, api: SigfoxApi, workflow_id: int, due: Iterable[StepRecord],
-             audit: Callable[[int, str], None] | None = None) -> Deferred | None:
-        """Read the devices of the due steps that read first. Where the limit stops the reads
-        part-way, what was read is kept and the rest is returned, to wait for its slot."""
-        ids = [s.device_id for s in due if s.state in READS_FIRST]
+             audit: Callable[[int, str], None] | None = None,
+             reads_first: frozenset[str] = READS_FIRST) -> Deferred | None:
+        """Read the devices of the due steps that read first (in `reads_first` states). Where
+        the limit stops the reads part-way, what was read is kept and the rest is returned,
+        to wait for its slot."""
+        ids = [s.device_id for s in due if s.state in reads_first]
         if len(ids) < WORTH_A_PAGE:
             return None
         deferred = None
@@ -82,7 +88,9 @@ class ReadAhead:
             log.info("read-ahead of %d device(s) skipped (%s): each step reads its own",
                      len(ids), error)
             return None
-        kept = {(workflow_id, d): device for d, device in found.items() if device is not None}
+        # A device no page shows is kept as None: only `seen` hands that out, to a step that
+        # expects the device gone.
+        kept = {(workflow_id, d): device for d, device in found.items()}
         with self._lock:
             self._devices.update(kept)
         if audit is not None:
@@ -90,8 +98,25 @@ class ReadAhead:
         return deferred
 
     def take(self, workflow_id: int, device_id: str) -> Device | None:
+        """The device as the pages showed it, once; None when they did not show it (or did
+        not read it): the step then reads it on its own."""
         with self._lock:
             return self._devices.pop((workflow_id, device_id.upper()), None)
+
+    def seen(self, workflow_id: int, device_id: str) -> tuple[bool, Device | None]:
+        """(True, the device as the pages showed it, or None when they did not list it), or
+        (False, None) when this tick's pages did not read it. Kept until `forget`: the step
+        that deleted the device, finding it gone, goes on to register it again in the same
+        tick on the same answer; a step writes to the device only after reading it, and
+        forgets it as soon as it did."""
+        key = (workflow_id, device_id.upper())
+        with self._lock:
+            return key in self._devices, self._devices.get(key)
+
+    def forget(self, workflow_id: int, device_id: str) -> None:
+        """A write was sent to the device: what the pages showed of it is out of date."""
+        with self._lock:
+            self._devices.pop((workflow_id, device_id.upper()), None)
 
     def shared(self, workflow_id: int, key: Hashable, read: Callable[[], T]) -> T:
         """What `read` answers, read once per tick of the workflow for every step asking

@@ -18,7 +18,7 @@ from commands.bulk_jobs import BulkJobs
 from commands.config import BotConfig
 from commands.ports import Clock, ProgressKind, SigfoxApi
 from commands.preflight import contract_of, day, is_deletable
-from commands.read_ahead import ReadAhead
+from commands.read_ahead import DELETE_READS_FIRST, READS_FIRST, WORTH_A_PAGE, ReadAhead
 from commands.states import Kind, StepState
 from commands.writeahead import (
     CREATE,
@@ -70,6 +70,26 @@ class StepRunner:
     def _read_device(self, workflow: WorkflowRecord, device_id: str) -> Device | None:
         return self.books.call(workflow, device_id, "read device", self.api.find_device,
                                device_id)
+
+    def reads_first(self, workflow: WorkflowRecord) -> frozenset[str]:
+        """The states in which the workflow's steps start by reading their device, for the
+        tick to read those devices first, in pages (commands/read_ahead.py)."""
+        deletes = workflow.kind == Kind.DELETE or (
+            workflow.kind == Kind.RENEW and workflow.params.get("method", "delete") == "delete")
+        if deletes:
+            return DELETE_READS_FIRST
+        return READS_FIRST
+
+    def _read_device_paged(self, workflow: WorkflowRecord, device_id: str, *,
+                           gone_expected: bool) -> Device | None:
+        """The device as this tick's pages showed it (kept for the tick, see
+        `ReadAhead.seen`), else read now on its own. A page not listing it says it is gone
+        only where that is what the job's own write made it (`gone_expected`: after its
+        DELETE was answered, before registering it again); otherwise its own read says so."""
+        known, device = self.read_ahead.seen(workflow.id, device_id)
+        if known and (device is not None or gone_expected):
+            return device
+        return self._read_device(workflow, device_id)
 
     def _read_device_ahead(self, workflow: WorkflowRecord, device_id: str) -> Device | None:
         """The device as this tick's page read showed it (commands/read_ahead.py), else read
@@ -124,12 +144,12 @@ class StepRunner:
             return False
         if not self.write_ahead.settled(workflow, device_id):
             return False
-        device = self._read_device(workflow, device_id)
-        if device is None:
-            return True  # gone: our delete went through (maybe before a crash), or someone's
         sent_at = step.data.get("delete_sent_at")
         if sent_at is None and self.write_ahead.landed(workflow.id, device_id, DELETE) is not None:
             sent_at = self._note_delete_sent(workflow, device_id)  # answered, then a crash
+        device = self._read_device_paged(workflow, device_id, gone_expected=sent_at is not None)
+        if device is None:
+            return True  # gone: our delete went through (maybe before a crash), or someone's
         if sent_at is not None:
             return self._await_disappearance(workflow, device_id, float(sent_at))
         if not is_deletable(device):
@@ -147,7 +167,11 @@ class StepRunner:
         except (SigfoxBadRequest, SigfoxForbidden, SigfoxConflict) as error:
             self.books.fail(workflow, device_id, "delete", f"Sigfox refused the delete: {error}")
             return False
+        finally:
+            self.read_ahead.forget(workflow.id, device_id)
         now = self._note_delete_sent(workflow, device_id)
+        if self._reads_in_pages(workflow):  # seen gone at the next tick, with the others
+            return self._await_disappearance(workflow, device_id, now)
         gone = self._read_device(workflow, device_id)
         return gone is None or self._await_disappearance(workflow, device_id, now)
 
@@ -191,7 +215,7 @@ class StepRunner:
         # A DELETE or a create could still land:
         if not self.write_ahead.settled(workflow, device_id):
             return
-        existing = self._read_device(workflow, device_id)
+        existing = self._read_device_paged(workflow, device_id, gone_expected=True)
         if existing is None:
             try:
                 self.write_ahead.send(workflow, [device_id], CREATE, self.api.create_device,
@@ -210,6 +234,13 @@ class StepRunner:
                                 "recorded: an approver can see it with the Show PAC button and "
                                 "register the device in the Sigfox portal.")
                 return
+            finally:
+                self.read_ahead.forget(workflow.id, device_id)
+            if self._reads_in_pages(workflow):
+                # Read back (its new PAC) at the next tick, with the job's other devices, in
+                # pages; until then it stays waiting for release, which a listed device ends.
+                self._look_again_next_tick(workflow, device_id)
+                return
             existing = self._read_device(workflow, device_id)
         if existing is not None and existing.pac and existing.pac != snapshot.pac:
             self.store.snapshots.record_new_pac(workflow.id, device_id, existing.pac)
@@ -218,6 +249,18 @@ class StepRunner:
                            "Registered again with the recorded PAC; its token is not consumed yet.",
                            data=data):
             self._renew_report_contract(workflow, self.books.device_step(workflow, device_id))
+
+    def _reads_in_pages(self, workflow: WorkflowRecord) -> bool:
+        """Whether the job's devices are read together at each tick (several of them): then
+        the read after a write waits for the next tick's pages; a job of one device reads
+        its device at once, one call either way."""
+        return sum(self.store.step_states(workflow.id).values()) >= WORTH_A_PAGE
+
+    def _look_again_next_tick(self, workflow: WorkflowRecord, device_id: str) -> None:
+        now = self.clock.now()
+        retry = self.books.tick_seconds()
+        self.store.update_device_step(workflow.id, device_id, now, next_run=now + retry)
+        self.books.schedule(workflow.id, now + retry)
 
     def _creation(self, workflow: WorkflowRecord, snapshot: Snapshot) -> DeviceCreate:
         flags = snapshot.flags

@@ -42,6 +42,17 @@ def states(harness: CoreHarness, workflow_id: int) -> dict[str, str]:
     return {s.device_id: s.state for s in harness.core.store.workflow_devices(workflow_id)}
 
 
+def tick_until(harness: CoreHarness, workflow_id: int, state: StepState, ticks: int = 10
+               ) -> None:
+    """Tick (a tick a second, as the test config says) until every device is in `state`."""
+    for _ in range(ticks):
+        harness.core.tick()
+        if set(states(harness, workflow_id).values()) == {state.value}:
+            return
+        harness.advance(1)
+    raise AssertionError(f"not all {state}: {states(harness, workflow_id)}")
+
+
 def test_the_device_type_and_contract_are_read_once_per_tick_for_devices_sharing_them(
     make_simulator: Callable[..., SimulatorServer], tmp_path: Path
 ) -> None:
@@ -51,8 +62,7 @@ def test_the_device_type_and_contract_are_read_once_per_tick_for_devices_sharing
     harness = make_core(sim, tmp_path / "bot.db", config=core_config(JOB))
     workflow_id = approved_renewal(harness, alpha + beta)
     sim.control("DELETE", "/calls")
-    harness.core.tick()  # no hold: deleted, registered and reported in this one tick
-    assert set(states(harness, workflow_id).values()) == {StepState.AWAITING_UPLINK.value}
+    tick_until(harness, workflow_id, StepState.AWAITING_UPLINK)
     # One read of each device type and of its contract for the tick, not one per device; the
     # devices of each type read their own.
     type_reads = sorted(c["path"] for c in harness.calls("GET", "/v2/device-types/"))
@@ -62,3 +72,28 @@ def test_the_device_type_and_contract_are_read_once_per_tick_for_devices_sharing
     reported = {s.device_id: s.data["contract"]
                 for s in harness.core.store.workflow_devices(workflow_id)}
     assert reported == {**dict.fromkeys(alpha, "Alpha"), **dict.fromkeys(beta, "Beta")}
+
+
+def device_reads(harness: CoreHarness) -> list[dict]:
+    return [c for c in harness.calls("GET", "/v2/devices/") if c["path"] == "/v2/devices/"]
+
+
+def test_the_reads_before_and_after_each_delete_and_create_come_in_pages(
+    make_simulator: Callable[..., SimulatorServer], tmp_path: Path
+) -> None:
+    sim = make_simulator(devices=0, rate_limits=False, delete_hold=0, job_delay=0.0)
+    ids = off_contract_fleet(sim, "Paged", "C3", 30)
+    harness = make_core(sim, tmp_path / "bot.db", config=core_config(JOB))
+    workflow_id = approved_renewal(harness, ids)
+    sim.control("DELETE", "/calls")
+    tick_until(harness, workflow_id, StepState.AWAITING_UPLINK)
+    # A page before the deletes, one seeing them gone (then the creates), one seeing the
+    # devices back: no read of one device (30 devices fit one page).
+    reads = device_reads(harness)
+    assert not [c for c in reads if "id=" in str(c.get("query")).replace("minId", "")], reads
+    assert len(reads) == 3, reads
+    assert len(harness.calls("DELETE", "/v2/devices/", 204)) == 30
+    # Each device's new PAC (registration consumes the old one) was read back and recorded.
+    for device_id in ids:
+        snapshot = harness.core.store.snapshots.of(workflow_id, device_id)
+        assert snapshot is not None and snapshot.new_pac == sim.world.pac_of(device_id)

@@ -282,6 +282,8 @@ def test_renew_several_devices_with_one_approval(harness, fleet) -> None:
     harness.core.tick()
     harness.advance(1800)
     harness.core.tick()
+    harness.advance(1)  # several devices: each is read back after its create with the others
+    harness.core.tick()
     for device_id in (fleet.no_token, fleet.off_contract):
         harness.simulator.uplink(device_id)
         harness.core.handle_uplink(device_id)
