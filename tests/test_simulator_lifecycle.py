@@ -296,6 +296,29 @@ def test_bulk_create_applies_pac_rules(sim: SimulatorServer, api: httpx.Client) 
     assert device(api, "BC01")["name"] == "n-BC01"
 
 
+@pytest.mark.parametrize("hold_status", [409, 400])
+def test_bulk_create_names_each_devices_reason_like_the_single_create(
+    sim: SimulatorServer, api: httpx.Client, hold_status: int
+) -> None:
+    # A held id (just deleted) and a wrong PAC fail in the job, each with what POST /devices/
+    # would have said of it (jobError.message), not a generic "Bad request".
+    _, dtype = setup_type(sim)
+    sim.world.hold_status = hold_status
+    held = sim.world.add_device("BD01", device_type_id=dtype.id, token="off_contract")
+    sim.world.add_device("BD02", device_type_id=dtype.id, token="off_contract")
+    pac = sim.world.pac_of(held.id)
+    assert api.delete("/devices/BD01").status_code == 204
+    assert api.delete("/devices/BD02").status_code == 204
+    job = api.post("/devices/bulk", json={"deviceTypeId": dtype.id, "data": [
+        {"id": "BD01", "pac": pac}, {"id": "BD02", "pac": "0000000000000000"}]}).json()
+    sim.advance(1)
+    errors = api.get(f"/devices/bulk/{job['jobId']}").json()["status"]["errors"]
+    reasons = {e["entity"]: e["message"] for e in errors}
+    assert "being deleted" in reasons["BD01"]
+    assert reasons["BD02"] == "The PAC is not valid for device BD02"
+    assert {e["type"] for e in errors} == {0}
+
+
 # ---------------------------------------------------------------------- callbacks
 
 

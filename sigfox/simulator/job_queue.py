@@ -76,8 +76,9 @@ class JobQueue:
             try:
                 outcome = handler(job.payload, item)
             except ApiError as exc:
-                job.errors.append({"entity": entity.upper(), "message": exc.message, "type": 0})
-                job.results.append({"id": entity.upper(), "error": exc.message})
+                message = _entity_message(exc)
+                job.errors.append({"entity": entity.upper(), "message": message, "type": 0})
+                job.results.append({"id": entity.upper(), "error": message})
             else:
                 job.success += 1
                 job.results.append({"id": entity.upper(), "outcome": outcome})
@@ -106,6 +107,14 @@ class JobQueue:
         when = item.get("unsubscriptionTime")
         device.unsubscription_ms = int(when) if is_int(when) else self.world.now_ms()
         return "unsubscribed"
+
+
+def _entity_message(error: ApiError) -> str:
+    """A job error's `message` (jobError: "the message of the error" of that entity, type 0
+    ENTITY): what the single call would have said about this device. A 400's own message is
+    the generic "Bad request"; its reason is in its field errors."""
+    reasons = [e["message"] for e in error.errors if e.get("message")]
+    return "; ".join(reasons) if reasons else error.message
 
 
 def _same_job_family(job_kind: str, asked: str) -> bool:
