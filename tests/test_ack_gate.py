@@ -166,6 +166,12 @@ def test_collections_are_counted_by_whether_acks_were_in_flight() -> None:
                                 headers=signed_headers(SECRET, body), timeout=10)
             assert answer.status_code == 200
             assert pauses("true") >= before + 1
+            gate = gate_of(app)
+            assert gate is not None
+            for _ in range(1000):  # the gate is left once the answer is out, maybe after
+                if gate.answering == 0:  # the client read it
+                    break
+                time.sleep(0.01)
             quiet = pauses("false")
             gc.collect(0)
             assert pauses("false") >= quiet + 1
