@@ -1,15 +1,16 @@
 """Acknowledgements first: the work behind a Slack request yields while requests are answered.
 
 Slack wants each request answered within 3 seconds, and the answer (the ack) is all it waits
-for; the work (Sigfox reads, SQLite, Slack posts) runs after, in Bolt's lazy listeners. Python
+for; the work (Sigfox reads, SQLite, Slack posts) runs after, in worker threads. Python
 threads share one GIL and have no priorities: when 50 commands arrive together, the work of the
 first ones, in worker threads, takes the GIL in 5 ms slices while the event loop and the
 dispatching threads still have the other acks to read, verify, dispatch and write, and every
 ack waits behind it (measured: docs/benchmarks.md, "Slash command acknowledgement").
 
-First, nothing but the ack is done on the request path: `/sigfox` hands its work over with
-`hand_off` (one executor submit) rather than through a Bolt lazy listener, whose start
-deep-copies the whole request in the answering thread. Then the work is made to wait, twice:
+First, nothing but the ack is done on the request path: every listener hands its work over
+with `hand_off` (one executor submit; `bot.listeners.handoff` for the clicks, forms and events)
+rather than through a Bolt lazy listener, whose start deep-copies the whole request in the
+answering thread. Then the work is made to wait, twice:
 
 - before it starts: the HTTP edge counts the Slack requests it is answering (`enter`/`leave`),
   and gated work (`run_background`, what `AcksFirstExecutor` runs) starts only once none has
@@ -27,9 +28,10 @@ it runs as soon as none is, and a stream of requests lasting `max_hold` lets it 
 Never parked: a thread holding what an ack may need (the database lock: an ack that checks a
 decision reads the database), see `never_park_while`. Never lost: parking only delays; the work
 runs once, whole. Never starved: each piece of gated work waits at most `max_hold` seconds in
-all (start and parks together), so a steady stream of requests delays it, never stops it. The
-budget is short because some work must still reach Slack within the 3 s a trigger_id lives
-(a command that opens a form): only a flood of requests lasting the whole budget takes it all.
+all (start and parks together, counted from its hand-off: `AcksFirstExecutor.submit`), so a
+steady stream of requests delays it, never stops it. The budget is short because some work
+must still reach Slack within the 3 s a trigger_id lives (a click or a command that opens a
+form): only a flood of requests lasting the whole budget takes it all.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ from slack_sdk.http_retry.response import HttpResponse
 from slack_sdk.http_retry.state import RetryState
 
 from commands import metrics
+from commands.logs import failure_summary
 
 T = TypeVar("T")
 
@@ -137,7 +140,11 @@ class AckGate:
     def run_background(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         """Run `fn` as gated work in this thread: once the acks in flight are answered, and
         parking at its safe points while new ones are."""
-        deadline = time.monotonic() + self.max_hold
+        return self.run_gated(time.monotonic() + self.max_hold, fn, *args, **kwargs)
+
+    def run_gated(self, deadline: float, fn: Callable[..., T], /, *args: Any, **kwargs: Any
+                  ) -> T:
+        """`run_background`, holding the work (start and parks) only until `deadline`."""
         self.wait_clear(deadline)
         outer = getattr(_running, "work", None)
         _running.work = (self, deadline)
@@ -189,28 +196,33 @@ class AcksFirstExecutor(Executor):
         self.gate = gate
 
     def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
-        return self.inner.submit(self.gate.run_background, fn, *args, **kwargs)
+        # The hold is counted from here, the request's hand-off, not from when a worker is
+        # free: time queued behind other work is time of the 3 s a trigger_id lives.
+        deadline = time.monotonic() + self.gate.max_hold
+        return self.inner.submit(self.gate.run_gated, deadline, fn, *args, **kwargs)
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         self.inner.shutdown(wait=wait, cancel_futures=cancel_futures)
 
 
-def hand_off(app: Any, work: Callable[..., None], /, *args: Any) -> None:
-    """Run `work(*args)` as gated work on `app`'s listener executor, as a lazy listener runs,
-    from an ack listener: the request path pays one executor submit. Bolt's lazy listeners
-    cost the answering thread a deep copy of the whole request (about 2 ms of CPU, measured:
-    docs/benchmarks.md), there while every other ack of a burst waits for the GIL. A failure
-    is logged as Bolt logs a lazy listener's, never lost in a future nobody reads."""
-    app.listener_runner.listener_executor.submit(_logging_failure, work, *args)
+def hand_off(app: Any, work: Callable[..., None], /, *args: Any, **kwargs: Any) -> None:
+    """Run `work(*args, **kwargs)` as gated work on `app`'s listener executor, as a lazy
+    listener runs, from an ack listener: the request path pays one executor submit. Bolt's lazy
+    listeners cost the answering thread a deep copy of the whole request (about 2 ms of CPU,
+    measured: docs/benchmarks.md), there while every other ack of a burst waits for the GIL.
+    A failure is logged (its type and where, not its message), never lost in a future nobody
+    reads."""
+    app.listener_runner.listener_executor.submit(_logging_failure, work, *args, **kwargs)
 
 
-def _logging_failure(work: Callable[..., None], *args: Any) -> None:
+def _logging_failure(work: Callable[..., None], /, *args: Any, **kwargs: Any) -> None:
     try:
-        work(*args)
+        work(*args, **kwargs)
     except Exception as error:
-        # The arguments may hold a command's text: log the failure's type and where only.
+        # The arguments (and so the error's message) may hold what the request carried:
+        # log the failure's type and where only.
         log.error("background work %s failed: %s", getattr(work, "__name__", "?"),
-                  type(error).__name__, exc_info=error)
+                  failure_summary(error))
 
 
 class CheckpointTransport(httpx.BaseTransport):

@@ -1,7 +1,7 @@
 """The Bolt app and the bot's metrics sources. The listeners live in `bot/listeners/`.
 
 With `process_before_response=True` the acknowledgement is the HTTP answer itself (no polling
-for it), which is also what makes lazy listeners the right tool in HTTP mode.
+for it), so every listener acknowledges and hands its work off (`bot.listeners.handoff`).
 """
 
 from __future__ import annotations
@@ -35,8 +35,8 @@ def create_bolt_app(client: WebClient, *, listener_executor: Executor | None = N
     """A Bolt app with no listener yet: `bot.service.assemble` registers them all.
 
     Given `client`, Bolt calls no `auth.test` while building the app. `listener_executor` runs
-    the lazy listeners (Bolt's default: a pool of 10 threads), each once no request is being
-    acknowledged (`bot.ack_gate`).
+    the work the listeners hand off (Bolt's default: a pool of 10 threads), each once no
+    request is being acknowledged (`bot.ack_gate`).
     """
     gate = AckGate()
     executor = AcksFirstExecutor(

@@ -102,7 +102,7 @@ class Services:
     def close(self) -> None:
         """Stop every thread the bot started, so none keeps working (posting to Slack, logging)
         after the bot stopped: the scheduler (a job running now, a fleet scan, ends on its own),
-        then the work already handed over (Bolt's lazy listeners, the DATA callbacks, the Sigfox
+        then the work already handed over (the listeners', the DATA callbacks', the Sigfox
         reads; reads still queued are dropped: they change nothing), and last the progress lane,
         once the lines told so far are delivered (at most `CLOSE_SECONDS`). Safe to call twice;
         a bot that started nothing stops at once."""

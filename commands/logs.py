@@ -14,6 +14,7 @@ import logging
 import os
 import re
 import sys
+import traceback
 from datetime import UTC, datetime
 from typing import Any, Literal, TextIO
 
@@ -69,6 +70,23 @@ def _standalone(text: str, run: re.Match[str]) -> bool:
     before = text[run.start() - 1] if run.start() else " "
     after = text[run.end()] if run.end() < len(text) else " "
     return not before.isalnum() and not after.isalnum()
+
+
+FAILURE_FRAMES = 4  # innermost frames named by `failure_summary`
+
+
+def failure_summary(error: BaseException) -> str:
+    """An exception's type and where it was raised (its innermost frames, file:line in
+    function), never its message: a message may quote what a request carried (a command's
+    text, a form's fields, a response URL, a PAC), and redaction only recognises the secrets
+    it knows the shape or the value of. What caused it is named by type too."""
+    frames = [(frame.f_code.co_filename, line, frame.f_code.co_name)
+              for frame, line in traceback.walk_tb(error.__traceback__)][-FAILURE_FRAMES:]
+    where = " < ".join(f"{os.path.basename(file)}:{line} in {name}"
+                       for file, line, name in reversed(frames))
+    text = type(error).__name__ + (f" at {where}" if where else "")
+    cause = error.__cause__ or error.__context__
+    return text + (f" (while handling {type(cause).__name__})" if cause is not None else "")
 
 
 class RedactingFilter(logging.Filter):

@@ -5,10 +5,14 @@
 - `alert_actions`: the alert digests' buttons and menus;
 - `events`: `app_home_opened`; `app_home`: the Home tab those listeners draw;
 - `views`: the reason forms (modals) Reject and large requests open, and their submissions;
-- `replies`: how listeners answer people, and what they share.
+- `replies`: how listeners answer people, and what they share;
+- `handoff`: the one way a listener acknowledges and hands its work off.
 
-Every listener acknowledges at once and does its work in a Bolt lazy listener (a worker thread):
-Slack wants an answer within 3 seconds, and a renewal request reads the backend first.
+Every listener acknowledges at once and hands its work off to a worker thread
+(`handoff.handing_off`, `bot.ack_gate.hand_off`), never through a Bolt lazy listener, whose start
+deep-copies the whole request while other acks wait: Slack wants an answer within 3 seconds, and
+a renewal request reads the backend first (tests/test_listener_handoff.py checks no listener is
+lazy).
 `register_listeners(app, services)` is the only way listeners reach an app: `serve`, the demo
 and the tests all build the app with `bot.service.assemble`, which calls it, so none of them
 can miss a listener the others have (tests/test_listeners.py checks every button has one).

@@ -18,8 +18,8 @@ from bot import blocks
 from bot.handler import Reply
 from bot.listeners.app_home import publish_home
 from bot.listeners.binding import MessageBinding
+from bot.listeners.handoff import handing_off
 from bot.listeners.replies import (
-    acknowledge,
     action_value,
     deliver,
     from_home,
@@ -43,7 +43,7 @@ def register(app: App, services: Services, forms: ReasonForms) -> None:
                             (blocks.COPY_CALLBACKS, buttons.copy_callbacks),
                             (blocks.KEEP_WAITING, buttons.keep_waiting),
                             (blocks.STOP_WAITING, buttons.stop_waiting)):
-        app.action(action_id)(ack=acknowledge, lazy=[work])
+        app.action(action_id)(handing_off(app, work))
 
 
 class JobButtons:

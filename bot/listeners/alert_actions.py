@@ -24,7 +24,7 @@ from bot.alerts import (
     SNOOZES,
     details_text,
 )
-from bot.listeners.replies import acknowledge
+from bot.listeners.handoff import handing_off
 from commands.alerting import AlertService, Condition
 from commands.approvals import clean_reason
 from commands.planning import Request
@@ -48,13 +48,14 @@ class AlertServices(Protocol):
 def register(app: App, services: AlertServices) -> None:
     """The `alert_*` buttons and menus of the alert digests (bot/alerts.py draws them)."""
     handlers = _Handlers(services)
-    # Acknowledge at once, work in a lazy listener: a renewal's pre-flight reads Sigfox and
-    # could outlast Slack's 3 s acknowledgement window.
+    # Acknowledge at once, work handed off: a renewal's pre-flight reads Sigfox and could
+    # outlast Slack's 3 s acknowledgement window.
     for action_id, work in ((ALERT_RENEW, handlers.renew), (ALERT_SNOOZE, handlers.snooze),
                             (ALERT_DETAILS, handlers.details), (ALERT_MENU, handlers.menu)):
-        app.action(action_id)(ack=acknowledge, lazy=[work])
+        app.action(action_id)(handing_off(app, work))
     # A snooze asks how long and why, in a form; its submission is checked in the ack.
-    app.view(blocks.SNOOZE_MODAL)(ack=handlers.check_snooze, lazy=[handlers.snooze_form])
+    app.view(blocks.SNOOZE_MODAL)(handing_off(app, handlers.snooze_form,
+                                              check=handlers.check_snooze))
 
 
 class _Handlers:
@@ -123,21 +124,23 @@ class _Handlers:
             _private(client, body, "Slack did not open the snooze form (it allows 3 seconds "
                                    "after a click): choose again.")
 
-    def check_snooze(self, ack: Callable[..., Any], view: dict[str, Any]) -> None:
+    def check_snooze(self, ack: Callable[..., Any], view: dict[str, Any]) -> bool:
+        """A duration and a reason, or the form says which is missing; True when accepted."""
         key, reason = _snooze_answers(view)
         if key not in SNOOZES:
             ack(response_action="errors",
                 errors={blocks.DURATION_BLOCK: "Choose how long to snooze."})
-        elif len(reason) < 3:
+            return False
+        if len(reason) < 3:
             ack(response_action="errors", errors={blocks.REASON_BLOCK: (
                 "Say why, in a few words: the team reads it with the snooze.")})
-        else:
-            ack()
+            return False
+        ack()
+        return True
 
     def snooze_form(self, body: dict[str, Any], view: dict[str, Any], client: WebClient) -> None:
+        """A snooze form accepted by `check_snooze`: snooze, and say so in the alert's thread."""
         key, reason = _snooze_answers(view)
-        if key not in SNOOZES or len(reason) < 3:
-            return  # refused in the form (Bolt runs the lazy listener anyway)
         try:
             meta = json.loads(view.get("private_metadata") or "{}")
         except ValueError:

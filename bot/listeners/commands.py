@@ -1,5 +1,5 @@
 """The `/sigfox` slash command: acknowledged at once ("Working on it" for the slow ones), then
-parsed and answered from the core in a lazy listener (`bot.handler.CommandHandler`)."""
+parsed and answered from the core in work handed off to a worker (`bot.handler.CommandHandler`)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from slack_bolt import Ack, App, Respond
 from slack_sdk import WebClient
 
 from bot import blocks
-from bot.ack_gate import hand_off
 from bot.handler import CommandHandler, Reply
+from bot.listeners.handoff import handing_off
 from bot.listeners.lanes import BUSY_TEXT, queued_text
 from bot.listeners.replies import deliver, first_delivery
 from bot.listeners.views import ReasonForms
@@ -32,10 +32,11 @@ READS = frozenset({"status", "renew", "delete", "transfer", "restart", "unsubscr
 
 def register(app: App, services: Services, handler: CommandHandler, forms: ReasonForms) -> None:
     listener = SlashCommand(services, handler, forms)
-    # One listener that acknowledges and hands the work over itself (`bot.ack_gate.hand_off`),
-    # not a Bolt lazy listener: Bolt deep-copies the whole request to start one, in the thread
-    # that is answering, which made the bot's dispatch cost 5 times the bare app's CPU.
-    app.command(SLASH_COMMAND)(listener.ack_command)
+    # One listener that acknowledges and hands the work over itself (`handing_off`), not a Bolt
+    # lazy listener: Bolt deep-copies the whole request to start one, in the thread that is
+    # answering, which made the bot's dispatch cost 5 times the bare app's CPU.
+    app.command(SLASH_COMMAND)(handing_off(app, listener.run_command,
+                                           check=listener.ack_command))
 
 
 class SlashCommand:
@@ -44,28 +45,25 @@ class SlashCommand:
         self.handler = handler
         self.forms = forms
 
-    def ack_command(self, ack: Ack, command: dict[str, Any], client: WebClient,
-                    respond: Respond) -> None:
+    def ack_command(self, ack: Ack, command: dict[str, Any]) -> bool:
         """A typing mistake is answered in the acknowledgement itself (at once, once); a fleet
         scan, which takes minutes on a large fleet, is acknowledged as started; every other
-        command answers within a second or two, so nothing is said before its answer. The
-        work (`run_command`) then runs in the background, once the acks in flight are sent."""
+        command answers within a second or two, so nothing is said before its answer. True when
+        there is work (`run_command`), which then runs once the acks in flight are sent."""
         text = command.get("text") or ""
         parsed = self.handler.parse(text)
         if isinstance(parsed, g.CommandError):
             message = blocks.text_message(parsed.message)
             ack(response_type="ephemeral", text=message.text, blocks=message.blocks)
-            return  # the acknowledgement said what was wrong: there is no work
+            return False  # the acknowledgement said what was wrong: there is no work
         if g.spec_of(parsed).slow:
             name = g.spec_of(parsed).name
             ack(response_type="ephemeral", text=f"Working on `{SLASH_COMMAND} {name}`…")
         else:
             ack()
-        hand_off(self.services.bolt_app, self.run_command, dict(command), client, respond)
+        return True
 
     def run_command(self, command: dict[str, Any], client: WebClient, respond: Respond) -> None:
-        if isinstance(self.handler.parse(command.get("text") or ""), g.CommandError):
-            return  # the acknowledgement already said what was wrong
         if not first_delivery(self.services.edge, self.services.core.clock,
                               f"slack.command:{command.get('trigger_id', '')}"):
             return

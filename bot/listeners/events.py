@@ -8,7 +8,8 @@ from slack_bolt import App
 from slack_sdk import WebClient
 
 from bot.listeners.app_home import publish_home
-from bot.listeners.replies import acknowledge, first_delivery
+from bot.listeners.handoff import handing_off
+from bot.listeners.replies import first_delivery
 
 if TYPE_CHECKING:
     from bot.service import Services
@@ -16,7 +17,7 @@ if TYPE_CHECKING:
 
 def register(app: App, services: Services) -> None:
     listener = Events(services)
-    app.event("app_home_opened")(ack=acknowledge, lazy=[listener.home_opened])
+    app.event("app_home_opened")(handing_off(app, listener.home_opened))
 
 
 class Events:

@@ -1,6 +1,6 @@
 """Decisions never wait behind reads (issue 11, finding 4).
 
-Bolt's lazy listeners share one pool. A `/sigfox status` (or a request, which reads the
+The listeners' handed-off work shares one pool. A `/sigfox status` (or a request, which reads the
 device first) can wait seconds for Sigfox's list limit; a flood of them used to hold every
 worker while an Approve click waited its turn. Commands that read Sigfox now go to a bounded
 `ReadLane` with its own workers: the Bolt worker that received the command hands it over and
@@ -42,7 +42,7 @@ class ReadLane:
                 return None
             ahead = self._waiting
             self._waiting += 1
-        # Handed over by gated work (a lazy listener): still gated here, yielding to acks.
+        # Handed over by gated work (a listener's): still gated here, yielding to acks.
         gate = current_gate()
         self._executor.submit(self._run, work if gate is None else partial(gate.run_background,
                                                                            work))

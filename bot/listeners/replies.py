@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from slack_bolt import Ack, BoltRequest, Respond
+from slack_bolt import BoltRequest, Respond
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.webhook import WebhookClient
@@ -21,6 +21,7 @@ from bot import blocks
 from bot.blocks import Message
 from bot.handler import Reply
 from bot.posting import describe
+from commands.logs import failure_summary
 from commands.ports import Clock
 from storage.edge import EdgeRecords
 
@@ -31,13 +32,10 @@ _SILENT = logging.Logger("bot.silent", level=logging.CRITICAL + 1)
 _SILENT.propagate = False
 
 
-def acknowledge(ack: Ack) -> None:
-    ack()
-
-
 def log_error(error: Exception, request: BoltRequest) -> None:
-    # The body may hold a command's text: log the error's type and where, not the payload.
-    log.error("listener failed: %s", type(error).__name__, exc_info=error)
+    # The body (and so the error's message) may hold what the request carried: log the
+    # error's type and where only, never the payload.
+    log.error("listener failed: %s", failure_summary(error))
 
 
 def first_delivery(edge: EdgeRecords, clock: Clock, key: str) -> bool:

@@ -1,12 +1,13 @@
 """Reasons asked in modals: Reject says why, a large renewal or delete says why it is asked.
 
 A modal opens from the `trigger_id` of the click or command that asks for it (`views.open`,
-within Slack's 3 seconds: the lazy listener runs right after the acknowledgement). Its
-submission (`view_submission`) is checked in the acknowledgement itself, so a reason that is
-missing, or a decision the person may no longer take, is shown in the modal
-(`response_action: errors`) and changes nothing; a valid one closes the modal and is carried
-out in a lazy listener. What the modal needs to remember (which request, which channel, the
-command typed) travels in its `private_metadata`, or in the store when it is too long.
+within Slack's 3 seconds: the work handed off by the acknowledgement runs within the ack gate's
+`max_hold` of it, bot.ack_gate). Its submission (`view_submission`) is checked in the
+acknowledgement itself, so a reason that is missing, or a decision the person may no longer
+take, is shown in the modal (`response_action: errors`) and changes nothing; only a valid one
+closes the modal and is handed off to be carried out (`bot.listeners.handoff`). What the
+modal needs to remember (which request, which channel, the command typed) travels in its
+`private_metadata`, or in the store when it is too long.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 from bot import blocks
 from bot.groups import GroupResolver
 from bot.handler import CommandHandler, Reply
+from bot.listeners.handoff import handing_off
 from commands.approvals import clean_reason
 from commands.read_progress import ReadProgress
 from commands.workflows import Core
@@ -46,8 +48,9 @@ class ReasonForms:
         self.groups = groups
 
     def register(self, app: App) -> None:
-        app.view(blocks.REJECT_MODAL)(ack=self.check_reject, lazy=[self.reject])
-        app.view(blocks.REQUEST_REASON_MODAL)(ack=self.check_request, lazy=[self.request])
+        app.view(blocks.REJECT_MODAL)(handing_off(app, self.reject, check=self.check_reject))
+        app.view(blocks.REQUEST_REASON_MODAL)(handing_off(app, self.request,
+                                                          check=self.check_request))
 
     # -- Reject ------------------------------------------------------------------------------
 
@@ -65,29 +68,28 @@ class ReasonForms:
         metadata = json.dumps({"approval": approval_id, **where})
         return self._open(client, body.get("trigger_id", ""), blocks.reject_modal(view, metadata))
 
-    def check_reject(self, ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
+    def check_reject(self, ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> bool:
+        """A reason, from someone who may still decide, or the form says why not; True when
+        accepted (the rejection is then handed off)."""
         meta = _metadata(view)
         reason = _reason(view)
         if len(reason) < MIN_REASON:
             ack(response_action="errors", errors={blocks.REASON_BLOCK: (
                 "Say why you reject it, in a few words: the requester and the team read it.")})
-            return
+            return False
         refusal = self.core.may_decide(int(meta.get("approval", 0)),
                                        self.groups.actor(body["user"]["id"]))
         if refusal:
             ack(response_action="errors", errors={blocks.REASON_BLOCK: refusal})
-            return
+            return False
         ack()
+        return True
 
     def reject(self, body: dict[str, Any], view: dict[str, Any], client: WebClient) -> None:
-        # Bolt runs the lazy listener whatever the acknowledgement said: a submission the
-        # modal refused (shown there) must do nothing here.
-        if len(_reason(view)) < MIN_REASON:
-            return
         meta = _metadata(view)
         user = body["user"]["id"]
         if self.core.may_decide(int(meta.get("approval", 0)), self.groups.actor(user)):
-            return  # refused in the modal
+            return  # no longer theirs to decide since the form was checked
         outcome = self.core.decide(int(meta.get("approval", 0)), self.groups.actor(user),
                                    approve=False, reason=_reason(view))
         if not outcome.ok:  # someone decided between the check and now
@@ -107,16 +109,16 @@ class ReasonForms:
         modal = blocks.request_reason_modal(prompt, metadata)
         return self._open(client, command.get("trigger_id", ""), modal)
 
-    def check_request(self, ack: Ack, view: dict[str, Any]) -> None:
+    def check_request(self, ack: Ack, view: dict[str, Any]) -> bool:
+        """A reason, or the form asks for one; True when accepted."""
         if len(_reason(view)) < MIN_REASON:
             ack(response_action="errors", errors={blocks.REASON_BLOCK: (
                 "Say why this job is needed, in a few words: approvers decide on it.")})
-            return
+            return False
         ack()
+        return True
 
     def request(self, body: dict[str, Any], view: dict[str, Any], client: WebClient) -> None:
-        if len(_reason(view)) < MIN_REASON:
-            return  # refused in the modal (the lazy listener runs anyway)
         meta = _metadata(view)
         text = meta.get("text")
         if text is None:
