@@ -467,30 +467,34 @@ WHY = (
     "too), what a slow ack waits for is its turn, not its work: `queue` (until a worker "
     "thread runs Bolt's dispatch) and `send` (until the event loop writes the answer), i.e. "
     "the GIL and the 2 cores, shared with the other requests of the burst, with the bot's own "
-    "threads and with every other process on the machine. Its own work is `dispatch_cpu`, the "
-    "dispatching thread's CPU: {bot_cpu:.2f} ms for the bot against {bare_cpu:.2f} ms for the "
-    "bare app in this run. It was 2.5 ms against 0.4 ms (profiled, 200 dispatches of "
-    "`/sigfox help`): starting a Bolt lazy listener deep-copies the whole request in the "
-    "thread that is answering (about 1.5 ms), and a thread holding the GIL that long is "
-    "preempted every 5 ms slice while 49 others wait for it. `/sigfox` now acknowledges and "
-    "hands its work to the gated executor itself (`bot.ack_gate.hand_off`: one submit). "
-    "The rest of the bot's extra load is the work behind the commands (the CPU table: the bot "
-    "spends {cpu_ratio:.1f} times the bare app's CPU). It is kept off the acks twice "
-    "(`bot/ack_gate.py`): work that has not started waits until no Slack request has been in "
-    "flight for 100 ms (20 ms may let it start in the gaps the event loop leaves between two "
-    "requests of a burst; an interleaved A/B of two runs each gave 1.63x and 1.69x against "
-    "0.99x and 1.06x, but runs of the same code spread as widely: weak evidence), and "
-    "started work parks at its next safe point (before a Sigfox "
-    "request, after a Slack answer, before an SQLite write transaction) while one is; each "
-    "piece of work waits at most 2 s in all, so a stream of requests cannot starve it. The "
-    "parked column counts the safe points at which started work met an ack in flight: few, "
-    "because the start hold already keeps most work out of the bursts; each is a stretch of "
-    "Sigfox, SQLite or Slack work that did not compete with an ack. What the gate cannot "
-    "reach: the stretches of started work between two safe points (decoding a Sigfox answer, "
-    "rendering a reply), the scheduler's own threads, and the time before a request reaches "
-    "the handler (accepting the connection, reading its headers), when the gate does not "
-    "know it yet. That is where the bot's remaining extra milliseconds are: its `queue` and "
-    "`send` phases, and the gap between the client's figures and the server's `total`."
+    "threads and with every other process on the machine. Three things took turns from the "
+    "bot's acks, each measured before it was cured. (1) Its own work: the dispatching "
+    "thread's CPU (`dispatch_cpu`) was 2.5 ms against 0.4 ms (profiled, 200 dispatches of "
+    "`/sigfox help`), as starting a Bolt lazy listener deep-copies the whole request in the "
+    "answering thread; `/sigfox` now acknowledges and hands its work to the gated executor "
+    "itself (`bot.ack_gate.hand_off`: one submit): {bot_cpu:.2f} ms against {bare_cpu:.2f} "
+    "ms in this run. (2) The garbage collector: a collection holds the GIL while it walks the "
+    "heap, and a full one walks all of it; in the bot, 78,000 objects after start-up, one "
+    "took 67 ms and fell in a burst, whose tail then was the run's p99 (1.65x that run; the "
+    "same benchmark with the bot's collector switched off gave 1.03x and 0.90x). `serve` now "
+    "freezes what start-up built (`gc.freeze`: it lives as long as the process, and no later "
+    "collection walks it) and the gate holds the automatic collector while acks are in "
+    "flight (`keep_collections_off_acks`): the table above shows the bot's collections all "
+    "between acks, the bare app's mostly during them. (3) The work behind the commands (the "
+    "CPU table: the bot spends {cpu_ratio:.1f} times the bare app's CPU), kept off the acks "
+    "by the gate (`bot/ack_gate.py`): work that has not started waits until no Slack request "
+    "has been in flight for 100 ms, and started work parks at its next safe point (before a "
+    "Sigfox request, after a Slack answer, before an SQLite write transaction) while one is; "
+    "each piece of work waits at most 2 s in all, so a stream of requests cannot starve it "
+    "(the parked column counts the safe points at which started work met an ack in flight). "
+    "What the gate cannot reach: the stretches of started work between two safe points "
+    "(decoding a Sigfox answer, rendering a reply), the scheduler's own threads, and the time "
+    "before a request reaches the handler (accepting the connection, reading its headers). "
+    "How to read the figures: the p99 of {samples} answers has only {slower} slower than it, "
+    "so it is the tail of the one slowest burst of the run, and any process that takes a core "
+    "during "
+    "one burst (another engineer's tests, a scheduled job) decides it; the burst-by-burst "
+    "median is the figure the noise moves least."
 )
 
 
@@ -564,6 +568,8 @@ def section(runs: list[Run], args: argparse.Namespace) -> str:
         *cpu_rows(last),
         "",
         WHY.format(cpu_ratio=last.cpu[BOT] / max(last.cpu[BARE], 0.01),
+                   samples=len(last.samples[BOT]),
+                   slower=len(last.samples[BOT]) - 1 - round(0.99 * (len(last.samples[BOT]) - 1)),
                    bot_cpu=mean(last.phases[BOT]["dispatch_cpu"]) * 1000,
                    bare_cpu=mean(last.phases[BARE]["dispatch_cpu"]) * 1000),
         "",
