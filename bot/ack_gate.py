@@ -276,6 +276,26 @@ def keep_collections_off_acks(gate: AckGate) -> None:
     gate.hold_collections = True
 
 
+def socket_mode_handler(app: Any, app_token: str) -> Any:
+    """Bolt's Socket Mode handler for `app`, answering each request as one the gate counts
+    (from its dispatch until its ack is sent over the socket), as the HTTP edge does: the
+    work and the collector wait for acks over either transport."""
+    from slack_bolt.adapter.socket_mode import SocketModeHandler
+
+    class GatedSocketModeHandler(SocketModeHandler):
+        def handle(self, client: Any, req: Any) -> None:
+            gate = gate_of(self.app)
+            if gate is None:
+                return super().handle(client, req)
+            gate.enter()
+            try:
+                super().handle(client, req)
+            finally:
+                gate.leave()
+
+    return GatedSocketModeHandler(app, app_token)
+
+
 _GATES: weakref.WeakKeyDictionary[Any, AckGate] = weakref.WeakKeyDictionary()
 
 

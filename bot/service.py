@@ -26,6 +26,7 @@ from bot.ack_gate import (
     gate_of,
     install_safe_points,
     keep_collections_off_acks,
+    socket_mode_handler,
 )
 from bot.alerts import SlackAlertSink
 from bot.app import create_bolt_app, register_metrics
@@ -299,9 +300,7 @@ def connect_socket_mode(services: Services) -> Any:
     """Open the Socket Mode connection with SLACK_APP_TOKEN; returns the handler (close it to
     disconnect). Returns once connected: Slack's events then reach `services.bolt_app` over the
     socket, handled in the client's threads. `serve` uses it; tests drive it without serving."""
-    from slack_bolt.adapter.socket_mode import SocketModeHandler
-
-    handler = SocketModeHandler(services.bolt_app, _app_token(services))
+    handler = socket_mode_handler(services.bolt_app, _app_token(services))
     try:
         handler.connect()
     except BaseException:

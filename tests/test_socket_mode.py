@@ -30,6 +30,7 @@ from support.slack_signing import (
 )
 
 from bot import blocks
+from bot.ack_gate import gate_of
 from bot.posting import ChannelPacer
 from bot.service import Services, build_services, connect_socket_mode
 from commands.ports import ManualClock
@@ -136,6 +137,25 @@ def test_help_is_acknowledged_at_once_and_answered_privately(bot: SocketBot) -> 
     assert bot.standin.messages(CHANNEL_ID) == []  # nothing said in the channel
     bot.settle()
     assert len(socket.acks[envelope_id]) == 1 and socket.unexpected == []
+
+
+def test_a_request_over_the_socket_is_counted_by_the_ack_gate_until_acked(
+        bot: SocketBot) -> None:
+    gate = gate_of(bot.services.bolt_app)
+    assert gate is not None
+    seen: list[int] = []
+
+    def probe(ack: Any) -> None:
+        seen.append(gate.answering)  # the lazy work and the collector wait meanwhile
+        ack()
+
+    bot.services.bolt_app.command("/probe")(probe)
+    fields = slash_command_fields("", command="/probe", user_id=REQUESTER.user_id,
+                                  response_url=bot.standin.response_url(CHANNEL_ID, "U0PROBE"))
+    envelope_id = bot.standin.socket.push("slash_commands", fields)
+    bot.standin.socket.wait_ack(envelope_id, timeout=ACK_WAIT)
+    assert seen == [1]
+    eventually(lambda: gate.answering == 0 or None, "the gate left once the ack was sent")
 
 
 def test_renewal_requested_approved_and_started_over_the_socket(bot: SocketBot) -> None:
