@@ -81,8 +81,8 @@ SETTLE_SECONDS = 0.3  # real quiet time after which the bot is taken to have ans
 
 
 class TrackedExecutor(ThreadPoolExecutor):
-    """Runs Bolt's lazy listeners and knows whether any is queued or running, so the demo waits
-    for the bot's answer instead of guessing from a quiet moment alone."""
+    """Runs the work the listeners hand off and knows whether any is queued or running, so the
+    demo waits for the bot's answer instead of guessing from a quiet moment alone."""
 
     def __init__(self) -> None:
         super().__init__(max_workers=4, thread_name_prefix="demo-listener")

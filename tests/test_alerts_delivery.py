@@ -179,7 +179,7 @@ def click(app: App, action_id: str, value: str, user: str = "U0OPERATOR", **sele
                                   "selected_option": {"value": select["option"]}}
     body = interaction_body(payload)
     response = app.dispatch(BoltRequest(body=body, headers=signed_headers(SECRET, body)))
-    app.listener_runner.listener_executor.drain()  # the work runs in a lazy listener
+    app.listener_runner.listener_executor.drain()  # the work is handed off to this executor
     return response.status
 
 

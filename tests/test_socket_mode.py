@@ -79,7 +79,7 @@ class SocketBot:
         return self.standin.socket.push("slash_commands", fields)
 
     def settle(self) -> None:
-        """Wait for every lazy listener Bolt started. Ends Bolt's executor: a test's last step."""
+        """Wait for the work the listeners handed off. Ends Bolt's executor: a test's last step."""
         self.services.bolt_app.listener_runner.listener_executor.shutdown(wait=True)
 
 

@@ -49,7 +49,8 @@ APPROVERS_GROUP = "S0APPROVERS"
 
 
 class TrackingExecutor(ThreadPoolExecutor):
-    """Bolt's lazy listeners run here; `drain()` waits until every one submitted has ended."""
+    """The listeners' handed-off work runs here; `drain()` waits until every piece submitted
+    has ended."""
 
     def __init__(self, workers: int = 8, also: TrackingExecutor | None = None) -> None:
         super().__init__(max_workers=workers, thread_name_prefix="bolt-test")
