@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from slack_bolt import App
-from support.bot import REQUESTER_ID, BotHarness
+from support.bot import APPROVER_ID, REQUESTER_ID, BotHarness
 from support.core import service_env
 from support.slack_signing import (
     block_actions_payload,
@@ -24,7 +24,7 @@ from support.slack_signing import (
 )
 
 from bot import blocks
-from bot.ack_gate import AckGate, AcksFirstExecutor
+from bot.ack_gate import AckGate, AcksFirstExecutor, gate_of
 from bot.alerts import ALERT_SNOOZE, SNOOZES
 from bot.listeners.handoff import handing_off
 from bot.service import build_services
@@ -99,6 +99,26 @@ def test_the_hold_is_counted_from_the_hand_off_not_from_a_free_worker() -> None:
             assert queued.result(timeout=10) == 1  # ran with the request still in flight
     finally:
         gate.leave()
+
+
+def test_a_click_that_opens_a_form_opens_it_through_a_flood_of_requests(bot: BotHarness) -> None:
+    """Reject's form must open within the 3 s its click's trigger_id lives: requests being
+    answered all along (a flood) hold the click's work no longer than the gate's budget."""
+    bot.command(f"renew {bot.fleet.off_contract} by delete")
+    [workflow] = bot.core.store.list_workflows()
+    approval = bot.core.store.approval_for(workflow.id)
+    assert approval is not None
+    gate = gate_of(bot.bolt_app)
+    assert gate is not None
+    gate.max_hold = 0.2  # short, for the test: the flood below never ends by itself
+    gate.enter()
+    try:
+        bot.click(blocks.REJECT, str(approval.id), APPROVER_ID,
+                  message_ts=bot.approval_message(approval.id)["ts"])
+        [opened] = bot.standin.calls_to("views.open")
+    finally:
+        gate.leave()
+    assert opened.params["view"]["callback_id"] == blocks.REJECT_MODAL
 
 
 # --------------------------------------------------------------------------- failures

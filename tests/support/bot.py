@@ -94,6 +94,7 @@ class BotHarness:
     executor: TrackingExecutor
     notifier: SlackNotifier
     alerts: AlertService
+    bolt_app: Any = None  # the Bolt app `assemble` built, for tests of its wiring (its gate)
     _homes_opened: int = 0
 
     # -- requests as Slack sends them ------------------------------------------------------
@@ -213,7 +214,7 @@ def running_bot(simulator: SimulatorServer, db_path: Path, *, config: BotConfig 
                              uplink_handler=lambda m: core.handle_uplink(m["device"]))
         with BackgroundServer(web) as server:
             yield BotHarness(server.root, standin, core, clock, simulator, fleet, executor,
-                             services.notifier, services.alerts)
+                             services.notifier, services.alerts, services.bolt_app)
             # The stand-in grants the scopes app.yaml asks for: a flow needing another fails here.
             missing = standin.refusals_of("missing_scope")
             assert not missing, f"app.yaml lacks a scope the bot used: {missing}"
