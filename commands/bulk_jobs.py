@@ -104,7 +104,7 @@ class BulkJobs:
             last.outcome if last is not None and last.state != NOT_LANDED else "")
         if job_id:
             job = self.books.call(workflow, device_id, "read job", self.api.get_job, kind, job_id)
-            error = _job_error(job, device_id)
+            error = job_error(job, device_id)
             if error:
                 self.books.fail(
                     workflow, device_id, kind.value,
@@ -194,7 +194,7 @@ class BulkJobs:
                         job_id=job_id)
 
 
-def _job_error(job: BulkJob, device_id: str) -> str:
+def job_error(job: BulkJob, device_id: str) -> str:
     """What a finished job says went wrong for this device ("" when nothing did)."""
     if not job.done:
         return ""

@@ -106,15 +106,20 @@ class WorkflowEngine:
             return
         if self.cancels.carry_out(workflow):  # a cancel asked while a call could land
             return
-        now = self.clock.now()
-        due = [step for step in self.store.workflow_devices(workflow.id)
-               if not StepState(step.state).finished and step.next_run <= now]
-        due = self._read_ahead(workflow, due)
+        due = self._read_ahead(workflow, self._due_steps(workflow))
         try:
+            due = self.steps.run_together(workflow, due)
             self._run_steps(workflow, due, stats)
+            if self.steps.runs_together(workflow):  # what the steps just made due for it
+                self.steps.run_together(workflow, self._due_steps(workflow))
         finally:
             self.steps.read_ahead.drop(workflow.id)
         self.finish_if_done(self.books.workflow(workflow.id))
+
+    def _due_steps(self, workflow: WorkflowRecord) -> list[StepRecord]:
+        now = self.clock.now()
+        return [step for step in self.store.workflow_devices(workflow.id)
+                if not StepState(step.state).finished and step.next_run <= now]
 
     def _read_ahead(self, workflow: WorkflowRecord, due: list[StepRecord]) -> list[StepRecord]:
         """The devices the due steps start by reading, in pages (see commands/read_ahead.py);

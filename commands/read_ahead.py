@@ -37,7 +37,8 @@ READS_FIRST = frozenset({StepState.AWAITING_JOB.value, StepState.AWAITING_UPLINK
 # delete, the look after it for the device gone, the read before each attempt to register it
 # again and the look after one for the device back (see `seen`).
 DELETE_READS_FIRST = READS_FIRST | {StepState.PENDING.value, StepState.DELETING.value,
-                                    StepState.AWAITING_RELEASE.value}
+                                    StepState.AWAITING_RELEASE.value,
+                                    StepState.SUBMITTING.value}  # in a bulk create job
 WORTH_A_PAGE = 2  # one device is one call either way
 
 

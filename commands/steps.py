@@ -9,11 +9,13 @@ read here are understood is in docs/sigfox-semantics.md.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from commands.bookkeeping import Bookkeeper, elapsed_text
+from commands.bulk_creates import SINGLE_CREATE, BulkRegistrations, JobVerdict
 from commands.bulk_jobs import BulkJobs
 from commands.config import BotConfig
 from commands.ports import Clock, ProgressKind, SigfoxApi
@@ -38,6 +40,8 @@ from sigfox.models import Callback, Device, DeviceCreate, DeviceState, TokenStat
 from storage.records import Snapshot, StepRecord, WorkflowRecord
 from storage.store import Store
 
+log = logging.getLogger(__name__)
+
 DELETE_CONFIRM_TIMEOUT_SECONDS = 3600.0
 
 
@@ -55,6 +59,8 @@ class StepRunner:
     write_ahead: WriteAhead
     bulk: BulkJobs
     read_ahead: ReadAhead = field(default_factory=ReadAhead)
+    # Registrations of several devices in bulk create jobs (None: each device on its own).
+    registrations: BulkRegistrations | None = None
 
     def run(self, workflow: WorkflowRecord, step: StepRecord) -> None:
         """Move the device's step as far as it can go now (it may raise `SigfoxError`)."""
@@ -70,6 +76,21 @@ class StepRunner:
     def _read_device(self, workflow: WorkflowRecord, device_id: str) -> Device | None:
         return self.books.call(workflow, device_id, "read device", self.api.find_device,
                                device_id)
+
+    def runs_together(self, workflow: WorkflowRecord) -> bool:
+        """Whether some steps of the workflow are done for several devices in one call: a
+        renewal by delete of several devices registers them in bulk create jobs."""
+        return (self.registrations is not None and workflow.kind == Kind.RENEW
+                and workflow.params.get("method", "delete") == "delete"
+                and self._reads_in_pages(workflow))
+
+    def run_together(self, workflow: WorkflowRecord, due: list[StepRecord]) -> list[StepRecord]:
+        """Before (and after) the tick runs the due steps one by one: what several of them
+        do in one call (commands/bulk_creates.py). Returns the steps still to run."""
+        if self.registrations is None or not self.runs_together(workflow):
+            return due
+        handled = self.registrations.submit_due(workflow, due, self._creation)
+        return [step for step in due if step.device_id not in handled]
 
     def reads_first(self, workflow: WorkflowRecord) -> frozenset[str]:
         """The states in which the workflow's steps start by reading their device, for the
@@ -128,6 +149,8 @@ class StepRunner:
             StepState.PENDING: self._renew_delete,
             StepState.DELETING: self._renew_delete,
             StepState.AWAITING_RELEASE: self._renew_register,
+            StepState.SUBMITTING: self._renew_await_registration,  # in a bulk create job
+            StepState.AWAITING_JOB: self._renew_await_registration,
             StepState.REGISTERED: self._renew_report_contract,
             StepState.AWAITING_UPLINK: self._renew_await_uplink,
             StepState.CHECKING_CALLBACKS: self._check_callbacks,
@@ -203,9 +226,11 @@ class StepRunner:
             return
         now = self.clock.now()
         data = {**step.data, "deleted_at": now}
-        if self.books.move(workflow, step.device_id, StepState.DELETING, StepState.AWAITING_RELEASE,
-                           "Deleted. Waiting for Sigfox to release the id before registering it "
-                           "again.", data=data):
+        moved = self.books.move(workflow, step.device_id, StepState.DELETING,
+                                StepState.AWAITING_RELEASE, "Deleted. Waiting for Sigfox to "
+                                "release the id before registering it again.", data=data)
+        # Several devices: registered together once the tick's steps ran (`run_together`).
+        if moved and not self.runs_together(workflow):
             self._renew_register(workflow, self.books.device_step(workflow, step.device_id))
 
     def _renew_register(self, workflow: WorkflowRecord, step: StepRecord) -> None:
@@ -226,7 +251,7 @@ class StepRunner:
                 self._wait_for_release(workflow, step)
                 return
             except SigfoxBadRequest as error:
-                if still_held(error):  # some backends answer 400 "already exists" while holding
+                if says_held(str(error)):  # some backends answer 400 "already exists" while holding
                     self._wait_for_release(workflow, step)
                     return
                 self.books.fail(workflow, device_id, "re-register",
@@ -242,13 +267,55 @@ class StepRunner:
                 self._look_again_next_tick(workflow, device_id)
                 return
             existing = self._read_device(workflow, device_id)
-        if existing is not None and existing.pac and existing.pac != snapshot.pac:
-            self.store.snapshots.record_new_pac(workflow.id, device_id, existing.pac)
+        self._registered(workflow, step, existing)
+
+    def _registered(self, workflow: WorkflowRecord, step: StepRecord, device: Device | None
+                    ) -> None:
+        """Listed again: keep its new PAC (registering consumes the old one), move on."""
+        device_id = step.device_id
+        snapshot = self.store.snapshots.of(workflow.id, device_id)
+        if device is not None and device.pac and snapshot and device.pac != snapshot.pac:
+            self.store.snapshots.record_new_pac(workflow.id, device_id, device.pac)
         data = {**step.data, "registered_at": self.clock.now()}
-        if self.books.move(workflow, device_id, StepState.AWAITING_RELEASE, StepState.REGISTERED,
+        if self.books.move(workflow, device_id, step.state, StepState.REGISTERED,
                            "Registered again with the recorded PAC; its token is not consumed yet.",
                            data=data):
             self._renew_report_contract(workflow, self.books.device_step(workflow, device_id))
+
+    def _renew_await_registration(self, workflow: WorkflowRecord, step: StepRecord) -> None:
+        """In a bulk create job: registered once listed; else its job's status says whether
+        to look again, wait for release (the next round's job), or create it alone."""
+        assert self.registrations is not None  # only it puts a renewal's step in a job
+        if not self.write_ahead.settled(workflow, step.device_id):
+            return
+        device = self.registrations.listed(workflow, step)
+        if device is not None:
+            self._registered(workflow, step, device)
+            return
+        verdict, _reason = self.registrations.verdict(workflow, step, says_held)
+        if verdict == JobVerdict.RUNNING:
+            return
+        data = {k: v for k, v in step.data.items() if k not in ("job_id", "create_job_done")}
+        if verdict == JobVerdict.REFUSED:
+            data[SINGLE_CREATE] = True  # POST /devices/ says why, by its status code
+            # Sigfox's reason stays out of the log (its text is Sigfox's, not known to hold
+            # no PAC); the device's own create, next, says it in the thread if it fails.
+            log.info("%s %s: the create job did not register it: creating it alone",
+                     workflow.label, step.device_id)
+        now = self.clock.now()
+        if not self.store.cas_device(workflow.id, step.device_id, step.state,
+                                     StepState.AWAITING_RELEASE, now, data=data, next_run=0):
+            return
+        fresh = self.books.device_step(workflow, step.device_id)
+        if verdict == JobVerdict.HELD:
+            self._wait_for_release(workflow, fresh, float(step.data.get("submitted_at", now)))
+        elif verdict == JobVerdict.RESUBMIT:
+            self.books.schedule(workflow.id, now)
+            self.books.tell(workflow, ProgressKind.STEP_DONE,
+                            "The create request did not take effect (checked once it could "
+                            "no longer land): sending it again.", device_id=step.device_id)
+        else:
+            self._renew_register(workflow, fresh)
 
     def _reads_in_pages(self, workflow: WorkflowRecord) -> bool:
         """Whether the job's devices are read together at each tick (several of them): then
@@ -277,7 +344,8 @@ class StepRunner:
             product_certificate=flags.get("productCertificate"),
         )
 
-    def _wait_for_release(self, workflow: WorkflowRecord, step: StepRecord) -> None:
+    def _wait_for_release(self, workflow: WorkflowRecord, step: StepRecord,
+                          tried_at: float | None = None) -> None:
         """Sigfox still holds the deleted id: try again later. Past `release_timeout` the job
         stays open and keeps trying (a deleted, unregistered device must never be left behind
         silently): people are asked once whether to keep waiting or to stop and register the
@@ -299,10 +367,13 @@ class StepRunner:
                 "device in the Sigfox portal.",
                 device_id=step.device_id, wait="release_overdue", release_overdue=True,
                 elapsed=waited)
-        retry = self.config.timing.release_retry.total_seconds()
-        self.store.update_device_step(workflow.id, step.device_id, now, next_run=now + retry,
+        # Counted from the attempt (`tried_at`: a bulk job's submission, the same for all its
+        # devices, so that they are due together again and make one job the next time).
+        next_run = (now if tried_at is None else min(tried_at, now)) + \
+            self.config.timing.release_retry.total_seconds()
+        self.store.update_device_step(workflow.id, step.device_id, now, next_run=next_run,
                                       attempts=step.attempts + 1)
-        self.books.schedule(workflow.id, now + retry)
+        self.books.schedule(workflow.id, next_run)
         self.books.report_wait(workflow, step, waited, "release",
                                f"Waiting for Sigfox to release the id, {elapsed_text(waited)}")
 
@@ -503,11 +574,13 @@ _HELD_WORDS = ("already exist", "still exist", "being deleted", "held", "not yet
                "not released")
 
 
-def still_held(error: SigfoxBadRequest) -> bool:
-    """A 400 to a re-create whose text says the id still exists or is held: the backend has not
-    finished with the delete. Message texts may change, so this only widens the wait (the
-    reading that cannot strand a device); any other 400 fails with Sigfox's reason."""
-    text = str(error).lower()
+def says_held(text: str) -> bool:
+    """A 400 to a re-create, or a create job's error for a device, whose text says the id
+    still exists or is held: the backend has not finished with the delete. Message texts may
+    change, so this only widens the wait (the reading that cannot strand a device); any other
+    400 fails with Sigfox's reason, any other job error is learnt from the device's own
+    create."""
+    text = text.lower()
     return any(word in text for word in _HELD_WORDS)
 
 

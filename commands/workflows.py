@@ -29,6 +29,7 @@ from typing import Any
 
 from commands.approvals import ApprovalRounds, clean_reason
 from commands.bookkeeping import Bookkeeper, elapsed_text
+from commands.bulk_creates import BulkRegistrations
 from commands.bulk_jobs import BulkJobs
 from commands.cancels import PendingCancels
 from commands.config import BotConfig
@@ -87,9 +88,12 @@ class Core:
         read_ahead = ReadAhead()  # the devices a tick reads in pages for its steps
         bulk = BulkJobs(store=store, api=api, clock=clock, books=self.books,
                         write_ahead=self.write_ahead, read_ahead=read_ahead)
+        registrations = BulkRegistrations(store=store, api=api, clock=clock, config=config,
+                                          books=self.books, write_ahead=self.write_ahead,
+                                          read_ahead=read_ahead)
         self.steps = StepRunner(store=store, api=api, clock=clock, config=config,
                                 books=self.books, write_ahead=self.write_ahead, bulk=bulk,
-                                read_ahead=read_ahead)
+                                read_ahead=read_ahead, registrations=registrations)
         self.approvals = ApprovalRounds(store=store, policy=self.policy, clock=clock,
                                         config=config, books=self.books)
         self.cancels = PendingCancels(store=store, clock=clock, landing_clock=self.landing_clock,

@@ -57,6 +57,8 @@ CREATE = "create"
 TRANSFER = "transfer"
 RESTART = "restart"
 UNSUBSCRIBE = "unsubscribe"
+# The outcome of an intent settled by a read (no answer from Sigfox, so no job id in it).
+RESOLVED_BY_READ = "read after lands_by"
 
 
 class NotSent(Exception):
@@ -143,7 +145,7 @@ class WriteAhead:
             if not landed and intent.action == DELETE:
                 # Verified not executed: it stops counting against the hourly limit.
                 self.api.forget_unapplied("DELETE", "/devices/{id}", device_id, intent.sent_at)
-            if self.store.intents.resolve(intent.id, landed, now, "read after lands_by"):
+            if self.store.intents.resolve(intent.id, landed, now, RESOLVED_BY_READ):
                 verdict = "took effect" if landed else "did not reach Sigfox"
                 self.books.tell(workflow, ProgressKind.STEP_DONE,
                                 f"Checked after the unanswered {intent.action}: it {verdict}.",

@@ -6,15 +6,16 @@ while the process is killed (`os._exit`, as `kill -9`) at a random moment of tha
 call then lands at the backend after its caller is gone. The next process must wait until the
 call could no longer land, read the device, and carry on without sending it again.
 
-Renewals are killed twice, during the DELETE and during the re-create; transfers, restarts and
-unsubscriptions during their submission. Randomised (seeded, so a failure can be replayed):
-the backend's delay, the kill's moment, the client's timeout (below or above the delay, so
-both "no answer yet" and "timed out, then died" happen). Every fourth renewal and every other
-bulk job is for two devices (two DELETEs in flight at the kill; one bulk call for both). Trials
-run in parallel, one simulator per worker. Every trial must end with exactly one executed
-DELETE and one executed create per renewed device (and one submission per bulk job), the job
-done, every device in place: at least 20 trials killed during a DELETE, 20 during a create and
-20 during a bulk call (the report is printed: `pytest -s`).
+Renewals are killed twice, during the DELETE and during the re-create (the device's own create,
+or the bulk create job registering a two-device job's devices together); transfers, restarts
+and unsubscriptions during their submission. Randomised (seeded, so a failure can be replayed):
+the backend's delay, the kill's moment, the client's timeout (below or above the delay, so both
+"no answer yet" and "timed out, then died" happen). Every fourth renewal and every other bulk
+job is for two devices (two DELETEs in flight at the kill; one bulk call for both). Trials run
+in parallel, one simulator per worker. Every trial must end with exactly one executed DELETE
+and one executed create per renewed device (and one submission per bulk job), the job done,
+every device in place: at least 20 trials killed during a DELETE, 20 during a create and 20
+during a bulk call (the report is printed: `pytest -s`).
 """
 
 from __future__ import annotations
@@ -86,12 +87,17 @@ def open_job(simulator: SimulatorServer, fleet: Fleet, db: Path, trial: Trial) -
     return outcome.workflow_id
 
 
+# A two-device renewal registers its devices in one bulk create job, or each with its own
+# create when the crashes set them apart: the process dies in whichever comes first.
+CREATES = "create_device|bulk_create_devices"
+
+
 # What to slow down and die in, per kind: (client method, HTTP method, path).
 def slow_calls(trial: Trial) -> list[tuple[str, str, str]]:
     device = trial.devices[0]
     return {
         "renew": [("delete_device", "DELETE", f"/v2/devices/{device}"),
-                  ("create_device", "POST", "/v2/devices/")],
+                  (CREATES, "POST", "/v2/devices/")],
         "transfer": [("bulk_transfer", "POST", "/v2/devices/bulk/transfer")],
         "restart": [("bulk_restart", "POST", "/v2/devices/bulk/restart")],
         "unsubscribe": [("unsubscribe_device", "PUT", f"/v2/devices/{device}/unsubscribe")],
@@ -114,21 +120,34 @@ def run_trial(bots: BotProcesses, simulator: SimulatorServer, fleet: Fleet, tmp:
     crashes = 0
     for client_method, http_method, path in slow_calls(trial):
         delay = rng.uniform(0.2, settings["timeout"] + LANDING_MARGIN - 0.2)
+        simulator.control("DELETE", "/faults")  # none left over from a call not made
         for device in trial.devices:  # every device's call slow: all in flight at the kill
             simulator.fault(path.replace(trial.devices[0], device), method=http_method,
                             delay=delay)
+        if client_method == CREATES:
+            simulator.fault("/v2/devices/bulk", method="POST", delay=delay)
         kill_after = rng.uniform(0.05, delay * 0.9)
         assert bots.run(f"during:{client_method}:{kill_after:.3f}", settings) == CRASHED
         crashes += 1
+    simulator.control("DELETE", "/faults")
     assert bots.run("none", settings) == 0
     return report(simulator, db, trial, workflow_id, crashes)
+
+
+def created_in_jobs(simulator: SimulatorServer, device: str) -> int:
+    """How many bulk create jobs created the device (the call log names no device there)."""
+    with simulator.world.lock:
+        return sum(result == {"id": device, "outcome": "created"}
+                   for job in simulator.world.job_queue.jobs.values() if job.kind == "create"
+                   for result in job.results)
 
 
 def report(simulator: SimulatorServer, db: Path, trial: Trial, workflow_id: int,
            crashes: int) -> Report:
     log = simulator.call_log()
     deletes = [c for c in log if c["method"] == "DELETE"]
-    creates = [c for c in log if c["method"] == "POST" and c["path"] == "/v2/devices/"]
+    creates = [c for c in log if c["method"] == "POST" and c["path"] in (
+        "/v2/devices/", "/v2/devices/bulk")]
     submissions = [c for c in log if c["method"] in ("POST", "PUT") and (
         c["path"].startswith("/v2/devices/bulk/") or c["path"].endswith("/unsubscribe"))]
     refused = [(c["method"], c["path"], c["status"], c.get("dropped"))
@@ -142,7 +161,8 @@ def report(simulator: SimulatorServer, db: Path, trial: Trial, workflow_id: int,
     per_device = {  # a create names its device in the log once the backend made it
         "deletes": {d: sum(c["path"] == f"/v2/devices/{d}" for c in deletes)
                     for d in trial.devices},
-        "creates": {d: sum(c.get("device") == d for c in creates) for d in trial.devices},
+        "creates": {d: sum(c.get("device") == d for c in creates) + created_in_jobs(simulator, d)
+                    for d in trial.devices},
     }
     return Report(trial, per_device["deletes"], per_device["creates"], len(submissions),
                   crashes, state, present)

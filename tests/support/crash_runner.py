@@ -6,9 +6,12 @@ its first message once it is registered. SPEC says where to die, with `os._exit`
 flushed or cleaned up (what `kill -9` does):
 
 - `call:N:before` / `call:N:after`: around the N-th Sigfox call;
+- `at:METHOD:before` / `at:METHOD:after`: around the first call of the client's METHOD (after
+  it: its answer received, nothing recorded of it but what the bot wrote before the call);
 - `step:N`: after the N-th step is recorded;
 - `during:METHOD:SECONDS`: SECONDS after the first call of the client's METHOD started (the
   test makes that call slow at the backend, so the process dies while it is in flight);
+  `METHOD|OTHER`: the first call of either;
 - `none`: run to the end.
 
 Exit code 0: every workflow ended; 17: died as asked; 1: still unfinished at the deadline.
@@ -53,10 +56,11 @@ class CrashingApi:
 
         def counted(*args: Any, **kwargs: Any) -> Any:
             self._count += 1
-            dying = self._mode == "call" and self._count == int(self._target)
+            dying = (self._mode == "call" and self._count == int(self._target)) or (
+                self._mode == "at" and name == self._target)
             if dying and self._when == "before":
                 os._exit(CRASHED)
-            if self._mode == "during" and name == self._target and self._armed:
+            if self._mode == "during" and name in self._target.split("|") and self._armed:
                 self._armed = False
                 threading.Timer(float(self._when), os._exit, (CRASHED,)).start()
             result = method(*args, **kwargs)
@@ -92,7 +96,7 @@ def main(spec: str, settings: dict[str, Any]) -> int:
                           max_retries=settings.get("max_retries", 5),
                           backoff_cap=settings.get("backoff_cap", 30.0), sleep=lambda _s: None)
     parts = spec.split(":")
-    api: Any = CrashingApi(client, parts) if parts[0] in ("call", "during") else client
+    api: Any = CrashingApi(client, parts) if parts[0] in ("call", "during", "at") else client
     notifier: Any = CrashingNotifier(int(parts[1])) if parts[0] == "step" else QuietNotifier()
     clock = ManualClock(settings["now"])
     core = Core(api=api, store=Store(open_database(Path(settings["db"]))), notifier=notifier,
