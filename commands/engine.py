@@ -23,6 +23,7 @@ from commands.ports import Clock, ProgressKind
 from commands.preflight import day
 from commands.states import ACTIVE, Kind, StepState, WorkflowState
 from commands.steps import StepRunner
+from commands.stops import StopRest, stopped_summary
 from commands.ticks import Stopwatch, TickStats
 from commands.writeahead import WriteAhead
 from sigfox.errors import SigfoxError
@@ -48,6 +49,7 @@ class WorkflowEngine:
     steps: StepRunner
     approvals: ApprovalRounds
     cancels: PendingCancels
+    stops: StopRest
     owner: str  # names this process's leases
     # Told the id of every device renewed or restarted through the bot (alerts resolve).
     on_renewed: Callable[[str], object] | None = None
@@ -106,6 +108,7 @@ class WorkflowEngine:
             return
         if self.cancels.carry_out(workflow):  # a cancel asked while a call could land
             return
+        self.stops.sweep(workflow)  # a stopped job: what is untouched again stays untouched
         due = self._read_ahead(workflow, self._due_steps(workflow))
         try:
             due = self.steps.run_together(workflow, due)
@@ -166,8 +169,9 @@ class WorkflowEngine:
     def _run_step(self, workflow: WorkflowRecord, device_id: str) -> None:
         step = self.store.device_step(workflow.id, device_id)
         # Rescheduled since the tick began (the bulk job just submitted for it by another
-        # step): no longer due. Its devices are read together, in pages, when it is.
-        if step is None or step.next_run > self.clock.now():
+        # step): no longer due. Its devices are read together, in pages, when it is. Finished
+        # since (stopped by a person while the tick ran the others): nothing to do, ever.
+        if step is None or step.next_run > self.clock.now() or StepState(step.state).finished:
             return
         try:
             self.steps.run(workflow, step)
@@ -246,14 +250,19 @@ class WorkflowEngine:
             self.books.schedule(workflow.id, min(pending))
             return
         failed = [s for s in steps if s.state == StepState.FAILED]
-        state = WorkflowState.FAILED if failed else WorkflowState.DONE
+        stopped = any(s.state == StepState.STOPPED for s in steps)
+        state = (WorkflowState.STOPPED if stopped else
+                 WorkflowState.FAILED if failed else WorkflowState.DONE)
         if not self.store.cas_workflow(workflow.id, [WorkflowState.RUNNING.value], state.value,
                                        self.clock.now(), outcome=state.value):
             return
         self.store.release_device_locks(workflow.id)
         self._announce_renewed(workflow, steps)
         summary = _summary(Kind(workflow.kind), steps)
-        kind = ProgressKind.FAILED if failed else ProgressKind.FINISHED
+        if stopped:
+            summary = "\n".join([stopped_summary(workflow.kind, steps),
+                                 *summary.splitlines()[1:]])
+        kind = ProgressKind.FAILED if failed and not stopped else ProgressKind.FINISHED
         self.books.tell(self.books.workflow(workflow.id), kind, summary, outcome=state.value,
                         results={s.device_id: {"state": s.state, **public_details(s.data),
                                                "error": s.last_error} for s in steps})

@@ -18,6 +18,7 @@ class WorkflowState(StrEnum):
     APPROVED = "approved"  # ready to run; nothing sent to Sigfox yet
     RUNNING = "running"  # the first change was (or is being) sent: no cancel from here
     DONE = "done"
+    STOPPED = "stopped"  # ended part-way: the devices nothing was sent for were stopped
     FAILED = "failed"
     REJECTED = "rejected"
     EXPIRED = "expired"
@@ -35,6 +36,7 @@ FINISHED = frozenset(
         WorkflowState.REJECTED,
         WorkflowState.EXPIRED,
         WorkflowState.CANCELLED,
+        WorkflowState.STOPPED,
     }
 )
 ACTIVE = frozenset(set(WorkflowState) - FINISHED)
@@ -54,7 +56,8 @@ class StepState(StrEnum):
     AWAITING_JOB = "awaiting_job"
     DONE = "done"
     FAILED = "failed"
+    STOPPED = "stopped"  # its job was stopped before anything was sent for this device
 
     @property
     def finished(self) -> bool:
-        return self in (StepState.DONE, StepState.FAILED)
+        return self in (StepState.DONE, StepState.FAILED, StepState.STOPPED)

@@ -44,6 +44,7 @@ from commands.read_models import ApprovalRequest, JobSummary, ReadModels
 from commands.states import CANCELLABLE, StepState, WorkflowState
 from commands.status import DeviceStatus, read_device_status
 from commands.steps import StepRunner, target_type_id
+from commands.stops import StopRest
 from commands.ticks import Stopwatch, TickStats
 from commands.writeahead import WriteAhead
 from sigfox.device_reads import ReadCount
@@ -99,10 +100,11 @@ class Core:
         self.cancels = PendingCancels(store=store, clock=clock, landing_clock=self.landing_clock,
                                       config=config, books=self.books,
                                       write_ahead=self.write_ahead)
+        self.stops = StopRest(store=store, clock=clock, config=config, books=self.books)
         self.engine = WorkflowEngine(
             store=store, clock=clock, config=config, books=self.books,
             write_ahead=self.write_ahead, steps=self.steps, approvals=self.approvals,
-            cancels=self.cancels,
+            cancels=self.cancels, stops=self.stops,
             owner=owner or f"{os.getpid()}-{uuid.uuid4().hex[:8]}", on_renewed=on_renewed,
             stopwatch=stopwatch)
 
@@ -266,7 +268,9 @@ class Core:
         ) and not self._cancel_untouched(workflow, now):
             # A call that may still land: the cancel is decided once it can be checked.
             pending = self.cancels.ask(self.books.workflow(workflow.id), actor)
-            return pending or Outcome(False, self._cannot_cancel(self.books.workflow(workflow.id)))
+            # A change took effect: the devices nothing was sent for can still be stopped.
+            stopped = pending or self.stops.stop(self.books.workflow(workflow.id), actor)
+            return stopped or Outcome(False, self._cannot_cancel(self.books.workflow(workflow.id)))
         self.store.release_device_locks(workflow.id)
         self.store.audit(actor.user_id, "cancel", now, workflow_id=workflow.id)
         self.books.tell(self.books.workflow(workflow.id), ProgressKind.FINISHED,

@@ -28,6 +28,14 @@ from storage.records import (
 )
 from storage.snapshots import Snapshots
 
+# Step states the stop reads and writes (the names of commands.states.StepState).
+PENDING = "pending"
+STOPPED = "stopped"
+# A stop asked for a running job is kept in its params: {"by", "at", ...}.
+STOP_ASKED = "stop_asked"
+_STOPPED_JOB = (f"EXISTS (SELECT 1 FROM workflows w WHERE w.id = workflow_devices.workflow_id "
+                f"AND json_extract(w.params, '$.{STOP_ASKED}') IS NOT NULL)")
+
 
 def _encode(fields: dict[str, Any]) -> dict[str, Any]:
     return {k: json.dumps(v, sort_keys=True) if k in JSON_COLUMNS else v for k, v in fields.items()}
@@ -221,14 +229,65 @@ class Store:
         now: float,
         **fields: Any,
     ) -> bool:
+        """Move a device's step from `expected` to `new_state`; False if someone else did.
+        A step of a stopped job never leaves `pending` (see `stop_untouched`): the claim that
+        precedes every first call on a device loses to the stop, whichever came first."""
         assignments, values = _assignments({"state": new_state, "updated_at": now, **fields})
+        unstopped = f" AND NOT ({_STOPPED_JOB})" if expected == PENDING else ""
         with self.database.transaction() as db:
             cursor = db.execute(
                 f"UPDATE workflow_devices SET {assignments}, version = version + 1 "
-                "WHERE workflow_id = ? AND device_id = ? AND state = ?",
+                f"WHERE workflow_id = ? AND device_id = ? AND state = ?{unstopped}",
                 [*values, workflow_id, device_id, expected],
             )
             return cursor.rowcount == 1
+
+    def stop_untouched(self, workflow_id: int, running: Iterable[str], asked: dict[str, Any],
+                       now: float) -> list[str] | None:
+        """Stop a running job for its devices on which nothing was sent to Sigfox: in one
+        transaction, the stop is noted on the job (`asked`, under `STOP_ASKED` in its params),
+        every step still `pending` moves to `stopped` and its device is free for another job.
+        A tick about to act on one of them claims it first (`cas_device` from `pending`), so
+        it either got there before (the device is touched, and finished) or loses and sends
+        nothing. Returns the devices stopped; [] (and nothing noted) when none is pending;
+        None when the job left `running` or was already stopped."""
+        states = list(running)
+        marks = ", ".join("?" for _ in states)
+        with self.database.transaction() as db:
+            noted = db.execute(
+                f"UPDATE workflows SET params = json_set(params, '$.{STOP_ASKED}', json(?)), "
+                f"version = version + 1, updated_at = ? WHERE id = ? AND state IN ({marks}) "
+                f"AND json_extract(params, '$.{STOP_ASKED}') IS NULL AND EXISTS (SELECT 1 "
+                "FROM workflow_devices WHERE workflow_id = workflows.id AND state = ?)",
+                [json.dumps(asked, sort_keys=True), now, workflow_id, *states, PENDING])
+            if noted.rowcount == 1:
+                return self._stop_pending(db, workflow_id, now)
+            row = db.execute(
+                f"SELECT json_extract(params, '$.{STOP_ASKED}') IS NULL AND state IN ({marks}) "
+                "FROM workflows WHERE id = ?", [*states, workflow_id]).fetchone()
+            return [] if row is not None and row[0] else None
+
+    def stop_leftovers(self, workflow_id: int, now: float) -> list[str]:
+        """For a stopped job: the steps back in `pending` since (a submission verified not to
+        have reached Sigfox) are untouched too, and stopped. [] for a job not stopped."""
+        with self.database.transaction() as db:
+            stopped = db.execute(
+                f"SELECT 1 FROM workflows WHERE id = ? "
+                f"AND json_extract(params, '$.{STOP_ASKED}') IS NOT NULL", [workflow_id]
+            ).fetchone()
+            return self._stop_pending(db, workflow_id, now) if stopped else []
+
+    @staticmethod
+    def _stop_pending(db: Any, workflow_id: int, now: float) -> list[str]:
+        rows = db.execute(
+            "UPDATE workflow_devices SET state = ?, next_run = 0, updated_at = ?, "
+            "version = version + 1 WHERE workflow_id = ? AND state = ? RETURNING device_id",
+            [STOPPED, now, workflow_id, PENDING]).fetchall()
+        device_ids = sorted(str(row[0]) for row in rows)
+        for device_id in device_ids:
+            db.execute("DELETE FROM device_locks WHERE device_id = ? AND workflow_id = ?",
+                       [device_id, workflow_id])
+        return device_ids
 
     def update_device_step(
         self, workflow_id: int, device_id: str, now: float, **fields: Any
