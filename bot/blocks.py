@@ -54,6 +54,7 @@ _STATE_LABELS = {
     "rejected": ":no_entry_sign: Rejected",
     "expired": ":alarm_clock: Approval expired",
     "cancelled": ":heavy_multiplication_x: Cancelled",
+    "stopped": ":octagonal_sign: Stopped part-way",
 }
 
 
@@ -267,6 +268,8 @@ class JobView:
     approval_note: str = ""
     cancellable: bool = False
     starts_at: float = 0.0  # approved, in its wait timer: when it starts
+    # Running over several devices, not stopped yet: Cancel stops those not touched yet.
+    stoppable: bool = False
 
 
 
@@ -287,8 +290,23 @@ def job_parent(view: JobView) -> Message:
     if view.cancellable:
         blocks += actions([button(CANCEL, "Cancel job", str(view.workflow_id))],
                           block_id=f"job-{view.workflow_id}")
+    elif view.stoppable and view.state == "running":
+        blocks += actions([button(CANCEL, "Stop the rest", str(view.workflow_id),
+                                  confirm=stop_confirmation(view))],
+                          block_id=f"job-{view.workflow_id}")
     text = f"{view.job}: {view.operation} {', '.join(view.devices[:5])}: {state_label(view.state)}"
     return Message(text, fit(blocks))
+
+
+def stop_confirmation(view: JobView) -> dict[str, Any]:
+    """Slack's confirm dialog on Stop the rest: what it stops and what it cannot."""
+    return {
+        "title": plain("Stop this job?", 100),
+        "text": mrkdwn(f"The devices of {view.job} on which nothing was sent to Sigfox yet are "
+                       "stopped and left as they are. Those already changed are finished."),
+        "confirm": plain("Stop the rest", 30),
+        "deny": plain("Keep going", 30),
+    }
 
 
 def job_line(text: str, *, mark: str = "·") -> Message:
@@ -386,6 +404,7 @@ class JobLineView:
     requester: str
     updated_at: float
     channel: str = ""
+    note: str = ""  # after the state: "stopping: 980 stopped untouched, 20 being finished"
 
 
 def jobs_list(jobs: Sequence[JobLineView], *, title: str = "Running jobs") -> Message:
@@ -396,7 +415,8 @@ def jobs_list(jobs: Sequence[JobLineView], *, title: str = "Running jobs") -> Me
         where = f" in <#{job.channel}>" if job.channel else ""
         blocks.append(section(
             f"*{job.job}* {job.operation} {devices_text(job.devices, 5)}: "
-            f"{state_label(job.state)}\nby <@{job.requester}>{where}, last change "
+            f"{state_label(job.state)}{f' ({job.note})' if job.note else ''}\n"
+            f"by <@{job.requester}>{where}, last change "
             f"{slack_date(job.updated_at)}"))
     return Message(f"{len(jobs)} job(s)", fit(blocks))
 

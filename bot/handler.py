@@ -360,7 +360,7 @@ def job_lines(core: Core, active_only: bool = True) -> list[blocks.JobLineView]:
         lines.append(blocks.JobLineView(workflow.label, workflow.kind, workflow.state,
                                         core.job_devices(workflow.id),
                                         workflow.requester, workflow.updated_at,
-                                        workflow.channel))
+                                        workflow.channel, note=core.reads.stop_note(workflow)))
     return lines
 
 

@@ -408,11 +408,12 @@ class SlackNotifier:
         # A wait on Sigfox (a limit, a 429, a 5xx) shows on the card too, with its time.
         sigfox_wait = (progress.kind == ProgressKind.WAITING
                        and progress.details.get("wait") == "sigfox")
-        important = countdown or sigfox_wait or progress.kind in (
+        stop = bool(progress.details.get("stop"))  # the card loses its Stop the rest button
+        important = countdown or sigfox_wait or stop or progress.kind in (
             ProgressKind.APPROVAL_NEEDED, ProgressKind.DECIDED, ProgressKind.FINISHED)
         if state == ref.get("state") and not important:
             return  # one edit per state change, not one per step: fewer writes to pace
-        if state in ("done", "failed") and progress.kind not in (ProgressKind.FINISHED,
+        if state in _ENDED and progress.kind not in (ProgressKind.FINISHED,
                                                                  ProgressKind.FAILED):
             return  # the summary that follows redraws it once, with the outcome
         view = self._job_view(progress, state=state, note=ref.get("approval_note", ""))
@@ -428,7 +429,8 @@ class SlackNotifier:
         requester = job.requester if job else str(progress.details.get("requester"))
         return JobView(progress.job, workflow_id, progress.operation, devices, state,
                        requester, latest=_latest(progress),
-                       approval_note=note, cancellable=state in {s.value for s in CANCELLABLE})
+                       approval_note=note, cancellable=state in {s.value for s in CANCELLABLE},
+                       stoppable=len(devices) > 1 and job is not None and not job.stopped_by)
 
     def _state(self, progress: Progress) -> str:
         job = self.reads.job(progress.workflow_id)
@@ -441,14 +443,17 @@ class SlackNotifier:
                             time.time())
 
 def step_counts_text(counts: dict[str, int]) -> str:
-    """"412 of 1,000 devices done, 3 failed, 585 under way"."""
+    """"412 of 1,000 devices done, 3 failed, 20 stopped untouched, 565 under way"."""
     total = sum(counts.values())
     done, failed = counts.get("done", 0), counts.get("failed", 0)
+    stopped = counts.get("stopped", 0)
     parts = [f"{done:,} of {total:,} devices done"]
     if failed:
         parts.append(f"{failed:,} failed")
-    if total - done - failed:
-        parts.append(f"{total - done - failed:,} under way")
+    if stopped:
+        parts.append(f"{stopped:,} stopped untouched")
+    if total - done - failed - stopped:
+        parts.append(f"{total - done - failed - stopped:,} under way")
     return ", ".join(parts)
 
 
@@ -457,6 +462,10 @@ def next_steps(progress: Progress, outcome: str) -> str:
     ids = " ".join(progress.devices[:3])
     if outcome in ("rejected", "cancelled", "expired"):
         return "Nothing was changed. Ask again if it is still needed."
+    if outcome == "stopped":
+        return ("Nothing was sent to Sigfox for the devices stopped: they are as they were, "
+                "free for a new job; ask again for those still needed. The others are listed "
+                "above as they ended.")
     if outcome == "done":
         if progress.operation == Kind.DELETE:
             return ("The device is gone from Sigfox. To use it again, register it with its PAC "
@@ -470,10 +479,11 @@ def next_steps(progress: Progress, outcome: str) -> str:
 
 def _pac_devices(progress: Progress, outcome: str) -> list[str]:
     """Devices of a finished renew/delete that went past their delete: their PAC was kept."""
-    if progress.operation not in _PAC_KINDS or outcome not in ("done", "failed"):
+    if progress.operation not in _PAC_KINDS or outcome not in ("done", "failed", "stopped"):
         return []
     results = progress.details.get("results") or {}
-    return [d for d, r in results.items() if isinstance(r, dict) and r.get("state") != "pending"]
+    return [d for d, r in results.items()
+            if isinstance(r, dict) and r.get("state") not in ("pending", "stopped")]
 
 
 def _copy_devices(progress: Progress) -> list[str]:
@@ -490,6 +500,9 @@ def _latest(progress: Progress) -> str:
     if progress.kind == ProgressKind.FINISHED and progress.details.get("outcome") == "done":
         return ""  # "Done" says it; the summary in the thread has the details
     return progress.text.splitlines()[0]
+
+
+_ENDED = ("done", "failed", "stopped")  # a summary follows that redraws the card once
 
 
 def _key(workflow_id: int) -> str:

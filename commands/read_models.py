@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from commands.states import ACTIVE, Kind
+from commands.states import ACTIVE, Kind, StepState
 from storage.records import EventRecord, WorkflowRecord, job_label
-from storage.store import Store
+from storage.store import STOP_ASKED, Store
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,7 @@ class JobSummary:
     channel: str
     updated_at: float
     deletes: bool
+    stopped_by: str = ""  # who stopped it for its untouched devices ("" when nobody did)
 
     @property
     def label(self) -> str:
@@ -105,6 +106,17 @@ class ReadModels:
         """How many of the job's devices stand in each step state."""
         return self.store.step_states(workflow_id)
 
+    def stop_note(self, job: JobSummary) -> str:
+        """Where a job stopped for its untouched devices stands: "stopped by <@U1>: 980
+        stopped untouched, 20 being finished" ("" for a job nobody stopped)."""
+        if not job.stopped_by:
+            return ""
+        counts = self.step_counts(job.id)
+        stopped = counts.get(StepState.STOPPED.value, 0)
+        finishing = sum(n for state, n in counts.items() if not StepState(state).finished)
+        note = f"stopped by <@{job.stopped_by}>: {stopped:,} stopped untouched"
+        return note + (f", {finishing:,} being finished" if finishing else "")
+
     def device_history(self, device_id: str, limit: int = 40) -> list[EventRecord]:
         """What the bot did to a device, newest last (`/sigfox history`)."""
         return self.store.device_history(device_id, limit=limit)
@@ -118,8 +130,10 @@ def _summary(workflow: WorkflowRecord) -> JobSummary:
     # Jobs recorded before renewals chose their method all deleted and re-registered.
     method = (workflow.params or {}).get("method", "delete")
     deletes = workflow.kind == Kind.DELETE or (workflow.kind == Kind.RENEW and method == "delete")
+    stopped = (workflow.params or {}).get(STOP_ASKED) or {}
     return JobSummary(workflow.id, workflow.kind, workflow.state, workflow.requester,
-                      workflow.channel, workflow.updated_at, deletes)
+                      workflow.channel, workflow.updated_at, deletes,
+                      stopped_by=str(stopped.get("by", "")))
 
 
 def approval_request(store: Store, approval_id: int) -> ApprovalRequest | None:
