@@ -494,7 +494,8 @@ _DECLARED = (
                 "file", Operation.EXPIRING, "expiring 14"),
     CommandSpec(JobsCommand, _no_args, "jobs", "list running jobs", Operation.JOBS, "jobs"),
     CommandSpec(CancelCommand, _cancel, "cancel <job>",
-                "cancel a job that has not reached its point of no return", Operation.CANCEL,
+                "cancel a job before its first change; after it, stop it for the devices not "
+                "touched yet", Operation.CANCEL,
                 f"cancel {JOB_ID_EXAMPLE}"),
     CommandSpec(HistoryCommand, _one_device, "history <id>",
                 "what the bot did to a device, and who decided", Operation.HISTORY,
