@@ -9,8 +9,8 @@ published rate limits on, `--latency` answer times and a `--hold`-second delete 
 devices are Off Contract on a contract with tokens left, so the least destructive path the
 planner offers for them is a restart (one bulk job for all), whether asked for as a restart or
 as a renewal (`--kind renew`); `renew-by-delete` forces the delete-and-register renewal
-(`renew ... by delete`), one device at a time. The scheduler's part is played by a loop calling the
-core's tick every second, as `[timing] tick = "1s"` would.
+(`renew ... by delete`): a DELETE per device, then bulk create jobs. The scheduler's part is
+played by a loop calling the core's tick every second, as `[timing] tick = "1s"` would.
 
 Measured: the request (the planner reads every device), the time from the job's start (a
 restart needs no approval by default; a renewal is approved at once) until the last device
@@ -210,14 +210,14 @@ def report(results: list[dict[str, Any]], latency: str, hold: float, command: st
         "grows with N through the list limit (the plan's pages and the job's share a 10 s "
         "window) and through the per-step bookkeeping in SQLite on 2 shared cores.",
         "",
-        "Not met: a renewal by delete and register is still one device at a time at Sigfox "
-        "(there is no bulk delete or bulk create of existing PACs in this bot): per device a "
-        "DELETE, a create retried every `release_retry` while Sigfox holds the id, reads of "
-        "the device before and after each write (only the wait for the first message reads "
-        "in pages), and its device type and contract read for the report, so about 14 calls "
-        "per device, most of them list calls at 5 a second; its Slack edits follow its "
-        "duration. The planner never picks it for Off Contract devices whose contract has "
-        "tokens left.",
+        "A renewal by delete and register costs one DELETE per device (Sigfox has no bulk "
+        "delete); the rest is per job, not per device: the reads before and after each "
+        "write in pages of 100 (`commands/read_ahead.py`), the devices due to be registered "
+        "again in one bulk create job per round (`commands/bulk_creates.py`; while Sigfox "
+        "holds the ids, a round every `release_retry`, at most 5 jobs per 10 minutes), the "
+        "job's status read once per tick for all its devices, and the device type and "
+        "contract of the report once per tick. The planner never picks it for Off Contract "
+        "devices whose contract has tokens left.",
         "",
         BEFORE,
         "",
