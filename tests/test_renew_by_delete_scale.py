@@ -208,3 +208,19 @@ def test_rounds_of_bulk_creates_never_exceed_five_jobs_in_ten_minutes(
     assert len(times) >= 10  # it kept trying, a job at a time
     assert max(sum(t <= u < t + 600 for u in times) for t in times) == 5
     assert creates(harness) == []
+
+
+def test_a_failed_shared_read_is_one_call_and_every_device_reads_again_later(
+    make_simulator: Callable[..., SimulatorServer], tmp_path: Path
+) -> None:
+    sim = make_simulator(devices=0, rate_limits=False, delete_hold=0, job_delay=0.0)
+    ids = off_contract_fleet(sim, "Flaky", "B7", 6)
+    type_path = f"/v2/device-types/{sim.world.devices[ids[0]].device_type_id}"
+    harness = make_core(sim, tmp_path / "bot.db", config=core_config(JOB))
+    workflow_id = approved_renewal(harness, ids)
+    sim.control("DELETE", "/calls")
+    sim.fault(type_path, method="GET", status=500)
+    tick_for(harness, 120)
+    assert set(states(harness, workflow_id).values()) == {StepState.AWAITING_UPLINK.value}
+    # The 500 was the tick's one read for all six devices; they all read again, once, later.
+    assert [c["status"] for c in harness.calls("GET", type_path)] == [500, 200]
