@@ -101,6 +101,15 @@ class StepRunner:
             return DELETE_READS_FIRST
         return READS_FIRST
 
+    def _settled(self, workflow: WorkflowRecord, device_id: str) -> bool:
+        """`WriteAhead.settled`; when it had a call to settle, what this tick's pages showed
+        of the device is dropped: they may have been read before that call landed."""
+        unsettled = bool(self.store.intents.unresolved(device_id))
+        settled = self.write_ahead.settled(workflow, device_id)
+        if unsettled:
+            self.read_ahead.forget(workflow.id, device_id)
+        return settled
+
     def _read_device_paged(self, workflow: WorkflowRecord, device_id: str, *,
                            gone_expected: bool) -> Device | None:
         """The device as this tick's pages showed it (kept for the tick, see
@@ -165,7 +174,7 @@ class StepRunner:
             workflow.id, device_id, StepState.PENDING, StepState.DELETING, self.clock.now()
         ):
             return False
-        if not self.write_ahead.settled(workflow, device_id):
+        if not self._settled(workflow, device_id):
             return False
         sent_at = step.data.get("delete_sent_at")
         if sent_at is None and self.write_ahead.landed(workflow.id, device_id, DELETE) is not None:
@@ -238,7 +247,7 @@ class StepRunner:
         snapshot = self.store.snapshots.of(workflow.id, device_id)
         assert snapshot is not None  # taken before the approval; the schema keeps it
         # A DELETE or a create could still land:
-        if not self.write_ahead.settled(workflow, device_id):
+        if not self._settled(workflow, device_id):
             return
         existing = self._read_device_paged(workflow, device_id, gone_expected=True)
         if existing is None:
@@ -286,7 +295,7 @@ class StepRunner:
         """In a bulk create job: registered once listed; else its job's status says whether
         to look again, wait for release (the next round's job), or create it alone."""
         assert self.registrations is not None  # only it puts a renewal's step in a job
-        if not self.write_ahead.settled(workflow, step.device_id):
+        if not self._settled(workflow, step.device_id):
             return
         device = self.registrations.listed(workflow, step)
         if device is not None:
