@@ -22,7 +22,8 @@ from commands.config import BotConfig
 from commands.outcome import Outcome
 from commands.policy import Actor
 from commands.ports import Clock, ProgressKind
-from commands.states import WorkflowState
+from commands.states import StepState, WorkflowState
+from commands.stops import StopRest
 from commands.writeahead import WriteAhead
 from sigfox.errors import SigfoxError
 from storage.intents import CANCEL_ASKED, IN_FLIGHT, LANDED
@@ -44,6 +45,7 @@ class PendingCancels:
     config: BotConfig
     books: Bookkeeper
     write_ahead: WriteAhead
+    stops: StopRest
 
     def ask(self, workflow: WorkflowRecord, actor: Actor) -> Outcome | None:
         """Accept a cancel of a running job whose only calls so far may or may not have landed;
@@ -125,7 +127,13 @@ class PendingCancels:
         self.store.audit(str(asked["by"]), "cancel", now, workflow_id=workflow.id,
                          outcome="refused", details={"asked_at": asked["at"],
                                                      "reason": f"{call} took effect"})
+        # What can still be honoured: the devices nothing was sent for are stopped.
+        untouched = self.store.step_states(workflow.id).get(StepState.PENDING.value, 0)
+        then = ("so the job goes on for the devices already changed and is stopped for the "
+                f"{untouched} not touched yet (below)" if untouched else
+                "so the job goes on from there (follow it here)")
         self.books.tell(self.books.workflow(workflow.id), ProgressKind.STEP_DONE,
                         f"The cancel asked by <@{asked['by']}> cannot be done: {call} took "
-                        "effect at Sigfox, so the job goes on from there (follow it here).",
-                        cancel="refused")
+                        f"effect at Sigfox, {then}.", cancel="refused")
+        if untouched:
+            self.stops.stop(self.books.workflow(workflow.id), Actor(str(asked["by"])))

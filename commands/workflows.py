@@ -97,10 +97,10 @@ class Core:
                                 read_ahead=read_ahead, registrations=registrations)
         self.approvals = ApprovalRounds(store=store, policy=self.policy, clock=clock,
                                         config=config, books=self.books)
+        self.stops = StopRest(store=store, clock=clock, config=config, books=self.books)
         self.cancels = PendingCancels(store=store, clock=clock, landing_clock=self.landing_clock,
                                       config=config, books=self.books,
-                                      write_ahead=self.write_ahead)
-        self.stops = StopRest(store=store, clock=clock, config=config, books=self.books)
+                                      write_ahead=self.write_ahead, stops=self.stops)
         self.engine = WorkflowEngine(
             store=store, clock=clock, config=config, books=self.books,
             write_ahead=self.write_ahead, steps=self.steps, approvals=self.approvals,

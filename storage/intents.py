@@ -58,8 +58,8 @@ class Intents:
 
         None, and nothing recorded, when the workflow is no longer in one of the `running`
         states (cancelled meanwhile), when a cancel of it waits for its calls to settle
-        (`ask_cancel`), or when any of the devices still has an unresolved intent, of this
-        workflow or another: its call could still land.
+        (`ask_cancel`), when one of the devices was stopped in it, or when any of the devices
+        still has an unresolved intent, of this workflow or another: its call could still land.
         """
         states = list(running)
         batch = uuid.uuid4().hex
@@ -67,7 +67,8 @@ class Intents:
             marks = ", ".join("?" for _ in states)
             alive = db.execute(f"SELECT 1 FROM workflows WHERE id = ? AND state IN ({marks}) "
                                f"AND {_NO_CANCEL_ASKED}", [workflow_id, *states]).fetchone()
-            if alive is None or self._any_unresolved(db, device_ids):
+            if (alive is None or self._any_unresolved(db, device_ids)
+                    or self._any_stopped(db, workflow_id, device_ids)):
                 return None
             detail_text = json.dumps(details or {}, sort_keys=True)
             db.table("intents").insert_all(
@@ -84,6 +85,17 @@ class Intents:
         row = db.execute(
             f"SELECT 1 FROM intents WHERE state = ? AND device_id IN ({marks}) LIMIT 1",
             [IN_FLIGHT, *device_ids],
+        ).fetchone()
+        return row is not None
+
+    @staticmethod
+    def _any_stopped(db: Any, workflow_id: int, device_ids: Sequence[str]) -> bool:
+        """A device of the job stopped by a person (storage/store.py `stop_untouched`): no call
+        is sent for it, whatever state a step held when it started."""
+        marks = ", ".join("?" for _ in device_ids)
+        row = db.execute(
+            f"SELECT 1 FROM workflow_devices WHERE workflow_id = ? AND state = 'stopped' "
+            f"AND device_id IN ({marks}) LIMIT 1", [workflow_id, *device_ids],
         ).fetchone()
         return row is not None
 

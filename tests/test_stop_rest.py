@@ -120,7 +120,7 @@ def calls_naming(sim: SimulatorServer, device_ids: list[str], since: int) -> lis
 def stop_audit(harness: CoreHarness, workflow_id: int) -> list[tuple[str, str, str]]:
     return [(a.actor, a.action, a.outcome)
             for a in harness.core.store.audit_entries(workflow_id=workflow_id)
-            if a.action in ("stop", "cancel")]
+            if a.action in ("stop", "cancel", "cancel asked")]
 
 
 def test_a_stop_halts_the_untouched_devices_and_the_touched_ones_finish(half_way) -> None:
@@ -321,3 +321,59 @@ def test_a_step_of_a_stopped_job_never_leaves_pending_again(tmp_path: Path) -> N
     other = running_job(store, ["S0004"])
     assert store.stop_leftovers(other, 9.0) == []  # not stopped: nothing moves
     assert store.cas_device(other, "S0004", StepState.PENDING, StepState.DELETING, 10.0)
+
+
+def test_a_pending_cancel_refused_after_all_stops_the_untouched_devices(
+    make_simulator: Callable[..., SimulatorServer], tmp_path: Path
+) -> None:
+    # The first DELETE waits at the gate when the cancel comes: it may still land, nothing
+    # has, so the cancel is pending (as for one device). It lands; the others were not sent.
+    sim = make_simulator(devices=0, rate_limits=False, delete_hold=0, job_delay=0.0)
+    ids = off_contract_fleet(sim, 4)
+    gate = GatedTransport(holding_delete_of(ids[0]))
+    harness = core_on(sim, tmp_path / "bot.db", gate)
+    outcome = harness.core.request(Request(Kind.DELETE, REQUESTER, tuple(ids), Target("C0")))
+    assert harness.core.decide(int(outcome.approval_id or 0), APPROVER, approve=True).ok
+    workflow_id = int(outcome.workflow_id or 0)
+    gate.close_gate()
+    tick = threading.Thread(target=harness.core.tick, name="held-tick")
+    tick.start()
+    try:
+        gate.wait_until_held(1)
+        asked = harness.core.cancel(workflow_id, REQUESTER)
+        assert asked.ok and asked.details["pending"], asked.message
+    finally:
+        gate.open()
+        tick.join(timeout=60)
+    assert deletes(sim) == ids[:1]  # the others were not sent: the cancel waits
+    harness.advance(harness.core.api.longest_call + 61)  # past the pending cancel's check
+    harness.core.tick()
+
+    steps = {s.device_id: s.state for s in harness.core.store.workflow_devices(workflow_id)}
+    assert [steps[d] for d in ids[1:]] == [StepState.STOPPED] * 3
+    assert stop_audit(harness, workflow_id) == [
+        (REQUESTER.user_id, "cancel asked", "pending"), (REQUESTER.user_id, "cancel", "refused"),
+        (REQUESTER.user_id, "stop", "stopped")]
+    texts = harness.notifier.texts()
+    assert any(f"the delete of {ids[0]} took effect at Sigfox, so the job goes on for the "
+               "devices already changed and is stopped for the 3 not touched yet" in t
+               for t in texts)
+    for _ in range(10):
+        harness.advance(5)
+        harness.core.tick()
+    assert harness.core.store.get_workflow(workflow_id).state == WorkflowState.STOPPED
+    assert deletes(sim) == ids[:1]
+
+
+def test_no_call_is_written_ahead_for_a_stopped_device(tmp_path: Path) -> None:
+    store = Store(open_database(tmp_path / "intents.db"))
+    ids = ["W0001", "W0002"]
+    workflow_id = running_job(store, ids)
+    assert store.stop_untouched(workflow_id, ["running"], {"by": "U"}, 2.0) == ids
+
+    def open_for(device_ids: list[str]) -> str | None:
+        return store.intents.open(workflow_id=workflow_id, device_ids=device_ids,
+                                  action="delete", now=3.0, lands_by=4.0, running=["running"])
+
+    assert open_for(ids[:1]) is None and open_for(ids) is None
+    assert store.intents.of_workflow(workflow_id) == []
