@@ -463,9 +463,9 @@ def next_steps(progress: Progress, outcome: str) -> str:
     if outcome in ("rejected", "cancelled", "expired"):
         return "Nothing was changed. Ask again if it is still needed."
     if outcome == "stopped":
-        return ("Nothing was sent to Sigfox for the devices stopped: they are as they were, "
-                "free for a new job; ask again for those still needed. The others are listed "
-                "above as they ended.")
+        return ("The devices stopped were not changed at Sigfox: they are as they were, free "
+                "for a new job; ask again for those still needed. The others ended as said "
+                "above.")
     if outcome == "done":
         if progress.operation == Kind.DELETE:
             return ("The device is gone from Sigfox. To use it again, register it with its PAC "

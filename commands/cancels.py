@@ -22,7 +22,7 @@ from commands.config import BotConfig
 from commands.outcome import Outcome
 from commands.policy import Actor
 from commands.ports import Clock, ProgressKind
-from commands.states import StepState, WorkflowState
+from commands.states import WorkflowState
 from commands.stops import StopRest
 from commands.writeahead import WriteAhead
 from sigfox.errors import SigfoxError
@@ -128,7 +128,7 @@ class PendingCancels:
                          outcome="refused", details={"asked_at": asked["at"],
                                                      "reason": f"{call} took effect"})
         # What can still be honoured: the devices nothing was sent for are stopped.
-        untouched = self.store.step_states(workflow.id).get(StepState.PENDING.value, 0)
+        untouched = self.store.untouched_steps(workflow.id)
         then = ("so the job goes on for the devices already changed and is stopped for the "
                 f"{untouched} not touched yet (below)" if untouched else
                 "so the job goes on from there (follow it here)")

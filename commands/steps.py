@@ -193,7 +193,6 @@ class StepRunner:
         try:
             self.write_ahead.send(workflow, [device_id], DELETE, self.api.delete_device, device_id)
         except NotSent:
-            self._unclaim_unsent(workflow, device_id)
             return False
         except SigfoxNotFound:
             return True
@@ -207,13 +206,6 @@ class StepRunner:
             return self._await_disappearance(workflow, device_id, now)
         gone = self._read_device(workflow, device_id)
         return gone is None or self._await_disappearance(workflow, device_id, now)
-
-    def _unclaim_unsent(self, workflow: WorkflowRecord, device_id: str) -> None:
-        """The DELETE was not sent (a cancel was asked meanwhile) and no call of the job ever
-        was for this device: it is untouched, so back to pending, where a stop finds it."""
-        if not self.store.intents.of_step(workflow.id, device_id):
-            self.store.cas_device(workflow.id, device_id, StepState.DELETING, StepState.PENDING,
-                                  self.clock.now())
 
     def _note_delete_sent(self, workflow: WorkflowRecord, device_id: str) -> float:
         now = self.clock.now()

@@ -2,13 +2,15 @@
 
 A job over many devices cannot be cancelled once its first change took effect at Sigfox, but
 an operator who sees it going wrong (a wrong list, a wrong contract) must be able to stop it
-for the devices on which nothing was sent yet. `/sigfox cancel` (or Cancel on the job's card)
-on such a job stops every device step still `pending`, in one compare-and-set transaction
+for the devices it has not changed yet. `/sigfox cancel` (or Cancel on the job's card) on
+such a job stops every device step untouched at Sigfox (`pending`, or `deleting` with no call
+written ahead that landed or still could), in one compare-and-set transaction
 (`Store.stop_untouched`): a tick about to act on one of those devices claims it from
-`pending` first, so either the tick got there first (the device is touched and is finished
-as before, its PAC kept) or the stop did and nothing is ever sent for it. A device whose call
-was sent, or may have been (`deleting`, `submitting`, in a submitted bulk job, deleted and
-waiting to be registered again), is touched: it is finished. The job ends when those are,
+`pending` or writes its call ahead first, so either the tick got there first (the device is
+touched and is finished as before, its PAC kept) or the stop did and nothing is ever sent
+for it. A device whose call was sent, or may have been (a DELETE or create unanswered,
+`submitting`, in a submitted bulk job, deleted and waiting to be registered again), is
+touched: it is finished. The job ends when those are,
 `stopped` (part-way), and its summary counts the stopped devices apart from the failed ones.
 """
 
@@ -93,12 +95,13 @@ class StopRest:
                        workflow.id, details={"stopped_already": True})
 
     def sweep(self, workflow: WorkflowRecord) -> None:
-        """Before a stopped job's steps run: those back in `pending` are untouched, stop them."""
+        """Before a stopped job's steps run: those found untouched since (a call verified not
+        to have reached Sigfox) are stopped too."""
         stopped = self.store.stop_leftovers(workflow.id, self.clock.now())
         if stopped:
             self.books.tell(workflow, ProgressKind.STEP_DONE,
-                            f"{_named(stopped)}: Sigfox was found not to have taken the change "
-                            "sent before the stop, so nothing more is sent; stopped too.",
+                            f"{_named(stopped)}: the job's change was found not to have reached "
+                            "Sigfox, so nothing more is sent for them; stopped too.",
                             stop="stopped", stopped=len(stopped))
 
 
@@ -109,8 +112,8 @@ def _finishing(steps: Sequence[StepRecord]) -> list[StepRecord]:
 def _what_happened(label: str, stopped: Sequence[str], finishing: Sequence[StepRecord],
                    steps: Sequence[StepRecord]) -> str:
     """"980 device(s) stopped ...; 20 still being finished: ...; the job ends when ..."."""
-    said = (f"{len(stopped)} device(s) on which nothing had been sent to Sigfox are stopped "
-            f"and left as they are ({_named(stopped)}).")
+    said = (f"{len(stopped)} device(s) the job had not changed at Sigfox are stopped and "
+            f"left as they are ({_named(stopped)}).")
     ended = Counter(s.state for s in steps if s.state in (StepState.DONE, StepState.FAILED))
     if ended:
         said += (f" Already finished before the stop: {ended[StepState.DONE]} done, "
@@ -139,4 +142,4 @@ def stopped_summary(kind: str, steps: Sequence[StepRecord]) -> str:
     stopped = [s.device_id for s in steps if s.state == StepState.STOPPED]
     return (f"{kind.capitalize()} stopped part-way: {counts[StepState.DONE]} of {len(steps)} "
             f"device(s) done, {counts[StepState.FAILED]} failed, {len(stopped)} stopped "
-            f"before anything was sent for them ({_named(stopped)}).")
+            f"untouched ({_named(stopped)}).")

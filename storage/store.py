@@ -33,6 +33,14 @@ PENDING = "pending"
 STOPPED = "stopped"
 # A stop asked for a running job is kept in its params: {"by", "at", ...}.
 STOP_ASKED = "stop_asked"
+# A step on which nothing of its job took effect at Sigfox or still could: pending, or
+# deleting with no call of the job written ahead for it but those verified not to have landed
+# (a DELETE is always written ahead, storage/intents.py, and `Intents.open` writes none for a
+# stopped device, so a worker between its claim and its call sends nothing once stopped).
+_UNTOUCHED = (
+    "(workflow_devices.state = 'pending' OR (workflow_devices.state = 'deleting' "
+    "AND NOT EXISTS (SELECT 1 FROM intents i WHERE i.workflow_id = workflow_devices.workflow_id "
+    "AND i.device_id = workflow_devices.device_id AND i.state != 'not_landed')))")
 _STOPPED_JOB = (f"EXISTS (SELECT 1 FROM workflows w WHERE w.id = workflow_devices.workflow_id "
                 f"AND json_extract(w.params, '$.{STOP_ASKED}') IS NOT NULL)")
 
@@ -244,13 +252,14 @@ class Store:
 
     def stop_untouched(self, workflow_id: int, running: Iterable[str], asked: dict[str, Any],
                        now: float) -> list[str] | None:
-        """Stop a running job for its devices on which nothing was sent to Sigfox: in one
+        """Stop a running job for its devices untouched at Sigfox (`_UNTOUCHED`): in one
         transaction, the stop is noted on the job (`asked`, under `STOP_ASKED` in its params),
-        every step still `pending` moves to `stopped` and its device is free for another job.
-        A tick about to act on one of them claims it first (`cas_device` from `pending`), so
-        it either got there before (the device is touched, and finished) or loses and sends
-        nothing. Returns the devices stopped; [] (and nothing noted) when none is pending;
-        None when the job left `running` or was already stopped."""
+        every untouched step moves to `stopped` and its device is free for another job.
+        A tick about to act on one of them claims it from `pending` (`cas_device`) or writes
+        its call ahead (`Intents.open`) first, so it either got there before (the device is
+        touched, and finished) or loses and sends nothing. Returns the devices stopped; []
+        (and nothing noted) when none is untouched; None when the job left `running` or was
+        already stopped."""
         states = list(running)
         marks = ", ".join("?" for _ in states)
         with self.database.transaction() as db:
@@ -258,31 +267,38 @@ class Store:
                 f"UPDATE workflows SET params = json_set(params, '$.{STOP_ASKED}', json(?)), "
                 f"version = version + 1, updated_at = ? WHERE id = ? AND state IN ({marks}) "
                 f"AND json_extract(params, '$.{STOP_ASKED}') IS NULL AND EXISTS (SELECT 1 "
-                "FROM workflow_devices WHERE workflow_id = workflows.id AND state = ?)",
-                [json.dumps(asked, sort_keys=True), now, workflow_id, *states, PENDING])
+                f"FROM workflow_devices WHERE workflow_id = workflows.id AND {_UNTOUCHED})",
+                [json.dumps(asked, sort_keys=True), now, workflow_id, *states])
             if noted.rowcount == 1:
-                return self._stop_pending(db, workflow_id, now)
+                return self._stop_untouched(db, workflow_id, now)
             row = db.execute(
                 f"SELECT json_extract(params, '$.{STOP_ASKED}') IS NULL AND state IN ({marks}) "
                 "FROM workflows WHERE id = ?", [*states, workflow_id]).fetchone()
             return [] if row is not None and row[0] else None
 
     def stop_leftovers(self, workflow_id: int, now: float) -> list[str]:
-        """For a stopped job: the steps back in `pending` since (a submission verified not to
-        have reached Sigfox) are untouched too, and stopped. [] for a job not stopped."""
+        """For a stopped job: the steps found untouched since (a call verified not to have
+        reached Sigfox) are stopped too. [] for a job not stopped."""
         with self.database.transaction() as db:
             stopped = db.execute(
                 f"SELECT 1 FROM workflows WHERE id = ? "
                 f"AND json_extract(params, '$.{STOP_ASKED}') IS NOT NULL", [workflow_id]
             ).fetchone()
-            return self._stop_pending(db, workflow_id, now) if stopped else []
+            return self._stop_untouched(db, workflow_id, now) if stopped else []
+
+    def untouched_steps(self, workflow_id: int) -> int:
+        """How many of a job's steps are untouched at Sigfox (see `_UNTOUCHED`)."""
+        rows = self.database.query(
+            f"SELECT COUNT(*) AS n FROM workflow_devices WHERE workflow_id = ? AND {_UNTOUCHED}",
+            (workflow_id,))
+        return int(rows[0]["n"])
 
     @staticmethod
-    def _stop_pending(db: Any, workflow_id: int, now: float) -> list[str]:
+    def _stop_untouched(db: Any, workflow_id: int, now: float) -> list[str]:
         rows = db.execute(
             "UPDATE workflow_devices SET state = ?, next_run = 0, updated_at = ?, "
-            "version = version + 1 WHERE workflow_id = ? AND state = ? RETURNING device_id",
-            [STOPPED, now, workflow_id, PENDING]).fetchall()
+            f"version = version + 1 WHERE workflow_id = ? AND {_UNTOUCHED} RETURNING device_id",
+            [STOPPED, now, workflow_id]).fetchall()
         device_ids = sorted(str(row[0]) for row in rows)
         for device_id in device_ids:
             db.execute("DELETE FROM device_locks WHERE device_id = ? AND workflow_id = ?",

@@ -134,7 +134,7 @@ def test_a_stop_halts_the_untouched_devices_and_the_touched_ones_finish(half_way
 
     assert stopped.ok, stopped.message
     assert stopped.details == {"stopped": len(untouched), "finishing": len(touched)}
-    assert f"{len(untouched)} device(s) on which nothing had been sent to Sigfox are stopped" \
+    assert f"{len(untouched)} device(s) the job had not changed at Sigfox are stopped" \
         in stopped.message
     assert (f"{len(touched)} device(s) are still being finished, because Sigfox already has "
             "(or may have) their change: 3 its DELETE was sent (or may have been)") \
@@ -160,7 +160,7 @@ def test_a_stop_halts_the_untouched_devices_and_the_touched_ones_finish(half_way
     assert summary.kind == ProgressKind.FINISHED and summary.details["outcome"] == "stopped"
     assert summary.text.startswith(
         f"Delete stopped part-way: 3 of {DEVICES} device(s) done, 0 failed, "
-        f"{len(untouched)} stopped before anything was sent for them ({', '.join(untouched)})")
+        f"{len(untouched)} stopped untouched ({', '.join(untouched)})")
     for device_id in touched:  # the PACs of the deleted devices are kept
         snapshot = harness.core.store.snapshots.of(job.workflow_id, device_id)
         assert snapshot is not None and snapshot.pac
@@ -271,37 +271,54 @@ def running_job(store: Store, ids: list[str]) -> int:
 
 
 def test_the_tick_and_the_stop_racing_for_a_device_exactly_one_wins(tmp_path: Path) -> None:
+    """The tick's last move before a call (its claim of a bulk job's device, or the DELETE
+    written ahead) against the stop, started together: the device is touched, or stopped
+    and no call can be written for it, never both, never neither."""
     store = Store(open_database(tmp_path / "race.db"))
     for round_ in range(40):
         ids = [f"R{round_:03d}{n}" for n in range(2)]
         workflow_id = running_job(store, ids)
-        store.cas_device(workflow_id, ids[0], StepState.PENDING, StepState.DELETING, 2.0)
+        store.cas_device(workflow_id, ids[0], StepState.PENDING, StepState.SUBMITTING, 2.0)
+        first = store.intents.open(workflow_id=workflow_id, device_ids=ids[:1],
+                                   action="restart", now=2.0, lands_by=3.0, running=["running"])
+        store.intents.answered(str(first), True, 2.5, "job-1")  # one device already touched
+        bulk = round_ % 2 == 0
+        if not bulk:  # a delete step has claimed the device and is about to write ahead
+            store.cas_device(workflow_id, ids[1], StepState.PENDING, StepState.DELETING, 2.0)
         start = threading.Barrier(2)
         results: dict[str, object] = {}
 
-        def claim(workflow_id: int = workflow_id, device: str = ids[1],
-                  start: threading.Barrier = start, results: dict = results) -> None:
+        def tick(workflow_id: int = workflow_id, device: str = ids[1], bulk: bool = bulk,
+                 start: threading.Barrier = start, results: dict = results) -> None:
             start.wait()
-            results["claimed"] = store.cas_device(workflow_id, device, StepState.PENDING,
-                                                  StepState.DELETING, 3.0)
+            if bulk:
+                results["touched"] = store.cas_device(workflow_id, device, StepState.PENDING,
+                                                      StepState.SUBMITTING, 3.0)
+            else:
+                results["touched"] = store.intents.open(
+                    workflow_id=workflow_id, device_ids=[device], action="delete", now=3.0,
+                    lands_by=4.0, running=["running"]) is not None
 
         def stop(workflow_id: int = workflow_id, start: threading.Barrier = start,
                  results: dict = results) -> None:
             start.wait()
             results["stopped"] = store.stop_untouched(workflow_id, ["running"], {"by": "U"}, 3.0)
 
-        threads = [threading.Thread(target=claim), threading.Thread(target=stop)]
+        threads = [threading.Thread(target=tick), threading.Thread(target=stop)]
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join()
         state = store.device_step(workflow_id, ids[1]).state
-        if results["claimed"]:
-            assert results["stopped"] == [] and state == StepState.DELETING
+        intents = store.intents.of_step(workflow_id, ids[1])
+        if results["touched"]:
+            assert results["stopped"] == [] and state != StepState.STOPPED
             assert STOP_ASKED not in store.get_workflow(workflow_id).params
+            assert len(intents) == (0 if bulk else 1)
         else:
             assert results["stopped"] == [ids[1]] and state == StepState.STOPPED
-        assert store.device_step(workflow_id, ids[0]).state == StepState.DELETING
+            assert intents == []
+        assert store.device_step(workflow_id, ids[0]).state == StepState.SUBMITTING
 
 
 def test_a_step_of_a_stopped_job_never_leaves_pending_again(tmp_path: Path) -> None:
@@ -377,3 +394,32 @@ def test_no_call_is_written_ahead_for_a_stopped_device(tmp_path: Path) -> None:
 
     assert open_for(ids[:1]) is None and open_for(ids) is None
     assert store.intents.of_workflow(workflow_id) == []
+
+
+def test_a_deleting_step_is_untouched_only_while_no_delete_landed_or_could(
+    tmp_path: Path
+) -> None:
+    store = Store(open_database(tmp_path / "deleting.db"))
+    ids = ["X0CLAIM", "X0REFUSED", "X0LANDED", "X0FLIGHT", "X0PEND"]
+    workflow_id = running_job(store, ids)
+
+    def delete(device_id: str, landed: bool | None) -> None:
+        store.cas_device(workflow_id, device_id, StepState.PENDING, StepState.DELETING, 2.0)
+        if landed is None and device_id == "X0CLAIM":
+            return  # claimed, its DELETE not written ahead yet
+        batch = store.intents.open(workflow_id=workflow_id, device_ids=[device_id],
+                                   action="delete", now=2.0, lands_by=9.0, running=["running"])
+        assert batch is not None
+        if landed is not None:
+            store.intents.answered(batch, landed, 3.0, "ok" if landed else "400")
+
+    delete("X0CLAIM", None)
+    delete("X0REFUSED", False)  # verified not executed: nothing took effect
+    delete("X0LANDED", True)
+    delete("X0FLIGHT", None)  # unanswered: may still land
+    assert store.untouched_steps(workflow_id) == 3
+    stopped = store.stop_untouched(workflow_id, ["running"], {"by": "U"}, 4.0)
+    assert stopped == ["X0CLAIM", "X0PEND", "X0REFUSED"]
+    states = {s.device_id: s.state for s in store.workflow_devices(workflow_id)}
+    assert states["X0LANDED"] == states["X0FLIGHT"] == StepState.DELETING
+    assert store.untouched_steps(workflow_id) == 0

@@ -80,8 +80,8 @@ def test_stop_the_rest_from_the_card_and_what_slack_shows(
             assert {bot.core.store.device_step(workflow.id, d).state for d in untouched} == {
                 StepState.STOPPED}
             said = bot.thread_texts(card["ts"])
-            assert any(f"Stopped by <@{REQUESTER_ID}>. {len(untouched)} device(s) on which "
-                       "nothing had been sent to Sigfox are stopped" in t for t in said)
+            assert any(f"Stopped by <@{REQUESTER_ID}>. {len(untouched)} device(s) the job "
+                       "had not changed at Sigfox are stopped" in t for t in said)
             assert buttons(card_of(bot)) == []  # stopped: no second stop offered
 
             bot.command("jobs", user=APPROVER_ID)
@@ -100,7 +100,7 @@ def test_stop_the_rest_from_the_card_and_what_slack_shows(
                      if "stopped part-way" in m.get("text", "")]
         text = json.dumps(summary["blocks"])
         assert f"3 of {len(ids)} device(s) done, 0 failed, {len(untouched)} stopped" in text
-        assert "Nothing was sent to Sigfox for the devices stopped" in text
+        assert "The devices stopped were not changed at Sigfox" in text
         shown = sorted(b["text"]["text"] for b in buttons(summary))
         assert shown == sorted(f"Show PAC {d}" for d in ids[:HELD + 1])
 
