@@ -3,13 +3,13 @@ by delete that are due to be registered together.
 
 A renewal by delete registers each deleted device again with its recorded PAC, retrying every
 `release_retry` while Sigfox still holds the id. One create per device per attempt is a call
-per device per retry round; one bulk job carries them all. Before the tick's steps run, the
-job's devices waiting for release that are due, that this tick's pages showed gone and that no
-call could still land on, are claimed together (compare-and-set) and submitted as one job per
-device type (and shared flags), through the `WriteAhead` as every destructive call: the intent
-is written first, its batch records Sigfox's answer (the job id) so that a crash after the
-answer finds the job again, and a submission with no answer is settled by a read once it can
-no longer land (the device listed: it was created).
+per device per retry round; one bulk job carries them all. Before and after the tick's steps
+run, the job's devices waiting for release that are due, that this tick's pages showed gone and
+that no call could still land on, are claimed together (compare-and-set) and submitted as one
+job per device type (and shared flags), through the `WriteAhead` as every destructive call: the
+intent is written first, its batch records Sigfox's answer (the job id) so that a crash after
+the answer finds the job again, and a submission with no answer is settled by a read once it
+can no longer land (the device listed: it was created).
 
 Each device is then read with the job's others, in pages, until it shows (registered again);
 the job's status (`registrationJobStatus`: `jobDone`, and an error per failed entity) explains
@@ -76,7 +76,8 @@ class BulkRegistrations:
                    creation: Creation) -> set[str]:
         """Submit, as bulk jobs, the due steps that may register now; returns the devices
         handled (submitted, or waiting for a bulk slot), which the tick does not run again.
-        Runs before the tick's steps, so no step of the job runs meanwhile."""
+        Runs before and after the tick's steps (`WorkflowEngine`), never while one of the
+        job's steps runs."""
         groups: dict[str, list[tuple[StepRecord, DeviceCreate]]] = {}
         for step in due:
             if not self._may_join(workflow, step):
