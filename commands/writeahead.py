@@ -43,7 +43,7 @@ from commands.bookkeeping import Bookkeeper
 from commands.config import BotConfig
 from commands.planning import type_id_of
 from commands.ports import Clock, ProgressKind, SigfoxApi
-from commands.states import WorkflowState
+from commands.states import StepState, WorkflowState
 from sigfox.errors import SigfoxError
 from sigfox.models import Device, TokenState
 from storage.intents import LANDED, IntentRecord
@@ -147,6 +147,9 @@ class WriteAhead:
                 self.api.forget_unapplied("DELETE", "/devices/{id}", device_id, intent.sent_at)
             if self.store.intents.resolve(intent.id, landed, now, RESOLVED_BY_READ):
                 verdict = "took effect" if landed else "did not reach Sigfox"
+                step = self.store.device_step(workflow.id, device_id)
+                if step is not None and step.state == StepState.STOPPED:  # storage/stops.py
+                    verdict += ", and the job was stopped: nothing more is sent for it"
                 self.books.tell(workflow, ProgressKind.STEP_DONE,
                                 f"Checked after the unanswered {intent.action}: it {verdict}.",
                                 device_id=device_id, intent=intent.action, landed=landed)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from storage.db import SafeDatabase
+from storage.stops import STOPPED, job_stopped, stop_untouched_steps
 
 IN_FLIGHT = "in_flight"
 LANDED = "landed"
@@ -94,7 +95,7 @@ class Intents:
         is sent for it, whatever state a step held when it started."""
         marks = ", ".join("?" for _ in device_ids)
         row = db.execute(
-            f"SELECT 1 FROM workflow_devices WHERE workflow_id = ? AND state = 'stopped' "
+            f"SELECT 1 FROM workflow_devices WHERE workflow_id = ? AND state = '{STOPPED}' "
             f"AND device_id IN ({marks}) LIMIT 1", [workflow_id, *device_ids],
         ).fetchone()
         return row is not None
@@ -119,14 +120,20 @@ class Intents:
             )
 
     def resolve(self, intent_id: int, landed: bool, now: float, outcome: str) -> bool:
-        """After `lands_by`, a read of the backend decided; False if someone else resolved it."""
+        """After `lands_by`, a read of the backend decided; False if someone else resolved it.
+        A call of a stopped job found not to have landed leaves its device untouched: the
+        device is stopped in the same transaction (storage/stops.py), before a step can send
+        it again."""
         with self.database.transaction() as db:
             cursor = db.execute(
                 "UPDATE intents SET state = ?, resolved_at = ?, outcome = ? "
-                "WHERE id = ? AND state = ?",
+                "WHERE id = ? AND state = ? RETURNING workflow_id",
                 [LANDED if landed else NOT_LANDED, now, outcome, intent_id, IN_FLIGHT],
             )
-            return cursor.rowcount == 1
+            row = cursor.fetchone()
+            if row is not None and not landed and job_stopped(db, int(row[0])):
+                stop_untouched_steps(db, int(row[0]), now)
+            return row is not None
 
     def unresolved(self, device_id: str) -> list[IntentRecord]:
         rows = self.database.query(

@@ -27,22 +27,16 @@ from storage.records import (
     from_row,
 )
 from storage.snapshots import Snapshots
+from storage.stops import (
+    PENDING,
+    STOP_ASKED,
+    STOPPED_JOB,
+    UNTOUCHED,
+    job_stopped,
+    stop_untouched_steps,
+)
 
-# Step states the stop reads and writes (the names of commands.states.StepState).
-PENDING = "pending"
-STOPPED = "stopped"
-# A stop asked for a running job is kept in its params: {"by", "at", ...}.
-STOP_ASKED = "stop_asked"
-# A step on which nothing of its job took effect at Sigfox or still could: pending, or
-# deleting with no call of the job written ahead for it but those verified not to have landed
-# (a DELETE is always written ahead, storage/intents.py, and `Intents.open` writes none for a
-# stopped device, so a worker between its claim and its call sends nothing once stopped).
-_UNTOUCHED = (
-    "(workflow_devices.state = 'pending' OR (workflow_devices.state = 'deleting' "
-    "AND NOT EXISTS (SELECT 1 FROM intents i WHERE i.workflow_id = workflow_devices.workflow_id "
-    "AND i.device_id = workflow_devices.device_id AND i.state != 'not_landed')))")
-_STOPPED_JOB = (f"EXISTS (SELECT 1 FROM workflows w WHERE w.id = workflow_devices.workflow_id "
-                f"AND json_extract(w.params, '$.{STOP_ASKED}') IS NOT NULL)")
+__all__ = ["STOP_ASKED", "Store"]
 
 
 def _encode(fields: dict[str, Any]) -> dict[str, Any]:
@@ -241,7 +235,7 @@ class Store:
         A step of a stopped job never leaves `pending` (see `stop_untouched`): the claim that
         precedes every first call on a device loses to the stop, whichever came first."""
         assignments, values = _assignments({"state": new_state, "updated_at": now, **fields})
-        unstopped = f" AND NOT ({_STOPPED_JOB})" if expected == PENDING else ""
+        unstopped = f" AND NOT ({STOPPED_JOB})" if expected == PENDING else ""
         with self.database.transaction() as db:
             cursor = db.execute(
                 f"UPDATE workflow_devices SET {assignments}, version = version + 1 "
@@ -252,7 +246,7 @@ class Store:
 
     def stop_untouched(self, workflow_id: int, running: Iterable[str], asked: dict[str, Any],
                        now: float) -> list[str] | None:
-        """Stop a running job for its devices untouched at Sigfox (`_UNTOUCHED`): in one
+        """Stop a running job for its devices untouched at Sigfox (`UNTOUCHED`): in one
         transaction, the stop is noted on the job (`asked`, under `STOP_ASKED` in its params),
         every untouched step moves to `stopped` and its device is free for another job.
         A tick about to act on one of them claims it from `pending` (`cas_device`) or writes
@@ -267,10 +261,10 @@ class Store:
                 f"UPDATE workflows SET params = json_set(params, '$.{STOP_ASKED}', json(?)), "
                 f"version = version + 1, updated_at = ? WHERE id = ? AND state IN ({marks}) "
                 f"AND json_extract(params, '$.{STOP_ASKED}') IS NULL AND EXISTS (SELECT 1 "
-                f"FROM workflow_devices WHERE workflow_id = workflows.id AND {_UNTOUCHED})",
+                f"FROM workflow_devices WHERE workflow_id = workflows.id AND {UNTOUCHED})",
                 [json.dumps(asked, sort_keys=True), now, workflow_id, *states])
             if noted.rowcount == 1:
-                return self._stop_untouched(db, workflow_id, now)
+                return stop_untouched_steps(db, workflow_id, now)
             row = db.execute(
                 f"SELECT json_extract(params, '$.{STOP_ASKED}') IS NULL AND state IN ({marks}) "
                 "FROM workflows WHERE id = ?", [*states, workflow_id]).fetchone()
@@ -280,30 +274,16 @@ class Store:
         """For a stopped job: the steps found untouched since (a call verified not to have
         reached Sigfox) are stopped too. [] for a job not stopped."""
         with self.database.transaction() as db:
-            stopped = db.execute(
-                f"SELECT 1 FROM workflows WHERE id = ? "
-                f"AND json_extract(params, '$.{STOP_ASKED}') IS NOT NULL", [workflow_id]
-            ).fetchone()
-            return self._stop_untouched(db, workflow_id, now) if stopped else []
+            if not job_stopped(db, workflow_id):
+                return []
+            return stop_untouched_steps(db, workflow_id, now)
 
     def untouched_steps(self, workflow_id: int) -> int:
-        """How many of a job's steps are untouched at Sigfox (see `_UNTOUCHED`)."""
+        """How many of a job's steps are untouched at Sigfox (see `UNTOUCHED`)."""
         rows = self.database.query(
-            f"SELECT COUNT(*) AS n FROM workflow_devices WHERE workflow_id = ? AND {_UNTOUCHED}",
+            f"SELECT COUNT(*) AS n FROM workflow_devices WHERE workflow_id = ? AND {UNTOUCHED}",
             (workflow_id,))
         return int(rows[0]["n"])
-
-    @staticmethod
-    def _stop_untouched(db: Any, workflow_id: int, now: float) -> list[str]:
-        rows = db.execute(
-            "UPDATE workflow_devices SET state = ?, next_run = 0, updated_at = ?, "
-            f"version = version + 1 WHERE workflow_id = ? AND {_UNTOUCHED} RETURNING device_id",
-            [STOPPED, now, workflow_id]).fetchall()
-        device_ids = sorted(str(row[0]) for row in rows)
-        for device_id in device_ids:
-            db.execute("DELETE FROM device_locks WHERE device_id = ? AND workflow_id = ?",
-                       [device_id, workflow_id])
-        return device_ids
 
     def update_device_step(
         self, workflow_id: int, device_id: str, now: float, **fields: Any

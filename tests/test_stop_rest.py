@@ -423,3 +423,47 @@ def test_a_deleting_step_is_untouched_only_while_no_delete_landed_or_could(
     states = {s.device_id: s.state for s in store.workflow_devices(workflow_id)}
     assert states["X0LANDED"] == states["X0FLIGHT"] == StepState.DELETING
     assert store.untouched_steps(workflow_id) == 0
+
+
+def test_a_delete_found_not_to_have_landed_after_the_stop_is_not_sent_again(
+    make_simulator: Callable[..., SimulatorServer], tmp_path: Path
+) -> None:
+    # At the stop, the DELETE of ids[1] got a 500 (it may have landed: touched, finishing).
+    # Checked once it can no longer land, it did nothing: the device is untouched after all,
+    # and the stopped job sends it nothing more.
+    sim = make_simulator(devices=0, rate_limits=False, delete_hold=0, job_delay=0.0)
+    ids = off_contract_fleet(sim, 6)
+    gate = GatedTransport(holding_delete_of(ids[2]))
+    clock = ManualClock(sim.clock.now())
+    api = client_for(sim, clock=clock.now, transport=gate, max_retries=0)
+    harness = make_core(sim, tmp_path / "bot.db", api=api, clock=clock,
+                        config=core_config(ONE_AT_A_TIME))
+    outcome = harness.core.request(Request(Kind.DELETE, REQUESTER, tuple(ids), Target("C0")))
+    assert harness.core.decide(int(outcome.approval_id or 0), APPROVER, approve=True).ok
+    workflow_id = int(outcome.workflow_id or 0)
+    sim.fault(f"/v2/devices/{ids[1]}", method="DELETE", status=500)
+    gate.close_gate()
+    tick = threading.Thread(target=harness.core.tick, name="held-tick")
+    tick.start()
+    try:
+        gate.wait_until_held(1)
+        stopped = harness.core.cancel(workflow_id, REQUESTER)
+    finally:
+        gate.open()
+        tick.join(timeout=60)
+    assert stopped.details == {"stopped": 3, "finishing": 3}, stopped.message
+
+    harness.advance(harness.core.api.longest_call + 61)  # the 500's DELETE can no longer land
+    for _ in range(10):
+        harness.core.tick()
+        harness.advance(5)
+
+    assert harness.core.store.get_workflow(workflow_id).state == WorkflowState.STOPPED
+    assert sorted(deletes(sim)) == sorted(ids[:3])  # the 500'd DELETE of ids[1] not sent again
+    assert sim.world.devices.get(ids[1]) is not None
+    assert harness.core.store.device_step(workflow_id, ids[1]).state == StepState.STOPPED
+    assert any(f"{ids[1]}: Checked after the unanswered delete: it did not reach Sigfox, and "
+               "the job was stopped: nothing more is sent for it." in t
+               for t in harness.notifier.texts())
+    [summary] = [e for e in harness.notifier.events if e.details.get("outcome")]
+    assert "2 of 6 device(s) done, 0 failed, 4 stopped untouched" in summary.text
