@@ -116,3 +116,29 @@ def test_a_running_card_of_several_devices_offers_to_stop_the_rest() -> None:
                  blocks.JobView("J-0007", 7, "renew", ("5D0000", "5D0001"), "stopped", "U1",
                                 stoppable=True)):
         assert buttons({"blocks": blocks.job_parent(view).blocks}) == []
+
+
+def test_a_running_card_offers_stop_the_rest_and_a_job_all_touched_refuses_it(
+    make_simulator: Callable[..., SimulatorServer], tmp_path: Path
+) -> None:
+    # A restart of several devices is one Sigfox bulk job: once submitted, all are touched.
+    simulator = make_simulator(devices=0, rate_limits=False, delete_hold=0, job_delay=3600.0)
+    ids = off_contract_fleet(simulator, 3)
+    with running_bot(simulator, tmp_path / "bot.db") as bot:
+        bot.command(f"restart {' '.join(ids)}")
+        [workflow] = bot.core.store.list_workflows()
+        bot.core.tick()
+        assert {s.state for s in bot.core.store.workflow_devices(workflow.id)} == {
+            StepState.AWAITING_JOB}
+        [card] = [m for m in bot.parents() if "restart" in m.get("text", "")]
+        assert "Running" in json.dumps(card["blocks"])
+        [stop] = buttons(card)
+        assert (stop["action_id"], stop["text"]["text"]) == (blocks.CANCEL, "Stop the rest")
+
+        bot.click(blocks.CANCEL, stop["value"], REQUESTER_ID, message_ts=card["ts"])
+
+        assert any("cannot be cancelled: its first change was already sent" in t
+                   for t in bot.ephemeral_texts(REQUESTER_ID))
+        assert bot.core.store.get_workflow(workflow.id).state == WorkflowState.RUNNING
+        assert [a for a in bot.core.store.audit_entries(workflow_id=workflow.id)
+                if a.action == "stop"] == []
