@@ -34,10 +34,10 @@ from commands.config import BotConfig
 from commands.ports import Clock, ProgressKind, SigfoxApi
 from commands.read_ahead import ReadAhead
 from commands.states import StepState
-from commands.writeahead import CREATE, RESOLVED_BY_READ, NotSent, WriteAhead
+from commands.writeahead import CREATE, RESOLVED_BY_READ, NotSent, WriteAhead, answered_job_id
 from sigfox.errors import SigfoxBadRequest, SigfoxConflict, SigfoxError, SigfoxForbidden
 from sigfox.models import BulkJob, Device, DeviceCreate, JobKind
-from storage.intents import LANDED, NOT_LANDED, IntentRecord
+from storage.intents import LANDED, NOT_LANDED
 from storage.records import Snapshot, StepRecord, WorkflowRecord
 from storage.store import Store
 
@@ -189,7 +189,7 @@ class BulkRegistrations:
         it failed. Polls again later when there is nothing to conclude yet."""
         device_id = step.device_id
         last = self.write_ahead.last_intent(workflow.id, device_id, CREATE)
-        job_id = step.data.get("job_id") or _answered_job_id(last)
+        job_id = step.data.get("job_id") or answered_job_id(last)
         if not job_id:
             if last is None or last.state == NOT_LANDED:
                 return JobVerdict.RESUBMIT, ""
@@ -240,12 +240,6 @@ class BulkRegistrations:
         return last is not None and last.state == LANDED and last.outcome == RESOLVED_BY_READ
 
 
-def _answered_job_id(intent: IntentRecord | None) -> str:
-    """The job id Sigfox answered the submission with, kept in its intent (a crash may have
-    kept it there only); none when the submission got no answer (settled by a read)."""
-    if intent is None or intent.state != LANDED or intent.outcome == RESOLVED_BY_READ:
-        return ""
-    return intent.outcome
 
 
 def _shared_fields(body: DeviceCreate) -> str:

@@ -19,7 +19,7 @@ from commands.planning import type_id_of
 from commands.ports import Clock, ProgressKind, SigfoxApi
 from commands.read_ahead import ReadAhead
 from commands.states import StepState
-from commands.writeahead import NotSent, WriteAhead
+from commands.writeahead import NotSent, WriteAhead, answered_job_id
 from sigfox.errors import SigfoxError
 from sigfox.models import BulkJob, Device, JobKind, TokenState
 from storage.intents import NOT_LANDED
@@ -100,8 +100,7 @@ class BulkJobs:
         submitted_at = float(step.data.get("submitted_at", step.updated_at))
         last = self.write_ahead.last_intent(workflow.id, device_id, kind.value)
         # Sigfox's answer carries the job id; a crash may have kept it in the intent only.
-        job_id = step.data.get("job_id") or (
-            last.outcome if last is not None and last.state != NOT_LANDED else "")
+        job_id = step.data.get("job_id") or answered_job_id(last)
         if job_id:
             job = self.books.call(workflow, device_id, "read job", self.api.get_job, kind, job_id)
             error = job_error(job, device_id)

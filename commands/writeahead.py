@@ -220,6 +220,14 @@ class WriteAhead:
         return mine[-1] if mine else None
 
 
+def answered_job_id(intent: IntentRecord | None) -> str:
+    """The job id Sigfox answered the submission with, kept in its intent (a crash may have
+    kept it there only); none when the submission got no answer (settled by a read)."""
+    if intent is None or intent.state != LANDED or intent.outcome == RESOLVED_BY_READ:
+        return ""
+    return intent.outcome
+
+
 def shows_effect(intent: IntentRecord, device: Device | None) -> bool:
     """Whether the device, read after `lands_by`, shows that the call took effect."""
     if intent.action == DELETE:

@@ -19,7 +19,8 @@ from support.writeahead import (
 )
 
 from commands.states import WorkflowState
-from storage.intents import IN_FLIGHT, LANDED, NOT_LANDED
+from commands.writeahead import RESOLVED_BY_READ, answered_job_id
+from storage.intents import IN_FLIGHT, LANDED, NOT_LANDED, IntentRecord
 
 
 def test_an_unanswered_delete_is_never_sent_again_and_nothing_follows_until_it_is_settled(
@@ -82,3 +83,17 @@ def test_a_running_job_that_sent_nothing_can_be_cancelled(world) -> None:
     assert harness.core.store.get_workflow(workflow_id).state == WorkflowState.RUNNING
     assert harness.core.cancel(workflow_id, REQUESTER).ok
     assert calls(simulator, "DELETE", f"/v2/devices/{device}") == []
+
+
+def test_only_an_answered_submission_names_a_job_to_read() -> None:
+    def intent(state: str, outcome: str) -> IntentRecord:
+        return IntentRecord(id=1, workflow_id=1, device_id="D1", action="restart", batch="b",
+                            state=state, sent_at=0.0, lands_by=1.0, resolved_at=2.0,
+                            outcome=outcome, details={})
+
+    assert answered_job_id(intent(LANDED, "5f1e0c2a9d")) == "5f1e0c2a9d"
+    # Settled by a read: no answer, so no job id, whatever the read decided.
+    assert answered_job_id(intent(LANDED, RESOLVED_BY_READ)) == ""
+    assert answered_job_id(intent(NOT_LANDED, RESOLVED_BY_READ)) == ""
+    assert answered_job_id(intent(IN_FLIGHT, "")) == ""
+    assert answered_job_id(None) == ""
