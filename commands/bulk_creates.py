@@ -113,7 +113,8 @@ class BulkRegistrations:
         type_id = claimed[0][1].device_type_id
         try:
             batch = self.write_ahead.open_intent(workflow, ids, CREATE,
-                                                 {"device_type_id": type_id, "bulk": True})
+                                                 {"device_type_id": type_id, "bulk": True},
+                                                 bulk=True)
         except NotSent:  # cancelled meanwhile, or a call on one of them is unresolved
             self._back_to_release(workflow, claimed, now + self.books.tick_seconds())
             return set()
@@ -123,7 +124,7 @@ class BulkRegistrations:
         try:
             job_id = self.write_ahead.send(
                 workflow, ids, CREATE, self._bulk_create, type_id, bodies, first.prototype,
-                certificate, batch=batch)
+                certificate, batch=batch, bulk=True)
         except SigfoxError as error:
             return self._not_submitted(workflow, claimed, error)
         for step, _ in claimed:

@@ -160,7 +160,8 @@ class BulkJobs:
             if not claimed:
                 return
             try:
-                batch = self.write_ahead.open_intent(workflow, claimed, kind.value, details)
+                batch = self.write_ahead.open_intent(workflow, claimed, kind.value, details,
+                                                     bulk=True)
             except NotSent:
                 # Cancelled meanwhile, or a call on one of them is unresolved: not sent, back
                 # to pending; the next tick looks again.
@@ -171,7 +172,7 @@ class BulkJobs:
                 return
         try:
             job_id = self.write_ahead.send(workflow, claimed, kind.value, submit, claimed,
-                                           batch=batch)
+                                           batch=batch, bulk=True)
         except SigfoxError as error:
             # Unknown outcome: the devices are watched, and submitted again if nothing changes.
             # Known refusal: back to pending, retried later with back-off.

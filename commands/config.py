@@ -302,6 +302,9 @@ class TimingConfig(_Section):
     # Sigfox (a request queued at the edge, a bulk job starting late): the bot reads the
     # device to learn what happened only once this has passed, and sends nothing meanwhile.
     landing_margin: Duration = timedelta(minutes=1)
+    # A bulk job (restart, transfer, create) runs after Sigfox accepted it, later when its
+    # queue is busy: an unanswered submission may take effect this much longer still.
+    bulk_job_landing: Duration = timedelta(minutes=10)
 
 
 class BotConfig(_Section):

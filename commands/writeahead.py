@@ -8,9 +8,10 @@ The invariant, for every device:
     Sigfox's answer, or, when there was none (timeout, 5xx, dropped connection, a crash
     during the call), by a read of the backend made only after `lands_by`: the latest time
     the call could still take effect (the client's longest call, plus the landing margin
-    [timing] landing_margin). Nothing is sent again while a call could be in flight, so a
-    create is never sent while a DELETE could still land, and a late DELETE can never remove
-    the re-created device.
+    [timing] landing_margin, plus [timing] bulk_job_landing for a bulk job's submission,
+    which Sigfox runs some time after accepting it). Nothing is sent again while a call could
+    be in flight, so a create is never sent while a DELETE could still land, and a late DELETE
+    can never remove the re-created device.
 
 How the pieces hold it up:
 - `storage.intents.Intents.open` checks "no unresolved intent on these devices" and "the
@@ -36,6 +37,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, TypeVar
 
 from commands import human
@@ -77,20 +79,24 @@ class WriteAhead:
     config: BotConfig
     books: Bookkeeper
 
-    def _lands_within(self) -> float:
+    def _lands_within(self, bulk: bool) -> float:
         """How long after a call starts it may still take effect (crash bound)."""
-        return self.api.longest_call + self._landing_margin()
+        return self.api.longest_call + self._landing_margin(bulk)
 
-    def _landing_margin(self) -> float:
-        return self.config.timing.landing_margin.total_seconds()
+    def _landing_margin(self, bulk: bool) -> float:
+        """After the client gave up: a bulk job accepted meanwhile still has to run."""
+        timing = self.config.timing
+        margin = timing.landing_margin + (timing.bulk_job_landing if bulk else timedelta(0))
+        return margin.total_seconds()
 
     def open_intent(self, workflow: WorkflowRecord, device_ids: Sequence[str], action: str,
-                    details: dict[str, Any] | None = None) -> str:
-        """Write the intent (the batch id); `NotSent` when it cannot be written."""
+                    details: dict[str, Any] | None = None, *, bulk: bool = False) -> str:
+        """Write the intent (the batch id); `NotSent` when it cannot be written. `bulk`: a
+        bulk job's submission, which Sigfox runs some time after accepting it."""
         sent_at = self.landing_clock.now()
         batch = self.store.intents.open(
             workflow_id=workflow.id, device_ids=device_ids, action=action, now=sent_at,
-            lands_by=sent_at + self._lands_within(), running=[WorkflowState.RUNNING.value],
+            lands_by=sent_at + self._lands_within(bulk), running=[WorkflowState.RUNNING.value],
             details=details,
         )
         if batch is None:
@@ -99,20 +105,20 @@ class WriteAhead:
 
     def send(self, workflow: WorkflowRecord, device_ids: Sequence[str], action: str,
              function: Callable[..., T], *args: Any, details: dict[str, Any] | None = None,
-             batch: str | None = None) -> T:
+             batch: str | None = None, bulk: bool = False) -> T:
         """Write the intent (unless `batch` is one already written), send the call, record
         Sigfox's answer. Raises `NotSent` when the intent cannot be written; re-raises the
-        call's `SigfoxError` after recording it."""
-        batch = batch or self.open_intent(workflow, device_ids, action, details)
+        call's `SigfoxError` after recording it. `bulk` as for `open_intent`."""
+        batch = batch or self.open_intent(workflow, device_ids, action, details, bulk=bulk)
         try:
             result = self.books.call(workflow, ",".join(device_ids), action, function, *args)
         except SigfoxError as error:
             ended = self.landing_clock.now()
             if error.outcome_unknown:
-                self.store.intents.unanswered(batch, ended + self._landing_margin(),
+                self.store.intents.unanswered(batch, ended + self._landing_margin(bulk),
                                               type(error).__name__)
                 self._tell_landing_wait(workflow, device_ids, action, batch,
-                                        self._landing_margin())
+                                        self._landing_margin(bulk))
             else:
                 self.store.intents.answered(batch, False, ended, type(error).__name__)
             raise

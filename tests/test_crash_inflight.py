@@ -113,7 +113,9 @@ def run_trial(bots: BotProcesses, simulator: SimulatorServer, fleet: Fleet, tmp:
     settings = {
         "url": simulator.base_url, "root": simulator.root_url, "login": simulator.login,
         "password": simulator.password, "db": str(db), "devices": list(trial.devices),
-        "config": POLICY_TOML + f'landing_margin = "{int(LANDING_MARGIN)}s"\n',
+        # Its simulator runs a bulk job at once: little to wait for once it was accepted.
+        "config": POLICY_TOML + f'landing_margin = "{int(LANDING_MARGIN)}s"\n'
+                                'bulk_job_landing = "1s"\n',
         "now": simulator.clock.now(), "timeout": round(rng.uniform(0.1, 0.25), 3),
         "max_retries": 0, "backoff_cap": 0.1, "deadline": 60.0, "pause": 0.02,
     }

@@ -17,7 +17,7 @@ from commands.states import Kind, WorkflowState
 
 # A call dying with its process is settled by a read only once it can no longer land: keep
 # that wait short here (client timeout 0.2 s, no retries, 1 s margin: under 2 s).
-FAST_LANDING = 'landing_margin = "1s"\n'
+FAST_LANDING = 'landing_margin = "1s"\nbulk_job_landing = "1s"\n'
 FAST_CLIENT = {"timeout": 0.2, "max_retries": 0, "backoff_cap": 0.1, "deadline": 30.0,
                "pause": 0.02}
 

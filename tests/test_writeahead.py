@@ -8,7 +8,7 @@ sent for the device, not even the create; after it, one read settles what happen
 
 from __future__ import annotations
 
-from support.core import REQUESTER
+from support.core import APPROVER, REQUESTER, build_fleet, core_config, make_core, sigfox_client
 from support.writeahead import (
     MARGIN,
     approved_renewal,
@@ -18,7 +18,9 @@ from support.writeahead import (
     wait_for_call,
 )
 
-from commands.states import WorkflowState
+from commands.planning import Request
+from commands.ports import ManualClock, Target
+from commands.states import Kind, WorkflowState
 from commands.writeahead import RESOLVED_BY_READ, answered_job_id
 from storage.intents import IN_FLIGHT, LANDED, NOT_LANDED, IntentRecord
 
@@ -97,3 +99,42 @@ def test_only_an_answered_submission_names_a_job_to_read() -> None:
     assert answered_job_id(intent(NOT_LANDED, RESOLVED_BY_READ)) == ""
     assert answered_job_id(intent(IN_FLIGHT, "")) == ""
     assert answered_job_id(None) == ""
+
+
+def test_a_bulk_job_accepted_without_an_answer_is_awaited_not_submitted_again(
+        make_simulator, tmp_path) -> None:
+    """Sigfox runs a bulk job after accepting it: an unanswered submission may take effect
+    long after the call could still reach it ([timing] bulk_job_landing), and reading the
+    device in between would wrongly say it did nothing, and send it again."""
+    # Jobs run only when the test says (a clock advance), as on a busy Sigfox queue.
+    simulator = make_simulator(devices=0, rate_limits=False, job_delay=3600.0)
+    fleet = build_fleet(simulator)
+    landing = ManualClock(1_000_000.0)
+    harness = make_core(simulator, tmp_path / "bot.db", landing_clock=landing,
+                        config=core_config('bulk_job_landing = "10m"\n'),
+                        api=sigfox_client(simulator, timeout=0.2, max_retries=0))
+    device = fleet.off_contract
+    outcome = harness.core.request(Request(Kind.RESTART, REQUESTER, (device,), Target("C0")))
+    assert outcome.ok, outcome.message
+    if outcome.approval_id is not None:
+        assert harness.core.decide(outcome.approval_id, APPROVER, approve=True).ok
+    submit = "/v2/devices/bulk/restart"
+    simulator.fault(submit, method="POST", delay=0.6)  # accepted after the client gave up
+    harness.core.tick()
+    wait_for_call(simulator, "POST", submit)
+
+    landing.advance(harness.core.api.longest_call + MARGIN + 1)  # past the plain margin
+    harness.clock.advance(3600)
+    harness.core.tick()
+    assert len(calls(simulator, "POST", submit)) == 1  # not read as "did nothing" yet
+
+    simulator.advance(1)  # the job runs at last
+    landing.advance(600)
+    harness.clock.advance(3600)
+    for _ in range(3):
+        harness.core.tick()
+        harness.clock.advance(60)
+    assert len(calls(simulator, "POST", submit)) == 1
+    [intent] = harness.core.store.intents.of_step(outcome.workflow_id, device)
+    assert intent.state == LANDED
+    assert harness.core.store.get_workflow(outcome.workflow_id).state == WorkflowState.DONE
