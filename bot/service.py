@@ -22,6 +22,7 @@ from slack_bolt import App
 from slack_sdk import WebClient
 
 from bot.ack_gate import (
+    AcksFirstExecutor,
     CheckpointTransport,
     gate_of,
     install_safe_points,
@@ -248,6 +249,16 @@ def workflow_api(api: SigfoxApi) -> SigfoxApi:
     return api.deferring() if isinstance(api, SigfoxClient) else api
 
 
+def scheduler_pool(bolt_app: App) -> Executor | None:
+    """The scheduler's jobs (workflow ticks, scans, digests) are background work like the
+    listeners': they start once no Slack request is being answered, and park at their safe
+    points while one is (bot.ack_gate). APScheduler's default is 10 threads: the same here."""
+    gate = gate_of(bolt_app)
+    if gate is None:
+        return None
+    return AcksFirstExecutor(ThreadPoolExecutor(10, thread_name_prefix="scheduler"), gate)
+
+
 def start(services: Services, *, paused: bool = False) -> Any:
     """Resume unfinished workflows, publish metrics, start the scheduler; returns it.
 
@@ -264,7 +275,8 @@ def start(services: Services, *, paused: bool = False) -> Any:
     log.info("resumed %d workflow(s)", resumed)
     jobs = {**services.extra_jobs(), "watch-dependencies": (WATCH_EVERY, watch.observe)}
     scheduler = start_scheduler(services.core, tick=services.config.timing.tick,
-                                extra_jobs=jobs, paused=paused)
+                                extra_jobs=jobs, paused=paused,
+                                job_pool=scheduler_pool(services.bolt_app))
     AlertSchedule(services.alerts).attach(scheduler)
     services.scheduler = scheduler
     return scheduler

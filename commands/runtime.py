@@ -7,7 +7,8 @@ and a firing that finds the previous tick still running returns at once (APSched
 a few instances, so it never has to skip one and log "maximum number of running instances
 reached"); the tick that outlasted its interval says so in one line with its slowest step. The
 other jobs are interval jobs with `max_instances=1` and `coalesce=True`; the store's leases keep
-two processes from advancing the same workflow at once.
+two processes from advancing the same workflow at once. The jobs run on the pool the caller
+gives (the bot's yields to Slack's acknowledgements: `bot.ack_gate`), else on APScheduler's own.
 """
 
 from __future__ import annotations
@@ -16,8 +17,10 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Executor
 from datetime import timedelta
 
+from apscheduler.executors.pool import BasePoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from commands import metrics
@@ -112,15 +115,25 @@ def _safely(name: str, job: Callable[[], object]) -> Callable[[], None]:
     return run
 
 
+class _JobPool(BasePoolExecutor):  # type: ignore[misc]  # APScheduler 3 has no type hints
+    """APScheduler's pool executor over the pool it is given."""
+
+    def __init__(self, pool: Executor) -> None:
+        super().__init__(pool)
+
+
 def start_scheduler(
     core: Core,
     *,
     tick: timedelta,
     extra_jobs: dict[str, tuple[timedelta, Callable[[], object]]] | None = None,
     paused: bool = False,
+    job_pool: Executor | None = None,
 ) -> BackgroundScheduler:
-    """Start ticking the workflows (and any extra interval job) in the background."""
-    scheduler = BackgroundScheduler(timezone="UTC")
+    """Start ticking the workflows (and any extra interval job) in the background, the jobs
+    run on `job_pool` when given (it is shut down with the scheduler)."""
+    options = {"executors": {"default": _JobPool(job_pool)}} if job_pool is not None else {}
+    scheduler = BackgroundScheduler(timezone="UTC", **options)
     WorkflowTicker(core, tick.total_seconds()).add_to(scheduler)
     for name, (interval, job) in (extra_jobs or {}).items():
         scheduler.add_job(

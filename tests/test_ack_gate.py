@@ -7,10 +7,12 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 
 import httpx
 import pytest
 from slack_bolt import Ack
+from support.core import service_env
 from support.slack_signing import signed_headers, slash_command_body
 
 from bot.ack_gate import (
@@ -22,9 +24,11 @@ from bot.ack_gate import (
     keep_collections_off_acks,
 )
 from bot.app import create_bolt_app
+from bot.service import build_services, scheduler_pool
 from bot.slack_client import make_web_client
 from bot.web import create_web_app
 from commands import metrics
+from commands.runtime import start_scheduler
 from demo.slack_standin import BackgroundServer, SlackApiStandIn
 
 SECRET = "gate-signing-secret"
@@ -210,3 +214,32 @@ def test_work_handed_off_by_an_ack_listener_runs_once_gated_and_a_failure_is_log
     assert seen == [("help", 0, gate)]  # once, after the answer was sent, as gated work
     assert any("background work work failed: RuntimeError" in r.getMessage()
                for r in caplog.records)
+
+
+def test_the_schedulers_jobs_start_once_the_acks_are_sent(make_simulator, tmp_path) -> None:
+    simulator = make_simulator(devices=0, rate_limits=False)
+    with SlackApiStandIn() as standin:
+        services = build_services(service_env(simulator, standin, tmp_path / "bot.db"))
+        gate = gate_of(services.bolt_app)
+        assert gate is not None
+        gate.max_hold = 30  # far longer than this test holds the request
+        seen: list[tuple[bool, int]] = []
+        ran = threading.Event()
+
+        def probe() -> None:
+            seen.append((current_gate() is gate, gate.answering))
+            ran.set()
+
+        gate.enter()  # a request being answered
+        scheduler = start_scheduler(
+            services.core, tick=timedelta(hours=1),
+            extra_jobs={"probe": (timedelta(seconds=0.05), probe)},
+            job_pool=scheduler_pool(services.bolt_app))
+        try:
+            time.sleep(0.3)  # the job falls due meanwhile, and waits
+            gate.leave()
+            assert ran.wait(timeout=30)
+        finally:
+            scheduler.shutdown(wait=True)
+            services.close()
+        assert seen[0] == (True, 0)  # gated work, started once nothing was being answered

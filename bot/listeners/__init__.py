@@ -26,7 +26,7 @@ from slack_bolt import App
 
 from bot.handler import CommandHandler
 from bot.listeners import actions, alert_actions, commands, events
-from bot.listeners.binding import Installation, installation_guard
+from bot.listeners.binding import Installation, InstallationGuard
 from bot.listeners.replies import log_error
 from bot.listeners.views import ReasonForms
 
@@ -40,8 +40,8 @@ def register_listeners(app: App, services: Services) -> None:
     """`/sigfox`, the job and alert buttons, App Home's event, the reason forms (modals, which
     the command and Reject open), and the error logger."""
     # Before every listener: the request must name this workspace and app.
-    app.middleware(installation_guard(Installation(services.client),
-                                      app.listener_runner.listener_executor.submit))
+    app.middleware(InstallationGuard(Installation(services.client),
+                                     app.listener_runner.listener_executor.submit))
     handler = CommandHandler(services.core, services.alerts)
     forms = ReasonForms(core=services.core, edge=services.edge, handler=handler,
                         groups=services.groups)
