@@ -8,7 +8,7 @@ repeating a destructive call and never losing the PAC.
 from __future__ import annotations
 
 import pytest
-from support.core import APPROVER, REQUESTER, build_fleet, make_core, sigfox_client
+from support.core import APPROVER, REQUESTER, build_fleet, core_config, make_core, sigfox_client
 
 from commands.planning import Request
 from commands.ports import ManualClock, Target
@@ -98,7 +98,9 @@ def test_bulk_jobs_survive_faults_on_submission(make_simulator, tmp_path, kind, 
     simulator = make_simulator(devices=0, rate_limits=False, delete_hold=0, job_delay=0.0)
     fleet = build_fleet(simulator)
     clock = ManualClock(simulator.clock.now())
+    # A job of this simulator runs at once: a minute covers one accepted without an answer.
     harness = make_core(simulator, tmp_path / "bot.db", clock=clock,
+                        config=core_config('bulk_job_landing = "1m"\n'),
                         api=sigfox_client(simulator, timeout=0.4, max_retries=3, clock=clock.now))
     device, target = ((fleet.no_token, "Fleet B") if kind == Kind.TRANSFER
                       else (fleet.off_contract, None))
