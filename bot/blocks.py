@@ -151,9 +151,8 @@ def slack_date(ts: float, fmt: str = "{date_short_pretty} at {time}") -> str:
 
 
 def devices_text(devices: Sequence[str], limit: int = 10) -> str:
-    shown = ", ".join(f"`{d}`" for d in devices[:limit])
-    more = len(devices) - limit
-    return shown + (f" and {more} more" if more > 0 else "")
+    rest = human.and_more(len(devices), limit)
+    return " ".join(filter(None, [", ".join(f"`{d}`" for d in devices[:limit]), rest]))
 
 
 def state_label(state: str) -> str:

@@ -241,8 +241,6 @@ class BulkRegistrations:
         return last is not None and last.state == LANDED and last.outcome == RESOLVED_BY_READ
 
 
-
-
 def _shared_fields(body: DeviceCreate) -> str:
     """What one bulk job gives all its devices: the device type, and the flags the Swagger
     puts on the job rather than on each device (prototype, product certificate)."""

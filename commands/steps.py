@@ -61,6 +61,8 @@ class StepRunner:
     read_ahead: ReadAhead = field(default_factory=ReadAhead)
     # Registrations of several devices in bulk create jobs (None: each device on its own).
     registrations: BulkRegistrations | None = None
+    # Devices per job: fixed when the job is created, asked at nearly every step.
+    _job_sizes: dict[int, int] = field(default_factory=dict, init=False, repr=False)
 
     def run(self, workflow: WorkflowRecord, step: StepRecord) -> None:
         """Move the device's step as far as it can go now (it may raise `SigfoxError`)."""
@@ -104,10 +106,10 @@ class StepRunner:
     def _settled(self, workflow: WorkflowRecord, device_id: str) -> bool:
         """`WriteAhead.settled`; when it had a call to settle, what this tick's pages showed
         of the device is dropped: they may have been read before that call landed."""
-        unsettled = bool(self.store.intents.unresolved(device_id))
+        if not self.store.intents.unresolved(device_id):
+            return True
         settled = self.write_ahead.settled(workflow, device_id)
-        if unsettled:
-            self.read_ahead.forget(workflow.id, device_id)
+        self.read_ahead.forget(workflow.id, device_id)
         return settled
 
     def _read_device_paged(self, workflow: WorkflowRecord, device_id: str, *,
@@ -330,7 +332,10 @@ class StepRunner:
         """Whether the job's devices are read together at each tick (several of them): then
         the read after a write waits for the next tick's pages; a job of one device reads
         its device at once, one call either way."""
-        return sum(self.store.step_states(workflow.id).values()) >= WORTH_A_PAGE
+        size = self._job_sizes.get(workflow.id)
+        if size is None:
+            size = self._job_sizes[workflow.id] = sum(self.store.step_states(workflow.id).values())
+        return size >= WORTH_A_PAGE
 
     def _look_again_next_tick(self, workflow: WorkflowRecord, device_id: str) -> None:
         now = self.clock.now()

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from commands import human
 from commands.bookkeeping import Bookkeeper, clock_time
 from commands.config import BotConfig
 from commands.outcome import Outcome
@@ -96,7 +97,10 @@ class StopRest:
 
     def sweep(self, workflow: WorkflowRecord) -> None:
         """Before a stopped job's steps run: those found untouched since (a call verified not
-        to have reached Sigfox) are stopped too."""
+        to have reached Sigfox) are stopped too. A job never stopped costs no transaction:
+        the mark, once written, stays (and the guards in storage hold whatever this sees)."""
+        if not workflow.params.get(STOP_ASKED):
+            return
         stopped = self.store.stop_leftovers(workflow.id, self.clock.now())
         if stopped:
             self.books.tell(workflow, ProgressKind.STEP_DONE,
@@ -131,9 +135,8 @@ def _what_happened(label: str, stopped: Sequence[str], finishing: Sequence[StepR
 
 
 def _named(device_ids: Sequence[str]) -> str:
-    shown = ", ".join(device_ids[:NAMED_UP_TO])
-    more = len(device_ids) - NAMED_UP_TO
-    return f"{shown} and {more} more" if more > 0 else shown
+    rest = human.and_more(len(device_ids), NAMED_UP_TO)
+    return " ".join(filter(None, [", ".join(device_ids[:NAMED_UP_TO]), rest]))
 
 
 def stopped_summary(kind: str, steps: Sequence[StepRecord]) -> str:
